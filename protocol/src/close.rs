@@ -1,0 +1,54 @@
+//! WebSocket close codes and `error` frame codes: the numbers and words clients act on.
+
+use serde::{Deserialize, Serialize};
+
+/// Normal closure.
+pub const NORMAL: u16 = 1000;
+/// The edge is going away (drain, deploy): reconnect with jitter and resume.
+pub const GOING_AWAY: u16 = 1001;
+/// Policy violation.
+pub const POLICY: u16 = 1008;
+/// An inbound frame was larger than allowed.
+pub const TOO_BIG: u16 = 1009;
+/// Internal error on the edge.
+pub const INTERNAL: u16 = 1011;
+/// Overloaded: reconnect later with backoff.
+pub const TRY_LATER: u16 = 1013;
+/// Authentication failed or timed out.
+pub const AUTH_FAILED: u16 = 4001;
+/// Nothing arrived within the idle timeout.
+pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+/// The token expired without a refresh.
+pub const TOKEN_EXPIRED: u16 = 4003;
+/// The client kept exceeding the inbound rate.
+pub const RATE_LIMITED: u16 = 4008;
+/// The client could not keep up with its outbound queue.
+pub const SLOW_CONSUMER: u16 = 4009;
+/// Disconnected by the application, with a reason.
+pub const DISCONNECTED: u16 = 4010;
+
+/// The `code` of an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The frame could not be decoded or lacks a required field.
+    BadFrame,
+    /// The frame's `type` is not one this edge knows.
+    UnknownType,
+    /// The token does not allow this.
+    Forbidden,
+    /// The room name breaks the naming rules.
+    InvalidRoom,
+    /// The connection is in as many rooms as allowed.
+    TooManyRooms,
+    /// The connection is not in that room.
+    NotJoined,
+    /// Too many frames; slow down.
+    RateLimited,
+    /// The frame or its data is too large.
+    TooLarge,
+    /// The bus (Redis) is unreachable; retry.
+    Unavailable,
+    /// Something went wrong on the edge.
+    Internal,
+}

@@ -1,0 +1,183 @@
+//! The envelope: what a publisher puts into Redis for every message (PROTOCOL.md part B).
+//!
+//! A MessagePack map with named fields, so publishers in any language can write it and new
+//! optional fields can be added without breaking old edges (unknown fields are ignored).
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::keys::{Scope, Target};
+use crate::names::{self, NameError};
+
+/// Envelope format version written by this crate.
+pub const VERSION: u32 = 1;
+
+/// What an envelope asks edges to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Deliver a message to the target's sessions.
+    Msg,
+    /// Make the target's sessions join `room`.
+    Join,
+    /// Make the target's sessions leave `room`.
+    Leave,
+    /// Close the target's sessions with `code` and `reason`.
+    Disconnect,
+}
+
+/// One published message or control operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Format version, 1.
+    pub v: u32,
+    /// Message id, a UUID (v7 when this crate makes it), 16 bytes on the wire.
+    pub id: Uuid,
+    /// What to do.
+    pub kind: Kind,
+    /// The target's scope.
+    pub scope: Scope,
+    /// The target's name: room name, user id, client id, or "" for `all`.
+    pub target: String,
+    /// Event name (for `msg`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
+    /// The message's JSON text, as bytes.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<u8>,
+    /// Client ids that must not receive it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<String>,
+    /// Publish time, Unix milliseconds.
+    pub ts: u64,
+    /// W3C traceparent of the publisher's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+    /// Room for `join` and `leave`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Close code for `disconnect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// Close reason for `disconnect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Error)]
+pub enum EnvelopeError {
+    /// Not a MessagePack map of the expected shape.
+    #[error("undecodable envelope: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// Could not be encoded (should not happen for well-formed values).
+    #[error("unencodable envelope: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// A version this crate does not understand.
+    #[error("unsupported envelope version {0}")]
+    Version(u32),
+    /// A name breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// `data` is not JSON.
+    #[error("data is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A `msg` without event, or a control kind without its fields.
+    #[error("envelope is missing {0}")]
+    Missing(&'static str),
+}
+
+impl Envelope {
+    /// A new `msg` envelope for `target`, with a fresh UUID v7 and the current time.
+    /// `data` must already be JSON text (see [`Envelope::validate`]).
+    pub fn message(target: &Target, event: &str, data: Vec<u8>) -> Envelope {
+        Envelope {
+            v: VERSION,
+            id: Uuid::now_v7(),
+            kind: Kind::Msg,
+            scope: target.scope(),
+            target: target.name().to_owned(),
+            event: event.to_owned(),
+            data,
+            except: Vec::new(),
+            ts: now_ms(),
+            trace: None,
+            room: None,
+            code: None,
+            reason: None,
+        }
+    }
+
+    /// The target this envelope is addressed to.
+    pub fn target(&self) -> Result<Target, NameError> {
+        Target::new(self.scope, &self.target)
+    }
+
+    /// Checks what a receiving edge relies on: version, names, and that `data` is JSON.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.v != VERSION {
+            return Err(EnvelopeError::Version(self.v));
+        }
+        self.target()?;
+        match self.kind {
+            Kind::Msg => {
+                names::validate_event(&self.event)?;
+                serde_json::from_slice::<serde::de::IgnoredAny>(&self.data)?;
+            }
+            Kind::Join | Kind::Leave => {
+                names::validate_room(self.room.as_deref().ok_or(EnvelopeError::Missing("room"))?)?;
+            }
+            Kind::Disconnect => {}
+        }
+        Ok(())
+    }
+
+    /// Encodes as a MessagePack map.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        Ok(rmp_serde::to_vec_named(self)?)
+    }
+
+    /// Decodes and validates. Never panics, whatever the bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let env: Envelope = rmp_serde::from_slice(bytes)?;
+        env.validate()?;
+        Ok(env)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_as_a_named_map() {
+        let mut env =
+            Envelope::message(&Target::Room("chat:1".into()), "say", b"{\"a\":1}".to_vec());
+        env.except.push("c1".into());
+        let bytes = env.encode().unwrap();
+        // A map keyed by name (fixmap marker), so other languages can write it.
+        assert_eq!(bytes[0] & 0xf0, 0x80);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn refuses_bad_envelopes() {
+        let mut env = Envelope::message(&Target::Room("r".into()), "e", b"{".to_vec());
+        assert!(Envelope::decode(&env.encode().unwrap()).is_err());
+        env.data = b"1".to_vec();
+        env.v = 2;
+        assert!(Envelope::decode(&env.encode().unwrap()).is_err());
+        env.v = 1;
+        env.target = "bad room".into();
+        assert!(Envelope::decode(&env.encode().unwrap()).is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! Frames a client sends. Decoding never panics and, where it can, names the `ref` of the frame
+//! it refuses so the client can match the error to its request.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::close::ErrorCode;
+use crate::names;
+
+/// Largest `ref` a client may use (2^53 − 1, the largest integer JavaScript holds exactly).
+pub const MAX_REF: u64 = (1 << 53) - 1;
+
+/// Offsets to resume the user and `all` scopes from, as sent in `auth` and `resume`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ScopeSince {
+    /// Last offset the client holds for its user scope.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Last offset the client holds for the `all` scope.
+    #[serde(default)]
+    pub all: Option<String>,
+}
+
+/// A decoded client frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// First frame of a browser-style connection.
+    Auth {
+        /// The JWT.
+        token: String,
+        /// Scopes to recover.
+        since: ScopeSince,
+    },
+    /// Recover user and `all` scopes after a header-authenticated connect.
+    Resume {
+        /// Scopes to recover.
+        since: ScopeSince,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Join a room, optionally resuming after an offset.
+    Join {
+        /// Room name (already checked against the naming rules).
+        room: String,
+        /// The offset to resume after, as the client sent it.
+        since: Option<String>,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Leave a room.
+    Leave {
+        /// Room name.
+        room: String,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Publish to a room.
+    Publish {
+        /// Room name.
+        room: String,
+        /// Event name.
+        event: String,
+        /// JSON text.
+        data: Vec<u8>,
+        /// Whether the publisher gets its own message (default true).
+        echo: bool,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Send a message upstream to workers.
+    Send {
+        /// Event name.
+        event: String,
+        /// JSON text.
+        data: Vec<u8>,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Application-level ping.
+    Ping {
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Replace the connection's token.
+    Refresh {
+        /// The new JWT.
+        token: String,
+    },
+}
+
+/// A frame the edge refuses, with what to put in the `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The refused frame's `ref`, when it could be read.
+    pub reference: Option<u64>,
+    /// The error code.
+    pub code: ErrorCode,
+    /// A short human-readable explanation.
+    pub message: String,
+}
+
+impl ClientFrame {
+    /// Decodes a text frame (JSON).
+    pub fn from_json(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
+        decode::<Box<RawValue>>(
+            serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            || serde_json::from_slice::<Head>(bytes).ok(),
+            |raw| raw.get().as_bytes().to_vec(),
+        )
+    }
+
+    /// Decodes a binary frame (MessagePack). `data` is turned into JSON text.
+    pub fn from_msgpack(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
+        decode::<TranscodedJson>(
+            rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+            || rmp_serde::from_slice::<Head>(bytes).ok(),
+            |t| t.0,
+        )
+    }
+}
+
+/// Only the `ref`, read again when the full decode fails.
+#[derive(Deserialize)]
+struct Head {
+    #[serde(rename = "ref")]
+    reference: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Since {
+    Offset(String),
+    Scopes(ScopeSince),
+}
+
+/// Every field any frame has; which are required depends on `type`.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
+struct RawFrame<D> {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(rename = "ref")]
+    reference: Option<u64>,
+    room: Option<String>,
+    event: Option<String>,
+    token: Option<String>,
+    data: Option<D>,
+    echo: Option<bool>,
+    since: Option<Since>,
+}
+
+/// MessagePack `data` re-encoded as JSON text.
+struct TranscodedJson(Vec<u8>);
+
+impl<'de> Deserialize<'de> for TranscodedJson {
+    fn deserialize<De: serde::Deserializer<'de>>(d: De) -> Result<Self, De::Error> {
+        let mut out = Vec::new();
+        serde_transcode::transcode(d, &mut serde_json::Serializer::new(&mut out))
+            .map_err(serde::de::Error::custom)?;
+        Ok(TranscodedJson(out))
+    }
+}
+
+fn bad(reference: Option<u64>, code: ErrorCode, message: impl Into<String>) -> FrameError {
+    FrameError {
+        reference,
+        code,
+        message: message.into(),
+    }
+}
+
+fn decode<D: DeserializeOwned>(
+    raw: Result<RawFrame<D>, String>,
+    head: impl FnOnce() -> Option<Head>,
+    data_bytes: impl FnOnce(D) -> Vec<u8>,
+) -> Result<ClientFrame, FrameError> {
+    let raw = raw.map_err(|e| {
+        let reference = head().and_then(|h| h.reference).filter(|r| *r <= MAX_REF);
+        bad(
+            reference,
+            ErrorCode::BadFrame,
+            format!("malformed frame: {e}"),
+        )
+    })?;
+    let reference = raw.reference;
+    if reference.is_some_and(|r| r > MAX_REF) {
+        return Err(bad(
+            None,
+            ErrorCode::BadFrame,
+            "ref must be an integer from 0 to 2^53-1",
+        ));
+    }
+    let need = |field: Option<String>, name: &str| {
+        field.ok_or_else(|| bad(reference, ErrorCode::BadFrame, format!("missing {name}")))
+    };
+    let room = |field: Option<String>| {
+        let room = need(field, "room")?;
+        names::validate_room(&room)
+            .map_err(|e| bad(reference, ErrorCode::InvalidRoom, e.to_string()))?;
+        Ok::<_, FrameError>(room)
+    };
+    let event = |field: Option<String>| {
+        let event = need(field, "event")?;
+        names::validate_event(&event)
+            .map_err(|e| bad(reference, ErrorCode::BadFrame, e.to_string()))?;
+        Ok::<_, FrameError>(event)
+    };
+    let scopes = |since: Option<Since>| match since {
+        None => Ok(ScopeSince::default()),
+        Some(Since::Scopes(s)) => Ok(s),
+        Some(Since::Offset(_)) => Err(bad(
+            reference,
+            ErrorCode::BadFrame,
+            "since must be {\"user\":..,\"all\":..}",
+        )),
+    };
+    let data = |d: Option<D>| d.map(data_bytes).unwrap_or_else(|| b"null".to_vec());
+    let kind = need(raw.kind, "type")?;
+    Ok(match kind.as_str() {
+        "auth" => ClientFrame::Auth {
+            token: need(raw.token, "token")?,
+            since: scopes(raw.since)?,
+        },
+        "resume" => ClientFrame::Resume {
+            since: scopes(raw.since)?,
+            reference,
+        },
+        "join" => ClientFrame::Join {
+            room: room(raw.room)?,
+            since: match raw.since {
+                None => None,
+                Some(Since::Offset(o)) => Some(o),
+                Some(Since::Scopes(_)) => {
+                    return Err(bad(
+                        reference,
+                        ErrorCode::BadFrame,
+                        "since must be an offset string",
+                    ));
+                }
+            },
+            reference,
+        },
+        "leave" => ClientFrame::Leave {
+            room: room(raw.room)?,
+            reference,
+        },
+        "publish" => ClientFrame::Publish {
+            room: room(raw.room)?,
+            event: event(raw.event)?,
+            data: data(raw.data),
+            echo: raw.echo.unwrap_or(true),
+            reference,
+        },
+        "send" => ClientFrame::Send {
+            event: event(raw.event)?,
+            data: data(raw.data),
+            reference,
+        },
+        "ping" => ClientFrame::Ping { reference },
+        "refresh" => ClientFrame::Refresh {
+            token: need(raw.token, "token")?,
+        },
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            return Err(bad(
+                reference,
+                ErrorCode::UnknownType,
+                format!("unknown frame type {shown:?}"),
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_json_frames() {
+        let f =
+            ClientFrame::from_json(br#"{"type":"join","room":"chat:1","since":"1-0_1-0","ref":7}"#);
+        assert_eq!(
+            f,
+            Ok(ClientFrame::Join {
+                room: "chat:1".into(),
+                since: Some("1-0_1-0".into()),
+                reference: Some(7)
+            })
+        );
+        let f = ClientFrame::from_json(
+            br#"{"type":"publish","room":"r","event":"e","data":{"a": [1, 2.50]}}"#,
+        );
+        match f {
+            Ok(ClientFrame::Publish { data, echo, .. }) => {
+                assert_eq!(data, br#"{"a": [1, 2.50]}"#);
+                assert!(echo);
+            }
+            other => panic!("{other:?}"),
+        }
+        let f =
+            ClientFrame::from_json(br#"{"type":"auth","token":"t","since":{"user":"1-0_1-0"}}"#);
+        assert!(
+            matches!(f, Ok(ClientFrame::Auth { since, .. }) if since.user.as_deref() == Some("1-0_1-0"))
+        );
+    }
+
+    #[test]
+    fn names_the_ref_of_refused_frames() {
+        let e = ClientFrame::from_json(br#"{"type":"nope","ref":3}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(3), ErrorCode::UnknownType));
+        let e = ClientFrame::from_json(br#"{"type":"join","room":"a b","ref":4}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(4), ErrorCode::InvalidRoom));
+        let e = ClientFrame::from_json(br#"{"type":"join","room":5,"ref":5}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(5), ErrorCode::BadFrame));
+        let e = ClientFrame::from_json(b"{not json").unwrap_err();
+        assert_eq!((e.reference, e.code), (None, ErrorCode::BadFrame));
+        let e = ClientFrame::from_json(br#"{"type":"ping","ref":9007199254740992}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadFrame);
+        let e = ClientFrame::from_json(br#"{"ref":1}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(1), ErrorCode::BadFrame));
+    }
+
+    #[test]
+    fn decodes_msgpack_frames() {
+        #[derive(serde::Serialize)]
+        struct P<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            room: &'a str,
+            event: &'a str,
+            data: serde_json::Value,
+            #[serde(rename = "ref")]
+            reference: u64,
+        }
+        let bytes = rmp_serde::to_vec_named(&P {
+            kind: "publish",
+            room: "r",
+            event: "e",
+            data: serde_json::json!({"k": ["v", 1, null]}),
+            reference: 1,
+        })
+        .unwrap();
+        match ClientFrame::from_msgpack(&bytes) {
+            Ok(ClientFrame::Publish { data, .. }) => assert_eq!(data, br#"{"k":["v",1,null]}"#),
+            other => panic!("{other:?}"),
+        }
+    }
+}

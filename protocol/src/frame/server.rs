@@ -1,0 +1,283 @@
+//! Frames an edge sends. Control frames go through serde; `msg` frames, the hot path, are built
+//! once per message and encoding and shared by every recipient, with `data` spliced in as the
+//! publisher wrote it (JSON) or transcoded once (MessagePack).
+
+use serde::Serialize;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Encoding;
+use crate::close::ErrorCode;
+use crate::keys::Scope;
+
+/// Which scopes were recovered without loss, in `welcome` and `resumed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    /// The user scope.
+    pub user: bool,
+    /// The `all` scope.
+    pub all: bool,
+}
+
+/// A control frame from edge to client (everything but `msg`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame<'a> {
+    /// Authentication succeeded.
+    Welcome {
+        /// This connection's client id.
+        client: &'a str,
+        /// The token's `sub`.
+        user: &'a str,
+        /// The edge's node id.
+        node: &'a str,
+        /// Server ping interval, milliseconds.
+        heartbeat: u64,
+        /// Recovery result for the scopes asked for.
+        recovered: Recovered,
+    },
+    /// Answer to `resume`.
+    Resumed {
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// Recovery result.
+        recovered: Recovered,
+    },
+    /// The connection is in a room.
+    Joined {
+        /// The room.
+        room: &'a str,
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// Newest offset in the room's history, if any.
+        offset: Option<String>,
+        /// Whether everything after `since` was recovered.
+        recovered: bool,
+        /// `"server"` when a worker moved the client.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
+    },
+    /// The connection left a room.
+    Left {
+        /// The room.
+        room: &'a str,
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// `"server"` when a worker moved the client.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
+    },
+    /// A `publish` or `send` was accepted.
+    Ack {
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// Offset of a published message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<String>,
+        /// Inbox stream id of a sent message.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+    },
+    /// A token refresh was accepted.
+    Refreshed {
+        /// The new expiry, Unix seconds.
+        exp: u64,
+    },
+    /// A frame was refused.
+    Error {
+        /// The refused frame's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// What went wrong.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: &'a str,
+    },
+}
+
+/// A frame could not be encoded.
+#[derive(Debug, Error)]
+pub enum EncodeError {
+    /// JSON encoding failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// MessagePack encoding failed (for `msg`, typically `data` that is not JSON).
+    #[error("msgpack: {0}")]
+    MsgPack(#[from] rmp_serde::encode::Error),
+}
+
+impl ServerFrame<'_> {
+    /// Encodes the frame.
+    pub fn encode(&self, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
+        Ok(match encoding {
+            Encoding::Json => serde_json::to_vec(self)?,
+            Encoding::MsgPack => rmp_serde::to_vec_named(self)?,
+        })
+    }
+}
+
+/// A message for delivery: `{"type":"msg",...}`.
+#[derive(Debug, Clone, Copy)]
+pub struct MsgFrame<'a> {
+    /// The target's scope.
+    pub scope: Scope,
+    /// The room, for room scope.
+    pub room: Option<&'a str>,
+    /// Event name (from the name set: needs no escaping).
+    pub event: &'a str,
+    /// The publisher's JSON text, already checked to be valid JSON.
+    pub data: &'a [u8],
+    /// Position in the target's history.
+    pub offset: Option<&'a str>,
+    /// The publisher's message id.
+    pub id: Uuid,
+    /// Publish time, Unix ms.
+    pub ts: u64,
+}
+
+impl MsgFrame<'_> {
+    /// Encodes the frame. JSON keeps `data` byte for byte; MessagePack carries it as the
+    /// equivalent MessagePack value.
+    pub fn encode(&self, encoding: Encoding) -> Result<Vec<u8>, EncodeError> {
+        match encoding {
+            Encoding::Json => self.encode_json(),
+            Encoding::MsgPack => self.encode_msgpack(),
+        }
+    }
+
+    fn encode_json(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(self.data.len() + 192);
+        out.extend_from_slice(b"{\"type\":\"msg\",\"scope\":\"");
+        out.extend_from_slice(self.scope.as_str().as_bytes());
+        out.push(b'"');
+        if let Some(room) = self.room {
+            out.extend_from_slice(b",\"room\":");
+            serde_json::to_writer(&mut out, room)?;
+        }
+        out.extend_from_slice(b",\"event\":");
+        serde_json::to_writer(&mut out, self.event)?;
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(self.data);
+        out.extend_from_slice(b",\"offset\":");
+        serde_json::to_writer(&mut out, &self.offset)?;
+        out.extend_from_slice(b",\"id\":\"");
+        out.extend_from_slice(
+            self.id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\",\"ts\":");
+        out.extend_from_slice(self.ts.to_string().as_bytes());
+        out.push(b'}');
+        Ok(out)
+    }
+
+    fn encode_msgpack(&self) -> Result<Vec<u8>, EncodeError> {
+        #[derive(Serialize)]
+        struct Wire<'a, D: Serialize> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            scope: Scope,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            room: Option<&'a str>,
+            event: &'a str,
+            data: D,
+            offset: Option<&'a str>,
+            id: String,
+            ts: u64,
+        }
+        let mut json = serde_json::Deserializer::from_slice(self.data);
+        let wire = Wire {
+            kind: "msg",
+            scope: self.scope,
+            room: self.room,
+            event: self.event,
+            data: serde_transcode::Transcoder::new(&mut json),
+            offset: self.offset,
+            id: self.id.hyphenated().to_string(),
+            ts: self.ts,
+        };
+        Ok(rmp_serde::to_vec_named(&wire)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(data: &[u8]) -> MsgFrame<'_> {
+        MsgFrame {
+            scope: Scope::Room,
+            room: Some("chat:1"),
+            event: "say",
+            data,
+            offset: Some("1-0_1-0"),
+            id: Uuid::nil(),
+            ts: 5,
+        }
+    }
+
+    #[test]
+    fn json_msg_keeps_data_bytes() {
+        let data = br#"{ "z": 1.50, "a": "\u00e9" }"#;
+        let bytes = msg(data).encode(Encoding::Json).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.contains(r#""data":{ "z": 1.50, "a": "\u00e9" },"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "msg");
+        assert_eq!(v["room"], "chat:1");
+        assert_eq!(v["offset"], "1-0_1-0");
+        assert_eq!(v["id"], "00000000-0000-0000-0000-000000000000");
+        assert_eq!(v["ts"], 5);
+    }
+
+    #[test]
+    fn msgpack_msg_carries_data_as_a_value() {
+        let bytes = msg(br#"{"k":[1,"two",null]}"#)
+            .encode(Encoding::MsgPack)
+            .unwrap();
+        let v: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(v["data"], serde_json::json!({"k": [1, "two", null]}));
+        assert_eq!(v["scope"], "room");
+    }
+
+    #[test]
+    fn control_frames_follow_the_protocol() {
+        let f = ServerFrame::Joined {
+            room: "r",
+            reference: None,
+            offset: None,
+            recovered: false,
+            by: None,
+        };
+        let text = String::from_utf8(f.encode(Encoding::Json).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"joined","room":"r","offset":null,"recovered":false}"#
+        );
+        let e = ServerFrame::Error {
+            reference: Some(2),
+            code: ErrorCode::NotJoined,
+            message: "m",
+        };
+        let text = String::from_utf8(e.encode(Encoding::Json).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"error","ref":2,"code":"NOT_JOINED","message":"m"}"#
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Targets and the Redis key names derived from them.
+//!
+//! Every key carries its target inside a hash tag (`P:{T}...`), so a target's stream, epoch and
+//! live channel always share one Redis Cluster slot and one Lua script can touch all three.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::names::{self, NameError};
+
+/// Who a message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Every member of a room.
+    Room(String),
+    /// Every session of a user (the token's `sub`).
+    User(String),
+    /// One connection, by the client id from its `welcome`.
+    Client(String),
+    /// Every connection.
+    All,
+}
+
+/// The scope of a target, as it appears in envelopes and `msg` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A room.
+    Room,
+    /// A user's sessions.
+    User,
+    /// One connection.
+    Client,
+    /// Everyone.
+    All,
+}
+
+impl Scope {
+    /// The scope's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Room => "room",
+            Scope::User => "user",
+            Scope::Client => "client",
+            Scope::All => "all",
+        }
+    }
+}
+
+impl Target {
+    /// Builds a target from its scope and name (empty for `all`), checking the name.
+    pub fn new(scope: Scope, name: &str) -> Result<Target, NameError> {
+        match scope {
+            Scope::Room => {
+                names::validate_room(name)?;
+                Ok(Target::Room(name.to_owned()))
+            }
+            Scope::User if name.is_empty() => Err(NameError::Length {
+                what: "user",
+                max: usize::MAX,
+            }),
+            Scope::User => Ok(Target::User(name.to_owned())),
+            Scope::Client => {
+                names::validate_room(name).map_err(|_| NameError::Character { what: "client" })?;
+                Ok(Target::Client(name.to_owned()))
+            }
+            Scope::All => Ok(Target::All),
+        }
+    }
+
+    /// The target's scope.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Target::Room(_) => Scope::Room,
+            Target::User(_) => Scope::User,
+            Target::Client(_) => Scope::Client,
+            Target::All => Scope::All,
+        }
+    }
+
+    /// The name inside the scope: room name, user id, client id, or "" for `all`.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Room(n) | Target::User(n) | Target::Client(n) => n,
+            Target::All => "",
+        }
+    }
+
+    /// The target's canonical key (the text inside the hash tag): `room:<name>`, `user:<id>`,
+    /// `client:<id>` or `all`. A user id with a byte outside the name set, or longer than a room
+    /// name may be, is written `user64:<base64url>` so it can never break the hash tag.
+    pub fn key(&self) -> TargetKey {
+        TargetKey(match self {
+            Target::Room(n) => format!("room:{n}"),
+            Target::User(id) if names::validate_room(id).is_ok() => format!("user:{id}"),
+            Target::User(id) => format!("user64:{}", URL_SAFE_NO_PAD.encode(id)),
+            Target::Client(id) => format!("client:{id}"),
+            Target::All => "all".to_owned(),
+        })
+    }
+}
+
+/// A target's canonical key, as used inside Redis key names and by an edge's registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey(String);
+
+impl TargetKey {
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Default key prefix.
+pub const DEFAULT_PREFIX: &str = "fc";
+
+/// Key names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Keys {
+    /// Key names under `prefix`. The prefix must not contain `{` or `}`.
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Whether `prefix` can be used: non-empty and no byte that would break a hash tag.
+    pub fn is_valid_prefix(prefix: &str) -> bool {
+        !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// History stream `P:{T}`.
+    pub fn stream(&self, target: &TargetKey) -> String {
+        format!("{}:{{{}}}", self.prefix, target.0)
+    }
+
+    /// Epoch of the history stream, `P:{T}:epoch`.
+    pub fn epoch(&self, target: &TargetKey) -> String {
+        format!("{}:{{{}}}:epoch", self.prefix, target.0)
+    }
+
+    /// Live channel `P:{T}:live`.
+    pub fn live(&self, target: &TargetKey) -> String {
+        format!("{}:{{{}}}:live", self.prefix, target.0)
+    }
+
+    /// Upstream inbox stream `P:{inbox}`.
+    pub fn inbox(&self) -> String {
+        format!("{}:{{inbox}}", self.prefix)
+    }
+
+    /// The target of a live channel name, or `None` if the name is not one of ours.
+    pub fn target_of_live(&self, channel: &[u8]) -> Option<TargetKey> {
+        let rest = channel.strip_prefix(self.prefix.as_bytes())?;
+        let inner = rest.strip_prefix(b":{")?.strip_suffix(b"}:live")?;
+        let inner = std::str::from_utf8(inner).ok()?;
+        if inner.is_empty() || inner.contains(['{', '}']) {
+            return None;
+        }
+        Some(TargetKey(inner.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_share_the_hash_tag() {
+        let keys = Keys::new("fc");
+        let t = Target::Room("chat:42".into()).key();
+        assert_eq!(keys.stream(&t), "fc:{room:chat:42}");
+        assert_eq!(keys.epoch(&t), "fc:{room:chat:42}:epoch");
+        assert_eq!(keys.live(&t), "fc:{room:chat:42}:live");
+        assert_eq!(keys.target_of_live(b"fc:{room:chat:42}:live"), Some(t));
+        assert_eq!(keys.target_of_live(b"xx:{room:a}:live"), None);
+        assert_eq!(keys.target_of_live(b"fc:{a}b}:live"), None);
+        assert_eq!(Target::All.key().as_str(), "all");
+    }
+
+    #[test]
+    fn odd_user_ids_are_encoded() {
+        assert_eq!(Target::User("7".into()).key().as_str(), "user:7");
+        let odd = Target::User("a}b {c".into()).key();
+        assert!(odd.as_str().starts_with("user64:"));
+        assert!(!odd.as_str()[7..].contains(['{', '}', ' ']));
+        // An encoded id never collides with a plain one: the scopes differ.
+        assert_ne!(Target::User("user64:x".into()).key(), odd);
+    }
+}

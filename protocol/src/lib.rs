@@ -1,0 +1,17 @@
+//! Ferrocast's wire formats, with no I/O: what clients and edges say over a WebSocket
+//! ([`frame`]), what publishers put into Redis ([`envelope`], [`script`]), and the names, offsets
+//! and codes both sides share. PROTOCOL.md is the contract; this crate is its one implementation,
+//! linked by the edge, the emitter and the tests alike.
+
+pub mod close;
+pub mod envelope;
+pub mod frame;
+pub mod keys;
+pub mod names;
+pub mod offset;
+pub mod script;
+
+pub use envelope::{Envelope, Kind};
+pub use frame::Encoding;
+pub use keys::{Keys, Scope, Target, TargetKey};
+pub use offset::Offset;
