@@ -83,6 +83,9 @@ pub enum EnvelopeError {
     /// `data` is not JSON.
     #[error("data is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// `data` is not UTF-8, so it cannot be JSON text.
+    #[error("data is not UTF-8")]
+    NotUtf8,
     /// A `msg` without event, or a control kind without its fields.
     #[error("envelope is missing {0}")]
     Missing(&'static str),
@@ -123,7 +126,8 @@ impl Envelope {
         match self.kind {
             Kind::Msg => {
                 names::validate_event(&self.event)?;
-                serde_json::from_slice::<serde::de::IgnoredAny>(&self.data)?;
+                let text = std::str::from_utf8(&self.data).map_err(|_| EnvelopeError::NotUtf8)?;
+                serde_json::from_str::<serde::de::IgnoredAny>(text)?;
             }
             Kind::Join | Kind::Leave => {
                 names::validate_room(self.room.as_deref().ok_or(EnvelopeError::Missing("room"))?)?;

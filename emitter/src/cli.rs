@@ -1,0 +1,277 @@
+//! The `emitter` command line: publish from cron jobs, scripts and shells.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ferrocast_protocol::keys::Target;
+use ferrocast_protocol::{Scope, script};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::io::AsyncBufReadExt;
+
+use crate::{Emitter, Message};
+
+/// Lines published per pipeline in `--stdin` mode.
+const STDIN_BATCH: usize = 256;
+
+/// Publish Ferrocast messages through Redis to a room, a user, a client or everyone.
+#[derive(Debug, Parser)]
+#[command(name = "emitter", version)]
+pub struct Cli {
+    /// Redis to publish through.
+    #[arg(long, env = "FERROCAST_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    pub redis_url: String,
+    /// Key prefix shared with the edges.
+    #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc", global = true)]
+    pub prefix: String,
+    /// Messages kept per target for resuming clients (approximate cap).
+    #[arg(long, env = "FERROCAST_HISTORY_LEN", default_value_t = script::DEFAULT_HISTORY_LEN, global = true)]
+    pub history_len: u64,
+    /// How long a target's history lives after its last publish (e.g. 600s, 10m, 1h).
+    #[arg(long, env = "FERROCAST_HISTORY_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub history_ttl: Duration,
+    /// Give up on Redis after this long (connecting, or waiting for an answer).
+    #[arg(long, env = "FERROCAST_REDIS_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub redis_timeout: Duration,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish one message (prints its offset), or one per line of standard input (--stdin).
+    Send(SendArgs),
+}
+
+/// `emitter send`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["room", "user", "client", "all", "stdin"])))]
+#[command(group(ArgGroup::new("payload").args(["data", "data_file"])))]
+pub struct SendArgs {
+    /// Send to every member of this room.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Send to every session of this user (a token's `sub`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Send to one connection, by the client id from its welcome frame.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Send to every connection.
+    #[arg(long)]
+    pub all: bool,
+    /// Event name (1-64 bytes of A-Z a-z 0-9 . _ : @ / -).
+    #[arg(long, required_unless_present = "stdin", conflicts_with = "stdin")]
+    pub event: Option<String>,
+    /// The message, as JSON text.
+    #[arg(long, conflicts_with = "stdin")]
+    pub data: Option<String>,
+    /// Read the message's JSON from this file.
+    #[arg(long, conflicts_with = "stdin")]
+    pub data_file: Option<PathBuf>,
+    /// Leave out this client id (repeatable; in --stdin mode applies to every line).
+    #[arg(long = "except", value_name = "CLIENT")]
+    pub except: Vec<String>,
+    /// Read one JSON object per line, e.g. {"room":"chat:1","event":"say","data":{...}}
+    /// (targets: "room", "user", "client" or "all":true; optional "except":[..]). Bad lines are
+    /// reported on stderr with their number and the rest are still published.
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))
+}
+
+impl Cli {
+    /// Runs the command. Errors that concern the whole run come back as `Err`; per-line failures
+    /// in `--stdin` mode are reported as they happen and make the exit code 1.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match &self.command {
+            Command::Send(args) if args.stdin => self.send_stdin(args).await,
+            Command::Send(args) => self.send_one(args).await,
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Emitter> {
+        Emitter::builder(&self.redis_url)
+            .prefix(&self.prefix)
+            .history_len(self.history_len)
+            .history_ttl(self.history_ttl)
+            .connect_timeout(self.redis_timeout)
+            .response_timeout(self.redis_timeout)
+            .connect()
+            .await
+            .with_context(|| format!("cannot publish through {}", redact(&self.redis_url)))
+    }
+
+    async fn send_one(&self, args: &SendArgs) -> anyhow::Result<ExitCode> {
+        let target = match (&args.room, &args.user, &args.client) {
+            (Some(room), _, _) => Target::new(Scope::Room, room),
+            (_, Some(user), _) => Target::new(Scope::User, user),
+            (_, _, Some(client)) => Target::new(Scope::Client, client),
+            _ => Ok(Target::All),
+        }?;
+        let json = match (&args.data, &args.data_file) {
+            (Some(data), _) => data.clone().into_bytes(),
+            (_, Some(path)) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            _ => anyhow::bail!("give the message with --data JSON or --data-file FILE"),
+        };
+        let event = args.event.as_deref().unwrap_or_default();
+        let message = Message::new(target, event, json, args.except.clone(), None)?;
+        let emitter = self.connect().await?;
+        let offset = emitter
+            .emit_batch(std::slice::from_ref(&message))
+            .await?
+            .pop()
+            .context("no reply from Redis")??;
+        println!("{offset}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn send_stdin(&self, args: &SendArgs) -> anyhow::Result<ExitCode> {
+        let emitter = self.connect().await?;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let (mut published, mut failed, mut number) = (0usize, 0usize, 0usize);
+        let mut batch: Vec<(usize, Message)> = Vec::with_capacity(STDIN_BATCH);
+        loop {
+            let line = lines.next_line().await.context("cannot read standard input")?;
+            if let Some(line) = &line {
+                number += 1;
+                if !line.trim().is_empty() {
+                    match parse_line(line, &args.except) {
+                        Ok(message) => batch.push((number, message)),
+                        Err(e) => {
+                            eprintln!("line {number}: {e}");
+                            failed += 1;
+                        }
+                    }
+                }
+            }
+            if batch.len() >= STDIN_BATCH || (line.is_none() && !batch.is_empty()) {
+                let (ok, bad) = publish_batch(&emitter, &mut batch).await?;
+                published += ok;
+                failed += bad;
+            }
+            if line.is_none() {
+                break;
+            }
+        }
+        if failed > 0 {
+            eprintln!("{failed} line(s) failed, {published} published");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn publish_batch(emitter: &Emitter, batch: &mut Vec<(usize, Message)>) -> anyhow::Result<(usize, usize)> {
+    let messages: Vec<Message> = batch.iter().map(|(_, m)| m.clone()).collect();
+    let results = emitter.emit_batch(&messages).await?;
+    let mut stdout = std::io::stdout().lock();
+    let (mut ok, mut bad) = (0, 0);
+    for ((number, _), result) in batch.drain(..).zip(results) {
+        match result {
+            Ok(offset) => {
+                writeln!(stdout, "{offset}")?;
+                ok += 1;
+            }
+            Err(e) => {
+                eprintln!("line {number}: {e}");
+                bad += 1;
+            }
+        }
+    }
+    Ok((ok, bad))
+}
+
+/// One `--stdin` line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    room: Option<String>,
+    user: Option<String>,
+    client: Option<String>,
+    #[serde(default)]
+    all: bool,
+    event: String,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    except: Vec<String>,
+}
+
+fn parse_line(line: &str, except: &[String]) -> anyhow::Result<Message> {
+    let line: Line = serde_json::from_str(line).context("not a JSON object of the expected shape")?;
+    let target = match (line.room, line.user, line.client, line.all) {
+        (Some(room), None, None, false) => Target::new(Scope::Room, &room)?,
+        (None, Some(user), None, false) => Target::new(Scope::User, &user)?,
+        (None, None, Some(client), false) => Target::new(Scope::Client, &client)?,
+        (None, None, None, true) => Target::All,
+        _ => anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true"),
+    };
+    let data = line.data.map_or("null", RawValue::get).as_bytes().to_vec();
+    let mut all_except = line.except;
+    all_except.extend_from_slice(except);
+    Ok(Message::new(target, &line.event, data, all_except, None)?)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn lines() {
+        assert!(parse_line(r#"{"room":"r","event":"e","data":{"a":1}}"#, &[]).is_ok());
+        assert!(parse_line(r#"{"all":true,"event":"e"}"#, &[]).is_ok());
+        assert!(parse_line(r#"{"room":"r","user":"u","event":"e"}"#, &[]).is_err());
+        assert!(parse_line(r#"{"room":"bad room","event":"e"}"#, &[]).is_err());
+        assert!(parse_line(r#"{"room":"r","event":"e","data":{"#, &[]).is_err());
+        assert!(parse_line(r#"{"room":"r","event":"e","colour":1}"#, &[]).is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+}

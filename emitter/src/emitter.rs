@@ -1,0 +1,302 @@
+//! `Emitter`: publish messages to rooms, users, clients or everyone through Redis.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), ferrocast_emitter::EmitError> {
+//! use ferrocast_emitter::Emitter;
+//! let emitter = Emitter::connect("redis://127.0.0.1:6379").await?;
+//! let offset = emitter
+//!     .to_room("chat:42")
+//!     .except("a-client-id")
+//!     .emit("chat.message", &serde_json::json!({"text": "hello"}))
+//!     .await?;
+//! println!("published at {offset}");
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocast_protocol::keys::{Keys, Target};
+use ferrocast_protocol::names::{self, NameError};
+use ferrocast_protocol::offset::Offset;
+use ferrocast_protocol::script::{self, PUBLISH_SCRIPT};
+use ferrocast_protocol::{Envelope, Scope};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::EmitError;
+use crate::pool::Manager;
+
+/// Most messages sent in one pipeline by [`Emitter::emit_batch`].
+const PIPELINE_CHUNK: usize = 512;
+
+/// Settings for an [`Emitter`]; [`Emitter::builder`] starts from the defaults.
+#[derive(Debug, Clone)]
+pub struct EmitterBuilder {
+    url: String,
+    prefix: String,
+    history_len: u64,
+    history_ttl: Duration,
+    pool_size: u32,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl EmitterBuilder {
+    /// Key prefix shared with the edges (default `fc`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Approximate number of messages kept per target for resuming clients (default 1000).
+    pub fn history_len(mut self, len: u64) -> Self {
+        self.history_len = len;
+        self
+    }
+
+    /// How long a target's history lives after its last publish (default 10 minutes).
+    pub fn history_ttl(mut self, ttl: Duration) -> Self {
+        self.history_ttl = ttl;
+        self
+    }
+
+    /// Most pooled Redis connections (default 4; each carries many requests at once).
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long to wait for a Redis connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for Redis to answer a command (default 5 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects, and loads the publish script so the first publish needs no extra round trip.
+    /// Fails with [`EmitError::Unavailable`] if Redis cannot be reached now.
+    pub async fn connect(self) -> Result<Emitter, EmitError> {
+        if !Keys::is_valid_prefix(&self.prefix) {
+            return Err(EmitError::InvalidName(NameError::Character { what: "prefix" }));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
+        let pool = bb8::Pool::builder()
+            .max_size(self.pool_size)
+            .test_on_check_out(false)
+            .connection_timeout(self.connect_timeout)
+            .build_unchecked(Manager::new(client, self.connect_timeout, self.response_timeout));
+        let script = redis::Script::new(PUBLISH_SCRIPT);
+        {
+            let mut conn = pool.dedicated_connection().await?;
+            script.prepare_invoke().load_async(conn.get()).await?;
+            pool.add(conn).ok();
+        }
+        Ok(Emitter {
+            inner: Arc::new(Inner {
+                pool,
+                keys: Keys::new(&self.prefix),
+                script,
+                history_len: self.history_len.max(1),
+                history_ttl_ms: self.history_ttl.as_millis().clamp(1, u64::MAX as u128) as u64,
+            }),
+        })
+    }
+}
+
+/// Publishes messages through Redis. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Emitter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: bb8::Pool<Manager>,
+    keys: Keys,
+    script: redis::Script,
+    history_len: u64,
+    history_ttl_ms: u64,
+}
+
+impl Emitter {
+    /// Settings for an emitter publishing through the Redis at `url`.
+    pub fn builder(url: impl Into<String>) -> EmitterBuilder {
+        EmitterBuilder {
+            url: url.into(),
+            prefix: ferrocast_protocol::keys::DEFAULT_PREFIX.to_owned(),
+            history_len: script::DEFAULT_HISTORY_LEN,
+            history_ttl: Duration::from_millis(script::DEFAULT_HISTORY_TTL_MS),
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Connects with default settings.
+    pub async fn connect(url: impl Into<String>) -> Result<Emitter, EmitError> {
+        Emitter::builder(url).connect().await
+    }
+
+    /// A message for every member of `room`.
+    pub fn to_room(&self, room: &str) -> Publication<'_> {
+        self.publication(Target::new(Scope::Room, room))
+    }
+
+    /// A message for every session of `user` (a token's `sub`).
+    pub fn to_user(&self, user: &str) -> Publication<'_> {
+        self.publication(Target::new(Scope::User, user))
+    }
+
+    /// A message for one connection, by its client id.
+    pub fn to_client(&self, client: &str) -> Publication<'_> {
+        self.publication(Target::new(Scope::Client, client))
+    }
+
+    /// A message for every connection.
+    pub fn broadcast(&self) -> Publication<'_> {
+        self.publication(Ok(Target::All))
+    }
+
+    fn publication(&self, target: Result<Target, NameError>) -> Publication<'_> {
+        Publication {
+            emitter: self,
+            target,
+            except: Vec::new(),
+            id: None,
+        }
+    }
+
+    /// Publishes many prepared messages, pipelined, in order. The outer error means nothing could
+    /// be sent (Redis unreachable); otherwise each message has its own result.
+    pub async fn emit_batch(&self, messages: &[Message]) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
+        let mut results = Vec::with_capacity(messages.len());
+        let mut conn = self.inner.pool.get().await?;
+        for chunk in messages.chunks(PIPELINE_CHUNK) {
+            let mut pipe = redis::pipe();
+            // Loading first makes the pipeline immune to a SCRIPT FLUSH or a restarted Redis.
+            pipe.ignore_errors().load_script(&self.inner.script).ignore();
+            for message in chunk {
+                pipe.invoke_script(&self.invocation(message));
+            }
+            let replies: Vec<redis::RedisResult<(String, String)>> = {
+                let reply = pipe.query_async(conn.get()).await;
+                conn.check(reply)?
+            };
+            if replies.len() != chunk.len() {
+                return Err(EmitError::Reply(format!("{} replies for {} messages", replies.len(), chunk.len())));
+            }
+            results.extend(replies.into_iter().map(|r| parse_reply(r?)));
+        }
+        Ok(results)
+    }
+
+    async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {
+        let mut conn = self.inner.pool.get().await?;
+        let reply = self.invocation(message).invoke_async(conn.get()).await;
+        parse_reply(conn.check(reply)?)
+    }
+
+    fn invocation<'s>(&'s self, message: &Message) -> redis::ScriptInvocation<'s> {
+        let [stream, epoch, live] = script::script_keys(&self.inner.keys, &message.target.key());
+        let mut invocation = self.inner.script.prepare_invoke();
+        invocation
+            .key(stream)
+            .key(epoch)
+            .key(live)
+            .arg(&message.envelope[..])
+            .arg(self.inner.history_len)
+            .arg(self.inner.history_ttl_ms)
+            .arg("PUBLISH");
+        invocation
+    }
+}
+
+fn parse_reply((id, epoch): (String, String)) -> Result<Offset, EmitError> {
+    match (id.parse(), epoch.parse()) {
+        (Ok(id), Ok(epoch)) => Ok(Offset { id, epoch }),
+        _ => Err(EmitError::Reply(format!("{id} {epoch}"))),
+    }
+}
+
+/// A message being addressed; finish it with [`emit`](Publication::emit),
+/// [`emit_raw`](Publication::emit_raw) or, for a batch, [`message`](Publication::message).
+#[must_use = "a publication does nothing until emitted"]
+pub struct Publication<'e> {
+    emitter: &'e Emitter,
+    target: Result<Target, NameError>,
+    except: Vec<String>,
+    id: Option<Uuid>,
+}
+
+impl Publication<'_> {
+    /// Leaves out one connection, typically the client whose action caused the message.
+    pub fn except(mut self, client: impl Into<String>) -> Self {
+        self.except.push(client.into());
+        self
+    }
+
+    /// Uses a message id of the caller's instead of a fresh UUID v7.
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Publishes `data` serialized as JSON. Returns the message's offset.
+    pub async fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<Offset, EmitError> {
+        let emitter = self.emitter;
+        let message = self.message(event, data)?;
+        emitter.publish(&message).await
+    }
+
+    /// Publishes `json`, which must be JSON text; it reaches JSON clients byte for byte.
+    pub async fn emit_raw(self, event: &str, json: impl Into<Vec<u8>>) -> Result<Offset, EmitError> {
+        let emitter = self.emitter;
+        let message = self.message_raw(event, json.into())?;
+        emitter.publish(&message).await
+    }
+
+    /// Prepares the message for [`Emitter::emit_batch`].
+    pub fn message<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<Message, EmitError> {
+        let json = serde_json::to_vec(data)?;
+        self.message_raw(event, json)
+    }
+
+    /// Prepares a message whose data is already JSON text, for [`Emitter::emit_batch`].
+    pub fn message_raw(self, event: &str, json: Vec<u8>) -> Result<Message, EmitError> {
+        Message::new(self.target?, event, json, self.except, self.id)
+    }
+}
+
+/// A message ready to publish: checked and encoded, so publishing it cannot fail on its content.
+#[derive(Debug, Clone)]
+pub struct Message {
+    target: Target,
+    envelope: Vec<u8>,
+}
+
+impl Message {
+    /// Checks and encodes a message: `event` must be a valid event name, `json` valid JSON text,
+    /// and each of `except` a valid client id. `id` defaults to a fresh UUID v7.
+    pub fn new(target: Target, event: &str, json: Vec<u8>, except: Vec<String>, id: Option<Uuid>) -> Result<Message, EmitError> {
+        names::validate_event(event)?;
+        let text = std::str::from_utf8(&json).map_err(|_| EmitError::InvalidJson("not UTF-8".into()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+        for client in &except {
+            Target::new(Scope::Client, client)?;
+        }
+        let mut envelope = Envelope::message(&target, event, json);
+        envelope.except = except;
+        if let Some(id) = id {
+            envelope.id = id;
+        }
+        Ok(Message {
+            envelope: envelope.encode()?,
+            target,
+        })
+    }
+}

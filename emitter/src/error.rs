@@ -1,0 +1,56 @@
+//! What can go wrong when publishing.
+
+use ferrocast_protocol::envelope::EnvelopeError;
+use ferrocast_protocol::names::NameError;
+use thiserror::Error;
+
+/// A publish that did not happen.
+#[derive(Debug, Error)]
+pub enum EmitError {
+    /// A room, event or client name breaks the naming rules.
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] NameError),
+    /// `data` is not valid JSON.
+    #[error("data is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The Redis URL cannot be used.
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(String),
+    /// Redis could not be reached, or the connection broke.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error (e.g. out of memory, or a script error).
+    #[error("Redis refused the publish: {0}")]
+    Redis(redis::RedisError),
+    /// The envelope could not be built.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// Redis answered something the publish script never returns.
+    #[error("unexpected reply from the publish script: {0}")]
+    Reply(String),
+}
+
+impl From<serde_json::Error> for EmitError {
+    fn from(e: serde_json::Error) -> Self {
+        EmitError::InvalidJson(e.to_string())
+    }
+}
+
+impl From<redis::RedisError> for EmitError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+            EmitError::Unavailable(e.to_string())
+        } else {
+            EmitError::Redis(e)
+        }
+    }
+}
+
+impl From<bb8::RunError<redis::RedisError>> for EmitError {
+    fn from(e: bb8::RunError<redis::RedisError>) -> Self {
+        match e {
+            bb8::RunError::User(e) => e.into(),
+            bb8::RunError::TimedOut => EmitError::Unavailable("timed out waiting for a Redis connection".into()),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The Redis connection pool.
+//!
+//! bb8 with a small manager of our own rather than bb8-redis's: bb8-redis can only find a dead
+//! connection by a PING on every checkout (a second round trip per publish), and otherwise keeps
+//! handing it out forever. Ours marks a connection broken when a command on it fails with an I/O
+//! error, and bb8 drops it instead of returning it to the pool.
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client};
+use std::time::Duration;
+
+/// A pooled connection and whether an I/O error has been seen on it.
+pub struct Conn {
+    inner: MultiplexedConnection,
+    broken: bool,
+}
+
+impl Conn {
+    /// The connection, to run commands on.
+    pub fn get(&mut self) -> &mut MultiplexedConnection {
+        &mut self.inner
+    }
+
+    /// Passes `result` through, marking the connection broken when the error means the socket
+    /// is no longer usable.
+    pub fn check<T>(&mut self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if let Err(e) = &result
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error())
+        {
+            self.broken = true;
+        }
+        result
+    }
+}
+
+/// Makes connections for bb8.
+pub struct Manager {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl Manager {
+    /// A manager for `client` whose commands time out after `response_timeout`.
+    pub fn new(client: Client, connect_timeout: Duration, response_timeout: Duration) -> Manager {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout));
+        Manager { client, config }
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Conn, redis::RedisError> {
+        let inner = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        Ok(Conn { inner, broken: false })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), redis::RedisError> {
+        let result = redis::cmd("PING").query_async::<()>(&mut conn.inner).await;
+        conn.check(result)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken
+    }
+}
