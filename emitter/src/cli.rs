@@ -23,7 +23,12 @@ const STDIN_BATCH: usize = 256;
 #[command(name = "emitter", version)]
 pub struct Cli {
     /// Redis to publish through.
-    #[arg(long, env = "FERROCAST_REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "FERROCAST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     pub redis_url: String,
     /// Key prefix shared with the edges.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc", global = true)]
@@ -88,7 +93,9 @@ pub struct SendArgs {
 /// Parses `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -135,7 +142,9 @@ impl Cli {
         }?;
         let json = match (&args.data, &args.data_file) {
             (Some(data), _) => data.clone().into_bytes(),
-            (_, Some(path)) => std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            (_, Some(path)) => {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+            }
             _ => anyhow::bail!("give the message with --data JSON or --data-file FILE"),
         };
         let event = args.event.as_deref().unwrap_or_default();
@@ -156,7 +165,10 @@ impl Cli {
         let (mut published, mut failed, mut number) = (0usize, 0usize, 0usize);
         let mut batch: Vec<(usize, Message)> = Vec::with_capacity(STDIN_BATCH);
         loop {
-            let line = lines.next_line().await.context("cannot read standard input")?;
+            let line = lines
+                .next_line()
+                .await
+                .context("cannot read standard input")?;
             if let Some(line) = &line {
                 number += 1;
                 if !line.trim().is_empty() {
@@ -186,7 +198,10 @@ impl Cli {
     }
 }
 
-async fn publish_batch(emitter: &Emitter, batch: &mut Vec<(usize, Message)>) -> anyhow::Result<(usize, usize)> {
+async fn publish_batch(
+    emitter: &Emitter,
+    batch: &mut Vec<(usize, Message)>,
+) -> anyhow::Result<(usize, usize)> {
     let messages: Vec<Message> = batch.iter().map(|(_, m)| m.clone()).collect();
     let results = emitter.emit_batch(&messages).await?;
     let mut stdout = std::io::stdout().lock();
@@ -223,7 +238,8 @@ struct Line<'a> {
 }
 
 fn parse_line(line: &str, except: &[String]) -> anyhow::Result<Message> {
-    let line: Line = serde_json::from_str(line).context("not a JSON object of the expected shape")?;
+    let line: Line =
+        serde_json::from_str(line).context("not a JSON object of the expected shape")?;
     let target = match (line.room, line.user, line.client, line.all) {
         (Some(room), None, None, false) => Target::new(Scope::Room, &room)?,
         (None, Some(user), None, false) => Target::new(Scope::User, &user)?,
@@ -240,7 +256,9 @@ fn parse_line(line: &str, except: &[String]) -> anyhow::Result<Message> {
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -271,7 +289,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_protocol::keys::{Keys, Target};
-use ferrocast_protocol::names::{self, NameError};
+use ferrocast_protocol::names::NameError;
 use ferrocast_protocol::offset::Offset;
 use ferrocast_protocol::script::{self, PUBLISH_SCRIPT};
 use ferrocast_protocol::{Envelope, Scope};
@@ -82,26 +82,39 @@ impl EmitterBuilder {
     /// Connects, and loads the publish script so the first publish needs no extra round trip.
     /// Fails with [`EmitError::Unavailable`] if Redis cannot be reached now.
     pub async fn connect(self) -> Result<Emitter, EmitError> {
+        let emitter = self.build()?;
+        let inner = &emitter.inner;
+        let mut conn = inner.pool.dedicated_connection().await?;
+        inner.script.prepare_invoke().load_async(conn.get()).await?;
+        // A full pool refuses the connection; it is then simply dropped.
+        let _ = inner.pool.add(conn);
+        Ok(emitter)
+    }
+
+    /// Builds the emitter without connecting: connections are made on first use, so this only
+    /// fails on bad settings. For long-running processes that must start while Redis is down.
+    pub fn build(self) -> Result<Emitter, EmitError> {
         if !Keys::is_valid_prefix(&self.prefix) {
-            return Err(EmitError::InvalidName(NameError::Character { what: "prefix" }));
+            return Err(EmitError::InvalidName(NameError::Character {
+                what: "prefix",
+            }));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
         let pool = bb8::Pool::builder()
             .max_size(self.pool_size)
             .test_on_check_out(false)
             .connection_timeout(self.connect_timeout)
-            .build_unchecked(Manager::new(client, self.connect_timeout, self.response_timeout));
-        let script = redis::Script::new(PUBLISH_SCRIPT);
-        {
-            let mut conn = pool.dedicated_connection().await?;
-            script.prepare_invoke().load_async(conn.get()).await?;
-            pool.add(conn).ok();
-        }
+            .build_unchecked(Manager::new(
+                client,
+                self.connect_timeout,
+                self.response_timeout,
+            ));
         Ok(Emitter {
             inner: Arc::new(Inner {
                 pool,
                 keys: Keys::new(&self.prefix),
-                script,
+                script: redis::Script::new(PUBLISH_SCRIPT),
                 history_len: self.history_len.max(1),
                 history_ttl_ms: self.history_ttl.as_millis().clamp(1, u64::MAX as u128) as u64,
             }),
@@ -173,13 +186,18 @@ impl Emitter {
 
     /// Publishes many prepared messages, pipelined, in order. The outer error means nothing could
     /// be sent (Redis unreachable); otherwise each message has its own result.
-    pub async fn emit_batch(&self, messages: &[Message]) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
+    pub async fn emit_batch(
+        &self,
+        messages: &[Message],
+    ) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
         let mut results = Vec::with_capacity(messages.len());
         let mut conn = self.inner.pool.get().await?;
         for chunk in messages.chunks(PIPELINE_CHUNK) {
             let mut pipe = redis::pipe();
             // Loading first makes the pipeline immune to a SCRIPT FLUSH or a restarted Redis.
-            pipe.ignore_errors().load_script(&self.inner.script).ignore();
+            pipe.ignore_errors()
+                .load_script(&self.inner.script)
+                .ignore();
             for message in chunk {
                 pipe.invoke_script(&self.invocation(message));
             }
@@ -188,7 +206,11 @@ impl Emitter {
                 conn.check(reply)?
             };
             if replies.len() != chunk.len() {
-                return Err(EmitError::Reply(format!("{} replies for {} messages", replies.len(), chunk.len())));
+                return Err(EmitError::Reply(format!(
+                    "{} replies for {} messages",
+                    replies.len(),
+                    chunk.len()
+                )));
             }
             results.extend(replies.into_iter().map(|r| parse_reply(r?)));
         }
@@ -247,21 +269,33 @@ impl Publication<'_> {
     }
 
     /// Publishes `data` serialized as JSON. Returns the message's offset.
-    pub async fn emit<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<Offset, EmitError> {
+    pub async fn emit<T: Serialize + ?Sized>(
+        self,
+        event: &str,
+        data: &T,
+    ) -> Result<Offset, EmitError> {
         let emitter = self.emitter;
         let message = self.message(event, data)?;
         emitter.publish(&message).await
     }
 
     /// Publishes `json`, which must be JSON text; it reaches JSON clients byte for byte.
-    pub async fn emit_raw(self, event: &str, json: impl Into<Vec<u8>>) -> Result<Offset, EmitError> {
+    pub async fn emit_raw(
+        self,
+        event: &str,
+        json: impl Into<Vec<u8>>,
+    ) -> Result<Offset, EmitError> {
         let emitter = self.emitter;
         let message = self.message_raw(event, json.into())?;
         emitter.publish(&message).await
     }
 
     /// Prepares the message for [`Emitter::emit_batch`].
-    pub fn message<T: Serialize + ?Sized>(self, event: &str, data: &T) -> Result<Message, EmitError> {
+    pub fn message<T: Serialize + ?Sized>(
+        self,
+        event: &str,
+        data: &T,
+    ) -> Result<Message, EmitError> {
         let json = serde_json::to_vec(data)?;
         self.message_raw(event, json)
     }
@@ -282,10 +316,13 @@ pub struct Message {
 impl Message {
     /// Checks and encodes a message: `event` must be a valid event name, `json` valid JSON text,
     /// and each of `except` a valid client id. `id` defaults to a fresh UUID v7.
-    pub fn new(target: Target, event: &str, json: Vec<u8>, except: Vec<String>, id: Option<Uuid>) -> Result<Message, EmitError> {
-        names::validate_event(event)?;
-        let text = std::str::from_utf8(&json).map_err(|_| EmitError::InvalidJson("not UTF-8".into()))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+    pub fn new(
+        target: Target,
+        event: &str,
+        json: Vec<u8>,
+        except: Vec<String>,
+        id: Option<Uuid>,
+    ) -> Result<Message, EmitError> {
         for client in &except {
             Target::new(Scope::Client, client)?;
         }
@@ -294,9 +331,16 @@ impl Message {
         if let Some(id) = id {
             envelope.id = id;
         }
+        Message::from_envelope(&envelope)
+    }
+
+    /// Checks and encodes a complete envelope (for control kinds, or a caller that builds its
+    /// own).
+    pub fn from_envelope(envelope: &Envelope) -> Result<Message, EmitError> {
+        envelope.validate()?;
         Ok(Message {
+            target: envelope.target()?,
             envelope: envelope.encode()?,
-            target,
         })
     }
 }

@@ -22,12 +22,23 @@ pub enum EmitError {
     /// Redis answered with an error (e.g. out of memory, or a script error).
     #[error("Redis refused the publish: {0}")]
     Redis(redis::RedisError),
-    /// The envelope could not be built.
+    /// The envelope could not be built or is not valid.
     #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
+    Envelope(EnvelopeError),
     /// Redis answered something the publish script never returns.
     #[error("unexpected reply from the publish script: {0}")]
     Reply(String),
+}
+
+impl From<EnvelopeError> for EmitError {
+    fn from(e: EnvelopeError) -> Self {
+        match e {
+            EnvelopeError::Name(e) => EmitError::InvalidName(e),
+            EnvelopeError::Json(e) => EmitError::InvalidJson(e.to_string()),
+            EnvelopeError::NotUtf8 => EmitError::InvalidJson("not UTF-8".into()),
+            other => EmitError::Envelope(other),
+        }
+    }
 }
 
 impl From<serde_json::Error> for EmitError {
@@ -38,7 +49,11 @@ impl From<serde_json::Error> for EmitError {
 
 impl From<redis::RedisError> for EmitError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
             EmitError::Unavailable(e.to_string())
         } else {
             EmitError::Redis(e)
@@ -50,7 +65,9 @@ impl From<bb8::RunError<redis::RedisError>> for EmitError {
     fn from(e: bb8::RunError<redis::RedisError>) -> Self {
         match e {
             bb8::RunError::User(e) => e.into(),
-            bb8::RunError::TimedOut => EmitError::Unavailable("timed out waiting for a Redis connection".into()),
+            bb8::RunError::TimedOut => {
+                EmitError::Unavailable("timed out waiting for a Redis connection".into())
+            }
         }
     }
 }

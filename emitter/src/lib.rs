@@ -7,7 +7,7 @@
 
 mod emitter;
 mod error;
-mod pool;
+pub mod pool;
 
 pub mod cli;
 

@@ -25,7 +25,10 @@ impl Conn {
     /// is no longer usable.
     pub fn check<T>(&mut self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
         if let Err(e) = &result
-            && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error())
+            && (e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_unrecoverable_error())
         {
             self.broken = true;
         }
@@ -58,7 +61,10 @@ impl bb8::ManageConnection for Manager {
             .client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
-        Ok(Conn { inner, broken: false })
+        Ok(Conn {
+            inner,
+            broken: false,
+        })
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), redis::RedisError> {

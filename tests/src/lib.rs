@@ -1,1 +1,22 @@
-//! placeholder
+//! Support for Ferrocast's end-to-end tests: a private redis-server, edge processes, WebSocket
+//! clients and tokens. Everything waits for conditions with deadlines; nothing sleeps and hopes.
+//!
+//! The edge and emitter binaries must be built first (`cargo build --bins`; the README's test
+//! command does it).
+
+#![allow(clippy::missing_panics_doc)]
+
+pub mod client;
+pub mod emitter_cli;
+pub mod process;
+pub mod token;
+
+pub use client::Client;
+pub use emitter_cli::emitter;
+pub use process::{Edge, RedisServer, bin, free_port};
+pub use token::Token;
+
+use std::time::Duration;
+
+/// How long any single expectation may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);

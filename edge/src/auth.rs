@@ -1,0 +1,186 @@
+//! Who a client is and what it may do: JWT verification and room patterns.
+//!
+//! The algorithm comes from configuration only: a token's own `alg` header never picks the key
+//! type, so `none` and HS/RS confusion cannot pass.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::{Config, DEV_JWT_SECRET, JwtAlg};
+
+/// Clock skew allowed on `exp` and `nbf`, seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// The claims Ferrocast reads from a token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// Room patterns the client may join.
+    #[serde(default)]
+    pub rooms: Patterns,
+    /// Room patterns the client may publish to.
+    #[serde(default, rename = "pub")]
+    pub publish: Patterns,
+    /// Application data kept with the session and handed to workers.
+    #[serde(default)]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A token was refused. The text is safe to send to the client and to log: it never holds the
+/// token.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct AuthError(String);
+
+/// Configuration could not produce a verifier.
+#[derive(Debug, Error)]
+pub enum AuthConfigError {
+    /// The public key file could not be read.
+    #[error("cannot read JWT public key {path}: {source}")]
+    ReadKey {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key is not a PEM key of the configured algorithm.
+    #[error("invalid JWT key for {alg:?}: {source}")]
+    BadKey {
+        /// The configured algorithm.
+        alg: JwtAlg,
+        /// Why.
+        source: jsonwebtoken::errors::Error,
+    },
+    /// An asymmetric algorithm without a key, or HS256 with a key file.
+    #[error("{0}")]
+    Mismatch(&'static str),
+}
+
+/// Verifies tokens with the configured key and rules.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+    /// Whether the well-known development secret is in use.
+    pub is_dev_secret: bool,
+}
+
+impl Verifier {
+    /// Builds the verifier for `config`.
+    pub fn from_config(config: &Config) -> Result<Verifier, AuthConfigError> {
+        let (algorithm, key, is_dev_secret) = match (config.jwt_alg, &config.jwt_public_key_file) {
+            (JwtAlg::Hs256, Some(_)) => {
+                return Err(AuthConfigError::Mismatch(
+                    "--jwt-public-key-file needs --jwt-alg RS256, ES256 or EdDSA",
+                ));
+            }
+            (JwtAlg::Hs256, None) => {
+                let secret = config.jwt_secret.as_deref();
+                let key = DecodingKey::from_secret(secret.unwrap_or(DEV_JWT_SECRET).as_bytes());
+                (Algorithm::HS256, key, secret.is_none())
+            }
+            (_, None) => {
+                return Err(AuthConfigError::Mismatch(
+                    "--jwt-alg RS256, ES256 and EdDSA need --jwt-public-key-file",
+                ));
+            }
+            (alg, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|source| AuthConfigError::ReadKey {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let (algorithm, key) = match alg {
+                    JwtAlg::Rs256 => (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)),
+                    JwtAlg::Es256 => (Algorithm::ES256, DecodingKey::from_ec_pem(&pem)),
+                    JwtAlg::EdDsa | JwtAlg::Hs256 => {
+                        (Algorithm::EdDSA, DecodingKey::from_ed_pem(&pem))
+                    }
+                };
+                (
+                    algorithm,
+                    key.map_err(|source| AuthConfigError::BadKey { alg, source })?,
+                    false,
+                )
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &config.jwt_issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &config.jwt_audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Verifier {
+            key,
+            validation,
+            is_dev_secret,
+        })
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) if data.claims.sub.is_empty() => Err(AuthError("empty sub".into())),
+            Ok(data) => Ok(data.claims),
+            Err(e) => Err(AuthError(
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not yet valid",
+                    ErrorKind::InvalidSignature => "bad signature",
+                    ErrorKind::InvalidAlgorithm => "wrong algorithm",
+                    ErrorKind::InvalidIssuer => "wrong issuer",
+                    ErrorKind::InvalidAudience => "wrong audience",
+                    ErrorKind::MissingRequiredClaim(_) => "missing required claim",
+                    _ => "invalid token",
+                }
+                .into(),
+            )),
+        }
+    }
+}
+
+/// A list of room patterns: exact names, prefixes ending in `*`, or `*` for every room.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "Vec<String>")]
+pub struct Patterns(Vec<String>);
+
+impl From<Vec<String>> for Patterns {
+    fn from(patterns: Vec<String>) -> Self {
+        Patterns(patterns)
+    }
+}
+
+impl Patterns {
+    /// Whether `room` matches any pattern.
+    pub fn allows(&self, room: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => room.starts_with(prefix),
+            None => p == room,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exactly_or_by_prefix() {
+        let p = Patterns::from(vec!["chat:42".to_owned(), "room-*".to_owned()]);
+        assert!(p.allows("chat:42"));
+        assert!(!p.allows("chat:420"));
+        assert!(p.allows("room-1"));
+        assert!(p.allows("room-"));
+        assert!(!p.allows("room"));
+        assert!(Patterns::from(vec!["*".to_owned()]).allows("anything"));
+        assert!(!Patterns::default().allows("x"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The in-process bus: single-node mode. Same semantics as Redis (capped, expiring history per
+//! target, offsets with an epoch, delivery in offset order) with nothing to set up.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrocast_protocol::envelope::now_ms;
+use ferrocast_protocol::offset::StreamId;
+use ferrocast_protocol::{Envelope, Offset, TargetKey};
+use parking_lot::Mutex;
+
+use super::{Bus, BusError};
+use crate::registry::Registry;
+
+/// How often expired histories are swept away (on the next publish after this long).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// An in-process bus.
+pub struct MemoryBus {
+    registry: Arc<Registry>,
+    history_len: usize,
+    history_ttl: Duration,
+    state: Mutex<State>,
+}
+
+struct State {
+    streams: HashMap<TargetKey, History>,
+    subscribed: HashSet<TargetKey>,
+    last_sweep: Instant,
+}
+
+struct History {
+    epoch: StreamId,
+    last: StreamId,
+    entries: VecDeque<(StreamId, Arc<[u8]>)>,
+    expires: Instant,
+}
+
+impl MemoryBus {
+    /// A bus delivering to `registry`, keeping `history_len` messages per target for
+    /// `history_ttl` after the last publish.
+    pub fn new(registry: Arc<Registry>, history_len: u64, history_ttl: Duration) -> MemoryBus {
+        MemoryBus {
+            registry,
+            history_len: usize::try_from(history_len).unwrap_or(usize::MAX).max(1),
+            history_ttl,
+            state: Mutex::new(State {
+                streams: HashMap::new(),
+                subscribed: HashSet::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+}
+
+impl History {
+    fn live(&self, now: Instant) -> bool {
+        self.expires > now
+    }
+}
+
+impl Bus for MemoryBus {
+    async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
+        self.state.lock().subscribed.extend(targets.iter().cloned());
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
+        let mut state = self.state.lock();
+        for target in targets {
+            state.subscribed.remove(target);
+        }
+        Ok(())
+    }
+
+    async fn last_offset(&self, target: &TargetKey) -> Result<Option<Offset>, BusError> {
+        let state = self.state.lock();
+        Ok(state
+            .streams
+            .get(target)
+            .filter(|h| h.live(Instant::now()) && !h.entries.is_empty())
+            .map(|h| Offset {
+                id: h.last,
+                epoch: h.epoch,
+            }))
+    }
+
+    async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
+        let target = envelope
+            .target()
+            .map_err(|e| BusError::Refused(e.to_string()))?
+            .key();
+        let bytes: Arc<[u8]> = envelope
+            .encode()
+            .map_err(|e| BusError::Refused(e.to_string()))?
+            .into();
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        if now.duration_since(state.last_sweep) >= SWEEP_EVERY {
+            state.streams.retain(|_, h| h.live(now));
+            state.last_sweep = now;
+        }
+        let ms = now_ms();
+        let history = state
+            .streams
+            .entry(target.clone())
+            .and_modify(|h| {
+                if !h.live(now) {
+                    h.entries.clear();
+                    h.epoch = StreamId::default();
+                }
+            })
+            .or_insert_with(|| History {
+                epoch: StreamId::default(),
+                last: StreamId::default(),
+                entries: VecDeque::new(),
+                expires: now,
+            });
+        // Ids like Redis's: time, then a sequence within the same millisecond (or a stuck clock).
+        let id = if ms > history.last.ms {
+            StreamId { ms, seq: 0 }
+        } else {
+            StreamId {
+                ms: history.last.ms,
+                seq: history.last.seq + 1,
+            }
+        };
+        if history.epoch == StreamId::default() {
+            history.epoch = id;
+        }
+        history.last = id;
+        history.entries.push_back((id, bytes.clone()));
+        if history.entries.len() > self.history_len {
+            history.entries.pop_front();
+        }
+        history.expires = now + self.history_ttl;
+        let offset = Offset {
+            id,
+            epoch: history.epoch,
+        };
+        // Delivered under the lock, so two publishers to one target deliver in offset order.
+        if state.subscribed.contains(&target) {
+            self.registry.deliver(&target, offset, &bytes);
+        }
+        Ok(offset)
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,144 @@
+//! Edge configuration: every flag has an environment variable, and no flag is required.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use ferrocast_emitter::cli::parse_duration;
+use ferrocast_protocol::script;
+
+/// The JWT secret used when none is configured. Anyone can mint tokens with it.
+pub const DEV_JWT_SECRET: &str = "ferrocast-dev-secret";
+
+/// Ferrocast edge: a WebSocket server that authenticates clients with JWTs, lets them join rooms
+/// and delivers what workers publish through Redis. With no flags it runs as a single node with
+/// an in-process bus and a development JWT secret: fine for trying it out, not for production.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "edge", version)]
+pub struct Config {
+    /// Address to serve WebSockets, /healthz and /readyz on.
+    #[arg(long, env = "FERROCAST_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Path of the WebSocket endpoint.
+    #[arg(long, env = "FERROCAST_WS_PATH", default_value = "/ws")]
+    pub ws_path: String,
+
+    /// Redis to receive messages through (e.g. redis://127.0.0.1:6379). Absent: single-node mode
+    /// with an in-process bus, for development and trying it out.
+    #[arg(long, env = "FERROCAST_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Key prefix shared with the emitters.
+    #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]
+    pub prefix: String,
+
+    /// HS256 secret (the raw bytes of this string). Without it and without a public key, a
+    /// development secret is used and a warning logged.
+    #[arg(
+        long,
+        env = "FERROCAST_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key_file"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key for RS256, ES256 or EdDSA tokens (set --jwt-alg).
+    #[arg(long, env = "FERROCAST_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Token algorithm. Fixed here: a token's own `alg` header never chooses it.
+    #[arg(long, env = "FERROCAST_JWT_ALG", value_enum, default_value_t = JwtAlg::Hs256)]
+    pub jwt_alg: JwtAlg,
+
+    /// Required `iss` claim, if set.
+    #[arg(long, env = "FERROCAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, if set.
+    #[arg(long, env = "FERROCAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Room patterns anyone may join, comma-separated: exact names, or prefixes ending in `*`.
+    /// Every other room needs a matching `rooms` claim in the token.
+    #[arg(long, env = "FERROCAST_PUBLIC_ROOMS", value_delimiter = ',')]
+    pub public_rooms: Vec<String>,
+
+    /// This edge's id, reported to clients and workers (default: random).
+    #[arg(long, env = "FERROCAST_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How long a connection may take to send its `auth` frame (when not authenticated by header).
+    #[arg(long, env = "FERROCAST_AUTH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub auth_timeout: Duration,
+
+    /// How long a client may take to send its HTTP upgrade request.
+    #[arg(long, env = "FERROCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Server ping interval, announced to clients in `welcome`.
+    #[arg(long, env = "FERROCAST_HEARTBEAT", default_value = "25s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Most rooms one connection may be in.
+    #[arg(long, env = "FERROCAST_MAX_ROOMS", default_value_t = 100)]
+    pub max_rooms: usize,
+
+    /// Largest inbound WebSocket message, in bytes; larger ones close the connection with 1009.
+    #[arg(long, env = "FERROCAST_MAX_FRAME_SIZE", default_value_t = 64 * 1024)]
+    pub max_frame_size: usize,
+
+    /// Frames queued for one connection before it counts as a slow consumer and is closed (4009).
+    #[arg(long, env = "FERROCAST_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Messages kept per target by the in-process bus (single-node mode).
+    #[arg(long, env = "FERROCAST_HISTORY_LEN", default_value_t = script::DEFAULT_HISTORY_LEN)]
+    pub history_len: u64,
+
+    /// How long the in-process bus keeps a target's history after its last publish.
+    #[arg(long, env = "FERROCAST_HISTORY_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
+    /// Log format.
+    #[arg(long, env = "FERROCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info` or `ferrocast_edge=debug`).
+    #[arg(long, env = "FERROCAST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// JWT signature algorithms an edge can be configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlg {
+    /// HMAC-SHA256 with a shared secret (--jwt-secret).
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256 (--jwt-public-key-file).
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with SHA-256 (--jwt-public-key-file).
+    #[value(name = "ES256")]
+    Es256,
+    /// Ed25519 (--jwt-public-key-file).
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Pretty,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+impl Config {
+    /// The configuration of an edge started with no flags (environment variables still apply).
+    pub fn defaults() -> Config {
+        Config::parse_from(["edge"])
+    }
+}

@@ -1,0 +1,75 @@
+//! One message on its way to local clients: decoded once, encoded at most once per encoding, and
+//! the same shared buffer handed to every recipient.
+
+use bytes::Bytes;
+use ferrocast_protocol::frame::server::MsgFrame;
+use ferrocast_protocol::{Encoding, Envelope, Offset, Scope};
+use tungstenite::Message;
+use tungstenite::protocol::frame::Utf8Bytes;
+
+/// A message for delivery, with its frames built on first use.
+pub struct Delivery {
+    /// The decoded envelope.
+    pub envelope: Envelope,
+    offset: String,
+    json: Option<Option<Message>>,
+    msgpack: Option<Option<Message>>,
+}
+
+impl Delivery {
+    /// A delivery of `envelope`, which sits at `offset` in its target's history.
+    pub fn new(envelope: Envelope, offset: Offset) -> Delivery {
+        Delivery {
+            envelope,
+            offset: offset.to_string(),
+            json: None,
+            msgpack: None,
+        }
+    }
+
+    /// Whether the client `client` is excluded by the publisher.
+    pub fn excludes(&self, client: &str) -> bool {
+        self.envelope.except.iter().any(|c| c == client)
+    }
+
+    /// The frame for `encoding`, built on first call. `None` if it cannot be built (logged once).
+    pub fn frame(&mut self, encoding: Encoding) -> Option<Message> {
+        let slot = match encoding {
+            Encoding::Json => &mut self.json,
+            Encoding::MsgPack => &mut self.msgpack,
+        };
+        if slot.is_none() {
+            *slot = Some(build(&self.envelope, &self.offset, encoding));
+        }
+        slot.as_ref().and_then(Clone::clone)
+    }
+}
+
+fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Message> {
+    let frame = MsgFrame {
+        scope: envelope.scope,
+        room: (envelope.scope == Scope::Room).then_some(envelope.target.as_str()),
+        event: &envelope.event,
+        data: &envelope.data,
+        offset: Some(offset),
+        id: envelope.id,
+        ts: envelope.ts,
+    };
+    let built =
+        frame
+            .encode(encoding)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| match encoding {
+                Encoding::Json => String::from_utf8(bytes)
+                    .map(|text| Message::Text(Utf8Bytes::from(text)))
+                    .map_err(|e| e.to_string()),
+                Encoding::MsgPack => Ok(Message::Binary(Bytes::from(bytes))),
+            });
+    match built {
+        Ok(message) => Some(message),
+        Err(error) => {
+            tracing::warn!(id = %envelope.id, ?encoding, %error, "cannot encode message; skipped");
+            None
+        }
+    }
+}

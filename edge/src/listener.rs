@@ -1,0 +1,145 @@
+//! The accept loop and the one port's routes: `/healthz`, `/readyz`, and the WebSocket endpoint,
+//! where the upgrade is checked (subprotocol, `Authorization` header) before anything is
+//! allocated for a session.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocast_protocol::Encoding;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::Role;
+
+use crate::Shared;
+use crate::bus::Bus;
+use crate::http::{self, ReadError, Request};
+use crate::session;
+
+/// Accepts connections until `shutdown` completes.
+pub async fn serve<B: Bus>(
+    shared: Arc<Shared<B>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(shared.clone(), stream));
+                }
+                Err(error) => {
+                    // Typically out of file descriptors: wait instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
+    let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
+        Ok(request) => request,
+        Err(ReadError::Gone) => return,
+        Err(ReadError::Bad(status)) => {
+            return http::respond(&mut stream, status, &[], "bad request").await;
+        }
+    };
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/healthz") => http::respond(&mut stream, 200, &[], "ok").await,
+        ("GET", "/readyz") if shared.bus.is_ready() => {
+            http::respond(&mut stream, 200, &[], "ready").await
+        }
+        ("GET", "/readyz") => http::respond(&mut stream, 503, &[], "not ready").await,
+        (_, path) if path == shared.config.ws_path => upgrade(shared, stream, request).await,
+        _ => http::respond(&mut stream, 404, &[], "not found").await,
+    }
+}
+
+async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request: Request) {
+    if request.method != "GET" {
+        return http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;
+    }
+    if !request.header_has_token("upgrade", "websocket")
+        || !request.header_has_token("connection", "upgrade")
+    {
+        return http::respond(
+            &mut stream,
+            426,
+            &[("upgrade", "websocket")],
+            "expected a WebSocket upgrade",
+        )
+        .await;
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        return http::respond(
+            &mut stream,
+            426,
+            &[("sec-websocket-version", "13")],
+            "WebSocket version 13 only",
+        )
+        .await;
+    }
+    let Some(key) = request.header("sec-websocket-key") else {
+        return http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
+    };
+    let Ok(encoding) = Encoding::negotiate(request.headers("sec-websocket-protocol")) else {
+        return http::respond(
+            &mut stream,
+            400,
+            &[],
+            "unsupported subprotocol: use ferrocast.v1.json or ferrocast.v1.msgpack",
+        )
+        .await;
+    };
+    // The token is read from the Authorization header only, never from the URL.
+    let claims = match request.header("authorization") {
+        None => None,
+        Some(value) => {
+            let token = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim());
+            match token.map(|t| shared.verifier.verify(t)) {
+                Some(Ok(claims)) => Some(claims),
+                Some(Err(e)) => {
+                    let body = format!("invalid token: {e}");
+                    return http::respond(
+                        &mut stream,
+                        401,
+                        &[("www-authenticate", "Bearer")],
+                        &body,
+                    )
+                    .await;
+                }
+                None => {
+                    return http::respond(
+                        &mut stream,
+                        401,
+                        &[("www-authenticate", "Bearer")],
+                        "expected a Bearer token",
+                    )
+                    .await;
+                }
+            }
+        }
+    };
+    if http::switch_protocols(&mut stream, key, encoding.map(Encoding::subprotocol))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        request.rest,
+        Role::Server,
+        Some(shared.ws_config),
+    )
+    .await;
+    session::run(shared, ws, encoding.unwrap_or(Encoding::Json), claims).await;
+}

@@ -1,0 +1,170 @@
+//! Which local connections belong to which target, and delivery to them.
+//!
+//! The registry is the edge's only shared membership state. It decides *what* the edge should be
+//! subscribed to (a target with at least one local member) and queues the change; the
+//! [`subscriptions`](crate::subscriptions) task makes the bus match, one target at a time in
+//! order, and reports back through each target's state so a join can wait until the target is
+//! live before answering `joined`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+use crate::delivery::Delivery;
+use crate::outbox::Outbox;
+
+/// A target's subscription, as seen by those waiting to join it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubState {
+    /// The bus subscription is being made.
+    Pending,
+    /// Messages published from now on reach the target's members.
+    Live,
+}
+
+/// A local connection in a target.
+#[derive(Clone)]
+pub struct Member {
+    /// Its client id, to honour `except`.
+    pub client: Arc<str>,
+    /// Its frame encoding.
+    pub encoding: Encoding,
+    /// Its outbound queue.
+    pub outbox: Outbox,
+}
+
+struct Topic {
+    members: IndexMap<u64, Member>,
+    /// Dropped (closing every receiver) when the subscription fails.
+    state: watch::Sender<SubState>,
+}
+
+#[derive(Default)]
+struct State {
+    topics: HashMap<TargetKey, Topic>,
+    /// Targets whose wanted subscription may differ from the bus's, for the subscriptions task.
+    changed: HashSet<TargetKey>,
+}
+
+/// Local membership of every target.
+#[derive(Default)]
+pub struct Registry {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    /// Adds `session` to `target`. The receiver turns `Live` once the target's messages reach
+    /// the session, and closes if the subscription failed.
+    pub fn join(
+        &self,
+        target: &TargetKey,
+        session: u64,
+        member: Member,
+    ) -> watch::Receiver<SubState> {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let topic = state.topics.entry(target.clone()).or_insert_with(|| Topic {
+            members: IndexMap::new(),
+            state: watch::Sender::new(SubState::Pending),
+        });
+        if topic.members.is_empty() {
+            state.changed.insert(target.clone());
+            self.changed.notify_one();
+        }
+        topic.members.insert(session, member);
+        topic.state.subscribe()
+    }
+
+    /// Removes `session` from `target`, if it is there.
+    pub fn leave(&self, target: &TargetKey, session: u64) {
+        let mut state = self.state.lock();
+        let Some(topic) = state.topics.get_mut(target) else {
+            return;
+        };
+        topic.members.swap_remove(&session);
+        if topic.members.is_empty() {
+            state.topics.remove(target);
+            state.changed.insert(target.clone());
+            self.changed.notify_one();
+        }
+    }
+
+    /// Delivers a message from the bus to every local member of `target`.
+    pub fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
+        let envelope = match Envelope::decode(envelope) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%target, %offset, %error, "undecodable envelope skipped");
+                return;
+            }
+        };
+        if envelope.kind != ferrocast_protocol::Kind::Msg {
+            tracing::warn!(%target, %offset, kind = ?envelope.kind, "control messages are not supported by this edge yet; skipped");
+            return;
+        }
+        let mut delivery = Delivery::new(envelope, offset);
+        let state = self.state.lock();
+        let Some(topic) = state.topics.get(target) else {
+            return;
+        };
+        for member in topic.members.values() {
+            if delivery.excludes(&member.client) {
+                continue;
+            }
+            if let Some(frame) = delivery.frame(member.encoding) {
+                member.outbox.push(frame);
+            }
+        }
+    }
+
+    /// Waits until some target's wanted subscription may have changed.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Takes the targets that changed since the last call, each with whether it is wanted now.
+    pub fn take_changed(&self) -> Vec<(TargetKey, bool)> {
+        let mut state = self.state.lock();
+        let changed = std::mem::take(&mut state.changed);
+        changed
+            .into_iter()
+            .map(|t| {
+                let wanted = state.topics.contains_key(&t);
+                (t, wanted)
+            })
+            .collect()
+    }
+
+    /// Marks `target` live: joins waiting on it may answer.
+    pub fn set_live(&self, target: &TargetKey) {
+        if let Some(topic) = self.state.lock().topics.get(target) {
+            topic.state.send_replace(SubState::Live);
+        }
+    }
+
+    /// The subscription for `target` failed: everyone waiting is told (their receivers close),
+    /// and the members are dropped. A later join starts afresh.
+    pub fn fail(&self, target: &TargetKey) {
+        let mut state = self.state.lock();
+        if let Some(topic) = state.topics.get(target)
+            && *topic.state.borrow() == SubState::Pending
+        {
+            state.topics.remove(target);
+        }
+    }
+
+    /// How many targets have local members.
+    pub fn targets(&self) -> usize {
+        self.state.lock().topics.len()
+    }
+}

@@ -1,0 +1,205 @@
+//! Real processes: redis-server on a free port, and edges.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::DEADLINE;
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Path of a workspace binary (`edge`, `emitter`) next to the test executable's profile folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A redis-server of our own, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts redis-server (from PATH) on a free port with no persistence, and waits until it
+    /// answers.
+    pub fn start() -> RedisServer {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("ferrocast-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (the README's test command installs it)");
+        let server = RedisServer { child, port, dir };
+        let deadline = Instant::now() + DEADLINE;
+        while server.cli(&["PING"]).as_deref() != Some("PONG") {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs redis-cli against this server; `None` if it failed.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An edge process, killed on drop.
+pub struct Edge {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Edge {
+    /// Starts an edge on a free port with `args` (and `--listen`), and waits until `/readyz`
+    /// answers 200.
+    pub async fn start(args: &[&str]) -> Edge {
+        let port = free_port();
+        let child = Command::new(bin("edge"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--log",
+                &std::env::var("FERROCAST_TEST_EDGE_LOG").unwrap_or_else(|_| "error".into()),
+            ])
+            .args(args)
+            .env_remove("FERROCAST_REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn edge");
+        let mut edge = Edge { child, port };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = edge.child.try_wait().expect("try_wait") {
+                panic!("edge exited during start-up: {status}");
+            }
+            if edge
+                .get("/readyz")
+                .await
+                .is_some_and(|(status, _)| status == 200)
+            {
+                return edge;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge on port {port} never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts an edge using the Redis `redis`.
+    pub async fn with_redis(redis: &RedisServer, extra: &[&str]) -> Edge {
+        let url = redis.url();
+        let mut args = vec!["--redis-url", url.as_str()];
+        args.extend_from_slice(extra);
+        Edge::start(&args).await
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// A plain HTTP GET: status and body, or `None` if the edge did not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.raw(&format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n"))
+            .await
+    }
+
+    /// Sends a raw request and reads the response until the edge closes: status and body.
+    pub async fn raw(&self, request: &str) -> Option<(u16, String)> {
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .ok()?;
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.ok()?;
+            let text = String::from_utf8_lossy(&response).into_owned();
+            let status = text.split(' ').nth(1)?.parse().ok()?;
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            Some((status, body))
+        };
+        tokio::time::timeout(Duration::from_secs(2), exchange)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
