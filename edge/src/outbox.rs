@@ -49,3 +49,21 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_signals_overflow_and_drops_the_frame() {
+        let (outbox, mut inbox) = channel(2);
+        assert!(outbox.push(Message::Text("1".into())));
+        assert!(outbox.push(Message::Text("2".into())));
+        assert!(!outbox.push(Message::Text("3".into())));
+        // The permit stored by notify_one makes this return at once.
+        inbox.overflow.notified().await;
+        assert_eq!(inbox.rx.recv().await, Some(Message::Text("1".into())));
+        assert_eq!(inbox.rx.recv().await, Some(Message::Text("2".into())));
+        assert!(inbox.rx.try_recv().is_err());
+    }
+}
