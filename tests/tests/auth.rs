@@ -205,3 +205,23 @@ async fn http_routes_and_subprotocol_negotiation() {
         .expect("connect");
     assert!(response.headers().get("sec-websocket-protocol").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_dev_token_script_mints_tokens_the_edge_accepts() {
+    let edge = Edge::start(&[]).await;
+    let script = format!("{}/../scripts/dev-token.sh", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash")
+        .args([script.as_str(), "alice", "chat:*,lobby", "chat:*"])
+        .output()
+        .expect("run dev-token.sh");
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).expect("utf8");
+    let (mut client, welcome) = Client::connect(&edge.ws_url(), token.trim()).await;
+    assert_eq!(welcome["user"], "alice");
+    client.join("lobby").await;
+    client.join("chat:9").await;
+    let answer = client
+        .request(json!({"type": "publish", "room": "chat:9", "event": "e", "data": 1}))
+        .await;
+    assert_eq!(answer["type"], "ack");
+}

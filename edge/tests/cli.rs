@@ -1,0 +1,86 @@
+//! The `edge` binary's command line: help that explains, and clear refusals of bad settings.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the edge and collects its output; kills it if it is still running after 10 s (an edge
+/// that accepted settings it should have refused would otherwise serve forever).
+fn edge(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(args)
+        .env_remove("FERROCAST_REDIS_URL")
+        .env_remove("FERROCAST_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run edge");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn help_names_every_flag_with_its_environment_variable() {
+    let out = edge(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--redis-url",
+        "--prefix",
+        "--jwt-secret",
+        "--jwt-public-key-file",
+        "--jwt-alg",
+        "--jwt-issuer",
+        "--jwt-audience",
+        "--public-rooms",
+        "--node-id",
+        "--auth-timeout",
+        "--max-rooms",
+        "--max-frame-size",
+        "--outbound-queue",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+        let env = format!(
+            "FERROCAST_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(help.contains(&env), "--help lacks {env}");
+    }
+}
+
+#[test]
+fn inconsistent_key_settings_stop_the_edge_with_a_reason() {
+    for (args, expected) in [
+        (
+            &["--jwt-alg", "RS256", "--listen", "127.0.0.1:0"][..],
+            "need --jwt-public-key-file",
+        ),
+        (
+            &[
+                "--jwt-alg",
+                "ES256",
+                "--jwt-public-key-file",
+                "/nonexistent.pem",
+                "--listen",
+                "127.0.0.1:0",
+            ][..],
+            "cannot read JWT public key",
+        ),
+        (
+            &["--prefix", "a{b", "--listen", "127.0.0.1:0"][..],
+            "--prefix",
+        ),
+        (&["--auth-timeout", "soon"][..], "not a duration"),
+    ] {
+        let out = edge(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
