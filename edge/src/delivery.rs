@@ -17,14 +17,26 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// A delivery of `envelope`, which sits at `offset` in its target's history.
-    pub fn new(envelope: Envelope, offset: Offset) -> Delivery {
-        Delivery {
+    /// Decodes an envelope from the bus. `None` (logged) for one that cannot be decoded or is
+    /// not a message: one bad envelope never stops the others.
+    pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Delivery> {
+        let envelope = match Envelope::decode(bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%offset, %error, "undecodable envelope skipped");
+                return None;
+            }
+        };
+        if envelope.kind != ferrocast_protocol::Kind::Msg {
+            tracing::warn!(%offset, kind = ?envelope.kind, "control messages are not supported by this edge yet; skipped");
+            return None;
+        }
+        Some(Delivery {
             envelope,
             offset: offset.to_string(),
             json: None,
             msgpack: None,
-        }
+        })
     }
 
     /// Whether the client `client` is excluded by the publisher.

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod http;
 pub mod listener;
 pub mod outbox;
+pub mod recovery;
 pub mod registry;
 pub mod session;
 pub mod subscriptions;
@@ -75,7 +76,13 @@ pub async fn serve(
     let registry = Registry::new();
     match &config.redis_url {
         Some(url) => {
-            let bus = RedisBus::start(url, &config.prefix, registry.clone())?;
+            let bus = RedisBus::start(
+                url,
+                &config.prefix,
+                registry.clone(),
+                config.history_len,
+                config.history_ttl,
+            )?;
             start(config, verifier, registry, bus, listener, shutdown).await
         }
         None => {

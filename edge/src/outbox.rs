@@ -3,20 +3,33 @@
 
 use std::sync::Arc;
 
+use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
 use tungstenite::Message;
+
+/// A frame on its way to one connection, with where it came from so the connection can drop
+/// what a replay already sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The encoded frame, shared with every other recipient.
+    pub frame: Message,
+    /// The registry topic it was delivered through.
+    pub topic: u64,
+    /// Its offset in the topic's history.
+    pub offset: Option<Offset>,
+}
 
 /// The sending side, held by the registry for every target the connection is in.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outbound>,
     overflow: Arc<Notify>,
 }
 
 /// The receiving side, owned by the connection's task.
 pub struct Inbox {
     /// Frames to write.
-    pub rx: mpsc::Receiver<Message>,
+    pub rx: mpsc::Receiver<Outbound>,
     /// Fires once the queue overflowed: the connection must close with 4009.
     pub overflow: Arc<Notify>,
 }
@@ -38,7 +51,7 @@ impl Outbox {
     /// Queues a frame without waiting. A full queue marks the connection as a slow consumer and
     /// the frame is dropped (the connection is about to close; it can resume from its offsets).
     /// Returns whether the frame was queued.
-    pub fn push(&self, frame: Message) -> bool {
+    pub fn push(&self, frame: Outbound) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -56,14 +69,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
+        let frame = |text: &str| Outbound {
+            frame: Message::Text(text.into()),
+            topic: 1,
+            offset: None,
+        };
         let (outbox, mut inbox) = channel(2);
-        assert!(outbox.push(Message::Text("1".into())));
-        assert!(outbox.push(Message::Text("2".into())));
-        assert!(!outbox.push(Message::Text("3".into())));
+        assert!(outbox.push(frame("1")));
+        assert!(outbox.push(frame("2")));
+        assert!(!outbox.push(frame("3")));
         // The permit stored by notify_one makes this return at once.
         inbox.overflow.notified().await;
-        assert_eq!(inbox.rx.recv().await, Some(Message::Text("1".into())));
-        assert_eq!(inbox.rx.recv().await, Some(Message::Text("2".into())));
+        assert_eq!(inbox.rx.recv().await, Some(frame("1")));
+        assert_eq!(inbox.rx.recv().await, Some(frame("2")));
         assert!(inbox.rx.try_recv().is_err());
     }
 }

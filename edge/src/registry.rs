@@ -9,13 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Encoding, Offset, TargetKey};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
 use crate::delivery::Delivery;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbound, Outbox};
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +38,25 @@ pub struct Member {
 }
 
 struct Topic {
+    /// Unique for the edge's lifetime; tags frames so a connection knows where they came from.
+    id: u64,
     members: IndexMap<u64, Member>,
     /// Dropped (closing every receiver) when the subscription fails.
     state: watch::Sender<SubState>,
 }
 
+/// A membership just added: the topic's id, and its subscription state to wait on.
+pub struct Joined {
+    /// The topic's id (see [`Outbound::topic`]).
+    pub topic: u64,
+    /// Turns `Live` once the target's messages reach the session; closes if the subscription
+    /// failed.
+    pub state: watch::Receiver<SubState>,
+}
+
 #[derive(Default)]
 struct State {
+    next_topic: u64,
     topics: HashMap<TargetKey, Topic>,
     /// Targets whose wanted subscription may differ from the bus's, for the subscriptions task.
     changed: HashSet<TargetKey>,
@@ -63,26 +75,27 @@ impl Registry {
         Arc::new(Registry::default())
     }
 
-    /// Adds `session` to `target`. The receiver turns `Live` once the target's messages reach
-    /// the session, and closes if the subscription failed.
-    pub fn join(
-        &self,
-        target: &TargetKey,
-        session: u64,
-        member: Member,
-    ) -> watch::Receiver<SubState> {
+    /// Adds `session` to `target`.
+    pub fn join(&self, target: &TargetKey, session: u64, member: Member) -> Joined {
         let mut state = self.state.lock();
         let state = &mut *state;
-        let topic = state.topics.entry(target.clone()).or_insert_with(|| Topic {
-            members: IndexMap::new(),
-            state: watch::Sender::new(SubState::Pending),
+        let topic = state.topics.entry(target.clone()).or_insert_with(|| {
+            state.next_topic += 1;
+            Topic {
+                id: state.next_topic,
+                members: IndexMap::new(),
+                state: watch::Sender::new(SubState::Pending),
+            }
         });
         if topic.members.is_empty() {
             state.changed.insert(target.clone());
             self.changed.notify_one();
         }
         topic.members.insert(session, member);
-        topic.state.subscribe()
+        Joined {
+            topic: topic.id,
+            state: topic.state.subscribe(),
+        }
     }
 
     /// Removes `session` from `target`, if it is there.
@@ -101,18 +114,9 @@ impl Registry {
 
     /// Delivers a message from the bus to every local member of `target`.
     pub fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
-        let envelope = match Envelope::decode(envelope) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%target, %offset, %error, "undecodable envelope skipped");
-                return;
-            }
-        };
-        if envelope.kind != ferrocast_protocol::Kind::Msg {
-            tracing::warn!(%target, %offset, kind = ?envelope.kind, "control messages are not supported by this edge yet; skipped");
+        let Some(mut delivery) = Delivery::decode(offset, envelope) else {
             return;
-        }
-        let mut delivery = Delivery::new(envelope, offset);
+        };
         let state = self.state.lock();
         let Some(topic) = state.topics.get(target) else {
             return;
@@ -122,7 +126,11 @@ impl Registry {
                 continue;
             }
             if let Some(frame) = delivery.frame(member.encoding) {
-                member.outbox.push(frame);
+                member.outbox.push(Outbound {
+                    frame,
+                    topic: topic.id,
+                    offset: Some(offset),
+                });
             }
         }
     }

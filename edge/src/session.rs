@@ -4,16 +4,16 @@
 //! what the registry queued for it, a whole burst per flush. Everything it joined is left when it
 //! ends, whatever the reason.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_protocol::close::{self, ErrorCode};
-use ferrocast_protocol::frame::client::{ClientFrame, FrameError};
+use ferrocast_protocol::frame::client::{ClientFrame, FrameError, ScopeSince};
 use ferrocast_protocol::frame::server::{Recovered, ServerFrame};
-use ferrocast_protocol::{Encoding, Envelope, Target, TargetKey};
+use ferrocast_protocol::{Encoding, Envelope, Offset, Target, TargetKey};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -26,8 +26,9 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::Shared;
 use crate::auth::Claims;
-use crate::bus::{Bus, BusError};
-use crate::outbox::{self, Inbox, Outbox};
+use crate::bus::{Bus, BusError, Replay};
+use crate::outbox::{self, Inbox, Outbound, Outbox};
+use crate::recovery::{self, Seams, Written};
 use crate::registry::{Member, SubState};
 
 /// The socket, after the upgrade.
@@ -50,8 +51,8 @@ pub async fn run<B: Bus>(
     encoding: Encoding,
     claims: Option<Claims>,
 ) {
-    let claims = match claims {
-        Some(claims) => claims,
+    let (claims, since) = match claims {
+        Some(claims) => (claims, ScopeSince::default()),
         None => match authenticate(&shared, &mut ws).await {
             Ok(claims) => claims,
             Err(reason) => {
@@ -75,17 +76,23 @@ pub async fn run<B: Bus>(
         claims,
         encoding,
         outbox,
-        rooms: HashSet::new(),
+        rooms: HashMap::new(),
         auto,
+        auto_topics: [0; 3],
+        seams: Seams::default(),
+        written: [Written::default(); 2],
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    session.serve(&mut ws, inbox).instrument(span).await;
+    session.serve(&mut ws, inbox, since).instrument(span).await;
     session.leave_everything();
 }
 
 /// Waits for the `auth` frame and checks its token. The error is the close reason.
-async fn authenticate<B: Bus>(shared: &Shared<B>, ws: &mut Ws) -> Result<Claims, &'static str> {
+async fn authenticate<B: Bus>(
+    shared: &Shared<B>,
+    ws: &mut Ws,
+) -> Result<(Claims, ScopeSince), &'static str> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
     loop {
         let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -96,10 +103,14 @@ async fn authenticate<B: Bus>(shared: &Shared<B>, ws: &mut Ws) -> Result<Claims,
             Ok(Some(Ok(_))) => continue,
         };
         return match frame {
-            Ok(ClientFrame::Auth { token, .. }) => shared.verifier.verify(&token).map_err(|e| {
-                tracing::debug!(error = %e, "token refused");
-                "invalid token"
-            }),
+            Ok(ClientFrame::Auth { token, since }) => shared
+                .verifier
+                .verify(&token)
+                .map(|c| (c, since))
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "token refused");
+                    "invalid token"
+                }),
             _ => Err("the first frame must be auth"),
         };
     }
@@ -112,28 +123,50 @@ struct Session<B: Bus> {
     claims: Claims,
     encoding: Encoding,
     outbox: Outbox,
-    rooms: HashSet<String>,
+    /// Joined rooms and their registry topics.
+    rooms: HashMap<String, u64>,
     /// The user, client and `all` targets every connection is in.
     auto: [TargetKey; 3],
+    /// Their registry topics, in the same order.
+    auto_topics: [u64; 3],
+    seams: Seams,
+    /// What was written live for the user and `all` scopes (see [`Written`]).
+    written: [Written; 2],
 }
 
 /// An error answer: code and message.
 type Refusal = (ErrorCode, String);
 
+const USER: usize = 0;
+const ALL: usize = 2;
+
 impl<B: Bus> Session<B> {
-    async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox) {
+    async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox, since: ScopeSince) {
         if !self.join_auto().await {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return;
         }
+        let (recovered, replayed) = match self.resume(&since).await {
+            Ok(resumed) => resumed,
+            Err(_) => {
+                close_with(ws, close::TRY_LATER, "bus unavailable").await;
+                return;
+            }
+        };
         let welcome = ServerFrame::Welcome {
             client: &self.client,
             user: &self.claims.sub,
             node: &self.shared.node_id,
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
-            recovered: Recovered::default(),
+            recovered,
         };
-        if self.send(ws, &welcome).await.is_err() {
+        let Some(welcome) = self.encode(&welcome) else {
+            return;
+        };
+        if write_all(ws, std::iter::once(welcome).chain(replayed))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -146,7 +179,7 @@ impl<B: Bus> Session<B> {
                 Some(first) = inbox.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
                     let written = tokio::select! {
-                        written = write_burst(ws, first, &mut inbox.rx) => written.is_ok(),
+                        written = self.write_burst(ws, first, &mut inbox.rx) => written.is_ok(),
                         _ = inbox.overflow.notified() => false,
                     };
                     if !written {
@@ -166,13 +199,13 @@ impl<B: Bus> Session<B> {
                         }
                         Some(Err(_)) => return,
                     };
-                    let reply = match frame {
+                    let replies = match frame {
                         Ok(frame) => self.handle(frame).await,
-                        Err(FrameError { reference, code, message }) => self.error(reference, code, &message),
+                        Err(FrameError { reference, code, message }) => {
+                            self.error(reference, code, &message).into_iter().collect()
+                        }
                     };
-                    if let Some(reply) = reply
-                        && ws.send(reply).await.is_err()
-                    {
+                    if write_all(ws, replies).await.is_err() {
                         return;
                     }
                 }
@@ -180,31 +213,31 @@ impl<B: Bus> Session<B> {
         }
     }
 
-    /// Answers one frame. `None`: nothing to send.
-    async fn handle(&mut self, frame: ClientFrame) -> Option<Message> {
-        match frame {
+    /// Answers one frame: the answer first, then any replayed messages.
+    async fn handle(&mut self, frame: ClientFrame) -> Vec<Message> {
+        let answer = match frame {
             ClientFrame::Join {
                 room,
                 since,
                 reference,
-            } => match self.join(&room, since.is_some(), reference).await {
-                Ok(joined) => joined,
+            } => match self.join(&room, since.as_deref(), reference).await {
+                Ok(frames) => return frames,
                 Err((code, message)) => self.error(reference, code, &message),
             },
-            ClientFrame::Leave { room, reference } => {
-                if self.rooms.remove(&room) {
+            ClientFrame::Leave { room, reference } => match self.rooms.remove(&room) {
+                Some(topic) => {
                     self.shared
                         .registry
                         .leave(&Target::Room(room.clone()).key(), self.id);
+                    self.seams.forget(topic);
                     self.encode(&ServerFrame::Left {
                         room: &room,
                         reference,
                         by: None,
                     })
-                } else {
-                    self.error(reference, ErrorCode::NotJoined, "not in that room")
                 }
-            }
+                None => self.error(reference, ErrorCode::NotJoined, "not in that room"),
+            },
             ClientFrame::Publish {
                 room,
                 event,
@@ -225,10 +258,16 @@ impl<B: Bus> Session<B> {
                 "upstream messages are not enabled on this edge",
             ),
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
-            ClientFrame::Resume { reference, .. } => self.encode(&ServerFrame::Resumed {
-                reference,
-                recovered: Recovered::default(),
-            }),
+            ClientFrame::Resume { since, reference } => match self.resume(&since).await {
+                Ok((recovered, replayed)) => {
+                    let answer = self.encode(&ServerFrame::Resumed {
+                        reference,
+                        recovered,
+                    });
+                    return answer.into_iter().chain(replayed).collect();
+                }
+                Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
+            },
             ClientFrame::Refresh { token } => match self.shared.verifier.verify(&token) {
                 Ok(claims) if claims.sub == self.claims.sub => {
                     let exp = claims.exp;
@@ -245,56 +284,111 @@ impl<B: Bus> Session<B> {
             ClientFrame::Auth { .. } => {
                 self.error(None, ErrorCode::BadFrame, "already authenticated")
             }
-        }
+        };
+        answer.into_iter().collect()
     }
 
+    /// Joins a room: subscribes, then reads its history after `since`. Answers `joined` followed
+    /// by the replayed messages.
     async fn join(
         &mut self,
         room: &str,
-        with_since: bool,
+        since: Option<&str>,
         reference: Option<u64>,
-    ) -> Result<Option<Message>, Refusal> {
+    ) -> Result<Vec<Message>, Refusal> {
         let target = Target::Room(room.to_owned()).key();
-        if !self.rooms.contains(room) {
-            if !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room) {
-                return Err((
-                    ErrorCode::Forbidden,
-                    "the token does not allow this room".into(),
-                ));
-            }
-            if self.rooms.len() >= self.shared.config.max_rooms {
-                return Err((
-                    ErrorCode::TooManyRooms,
-                    format!(
-                        "at most {} rooms per connection",
-                        self.shared.config.max_rooms
-                    ),
-                ));
-            }
-            let state = self.shared.registry.join(&target, self.id, self.member());
-            if let Err(refusal) = wait_live(state).await {
+        if self.rooms.contains_key(room) {
+            // Already live here: nothing to replay, just the current position.
+            let replay = self.read(&target, None).await?;
+            return Ok(self.joined(room, reference, &replay).into_iter().collect());
+        }
+        if !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room) {
+            return Err((
+                ErrorCode::Forbidden,
+                "the token does not allow this room".into(),
+            ));
+        }
+        if self.rooms.len() >= self.shared.config.max_rooms {
+            return Err((
+                ErrorCode::TooManyRooms,
+                format!(
+                    "at most {} rooms per connection",
+                    self.shared.config.max_rooms
+                ),
+            ));
+        }
+        let joined = self.shared.registry.join(&target, self.id, self.member());
+        let replay = match wait_live(joined.state).await {
+            Ok(()) => self.read(&target, since.and_then(|s| s.parse().ok())).await,
+            Err(refusal) => Err(refusal),
+        };
+        let replay = match replay {
+            Ok(replay) => replay,
+            Err(refusal) => {
                 self.shared.registry.leave(&target, self.id);
                 return Err(refusal);
             }
-            self.rooms.insert(room.to_owned());
-        }
-        let offset = match self.shared.bus.last_offset(&target).await {
-            Ok(offset) => offset,
-            Err(e) => {
-                self.rooms.remove(room);
-                self.shared.registry.leave(&target, self.id);
-                return Err((ErrorCode::Unavailable, e.to_string()));
-            }
         };
-        // Resuming from `since` is not implemented yet: say honestly that nothing was recovered.
-        let _ = with_since;
-        Ok(self.encode(&ServerFrame::Joined {
+        self.rooms.insert(room.to_owned(), joined.topic);
+        if let (Some(_), Some(last)) = (since, replay.last) {
+            self.seams.set(joined.topic, last);
+        }
+        let frames = recovery::frames(&replay, &self.client, self.encoding, Written::default());
+        Ok(self
+            .joined(room, reference, &replay)
+            .into_iter()
+            .chain(frames)
+            .collect())
+    }
+
+    fn joined(&self, room: &str, reference: Option<u64>, replay: &Replay) -> Option<Message> {
+        self.encode(&ServerFrame::Joined {
             room,
             reference,
-            offset: offset.map(|o| o.to_string()),
-            recovered: false,
+            offset: replay.last.map(|o| o.to_string()),
+            recovered: replay.recovered,
             by: None,
-        }))
+        })
+    }
+
+    /// Reads the user and `all` scopes' history after the offsets the client sent; returns what
+    /// was recovered and the frames to send after the answer.
+    async fn resume(&mut self, since: &ScopeSince) -> Result<(Recovered, Vec<Message>), BusError> {
+        let mut recovered = Recovered::default();
+        let mut frames = Vec::new();
+        for (index, since) in [(USER, &since.user), (ALL, &since.all)] {
+            let Some(since) = since else {
+                continue;
+            };
+            let replay = self
+                .shared
+                .bus
+                .read(&self.auto[index], since.parse().ok())
+                .await?;
+            match index {
+                USER => recovered.user = replay.recovered,
+                _ => recovered.all = replay.recovered,
+            }
+            let written = self.written[usize::from(index == ALL)];
+            frames.extend(recovery::frames(
+                &replay,
+                &self.client,
+                self.encoding,
+                written,
+            ));
+            if let Some(last) = replay.last {
+                self.seams.set(self.auto_topics[index], last);
+            }
+        }
+        Ok((recovered, frames))
+    }
+
+    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, Refusal> {
+        self.shared
+            .bus
+            .read(target, since)
+            .await
+            .map_err(|e| (ErrorCode::Unavailable, e.to_string()))
     }
 
     async fn publish(
@@ -310,7 +404,7 @@ impl<B: Bus> Session<B> {
                 "the token does not allow publishing to this room".into(),
             ));
         }
-        if !self.rooms.contains(&room) {
+        if !self.rooms.contains_key(&room) {
             return Err((
                 ErrorCode::NotJoined,
                 "join the room before publishing to it".into(),
@@ -329,13 +423,14 @@ impl<B: Bus> Session<B> {
 
     /// Joins the user, client and `all` targets and waits until they are live.
     async fn join_auto(&mut self) -> bool {
-        let states: Vec<_> = self
+        let joined: Vec<_> = self
             .auto
             .iter()
             .map(|t| self.shared.registry.join(t, self.id, self.member()))
             .collect();
-        for state in states {
-            if let Err((_, error)) = wait_live(state).await {
+        for (index, joined) in joined.into_iter().enumerate() {
+            self.auto_topics[index] = joined.topic;
+            if let Err((_, error)) = wait_live(joined.state).await {
                 tracing::warn!(%error, "cannot subscribe a new connection's own targets");
                 return false;
             }
@@ -343,12 +438,43 @@ impl<B: Bus> Session<B> {
         true
     }
 
+    /// Writes `first` and whatever else is queued (up to a burst), then flushes once. Frames a
+    /// replay already sent are dropped.
+    async fn write_burst(
+        &mut self,
+        ws: &mut Ws,
+        first: Outbound,
+        rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Result<(), tungstenite::Error> {
+        let mut next = Some(first);
+        let mut count = 0;
+        while let Some(item) = next {
+            if self.seams.admit(item.topic, item.offset) {
+                if let Some(offset) = item.offset {
+                    if item.topic == self.auto_topics[USER] {
+                        self.written[0].note(offset);
+                    } else if item.topic == self.auto_topics[ALL] {
+                        self.written[1].note(offset);
+                    }
+                }
+                ws.feed(item.frame).await?;
+            }
+            count += 1;
+            next = if count < BURST {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        ws.flush().await
+    }
+
     fn leave_everything(&mut self) {
         let registry = &self.shared.registry;
         for target in &self.auto {
             registry.leave(target, self.id);
         }
-        for room in self.rooms.drain() {
+        for (room, _) in self.rooms.drain() {
             registry.leave(&Target::Room(room).key(), self.id);
         }
     }
@@ -384,11 +510,6 @@ impl<B: Bus> Session<B> {
             }
         }
     }
-
-    async fn send(&self, ws: &mut Ws, frame: &ServerFrame<'_>) -> Result<(), ()> {
-        let message = self.encode(frame).ok_or(())?;
-        ws.send(message).await.map_err(|_| ())
-    }
 }
 
 /// Waits until a joined target's subscription is live.
@@ -406,18 +527,13 @@ async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> 
     }
 }
 
-/// Writes `first` and whatever else is queued (up to a burst), then flushes once.
-async fn write_burst(
+/// Writes frames and flushes once.
+async fn write_all(
     ws: &mut Ws,
-    first: Message,
-    rx: &mut tokio::sync::mpsc::Receiver<Message>,
+    frames: impl IntoIterator<Item = Message>,
 ) -> Result<(), tungstenite::Error> {
-    ws.feed(first).await?;
-    for _ in 1..BURST {
-        match rx.try_recv() {
-            Ok(frame) => ws.feed(frame).await?,
-            Err(_) => break,
-        }
+    for frame in frames {
+        ws.feed(frame).await?;
     }
     ws.flush().await
 }

@@ -3,12 +3,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus};
-use ferrocast_edge::outbox;
+use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, Replay};
+use ferrocast_edge::outbox::{self, Inbox};
 use ferrocast_edge::registry::{Member, Registry, SubState};
-use ferrocast_protocol::{Encoding, Envelope, Target};
+use ferrocast_protocol::offset::StreamId;
+use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
 use ferrocast_tests::{DEADLINE, RedisServer};
 use tungstenite::Message;
+
+/// Joins `client` to `target` and waits until the subscription is live.
+async fn member(registry: &Registry, target: &Target, session: u64, encoding: Encoding) -> Inbox {
+    let (out, inbox) = outbox::channel(64);
+    let member = Member {
+        client: format!("c{session}").into(),
+        encoding,
+        outbox: out,
+    };
+    let mut state = registry.join(&target.key(), session, member).state;
+    tokio::time::timeout(DEADLINE, state.wait_for(|s| *s == SubState::Live))
+        .await
+        .expect("live in time")
+        .expect("subscribed");
+    inbox
+}
+
+async fn next_text(inbox: &mut Inbox) -> serde_json::Value {
+    let item = tokio::time::timeout(DEADLINE, inbox.rx.recv())
+        .await
+        .expect("in time")
+        .expect("frame");
+    let Message::Text(text) = item.frame else {
+        panic!("text expected")
+    };
+    serde_json::from_str(&text).expect("json")
+}
+
+async fn publish<B: Bus>(bus: &B, target: &Target, event: &str, data: &str) -> Offset {
+    let envelope = Envelope::message(target, event, data.as_bytes().to_vec());
+    bus.publish(&envelope).await.expect("publish")
+}
 
 async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     tokio::spawn(ferrocast_edge::subscriptions::run(
@@ -17,24 +50,12 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     ));
     let room = Target::Room("r".into());
     let key = room.key();
-    assert_eq!(bus.last_offset(&key).await.expect("last offset"), None);
+    assert_eq!(bus.read(&key, None).await.expect("read"), Replay::default());
 
-    let (out, mut inbox) = outbox::channel(64);
-    let member = Member {
-        client: "c1".into(),
-        encoding: Encoding::Json,
-        outbox: out,
-    };
-    let mut state = registry.join(&key, 1, member);
-    tokio::time::timeout(DEADLINE, state.wait_for(|s| *s == SubState::Live))
-        .await
-        .expect("live in time")
-        .expect("subscribed");
-
+    let mut inbox = member(&registry, &room, 1, Encoding::Json).await;
     let mut offsets = Vec::new();
     for i in 0..20 {
-        let envelope = Envelope::message(&room, "e", i.to_string().into_bytes());
-        offsets.push(bus.publish(&envelope).await.expect("publish"));
+        offsets.push(publish(&*bus, &room, "e", &i.to_string()).await);
     }
     assert!(
         offsets.windows(2).all(|w| w[0].id < w[1].id),
@@ -45,78 +66,84 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         "one epoch"
     );
     assert_eq!(
-        bus.last_offset(&key).await.expect("last offset"),
+        bus.read(&key, None).await.expect("read").last,
         offsets.last().copied()
     );
     for (i, offset) in offsets.iter().enumerate() {
-        let frame = tokio::time::timeout(DEADLINE, inbox.rx.recv())
-            .await
-            .expect("in time")
-            .expect("frame");
-        let Message::Text(text) = frame else {
-            panic!("text expected")
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let value = next_text(&mut inbox).await;
         assert_eq!(value["data"], i);
         assert_eq!(value["offset"], offset.to_string());
     }
+
+    // Replay after an offset: exactly what followed it, in order.
+    let replay = bus.read(&key, Some(offsets[14])).await.expect("read");
+    assert!(replay.recovered);
+    assert_eq!(
+        replay.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+        offsets[15..]
+    );
+    assert_eq!(replay.last, offsets.last().copied());
+    let replay = bus.read(&key, offsets.last().copied()).await.expect("read");
+    assert!(replay.recovered && replay.entries.is_empty());
+    // An offset from another epoch (Redis lost the stream meanwhile): not recovered, and the
+    // whole current history is offered.
+    let foreign = Offset {
+        id: offsets[3].id,
+        epoch: StreamId { ms: 1, seq: 0 },
+    };
+    let replay = bus.read(&key, Some(foreign)).await.expect("read");
+    assert!(!replay.recovered);
+    assert_eq!(replay.entries.len(), 20);
+    // A target with no history at all: nothing recovered.
+    let empty = Target::Room("never".into()).key();
+    assert!(
+        !bus.read(&empty, Some(offsets[0]))
+            .await
+            .expect("read")
+            .recovered
+    );
 
     // Excluded clients and other targets get nothing; the next frame is the one for c1.
     let mut skipped = Envelope::message(&room, "skipped", b"0".to_vec());
     skipped.except = vec!["c1".into()];
     bus.publish(&skipped).await.expect("publish");
-    bus.publish(&Envelope::message(
-        &Target::Room("other".into()),
-        "other",
-        b"0".to_vec(),
-    ))
-    .await
-    .expect("publish");
-    bus.publish(&Envelope::message(&room, "last", b"0".to_vec()))
-        .await
-        .expect("publish");
-    let frame = tokio::time::timeout(DEADLINE, inbox.rx.recv())
-        .await
-        .expect("in time")
-        .expect("frame");
-    assert!(
-        frame.to_text().expect("text").contains(r#""event":"last""#),
-        "{frame}"
-    );
+    publish(&*bus, &Target::Room("other".into()), "other", "0").await;
+    publish(&*bus, &room, "last", "0").await;
+    assert_eq!(next_text(&mut inbox).await["event"], "last");
 
-    // After the last member leaves, nothing more is delivered, and a new member gets new messages.
+    // After the last member leaves, a new member gets new messages in its own encoding.
     registry.leave(&key, 1);
-    let (out, mut inbox) = outbox::channel(64);
-    let mut state = registry.join(
-        &key,
-        2,
-        Member {
-            client: "c2".into(),
-            encoding: Encoding::MsgPack,
-            outbox: out,
-        },
-    );
-    tokio::time::timeout(DEADLINE, state.wait_for(|s| *s == SubState::Live))
-        .await
-        .expect("live in time")
-        .expect("subscribed");
-    bus.publish(&Envelope::message(&room, "again", b"[1]".to_vec()))
-        .await
-        .expect("publish");
-    let frame = tokio::time::timeout(DEADLINE, inbox.rx.recv())
+    let mut inbox = member(&registry, &room, 2, Encoding::MsgPack).await;
+    publish(&*bus, &room, "again", "[1]").await;
+    let item = tokio::time::timeout(DEADLINE, inbox.rx.recv())
         .await
         .expect("in time")
         .expect("frame");
     assert!(
-        matches!(frame, Message::Binary(_)),
+        matches!(item.frame, Message::Binary(_)),
         "msgpack member gets binary frames"
     );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(1), inbox.rx.recv())
-            .await
-            .is_err()
-    );
+    assert!(inbox.rx.try_recv().is_err());
     assert!(bus.is_ready());
+}
+
+/// More messages than the history keeps: a client behind the cut is told it was not recovered,
+/// and gets what is still there, in order.
+async fn trimmed_history<B: Bus>(bus: &B) {
+    let room = Target::Room("busy".into());
+    let first = publish(bus, &room, "e", "0").await;
+    let mut last = first;
+    for i in 1..400 {
+        last = publish(bus, &room, "e", &i.to_string()).await;
+    }
+    let replay = bus.read(&room.key(), Some(first)).await.expect("read");
+    assert!(
+        !replay.recovered,
+        "history was trimmed past the client's offset"
+    );
+    assert!(!replay.entries.is_empty() && replay.entries.len() < 399);
+    assert!(replay.entries.windows(2).all(|w| w[0].0.id < w[1].0.id));
+    assert_eq!(replay.last, Some(last));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,18 +154,27 @@ async fn memory_bus_keeps_the_contract() {
         100,
         Duration::from_secs(60),
     ));
-    contract(registry, bus).await;
+    contract(registry, bus.clone()).await;
+    trimmed_history(&*bus).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_bus_keeps_the_contract() {
     let redis = RedisServer::start();
     let registry = Registry::new();
-    let bus = RedisBus::start(&redis.url(), "fc", registry.clone()).expect("bus");
+    let bus = RedisBus::start(
+        &redis.url(),
+        "fc",
+        registry.clone(),
+        100,
+        Duration::from_secs(60),
+    )
+    .expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !bus.is_ready() {
         assert!(tokio::time::Instant::now() < deadline, "bus never ready");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    contract(registry, bus).await;
+    contract(registry, bus.clone()).await;
+    trimmed_history(&*bus).await;
 }

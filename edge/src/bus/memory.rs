@@ -10,7 +10,9 @@ use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Envelope, Offset, TargetKey};
 use parking_lot::Mutex;
 
-use super::{Bus, BusError};
+use bytes::Bytes;
+
+use super::{Bus, BusError, MAX_REPLAY, Replay};
 use crate::registry::Registry;
 
 /// How often expired histories are swept away (on the next publish after this long).
@@ -33,7 +35,7 @@ struct State {
 struct History {
     epoch: StreamId,
     last: StreamId,
-    entries: VecDeque<(StreamId, Arc<[u8]>)>,
+    entries: VecDeque<(StreamId, Bytes)>,
     expires: Instant,
 }
 
@@ -74,16 +76,46 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn last_offset(&self, target: &TargetKey) -> Result<Option<Offset>, BusError> {
+    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
         let state = self.state.lock();
-        Ok(state
-            .streams
-            .get(target)
-            .filter(|h| h.live(Instant::now()) && !h.entries.is_empty())
-            .map(|h| Offset {
-                id: h.last,
-                epoch: h.epoch,
-            }))
+        let Some(history) = state.streams.get(target).filter(|h| h.live(Instant::now())) else {
+            return Ok(Replay::default());
+        };
+        let offset = |id| Offset {
+            id,
+            epoch: history.epoch,
+        };
+        let last = history.entries.back().map(|(id, _)| offset(*id));
+        let Some(since) = since else {
+            return Ok(Replay {
+                last,
+                ..Replay::default()
+            });
+        };
+        // Ids are increasing, so the entries after `since` are a suffix.
+        let same_epoch = since.epoch == history.epoch;
+        let start = if same_epoch {
+            history.entries.partition_point(|(id, _)| *id <= since.id)
+        } else {
+            0
+        };
+        let reaches_back = history
+            .entries
+            .front()
+            .is_some_and(|(id, _)| *id <= since.id);
+        let entries: Vec<(Offset, Bytes)> = history
+            .entries
+            .iter()
+            .skip(start)
+            .take(MAX_REPLAY)
+            .map(|(id, bytes)| (offset(*id), bytes.clone()))
+            .collect();
+        let complete = history.entries.len() - start <= MAX_REPLAY;
+        Ok(Replay {
+            recovered: same_epoch && reaches_back && complete,
+            entries,
+            last,
+        })
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -91,10 +123,11 @@ impl Bus for MemoryBus {
             .target()
             .map_err(|e| BusError::Refused(e.to_string()))?
             .key();
-        let bytes: Arc<[u8]> = envelope
-            .encode()
-            .map_err(|e| BusError::Refused(e.to_string()))?
-            .into();
+        let bytes = Bytes::from(
+            envelope
+                .encode()
+                .map_err(|e| BusError::Refused(e.to_string()))?,
+        );
         let now = Instant::now();
         let mut state = self.state.lock();
         if now.duration_since(state.last_sweep) >= SWEEP_EVERY {

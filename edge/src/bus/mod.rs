@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
 use ferrocast_protocol::{Envelope, Offset, TargetKey};
 use thiserror::Error;
 
@@ -26,6 +27,22 @@ pub enum BusError {
     Refused(String),
 }
 
+/// Most messages one replay returns; a longer gap is reported as not recovered.
+pub const MAX_REPLAY: usize = 10_000;
+
+/// What a target's history holds after an offset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replay {
+    /// True only if `entries` holds every message published after `since`: the history still
+    /// reaches back to `since` and has the same epoch (Redis did not lose it meanwhile).
+    pub recovered: bool,
+    /// The messages after `since` (all of the current history when not recovered), oldest first:
+    /// their offsets and encoded envelopes.
+    pub entries: Vec<(Offset, Bytes)>,
+    /// The newest offset in the history, if it has any.
+    pub last: Option<Offset>,
+}
+
 /// Where messages come from, and where an edge's own publishes go.
 pub trait Bus: Send + Sync + 'static {
     /// Starts delivery of `targets`; returns once messages published from now on will arrive.
@@ -38,11 +55,12 @@ pub trait Bus: Send + Sync + 'static {
         targets: &[TargetKey],
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 
-    /// The newest offset in `target`'s history, if it has any.
-    fn last_offset(
+    /// Reads `target`'s history after `since` (or, without `since`, just its newest offset).
+    fn read(
         &self,
         target: &TargetKey,
-    ) -> impl Future<Output = Result<Option<Offset>, BusError>> + Send;
+        since: Option<Offset>,
+    ) -> impl Future<Output = Result<Replay, BusError>> + Send;
 
     /// Publishes a checked envelope to its target (history, then live).
     fn publish(&self, envelope: &Envelope)

@@ -9,19 +9,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferrocast_emitter::pool::Manager;
 use ferrocast_emitter::{Emitter, Message};
+use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
-use super::{Bus, BusError};
+use super::{Bus, BusError, MAX_REPLAY, Replay};
 use crate::registry::Registry;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Stream entries read per XRANGE.
+const PAGE: usize = 500;
 /// How long to wait for Redis to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,6 +59,8 @@ impl RedisBus {
         url: &str,
         prefix: &str,
         registry: Arc<Registry>,
+        history_len: u64,
+        history_ttl: Duration,
     ) -> Result<Arc<RedisBus>, BusError> {
         let client = redis::Client::open(url)
             .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
@@ -65,6 +71,8 @@ impl RedisBus {
             .build_unchecked(Manager::new(client.clone(), TIMEOUT, TIMEOUT));
         let emitter = Emitter::builder(url)
             .prefix(prefix)
+            .history_len(history_len)
+            .history_ttl(history_ttl)
             .connect_timeout(TIMEOUT)
             .response_timeout(TIMEOUT)
             .build()
@@ -166,29 +174,92 @@ impl Bus for RedisBus {
             .map_err(unavailable)
     }
 
-    async fn last_offset(&self, target: &TargetKey) -> Result<Option<Offset>, BusError> {
+    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let reply = redis::pipe()
-            .cmd("XREVRANGE")
-            .arg(self.keys.stream(target))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .get(self.keys.epoch(target))
-            .query_async::<(redis::streams::StreamRangeReply, Option<String>)>(conn.get())
-            .await;
-        let (range, epoch) = conn.check(reply).map_err(unavailable)?;
-        let (Some(entry), Some(epoch)) = (range.ids.first(), epoch) else {
-            return Ok(None);
+        let stream = self.keys.stream(target);
+        let epoch_key = self.keys.epoch(target);
+        let Some(since) = since else {
+            let reply = redis::pipe()
+                .get(&epoch_key)
+                .cmd("XREVRANGE")
+                .arg(&stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async::<(Option<String>, redis::Value)>(conn.get())
+                .await;
+            let (epoch, newest) = conn.check(reply).map_err(unavailable)?;
+            let last = match epoch.map(|e| parse_id(&e)).transpose()? {
+                Some(epoch) => entries(newest, epoch)?.pop().map(|(offset, _)| offset),
+                None => None,
+            };
+            return Ok(Replay {
+                last,
+                ..Replay::default()
+            });
         };
-        match (entry.id.parse(), epoch.parse()) {
-            (Ok(id), Ok(epoch)) => Ok(Some(Offset { id, epoch })),
-            _ => Err(unavailable(format!(
-                "unexpected stream id {} / epoch {epoch}",
-                entry.id
-            ))),
+        // The epoch and the first page in one transaction: the page starts *at* `since`, so
+        // finding `since` itself proves the history still reaches back that far.
+        let reply = redis::pipe()
+            .atomic()
+            .get(&epoch_key)
+            .cmd("XRANGE")
+            .arg(&stream)
+            .arg(since.id.to_string())
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async::<(Option<String>, redis::Value)>(conn.get())
+            .await;
+        let (epoch, first_page) = conn.check(reply).map_err(unavailable)?;
+        let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
+            // No epoch: the history expired or Redis lost it.
+            return Ok(Replay::default());
+        };
+        let (mut recovered, mut collected, mut full) = if epoch == since.epoch {
+            let mut page = entries(first_page, epoch)?;
+            let full = page.len() == PAGE;
+            let found = page.first().is_some_and(|(o, _)| o.id == since.id);
+            if found {
+                page.remove(0);
+            }
+            (found, page, full)
+        } else {
+            // A new incarnation of the stream: everything in it is news to this client.
+            (false, Vec::new(), true)
+        };
+        while full && collected.len() < MAX_REPLAY {
+            let start = match collected.last() {
+                Some((offset, _)) => format!("({}", offset.id),
+                None if epoch == since.epoch => format!("({}", since.id),
+                None => "-".to_owned(),
+            };
+            let reply = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async::<redis::Value>(conn.get())
+                .await;
+            let page = entries(conn.check(reply).map_err(unavailable)?, epoch)?;
+            full = page.len() == PAGE;
+            collected.extend(page);
         }
+        if collected.len() > MAX_REPLAY || (full && collected.len() == MAX_REPLAY) {
+            collected.truncate(MAX_REPLAY);
+            recovered = false;
+        }
+        let last = collected
+            .last()
+            .map(|(o, _)| *o)
+            .or(recovered.then_some(since));
+        Ok(Replay {
+            recovered,
+            entries: collected,
+            last,
+        })
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -209,4 +280,46 @@ impl Bus for RedisBus {
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
+}
+
+fn parse_id(text: &str) -> Result<StreamId, BusError> {
+    text.parse()
+        .map_err(|_| unavailable(format!("unexpected stream id {text:?}")))
+}
+
+/// Parses an XRANGE / XREVRANGE reply: entries of `[id, [field, value, ...]]`, keeping field `e`.
+fn entries(reply: redis::Value, epoch: StreamId) -> Result<Vec<(Offset, Bytes)>, BusError> {
+    use redis::Value;
+    let Value::Array(items) = reply else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(mut pair) = item else {
+            continue;
+        };
+        if pair.len() != 2 {
+            continue;
+        }
+        let fields = pair.pop();
+        let id = match pair.pop() {
+            Some(Value::BulkString(id)) => parse_id(&String::from_utf8_lossy(&id))?,
+            Some(Value::SimpleString(id)) => parse_id(&id)?,
+            _ => continue,
+        };
+        let Some(Value::Array(fields)) = fields else {
+            continue;
+        };
+        let envelope = fields.chunks(2).find_map(|kv| match kv {
+            [Value::BulkString(k), Value::BulkString(v)] if k == b"e" => {
+                Some(Bytes::from(v.clone()))
+            }
+            _ => None,
+        });
+        match envelope {
+            Some(envelope) => out.push((Offset { id, epoch }, envelope)),
+            None => tracing::warn!(%id, "history entry without an envelope skipped"),
+        }
+    }
+    Ok(out)
 }
