@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod dedup;
 pub mod delivery;
 pub mod http;
 pub mod listener;

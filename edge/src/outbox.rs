@@ -1,7 +1,11 @@
 //! A connection's outbound queue: bounded, so a client that cannot keep up costs at most the
-//! queue's worth of memory and is then closed (4009) instead of growing the edge.
+//! queue's worth of memory and is then closed (4009) instead of growing the edge. The same
+//! handle lets the registry ask the connection to close for other reasons.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use ferrocast_protocol::close;
 
 use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
@@ -23,27 +27,50 @@ pub struct Outbound {
 #[derive(Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
-    overflow: Arc<Notify>,
+    kick: Arc<Kick>,
+}
+
+/// A request to close the connection: the first close code asked for wins.
+#[derive(Default)]
+pub struct Kick {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Kick {
+    fn ask(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.notify.notify_one();
+    }
+
+    /// Waits until a close is asked for, and returns its code.
+    pub async fn requested(&self) -> u16 {
+        self.notify.notified().await;
+        self.code.load(Ordering::Acquire)
+    }
 }
 
 /// The receiving side, owned by the connection's task.
 pub struct Inbox {
     /// Frames to write.
     pub rx: mpsc::Receiver<Outbound>,
-    /// Fires once the queue overflowed: the connection must close with 4009.
-    pub overflow: Arc<Notify>,
+    /// Fires when the connection must close: 4009 when the queue overflowed, or another code
+    /// from [`Outbox::close`].
+    pub kick: Arc<Kick>,
 }
 
 /// A queue of `capacity` frames.
 pub fn channel(capacity: usize) -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let overflow = Arc::new(Notify::new());
+    let kick = Arc::new(Kick::default());
     (
         Outbox {
             tx,
-            overflow: overflow.clone(),
+            kick: kick.clone(),
         },
-        Inbox { rx, overflow },
+        Inbox { rx, kick },
     )
 }
 
@@ -55,11 +82,16 @@ impl Outbox {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.notify_one();
+                self.kick.ask(close::SLOW_CONSUMER);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// Asks the connection to close with `code`.
+    pub fn close(&self, code: u16) {
+        self.kick.ask(code);
     }
 }
 
@@ -79,7 +111,8 @@ mod tests {
         assert!(outbox.push(frame("2")));
         assert!(!outbox.push(frame("3")));
         // The permit stored by notify_one makes this return at once.
-        inbox.overflow.notified().await;
+        assert_eq!(inbox.kick.requested().await, close::SLOW_CONSUMER);
+        outbox.close(close::INTERNAL);
         assert_eq!(inbox.rx.recv().await, Some(frame("1")));
         assert_eq!(inbox.rx.recv().await, Some(frame("2")));
         assert!(inbox.rx.try_recv().is_err());

@@ -10,7 +10,7 @@
 //! For the user and `all` scopes, which are live from the connection's start, a `resume` also
 //! has to skip what was already written live; [`Written`] keeps that range.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ferrocast_protocol::{Encoding, Offset};
 use tungstenite::Message;
@@ -72,12 +72,15 @@ impl Written {
 
 /// The frames of a replay for a connection: messages it is not excluded from, not already
 /// `written`, in its encoding, in order.
+/// A message id stored twice in the history (a retried publish) is sent once.
 pub fn frames(replay: &Replay, client: &str, encoding: Encoding, written: Written) -> Vec<Message> {
+    let mut ids = HashSet::new();
     replay
         .entries
         .iter()
         .filter(|(offset, _)| !written.contains(*offset))
         .filter_map(|(offset, bytes)| Delivery::decode(*offset, bytes))
+        .filter(|delivery| ids.insert(delivery.envelope.id))
         .filter(|delivery| !delivery.excludes(client))
         .filter_map(|mut delivery| delivery.frame(encoding))
         .collect()

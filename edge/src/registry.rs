@@ -14,6 +14,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+use crate::dedup::RecentIds;
 use crate::delivery::Delivery;
 use crate::outbox::{Outbound, Outbox};
 
@@ -57,6 +58,7 @@ pub struct Joined {
 #[derive(Default)]
 struct State {
     next_topic: u64,
+    recent: RecentIds,
     topics: HashMap<TargetKey, Topic>,
     /// Targets whose wanted subscription may differ from the bus's, for the subscriptions task.
     changed: HashSet<TargetKey>,
@@ -117,7 +119,11 @@ impl Registry {
         let Some(mut delivery) = Delivery::decode(offset, envelope) else {
             return;
         };
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        if !state.recent.first_time(target, delivery.envelope.id) {
+            tracing::debug!(%target, id = %delivery.envelope.id, "duplicate message dropped");
+            return;
+        }
         let Some(topic) = state.topics.get(target) else {
             return;
         };
@@ -131,6 +137,18 @@ impl Registry {
                     topic: topic.id,
                     offset: Some(offset),
                 });
+            }
+        }
+    }
+
+    /// Messages of `target` may have been lost (its history vanished while the bus was
+    /// reconnecting): closes its local members, who resume and are told `recovered: false`.
+    pub fn lost(&self, target: &TargetKey) {
+        let state = self.state.lock();
+        if let Some(topic) = state.topics.get(target) {
+            tracing::warn!(%target, members = topic.members.len(), "history lost; closing members so they resume");
+            for member in topic.members.values() {
+                member.outbox.close(ferrocast_protocol::close::INTERNAL);
             }
         }
     }

@@ -172,18 +172,21 @@ impl<B: Bus> Session<B> {
         loop {
             tokio::select! {
                 biased;
-                _ = inbox.overflow.notified() => {
-                    close_with(ws, close::SLOW_CONSUMER, "slow consumer").await;
+                code = inbox.kick.requested() => {
+                    close_with(ws, code, kick_reason(code)).await;
                     return;
                 }
                 Some(first) = inbox.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
-                    let written = tokio::select! {
-                        written = self.write_burst(ws, first, &mut inbox.rx) => written.is_ok(),
-                        _ = inbox.overflow.notified() => false,
+                    let kicked = tokio::select! {
+                        written = self.write_burst(ws, first, &mut inbox.rx) => match written {
+                            Ok(()) => None,
+                            Err(_) => Some(close::SLOW_CONSUMER),
+                        },
+                        code = inbox.kick.requested() => Some(code),
                     };
-                    if !written {
-                        close_with(ws, close::SLOW_CONSUMER, "slow consumer").await;
+                    if let Some(code) = kicked {
+                        close_with(ws, code, kick_reason(code)).await;
                         return;
                     }
                 }
@@ -301,6 +304,12 @@ impl<B: Bus> Session<B> {
             // Already live here: nothing to replay, just the current position.
             let replay = self.read(&target, None).await?;
             return Ok(self.joined(room, reference, &replay).into_iter().collect());
+        }
+        if !self.shared.bus.is_ready() {
+            return Err((
+                ErrorCode::Unavailable,
+                "the bus is reconnecting; retry".into(),
+            ));
         }
         if !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room) {
             return Err((
@@ -536,6 +545,14 @@ async fn write_all(
         ws.feed(frame).await?;
     }
     ws.flush().await
+}
+
+fn kick_reason(code: u16) -> &'static str {
+    match code {
+        close::SLOW_CONSUMER => "slow consumer",
+        close::INTERNAL => "message history lost; reconnect and resume",
+        _ => "closed by the edge",
+    }
 }
 
 /// Sends a close frame and waits briefly for the client's answer.

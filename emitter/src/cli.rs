@@ -42,6 +42,15 @@ pub struct Cli {
     /// Give up on Redis after this long (connecting, or waiting for an answer).
     #[arg(long, env = "FERROCAST_REDIS_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
     pub redis_timeout: Duration,
+    /// How often to retry a publish that found Redis unreachable (waiting 100 ms, then twice as
+    /// long each time). A publish fails after retries + 1 attempts.
+    #[arg(
+        long,
+        env = "FERROCAST_REDIS_RETRIES",
+        default_value_t = 2,
+        global = true
+    )]
+    pub retries: u32,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -128,6 +137,7 @@ impl Cli {
             .history_ttl(self.history_ttl)
             .connect_timeout(self.redis_timeout)
             .response_timeout(self.redis_timeout)
+            .retries(self.retries, Duration::from_millis(100))
             .connect()
             .await
             .with_context(|| format!("cannot publish through {}", redact(&self.redis_url)))

@@ -27,6 +27,9 @@ use uuid::Uuid;
 use crate::error::EmitError;
 use crate::pool::Manager;
 
+/// Longest wait between two attempts of a publish.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Most messages sent in one pipeline by [`Emitter::emit_batch`].
 const PIPELINE_CHUNK: usize = 512;
 
@@ -40,9 +43,21 @@ pub struct EmitterBuilder {
     pool_size: u32,
     connect_timeout: Duration,
     response_timeout: Duration,
+    retries: u32,
+    retry_backoff: Duration,
 }
 
 impl EmitterBuilder {
+    /// How often a publish that found Redis unreachable is tried again (default 2), and the
+    /// first wait before retrying (default 100 ms, doubling each time, at most 2 s). A publish
+    /// then fails with [`EmitError::Unavailable`] after at most `retries + 1` attempts, each
+    /// bounded by the connect and response timeouts.
+    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.retry_backoff = backoff;
+        self
+    }
+
     /// Key prefix shared with the edges (default `fc`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -83,11 +98,17 @@ impl EmitterBuilder {
     /// Fails with [`EmitError::Unavailable`] if Redis cannot be reached now.
     pub async fn connect(self) -> Result<Emitter, EmitError> {
         let emitter = self.build()?;
-        let inner = &emitter.inner;
-        let mut conn = inner.pool.dedicated_connection().await?;
-        inner.script.prepare_invoke().load_async(conn.get()).await?;
-        // A full pool refuses the connection; it is then simply dropped.
-        let _ = inner.pool.add(conn);
+        emitter
+            .retrying(|| async {
+                let inner = &emitter.inner;
+                let mut conn = inner.pool.dedicated_connection().await?;
+                let loaded = inner.script.prepare_invoke().load_async(conn.get()).await;
+                conn.check(loaded)?;
+                // A full pool refuses the connection; it is then simply dropped.
+                let _ = inner.pool.add(conn);
+                Ok(())
+            })
+            .await?;
         Ok(emitter)
     }
 
@@ -104,6 +125,9 @@ impl EmitterBuilder {
         let pool = bb8::Pool::builder()
             .max_size(self.pool_size)
             .test_on_check_out(false)
+            // Our own retry loop decides how often to try; bb8 would retry silently until its
+            // timeout.
+            .retry_connection(false)
             .connection_timeout(self.connect_timeout)
             .build_unchecked(Manager::new(
                 client,
@@ -117,6 +141,8 @@ impl EmitterBuilder {
                 script: redis::Script::new(PUBLISH_SCRIPT),
                 history_len: self.history_len.max(1),
                 history_ttl_ms: self.history_ttl.as_millis().clamp(1, u64::MAX as u128) as u64,
+                retries: self.retries,
+                retry_backoff: self.retry_backoff,
             }),
         })
     }
@@ -134,6 +160,8 @@ struct Inner {
     script: redis::Script,
     history_len: u64,
     history_ttl_ms: u64,
+    retries: u32,
+    retry_backoff: Duration,
 }
 
 impl Emitter {
@@ -147,6 +175,8 @@ impl Emitter {
             pool_size: 4,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            retries: 2,
+            retry_backoff: Duration::from_millis(100),
         }
     }
 
@@ -191,8 +221,18 @@ impl Emitter {
         messages: &[Message],
     ) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
         let mut results = Vec::with_capacity(messages.len());
-        let mut conn = self.inner.pool.get().await?;
         for chunk in messages.chunks(PIPELINE_CHUNK) {
+            results.extend(self.retrying(|| self.pipeline(chunk)).await?);
+        }
+        Ok(results)
+    }
+
+    async fn pipeline(
+        &self,
+        chunk: &[Message],
+    ) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
+        let mut conn = self.inner.pool.get().await?;
+        {
             let mut pipe = redis::pipe();
             // Loading first makes the pipeline immune to a SCRIPT FLUSH or a restarted Redis.
             pipe.ignore_errors()
@@ -212,24 +252,52 @@ impl Emitter {
                     chunk.len()
                 )));
             }
-            results.extend(replies.into_iter().map(|r| parse_reply(r?)));
+            Ok(replies.into_iter().map(|r| parse_reply(r?)).collect())
         }
-        Ok(results)
     }
 
     async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {
-        let mut conn = self.inner.pool.get().await?;
-        let reply = self.invocation(message).invoke_async(conn.get()).await;
-        parse_reply(conn.check(reply)?)
+        self.retrying(|| async {
+            let mut conn = self.inner.pool.get().await?;
+            let reply = self.invocation(message).invoke_async(conn.get()).await;
+            parse_reply(conn.check(reply)?)
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for a reason other than an unreachable Redis, or
+    /// has been retried as often as configured, waiting longer after each failure. A retry
+    /// resends the same message ids, so edges drop any copy of a message whose first attempt
+    /// did reach Redis.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, EmitError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, EmitError>>,
+    {
+        let mut backoff = self.inner.retry_backoff;
+        let mut retries = 0;
+        loop {
+            match attempt().await {
+                Err(EmitError::Unavailable(error)) if retries < self.inner.retries => {
+                    tracing::debug!(%error, ?backoff, "publish failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    retries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn invocation<'s>(&'s self, message: &Message) -> redis::ScriptInvocation<'s> {
-        let [stream, epoch, live] = script::script_keys(&self.inner.keys, &message.target.key());
+        let target = message.target.key();
+        let [stream, epoch, live] = script::script_keys(&self.inner.keys, &target);
         let mut invocation = self.inner.script.prepare_invoke();
+        invocation.key(stream).key(epoch).key(live);
+        if let Some(id) = &message.chosen_id {
+            invocation.key(self.inner.keys.idempotency(&target, id));
+        }
         invocation
-            .key(stream)
-            .key(epoch)
-            .key(live)
             .arg(&message.envelope[..])
             .arg(self.inner.history_len)
             .arg(self.inner.history_ttl_ms)
@@ -311,6 +379,8 @@ impl Publication<'_> {
 pub struct Message {
     target: Target,
     envelope: Vec<u8>,
+    /// The id, when the publisher chose it: publishing it again is then a no-op.
+    chosen_id: Option<Uuid>,
 }
 
 impl Message {
@@ -331,7 +401,9 @@ impl Message {
         if let Some(id) = id {
             envelope.id = id;
         }
-        Message::from_envelope(&envelope)
+        let mut message = Message::from_envelope(&envelope)?;
+        message.chosen_id = id;
+        Ok(message)
     }
 
     /// Checks and encodes a complete envelope (for control kinds, or a caller that builds its
@@ -341,6 +413,7 @@ impl Message {
         Ok(Message {
             target: envelope.target()?,
             envelope: envelope.encode()?,
+            chosen_id: None,
         })
     }
 }

@@ -107,6 +107,11 @@ impl Target {
 pub struct TargetKey(String);
 
 impl TargetKey {
+    /// A key from its text, unchecked (for tests and for keys read back from Redis).
+    pub fn from_raw(text: &str) -> TargetKey {
+        TargetKey(text.to_owned())
+    }
+
     /// The key text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -163,6 +168,11 @@ impl Keys {
     /// Epoch of the history stream, `P:{T}:epoch`.
     pub fn epoch(&self, target: &TargetKey) -> String {
         format!("{}:{{{}}}:epoch", self.prefix, target.0)
+    }
+
+    /// Idempotency key of a publisher-chosen message id, `P:{T}:id:<uuid>`.
+    pub fn idempotency(&self, target: &TargetKey, id: &uuid::Uuid) -> String {
+        format!("{}:{{{}}}:id:{}", self.prefix, target.0, id.hyphenated())
     }
 
     /// Live channel `P:{T}:live`.

@@ -4,6 +4,9 @@
 -- KEYS[1]  history stream      P:{T}
 -- KEYS[2]  stream epoch        P:{T}:epoch
 -- KEYS[3]  live channel        P:{T}:live   (declared so Redis Cluster refuses a cross-slot call)
+-- KEYS[4]  optional idempotency key P:{T}:id:<message id>, given when the publisher chose the
+--          message id: a second publish with the same id (a re-run job) returns the first one's
+--          offset and publishes nothing. It lives as long as the history.
 -- ARGV[1]  envelope (MessagePack)
 -- ARGV[2]  history length (approximate cap, MAXLEN ~)
 -- ARGV[3]  history TTL in milliseconds
@@ -14,6 +17,13 @@
 -- resuming client learns that history is gone even though stream ids restart from the clock.
 --
 -- Live message: "<entry id> <epoch> <envelope>". Returns {entry id, epoch}.
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    return {string.sub(seen, 1, space - 1), string.sub(seen, space + 1)}
+  end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1])
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -22,5 +32,8 @@ if not epoch then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], id .. ' ' .. epoch, 'PX', ARGV[3])
+end
 redis.call(ARGV[4], KEYS[3], id .. ' ' .. epoch .. ' ' .. ARGV[1])
 return {id, epoch}

@@ -115,6 +115,21 @@ impl Client {
         }
     }
 
+    /// The next frame, decoded; `None` once the connection has ended, however it ended.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let next = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no frame within the deadline");
+            return match next {
+                Some(Ok(Message::Text(text))) => serde_json::from_str(&text).ok(),
+                Some(Ok(Message::Binary(bytes))) => rmp_serde::from_slice(&bytes).ok(),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => None,
+                Some(Ok(_)) => continue,
+            };
+        }
+    }
+
     /// The next frame, decoded.
     pub async fn recv(&mut self) -> Value {
         match self.recv_message().await {

@@ -45,7 +45,10 @@ impl RedisServer {
     /// Starts redis-server (from PATH) on a free port with no persistence, and waits until it
     /// answers.
     pub fn start() -> RedisServer {
-        let port = free_port();
+        RedisServer::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> RedisServer {
         let dir =
             std::env::temp_dir().join(format!("ferrocast-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -76,6 +79,26 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         server
+    }
+
+    /// Kills the server and starts a new, empty one on the same port (Redis restarted without
+    /// persistence).
+    pub fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let fresh = RedisServer::start_on(self.port);
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old);
+    }
+
+    /// Stops the process (SIGSTOP): connections stay open but nothing is answered.
+    pub fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Continues a paused process (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "-CONT");
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -157,6 +180,15 @@ impl Edge {
         Edge::start(&args).await
     }
 
+    /// Waits until `/readyz` answers `status`.
+    pub async fn wait_readyz(&self, status: u16) {
+        let deadline = Instant::now() + DEADLINE * 2;
+        while self.get("/readyz").await.map(|r| r.0) != Some(status) {
+            assert!(Instant::now() < deadline, "/readyz never answered {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The WebSocket URL.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/ws", self.port)
@@ -191,6 +223,12 @@ impl Edge {
             .flatten()
     }
 
+    /// Kills the process with SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -202,4 +240,12 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
 }

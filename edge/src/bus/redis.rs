@@ -1,10 +1,15 @@
 //! The Redis bus: one pub/sub connection per edge for live delivery, a small pool for reads, and
 //! the emitter for the edge's own publishes.
 //!
-//! When the pub/sub connection drops, the edge reports not ready, reconnects with backoff and
-//! subscribes again to every target it had.
+//! The bus remembers, per subscribed target, the newest offset it has handed to the registry.
+//! That position does two jobs: a live message at or below it is a duplicate and is dropped, and
+//! when the pub/sub connection drops (or stops answering pings), the bus reports not ready,
+//! reconnects with backoff, subscribes again to every target, and replays each one from its
+//! position before going live again, so a Redis blip loses nothing still in the history. A target
+//! whose history did not survive (Redis restarted empty, or trimmed past the position) has its
+//! members closed, so they resume and are told `recovered: false`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,6 +33,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const PAGE: usize = 500;
 /// How long to wait for Redis to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the pub/sub connection is pinged, and how long a ping may take: a Redis that stops
+/// answering (paused, or a half-open connection) is treated as lost.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Replay position of a target whose history was empty when it was subscribed: everything
+/// its stream holds later is news. No real stream has this epoch.
+const FROM_START: Offset = Offset {
+    id: StreamId { ms: 0, seq: 0 },
+    epoch: StreamId { ms: 0, seq: 0 },
+};
 
 /// A bus over one Redis.
 pub struct RedisBus {
@@ -39,6 +54,8 @@ pub struct RedisBus {
     /// The live connection's command half and every target it is subscribed to. One lock, so a
     /// reconnect and a subscribe cannot interleave.
     live: Mutex<Live>,
+    /// Newest offset handed to the registry, per subscribed target.
+    positions: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
     ready: AtomicBool,
 }
 
@@ -84,21 +101,27 @@ impl RedisBus {
             emitter,
             registry,
             live: Mutex::new(Live::default()),
+            positions: parking_lot::Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
         Ok(bus)
     }
 
-    /// Connects, reads until the connection drops, and connects again, forever.
+    /// Connects, catches up, reads until the connection is lost, and again, forever.
     async fn maintain(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.connect().await {
+            let connected = match self.connect().await {
+                Ok(stream) => self.catch_up().await.map(|()| stream),
+                Err(error) => Err(error),
+            };
+            match connected {
                 Ok(stream) => {
                     backoff = Duration::from_millis(100);
+                    self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
-                    self.read(stream).await;
+                    self.consume(stream).await;
                     self.ready.store(false, Ordering::SeqCst);
                     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
                 }
@@ -111,6 +134,7 @@ impl RedisBus {
         }
     }
 
+    /// Opens a pub/sub connection and subscribes it to every target.
     async fn connect(&self) -> Result<PubSubStream, BusError> {
         let mut live = self.live.lock().await;
         live.sink = None;
@@ -121,24 +145,113 @@ impl RedisBus {
         let (mut sink, stream) = pubsub.split();
         if !live.targets.is_empty() {
             let channels: Vec<String> = live.targets.iter().map(|t| self.keys.live(t)).collect();
-            sink.subscribe(&channels).await.map_err(unavailable)?;
+            tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
+                .await
+                .map_err(|_| unavailable("subscribe timed out"))?
+                .map_err(unavailable)?;
         }
         live.sink = Some(sink);
-        self.ready.store(true, Ordering::SeqCst);
+        let targets = &live.targets;
+        self.positions.lock().retain(|t, _| targets.contains(t));
         Ok(stream)
     }
 
-    async fn read(&self, mut stream: PubSubStream) {
-        while let Some(msg) = stream.next().await {
-            let channel = msg.get_channel_name().as_bytes();
-            let Some(target) = self.keys.target_of_live(channel) else {
-                continue;
-            };
-            match LiveMessage::parse(msg.get_payload_bytes()) {
-                Some(live) => self.registry.deliver(&target, live.offset, live.envelope),
-                None => tracing::warn!(%target, "malformed live message skipped"),
+    /// Replays every target from its position: what was published while the connection was
+    /// down reaches the members, in order, before anything newer.
+    async fn catch_up(&self) -> Result<(), BusError> {
+        let positions: Vec<(TargetKey, Offset)> = self
+            .positions
+            .lock()
+            .iter()
+            .map(|(t, o)| (t.clone(), *o))
+            .collect();
+        for (target, position) in positions {
+            let replay = self.read(&target, Some(position)).await?;
+            for (offset, envelope) in &replay.entries {
+                self.deliver_if_new(&target, *offset, envelope);
+            }
+            if !replay.recovered && position != FROM_START {
+                self.registry.lost(&target);
             }
         }
+        Ok(())
+    }
+
+    /// Delivers live messages until the connection ends or stops answering pings.
+    async fn consume(&self, mut stream: PubSubStream) {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { return };
+                    let Some(target) = self.keys.target_of_live(msg.get_channel_name().as_bytes()) else {
+                        continue;
+                    };
+                    match LiveMessage::parse(msg.get_payload_bytes()) {
+                        Some(live) => self.deliver_if_new(&target, live.offset, live.envelope),
+                        None => tracing::warn!(%target, "malformed live message skipped"),
+                    }
+                }
+                _ = ping.tick() => {
+                    if !self.ping().await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ping(&self) -> bool {
+        let mut live = self.live.lock().await;
+        let Some(sink) = live.sink.as_mut() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Hands a message to the registry unless it is at or below the target's position.
+    fn deliver_if_new(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
+        {
+            let mut positions = self.positions.lock();
+            let position = positions.entry(target.clone()).or_insert(FROM_START);
+            let newer = position.epoch != offset.epoch || position.id < offset.id;
+            if !newer {
+                return;
+            }
+            *position = offset;
+        }
+        self.registry.deliver(target, offset, envelope);
+    }
+
+    /// The newest offset of each target, in one round trip.
+    async fn newest(&self, targets: &[TargetKey]) -> Result<Vec<Option<Offset>>, BusError> {
+        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for target in targets {
+            pipe.get(self.keys.epoch(target))
+                .cmd("XREVRANGE")
+                .arg(self.keys.stream(target))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let reply = pipe.query_async::<Vec<redis::Value>>(conn.get()).await;
+        let values = conn.check(reply).map_err(unavailable)?;
+        let mut out = Vec::with_capacity(targets.len());
+        let mut values = values.into_iter();
+        while let (Some(epoch), Some(newest)) = (values.next(), values.next()) {
+            let epoch: Option<String> = redis::from_redis_value(epoch).map_err(unavailable)?;
+            out.push(match epoch {
+                Some(epoch) => entries(newest, parse_id(&epoch)?)?.pop().map(|(o, _)| o),
+                None => None,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -155,13 +268,26 @@ impl Bus for RedisBus {
             .map_err(|_| unavailable("subscribe timed out"))?
             .map_err(unavailable)?;
         live.targets.extend(targets.iter().cloned());
+        drop(live);
+        // Where each target's history stands now: a reconnect replays from here.
+        let newest = self.newest(targets).await?;
+        let mut positions = self.positions.lock();
+        for (target, newest) in targets.iter().zip(newest) {
+            positions
+                .entry(target.clone())
+                .or_insert(newest.unwrap_or(FROM_START));
+        }
         Ok(())
     }
 
     async fn unsubscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let mut live = self.live.lock().await;
-        for target in targets {
-            live.targets.remove(target);
+        {
+            let mut positions = self.positions.lock();
+            for target in targets {
+                live.targets.remove(target);
+                positions.remove(target);
+            }
         }
         let sink = live
             .sink
@@ -179,21 +305,11 @@ impl Bus for RedisBus {
         let stream = self.keys.stream(target);
         let epoch_key = self.keys.epoch(target);
         let Some(since) = since else {
-            let reply = redis::pipe()
-                .get(&epoch_key)
-                .cmd("XREVRANGE")
-                .arg(&stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async::<(Option<String>, redis::Value)>(conn.get())
-                .await;
-            let (epoch, newest) = conn.check(reply).map_err(unavailable)?;
-            let last = match epoch.map(|e| parse_id(&e)).transpose()? {
-                Some(epoch) => entries(newest, epoch)?.pop().map(|(offset, _)| offset),
-                None => None,
-            };
+            let last = self
+                .newest(std::slice::from_ref(target))
+                .await?
+                .pop()
+                .flatten();
             return Ok(Replay {
                 last,
                 ..Replay::default()

@@ -1,0 +1,618 @@
+//! Nothing lost, nothing twice: resuming after a disconnect, on any edge, and across edge and
+//! Redis failures. Every test numbers its messages and checks the client saw each exactly once,
+//! in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferrocast_emitter::{EmitError, Emitter};
+use ferrocast_tests::{Client, Edge, RedisServer, Token, eventually, free_port};
+use serde_json::{Value, json};
+
+fn token(sub: &str) -> String {
+    Token::user(sub, &["r", "room:*"]).dev()
+}
+
+/// Joins `room` with `since` and returns the `joined` answer.
+async fn join_since(client: &mut Client, room: &str, since: Option<&str>) -> Value {
+    let mut frame = json!({"type": "join", "room": room});
+    if let Some(since) = since {
+        frame["since"] = json!(since);
+    }
+    let joined = client.request(frame).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    joined
+}
+
+/// Checks numbered messages: each of `0..count` exactly once, in order.
+fn assert_exactly_once_in_order(seen: &[u64], count: u64) {
+    let expected: Vec<u64> = (0..count).collect();
+    if seen != expected {
+        let dups = seen.windows(2).filter(|w| w[0] >= w[1]).count();
+        panic!(
+            "saw {} messages ({} out of order or repeated), expected {count}; first differences: {:?}",
+            seen.len(),
+            dups,
+            seen.iter().zip(expected.iter()).find(|(a, b)| a != b)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resuming_on_another_edge_gets_exactly_what_it_missed() {
+    let redis = RedisServer::start();
+    let a = Edge::with_redis(&redis, &[]).await;
+    let b = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+
+    let (mut client, _) = Client::connect(&a.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    emitter
+        .to_room("r")
+        .emit("n", &json!(-1))
+        .await
+        .expect("emit");
+    let last = client.expect("msg").await["offset"]
+        .as_str()
+        .expect("offset")
+        .to_owned();
+    drop(client);
+
+    let batch: Vec<_> = (0..500)
+        .map(|i| {
+            emitter
+                .to_room("r")
+                .message("n", &json!(i))
+                .expect("message")
+        })
+        .collect();
+    let offsets: Vec<_> = emitter
+        .emit_batch(&batch)
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|r| r.expect("published"))
+        .collect();
+
+    let (mut client, _) = Client::connect(&b.ws_url(), &token("u")).await;
+    let joined = join_since(&mut client, "r", Some(&last)).await;
+    assert_eq!(joined["recovered"], true);
+    assert_eq!(joined["offset"], offsets[499].to_string());
+    let mut seen = Vec::new();
+    for offset in &offsets {
+        let msg = client.expect("msg").await;
+        assert_eq!(msg["offset"], offset.to_string());
+        seen.push(msg["data"].as_u64().expect("number"));
+    }
+    assert_exactly_once_in_order(&seen, 500);
+    emitter
+        .to_room("r")
+        .emit("n", &json!("live"))
+        .await
+        .expect("emit");
+    assert_eq!(
+        client.expect("msg").await["data"],
+        "live",
+        "no duplicate after the replay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_all_scopes_resume_through_auth_and_resume_frames() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u7")).await;
+    emitter
+        .to_user("u7")
+        .emit("u", &json!(-1))
+        .await
+        .expect("emit");
+    let user_offset = client.expect("msg").await["offset"].clone();
+    emitter
+        .broadcast()
+        .emit("a", &json!(-1))
+        .await
+        .expect("emit");
+    let all_offset = client.expect("msg").await["offset"].clone();
+    drop(client);
+
+    for round in 0..2 {
+        for i in 0..3 {
+            emitter
+                .to_user("u7")
+                .emit("u", &json!(i))
+                .await
+                .expect("emit");
+        }
+        for i in 0..2 {
+            emitter
+                .broadcast()
+                .emit("a", &json!(i))
+                .await
+                .expect("emit");
+        }
+        let since = json!({"user": user_offset, "all": all_offset});
+        let (mut client, welcome, recovered) = if round == 0 {
+            // Browser style: `since` in the auth frame, recovery reported in `welcome`.
+            let (mut client, _) = Client::open(&edge.ws_url(), None, &[])
+                .await
+                .expect("connect");
+            client
+                .send(json!({"type": "auth", "token": token("u7"), "since": since}))
+                .await;
+            let welcome = client.expect("welcome").await;
+            let recovered = welcome["recovered"].clone();
+            (client, welcome, recovered)
+        } else {
+            // Header style: `resume` after the welcome.
+            let (mut client, welcome) = Client::connect(&edge.ws_url(), &token("u7")).await;
+            let resumed = client
+                .request(json!({"type": "resume", "since": since}))
+                .await;
+            assert_eq!(resumed["type"], "resumed");
+            (client, welcome, resumed["recovered"].clone())
+        };
+        assert_eq!(
+            recovered,
+            json!({"user": true, "all": true}),
+            "round {round}"
+        );
+        let mut user = Vec::new();
+        let mut all = Vec::new();
+        for _ in 0..(5 * (round + 1)) {
+            let msg = client.expect("msg").await;
+            match msg["scope"].as_str() {
+                Some("user") => user.push(msg["data"].as_u64().expect("n")),
+                Some("all") => all.push(msg["data"].as_u64().expect("n")),
+                other => panic!("unexpected scope {other:?}"),
+            }
+        }
+        // Round 1 replays round 0's messages too, since it resumes from the same offsets.
+        let rounds = round as u64 + 1;
+        assert_eq!(
+            user,
+            (0..3)
+                .cycle()
+                .take(3 * rounds as usize)
+                .collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            all,
+            (0..2)
+                .cycle()
+                .take(2 * rounds as usize)
+                .collect::<Vec<u64>>()
+        );
+        let me = welcome["client"].as_str().expect("client id");
+        emitter
+            .to_client(me)
+            .emit("c", &json!("live"))
+            .await
+            .expect("emit");
+        assert_eq!(
+            client.expect("msg").await["data"],
+            "live",
+            "nothing more after the replay"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimmed_history_is_reported_and_what_remains_is_delivered_in_order() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::builder(redis.url())
+        .history_len(50)
+        .connect()
+        .await
+        .expect("emitter");
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    emitter
+        .to_room("r")
+        .emit("n", &json!(-1))
+        .await
+        .expect("emit");
+    let last = client.expect("msg").await["offset"]
+        .as_str()
+        .expect("offset")
+        .to_owned();
+    drop(client);
+    for i in 0..300 {
+        emitter
+            .to_room("r")
+            .emit("n", &json!(i))
+            .await
+            .expect("emit");
+    }
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    let joined = join_since(&mut client, "r", Some(&last)).await;
+    assert_eq!(joined["recovered"], false);
+    let mut seen = Vec::new();
+    loop {
+        let msg = client.expect("msg").await;
+        let n = msg["data"].as_u64().expect("n");
+        seen.push(n);
+        if n == 299 {
+            break;
+        }
+    }
+    assert!(
+        seen.len() < 300,
+        "the trimmed part cannot have been replayed"
+    );
+    let first = seen[0];
+    assert_eq!(
+        seen,
+        (first..300).collect::<Vec<_>>(),
+        "what remains arrives in order"
+    );
+}
+
+/// Publishes numbered messages to `room` until `stop`, as fast as one publisher goes (or every
+/// `pause`). Any retrying is the emitter's own, which resends the same message id.
+fn publisher(
+    emitter: Emitter,
+    room: &'static str,
+    pause: Option<Duration>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = emitter.to_room(room).emit("n", &json!(n)).await {
+                panic!("publish {n} failed: {e}");
+            }
+            n += 1;
+            count.store(n, Ordering::SeqCst);
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    })
+}
+
+/// A client that follows numbered messages in `room` until the string "end", reconnecting
+/// (alternating over `urls`) and resuming whenever its connection ends.
+async fn follow(urls: Vec<String>, room: &str, sub: &str, joined: Arc<AtomicU64>) -> Vec<u64> {
+    let mut seen = Vec::new();
+    let mut last: Option<String> = None;
+    let mut attempt = 0usize;
+    loop {
+        let url = &urls[attempt % urls.len()];
+        attempt += 1;
+        let Ok((mut client, _)) = Client::open(url, Some(&token(sub)), &[]).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        if client.next().await.is_none_or(|w| w["type"] != "welcome") {
+            continue;
+        }
+        let mut frame = json!({"type": "join", "room": room});
+        if let Some(since) = &last {
+            frame["since"] = json!(since);
+        }
+        client.send(frame).await;
+        while let Some(frame) = client.next().await {
+            match frame["type"].as_str() {
+                Some("joined") if last.is_some() => {
+                    assert_eq!(frame["recovered"], true, "resume lost history: {frame}");
+                }
+                Some("joined") => {
+                    joined.fetch_add(1, Ordering::SeqCst);
+                }
+                Some("msg") if frame["data"] == "end" => return seen,
+                Some("msg") => {
+                    seen.push(frame["data"].as_u64().expect("n"));
+                    last = frame["offset"].as_str().map(str::to_owned);
+                }
+                Some("error") => break,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_message_racing_the_replay_is_neither_lost_nor_duplicated() {
+    let redis = RedisServer::start();
+    let a = Edge::with_redis(&redis, &[]).await;
+    let b = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let pace = Some(Duration::from_millis(1));
+    let publishing = publisher(emitter, "room:race", pace, stop.clone(), count.clone());
+
+    // Reconnect 40 times while messages stream in, each time resuming mid-flow: every join's
+    // replay overlaps with live messages arriving at the same moment.
+    let mut seen = Vec::new();
+    let mut last: Option<String> = None;
+    for round in 0..40 {
+        let url = if round % 2 == 0 {
+            a.ws_url()
+        } else {
+            b.ws_url()
+        };
+        let (mut client, _) = Client::connect(&url, &token("racer")).await;
+        let joined = join_since(&mut client, "room:race", last.as_deref()).await;
+        if last.is_some() {
+            assert_eq!(joined["recovered"], true, "round {round}");
+        }
+        let target = seen.len() + 25;
+        while seen.len() < target {
+            let msg = client.expect("msg").await;
+            seen.push(msg["data"].as_u64().expect("n"));
+            last = msg["offset"].as_str().map(str::to_owned);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.expect("publisher");
+    let first = seen[0];
+    let expected: Vec<u64> = (first..first + seen.len() as u64).collect();
+    assert_eq!(seen, expected, "gap or duplicate at a seam");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_edge_resume_on_the_survivor_with_every_message_once() {
+    let redis = RedisServer::start();
+    let mut a = Edge::with_redis(&redis, &[]).await;
+    let b = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+
+    let joined = Arc::new(AtomicU64::new(0));
+    let mut followers = Vec::new();
+    for i in 0..4 {
+        let urls = vec![a.ws_url(), b.ws_url()];
+        let joined = joined.clone();
+        followers.push(tokio::spawn(async move {
+            follow(urls, "room:k", &format!("f{i}"), joined).await
+        }));
+    }
+    // Publishing starts once every follower is in, so each must see message 0.
+    eventually("followers to join", || joined.load(Ordering::SeqCst) == 4).await;
+    let publishing = publisher(
+        emitter.clone(),
+        "room:k",
+        Some(Duration::from_millis(2)),
+        stop.clone(),
+        count.clone(),
+    );
+    eventually("200 messages", || count.load(Ordering::SeqCst) >= 200).await;
+    a.kill();
+    eventually("600 messages", || count.load(Ordering::SeqCst) >= 600).await;
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.expect("publisher");
+    emitter
+        .to_room("room:k")
+        .emit("n", &json!("end"))
+        .await
+        .expect("emit");
+    let total = count.load(Ordering::SeqCst);
+    for follower in followers {
+        let seen = follower.await.expect("follower");
+        assert_exactly_once_in_order(&seen, total);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_loses_and_duplicates_nothing() {
+    let redis = RedisServer::start();
+    let a = Edge::with_redis(&redis, &[]).await;
+    let b = Edge::with_redis(&redis, &[]).await;
+    // Short timeouts, so publishes during the pause time out and are retried with the same id:
+    // the first attempt still runs once Redis continues, leaving a duplicate for edges to drop.
+    let emitter = Emitter::builder(redis.url())
+        .response_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .retries(30, Duration::from_millis(50))
+        .connect()
+        .await
+        .expect("emitter");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let joined = Arc::new(AtomicU64::new(0));
+    let mut followers = Vec::new();
+    for i in 0..2 {
+        let urls = vec![[a.ws_url(), b.ws_url()][i].clone()];
+        let joined = joined.clone();
+        followers.push(tokio::spawn(async move {
+            follow(urls, "room:p", &format!("p{i}"), joined).await
+        }));
+    }
+    eventually("followers to join", || joined.load(Ordering::SeqCst) == 2).await;
+    let publishing = publisher(
+        emitter.clone(),
+        "room:p",
+        Some(Duration::from_millis(5)),
+        stop.clone(),
+        count.clone(),
+    );
+    eventually("100 messages", || count.load(Ordering::SeqCst) >= 100).await;
+
+    redis.pause();
+    // The edges' pings fail: they report not ready, then reconnect and catch up after the pause.
+    a.wait_readyz(503).await;
+    b.wait_readyz(503).await;
+    redis.resume();
+
+    let resumed_at = count.load(Ordering::SeqCst);
+    eventually("publishing to go on", || {
+        count.load(Ordering::SeqCst) >= resumed_at + 100
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.expect("publisher");
+    emitter
+        .to_room("room:p")
+        .emit("n", &json!("end"))
+        .await
+        .expect("emit");
+    let total = count.load(Ordering::SeqCst);
+    for follower in followers {
+        assert_exactly_once_in_order(&follower.await.expect("follower"), total);
+    }
+    a.wait_readyz(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_is_reported_as_not_recovered_and_delivery_goes_on() {
+    let mut redis = RedisServer::start();
+    let a = Edge::with_redis(&redis, &[]).await;
+    let b = Edge::with_redis(&redis, &[]).await;
+    let (mut client, _) = Client::connect(&a.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    {
+        let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+        emitter
+            .to_room("r")
+            .emit("n", &json!(1))
+            .await
+            .expect("emit");
+    }
+    let last = client.expect("msg").await["offset"]
+        .as_str()
+        .expect("offset")
+        .to_owned();
+
+    redis.restart_empty();
+    // The edge cannot vouch for what its clients may have missed: it closes them (1011) so they
+    // resume, and the resume says what happened.
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1011, "{reason}");
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let (mut client, _) = Client::connect(&b.ws_url(), &token("u")).await;
+    let joined = join_since(&mut client, "r", Some(&last)).await;
+    assert_eq!(joined["recovered"], false);
+    emitter
+        .to_room("r")
+        .emit("n", &json!(2))
+        .await
+        .expect("emit");
+    assert_eq!(client.expect("msg").await["data"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_edges_say_so_and_keep_their_sockets() {
+    let mut redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    let port = redis.port;
+    redis.pause();
+    edge.wait_readyz(503).await;
+    let answer = client
+        .request(json!({"type": "join", "room": "room:1", "since": "1-0_1-0"}))
+        .await;
+    assert_eq!(answer["code"], "UNAVAILABLE");
+    assert_eq!(
+        client.request(json!({"type": "ping"})).await["type"],
+        "pong",
+        "the socket stays open"
+    );
+    redis.resume();
+    redis.restart_empty();
+    assert_eq!(redis.port, port);
+    edge.wait_readyz(200).await;
+    assert_eq!(
+        client.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emitter_fails_with_a_typed_error_within_its_deadline() {
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let result = Emitter::builder(&dead)
+        .connect_timeout(Duration::from_millis(500))
+        .retries(2, Duration::from_millis(50))
+        .connect()
+        .await;
+    assert!(
+        matches!(result, Err(EmitError::Unavailable(_))),
+        "{:?}",
+        result.err()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Built without connecting (as a long-running worker starts), publishing fails the same way.
+    let emitter = Emitter::builder(&dead)
+        .connect_timeout(Duration::from_millis(500))
+        .retries(1, Duration::from_millis(50))
+        .build()
+        .expect("build");
+    let result = emitter.to_room("r").emit("e", &json!(1)).await;
+    assert!(
+        matches!(result, Err(EmitError::Unavailable(_))),
+        "{result:?}"
+    );
+
+    // A Redis that accepts connections but never answers: the response timeout applies.
+    let redis = RedisServer::start();
+    let emitter = Emitter::builder(redis.url())
+        .response_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(300))
+        .retries(1, Duration::from_millis(50))
+        .connect()
+        .await
+        .expect("emitter");
+    redis.pause();
+    let started = std::time::Instant::now();
+    let result = emitter.to_room("r").emit("e", &json!(1)).await;
+    redis.resume();
+    assert!(
+        matches!(result, Err(EmitError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_chosen_id_publishes_once() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    let id = uuid::Uuid::now_v7();
+    let first = emitter
+        .to_room("r")
+        .id(id)
+        .emit("job", &json!("done"))
+        .await
+        .expect("emit");
+    // The job runs again: same id, nothing new published, the same offset answered.
+    let again = emitter
+        .to_room("r")
+        .id(id)
+        .emit("job", &json!("done"))
+        .await
+        .expect("emit");
+    assert_eq!(first, again);
+    emitter
+        .to_room("r")
+        .emit("after", &json!(null))
+        .await
+        .expect("emit");
+    let msg = client.expect("msg").await;
+    assert_eq!(
+        (msg["id"].clone(), msg["offset"].clone()),
+        (json!(id.to_string()), json!(first.to_string()))
+    );
+    assert_eq!(client.expect("msg").await["event"], "after");
+    assert_eq!(redis.cli(&["XLEN", "fc:{room:r}"]).as_deref(), Some("2"));
+}
