@@ -217,12 +217,18 @@ impl RedisBus {
     fn deliver_if_new(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
         {
             let mut positions = self.positions.lock();
-            let position = positions.entry(target.clone()).or_insert(FROM_START);
-            let newer = position.epoch != offset.epoch || position.id < offset.id;
-            if !newer {
-                return;
+            match positions.get_mut(target) {
+                Some(position) => {
+                    let newer = position.epoch != offset.epoch || position.id < offset.id;
+                    if !newer {
+                        return;
+                    }
+                    *position = offset;
+                }
+                None => {
+                    positions.insert(target.clone(), offset);
+                }
             }
-            *position = offset;
         }
         self.registry.deliver(target, offset, envelope);
     }
