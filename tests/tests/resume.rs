@@ -616,3 +616,32 @@ async fn a_publisher_chosen_id_publishes_once() {
     assert_eq!(client.expect("msg").await["event"], "after");
     assert_eq!(redis.cli(&["XLEN", "fc:{room:r}"]).as_deref(), Some("2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_mode_resumes_from_its_in_process_history() {
+    let edge = Edge::start(&[]).await;
+    let publisher_token = Token::user("p", &["r"]).claim("pub", json!(["r"])).dev();
+    let (mut publisher, _) = Client::connect(&edge.ws_url(), &publisher_token).await;
+    publisher.join("r").await;
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    let publish =
+        |n: u64| json!({"type": "publish", "room": "r", "event": "n", "data": n, "echo": false});
+    publisher.request(publish(0)).await;
+    let last = client.expect("msg").await["offset"]
+        .as_str()
+        .expect("offset")
+        .to_owned();
+    drop(client);
+    for n in 1..=50 {
+        assert_eq!(publisher.request(publish(n)).await["type"], "ack");
+    }
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    let joined = join_since(&mut client, "r", Some(&last)).await;
+    assert_eq!(joined["recovered"], true);
+    for n in 1..=50 {
+        assert_eq!(client.expect("msg").await["data"], n);
+    }
+    publisher.request(publish(51)).await;
+    assert_eq!(client.expect("msg").await["data"], 51);
+}
