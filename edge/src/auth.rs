@@ -33,8 +33,18 @@ pub struct Claims {
 /// A token was refused. The text is safe to send to the client and to log: it never holds the
 /// token.
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct AuthError(String);
+#[error("{message}")]
+pub struct AuthError {
+    message: &'static str,
+    reason: &'static str,
+}
+
+impl AuthError {
+    /// A short label for metrics (`token_expired`, `bad_signature`, ...).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
 
 /// Configuration could not produce a verifier.
 #[derive(Debug, Error)]
@@ -134,22 +144,20 @@ impl Verifier {
     /// Verifies `token` and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
+        let error = |message, reason| AuthError { message, reason };
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) if data.claims.sub.is_empty() => Err(AuthError("empty sub".into())),
+            Ok(data) if data.claims.sub.is_empty() => Err(error("empty sub", "invalid_claims")),
             Ok(data) => Ok(data.claims),
-            Err(e) => Err(AuthError(
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::ImmatureSignature => "token not yet valid",
-                    ErrorKind::InvalidSignature => "bad signature",
-                    ErrorKind::InvalidAlgorithm => "wrong algorithm",
-                    ErrorKind::InvalidIssuer => "wrong issuer",
-                    ErrorKind::InvalidAudience => "wrong audience",
-                    ErrorKind::MissingRequiredClaim(_) => "missing required claim",
-                    _ => "invalid token",
-                }
-                .into(),
-            )),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::ExpiredSignature => error("token expired", "token_expired"),
+                ErrorKind::ImmatureSignature => error("token not yet valid", "token_not_yet_valid"),
+                ErrorKind::InvalidSignature => error("bad signature", "bad_signature"),
+                ErrorKind::InvalidAlgorithm => error("wrong algorithm", "wrong_algorithm"),
+                ErrorKind::InvalidIssuer => error("wrong issuer", "invalid_claims"),
+                ErrorKind::InvalidAudience => error("wrong audience", "invalid_claims"),
+                ErrorKind::MissingRequiredClaim(_) => error("missing required claim", "invalid_claims"),
+                _ => error("invalid token", "malformed"),
+            }),
         }
     }
 }

@@ -77,9 +77,48 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
 
-    /// Server ping interval, announced to clients in `welcome`.
+    /// Server ping interval (pings go out from a sweep that runs once a second), announced to
+    /// clients in `welcome`.
     #[arg(long, env = "FERROCAST_HEARTBEAT", default_value = "25s", value_parser = parse_duration)]
     pub heartbeat: Duration,
+
+    /// A connection from which nothing (frame or pong) arrived for this long is closed (4002).
+    #[arg(long, env = "FERROCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Inbound frames per second allowed per connection (token bucket refill rate). Excess
+    /// frames get RATE_LIMITED; a client refused this many times in a row is closed (4008).
+    #[arg(long, env = "FERROCAST_RATE", default_value_t = 20.0)]
+    pub rate: f64,
+
+    /// Inbound frames a connection may send in a burst (token bucket size).
+    #[arg(long, env = "FERROCAST_BURST", default_value_t = 50)]
+    pub burst: u32,
+
+    /// Most WebSocket connections at once; beyond it upgrades get HTTP 503.
+    #[arg(long, env = "FERROCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Most connections at once that have not authenticated yet (from TCP accept to `welcome`);
+    /// beyond it new connections get HTTP 503.
+    #[arg(long, env = "FERROCAST_MAX_UNAUTHENTICATED", default_value_t = 1_000)]
+    pub max_unauthenticated: usize,
+
+    /// Browser origins allowed to open WebSockets, comma-separated (e.g.
+    /// https://app.example.com), or `*`. Upgrades from other origins get HTTP 403; requests
+    /// without an Origin header (non-browser clients) are allowed. Unset: any origin, with a
+    /// warning in the log.
+    #[arg(long, env = "FERROCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Bytes queued for one connection before it counts as a slow consumer and is closed (4009).
+    #[arg(long, env = "FERROCAST_OUTBOUND_QUEUE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub outbound_queue_bytes: usize,
+
+    /// On SIGTERM or SIGINT: how long to spread closing (1001) every connection over before
+    /// exiting. A second signal exits at once.
+    #[arg(long, env = "FERROCAST_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
 
     /// Most rooms one connection may be in.
     #[arg(long, env = "FERROCAST_MAX_ROOMS", default_value_t = 100)]

@@ -8,10 +8,12 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod connections;
 pub mod dedup;
 pub mod delivery;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod outbox;
 pub mod recovery;
 pub mod registry;
@@ -29,6 +31,7 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::auth::{Patterns, Verifier};
 use crate::bus::{Bus, MemoryBus, RedisBus};
 use crate::config::Config;
+use crate::connections::Connections;
 use crate::registry::Registry;
 
 /// What every connection of an edge shares.
@@ -47,6 +50,15 @@ pub struct Shared<B> {
     pub bus: Arc<B>,
     /// WebSocket limits and buffer sizes.
     pub ws_config: WebSocketConfig,
+    /// Every open connection.
+    pub connections: Arc<Connections>,
+}
+
+impl<B: Bus> Shared<B> {
+    /// Ready for new connections: the bus is up and the edge is not draining.
+    pub fn is_ready(&self) -> bool {
+        self.bus.is_ready() && !self.connections.is_draining()
+    }
 }
 
 /// Binds the configured address and serves until SIGTERM or SIGINT.
@@ -120,6 +132,18 @@ async fn start<B: Bus>(
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(config.max_frame_size))
         .max_frame_size(Some(config.max_frame_size));
+    let connections = Arc::new(Connections::default());
+    tokio::spawn(connections::sweep_forever(
+        connections.clone(),
+        config.heartbeat,
+        config.idle_timeout,
+    ));
+    if config.allowed_origins.is_empty() {
+        tracing::warn!(
+            "no --allowed-origins: pages on any site may open WebSockets to this edge. \
+             List your front ends' origins in production."
+        );
+    }
     let shared = Arc::new(Shared {
         public_rooms: Patterns::from(config.public_rooms.clone()),
         config,
@@ -128,6 +152,7 @@ async fn start<B: Bus>(
         registry,
         bus,
         ws_config,
+        connections: connections.clone(),
     });
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -135,8 +160,22 @@ async fn start<B: Bus>(
         path = %shared.config.ws_path,
         "edge listening"
     );
-    listener::serve(shared, listener, shutdown).await;
-    tracing::info!("shutting down");
+    // The listener keeps answering during the drain (probes see 503, upgrades are refused).
+    let (stop_listening, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(listener::serve(shared.clone(), listener, async {
+        let _ = stopped.await;
+    }));
+    shutdown.await;
+    tracing::info!("shutdown requested: draining (a second signal exits at once)");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+    connections.drain(shared.config.drain_timeout).await;
+    let _ = stop_listening.send(());
+    let _ = serving.await;
+    tracing::info!("drained; exiting");
     Ok(())
 }
 

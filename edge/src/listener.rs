@@ -13,6 +13,8 @@ use tungstenite::protocol::Role;
 
 use crate::Shared;
 use crate::bus::Bus;
+use crate::connections::Slot;
+use crate::metrics::{ReasonLabel, metrics};
 use crate::http::{self, ReadError, Request};
 use crate::session;
 
@@ -42,6 +44,13 @@ pub async fn serve<B: Bus>(
 }
 
 async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
+    // Held from accept until the connection authenticates: slow or silent clients are capped.
+    let Some(unauthenticated) = shared
+        .connections
+        .reserve_unauthenticated(shared.config.max_unauthenticated)
+    else {
+        return refuse(&mut stream, 503, "unauthenticated_limit", "too many pending connections").await;
+    };
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(request) => request,
         Err(ReadError::Gone) => return,
@@ -51,16 +60,29 @@ async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
     };
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/healthz") => http::respond(&mut stream, 200, &[], "ok").await,
-        ("GET", "/readyz") if shared.bus.is_ready() => {
+        ("GET", "/readyz") if shared.is_ready() => {
             http::respond(&mut stream, 200, &[], "ready").await
         }
         ("GET", "/readyz") => http::respond(&mut stream, 503, &[], "not ready").await,
-        (_, path) if path == shared.config.ws_path => upgrade(shared, stream, request).await,
+        ("GET", "/metrics") => http::respond(&mut stream, 200, &[], &metrics().render()).await,
+        (_, path) if path == shared.config.ws_path => {
+            upgrade(shared, stream, request, unauthenticated).await
+        }
         _ => http::respond(&mut stream, 404, &[], "not found").await,
     }
 }
 
-async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request: Request) {
+async fn refuse(stream: &mut TcpStream, status: u16, reason: &'static str, body: &str) {
+    metrics().refused.get_or_create(&ReasonLabel { reason }).inc();
+    http::respond(stream, status, &[], body).await;
+}
+
+async fn upgrade<B: Bus>(
+    shared: Arc<Shared<B>>,
+    mut stream: TcpStream,
+    request: Request,
+    unauthenticated: Slot,
+) {
     if request.method != "GET" {
         return http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;
     }
@@ -87,6 +109,19 @@ async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request:
     let Some(key) = request.header("sec-websocket-key") else {
         return http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
     };
+    if shared.connections.is_draining() {
+        return refuse(&mut stream, 503, "draining", "edge draining; connect to another").await;
+    }
+    // Browsers send Origin; a page on a foreign site must not open sockets with the user's
+    // cookies or tokens (cross-site WebSocket hijacking).
+    if let Some(origin) = request.header("origin")
+        && !origin_allowed(&shared.config.allowed_origins, origin)
+    {
+        return refuse(&mut stream, 403, "origin", "origin not allowed").await;
+    }
+    let Some(open) = shared.connections.reserve_open(shared.config.max_connections) else {
+        return refuse(&mut stream, 503, "connection_limit", "edge full; try another").await;
+    };
     let Ok(encoding) = Encoding::negotiate(request.headers("sec-websocket-protocol")) else {
         return http::respond(
             &mut stream,
@@ -107,6 +142,7 @@ async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request:
             match token.map(|t| shared.verifier.verify(t)) {
                 Some(Ok(claims)) => Some(claims),
                 Some(Err(e)) => {
+                    metrics().auth_failures.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
                     let body = format!("invalid token: {e}");
                     return http::respond(
                         &mut stream,
@@ -117,6 +153,7 @@ async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request:
                     .await;
                 }
                 None => {
+                    metrics().auth_failures.get_or_create(&ReasonLabel { reason: "malformed" }).inc();
                     return http::respond(
                         &mut stream,
                         401,
@@ -141,5 +178,11 @@ async fn upgrade<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, request:
         Some(shared.ws_config),
     )
     .await;
-    session::run(shared, ws, encoding.unwrap_or(Encoding::Json), claims).await;
+    let encoding = encoding.unwrap_or(Encoding::Json);
+    session::run(shared, ws, encoding, claims, open, unauthenticated).await;
+}
+
+/// Whether `origin` is in the allowlist (empty: any origin).
+fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    allowed.is_empty() || allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }

@@ -3,13 +3,15 @@
 //! handle lets the registry ask the connection to close for other reasons.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use ferrocast_protocol::close;
 
 use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
 use tungstenite::Message;
+
+use crate::metrics::metrics;
 
 /// A frame on its way to one connection, with where it came from so the connection can drop
 /// what a replay already sent.
@@ -21,6 +23,15 @@ pub struct Outbound {
     pub topic: u64,
     /// Its offset in the topic's history.
     pub offset: Option<Offset>,
+    /// Its publish time (Unix ms), 0 for frames that are not messages.
+    pub ts: u64,
+}
+
+impl Outbound {
+    /// Bytes the frame holds (its payload), as counted against the queue's byte limit.
+    pub fn size(&self) -> usize {
+        self.frame.len()
+    }
 }
 
 /// The sending side, held by the registry for every target the connection is in.
@@ -28,6 +39,8 @@ pub struct Outbound {
 pub struct Outbox {
     tx: mpsc::Sender<Outbound>,
     kick: Arc<Kick>,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 /// A request to close the connection: the first close code asked for wins.
@@ -59,18 +72,29 @@ pub struct Inbox {
     /// Fires when the connection must close: 4009 when the queue overflowed, or another code
     /// from [`Outbox::close`].
     pub kick: Arc<Kick>,
+    bytes: Arc<AtomicUsize>,
 }
 
-/// A queue of `capacity` frames.
-pub fn channel(capacity: usize) -> (Outbox, Inbox) {
+impl Inbox {
+    /// Gives back the bytes of a frame taken off the queue.
+    pub fn taken(&self, frame: &Outbound) {
+        self.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
+    }
+}
+
+/// A queue of at most `capacity` frames holding at most `max_bytes` bytes.
+pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Inbox) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let kick = Arc::new(Kick::default());
+    let bytes = Arc::new(AtomicUsize::new(0));
     (
         Outbox {
             tx,
             kick: kick.clone(),
+            bytes: bytes.clone(),
+            max_bytes,
         },
-        Inbox { rx, kick },
+        Inbox { rx, kick, bytes },
     )
 }
 
@@ -79,14 +103,28 @@ impl Outbox {
     /// the frame is dropped (the connection is about to close; it can resume from its offsets).
     /// Returns whether the frame was queued.
     pub fn push(&self, frame: Outbound) -> bool {
+        let size = frame.size();
+        if self.bytes.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            return self.overflow();
+        }
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kick.ask(close::SLOW_CONSUMER);
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                self.overflow()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    fn overflow(&self) -> bool {
+        metrics().dropped("queue_full");
+        self.kick.ask(close::SLOW_CONSUMER);
+        false
     }
 
     /// Asks the connection to close with `code`.
@@ -105,8 +143,9 @@ mod tests {
             frame: Message::Text(text.into()),
             topic: 1,
             offset: None,
+            ts: 0,
         };
-        let (outbox, mut inbox) = channel(2);
+        let (outbox, mut inbox) = channel(2, 1024);
         assert!(outbox.push(frame("1")));
         assert!(outbox.push(frame("2")));
         assert!(!outbox.push(frame("3")));
@@ -116,5 +155,22 @@ mod tests {
         assert_eq!(inbox.rx.recv().await, Some(frame("1")));
         assert_eq!(inbox.rx.recv().await, Some(frame("2")));
         assert!(inbox.rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
+        let frame = |len: usize| Outbound {
+            frame: Message::Binary(vec![0; len].into()),
+            topic: 1,
+            offset: None,
+            ts: 0,
+        };
+        let (outbox, mut inbox) = channel(100, 10);
+        assert!(outbox.push(frame(6)));
+        assert!(!outbox.push(frame(6)), "12 bytes would exceed 10");
+        assert_eq!(inbox.kick.requested().await, close::SLOW_CONSUMER);
+        let taken = inbox.rx.recv().await.expect("frame");
+        inbox.taken(&taken);
+        assert!(outbox.push(frame(10)), "room again once written");
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::dedup::RecentIds;
 use crate::delivery::Delivery;
+use crate::metrics::metrics;
 use crate::outbox::{Outbound, Outbox};
 
 /// A target's subscription, as seen by those waiting to join it.
@@ -116,14 +117,19 @@ impl Registry {
 
     /// Delivers a message from the bus to every local member of `target`.
     pub fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
+        let m = metrics();
+        m.bus_messages.inc();
         let Some(mut delivery) = Delivery::decode(offset, envelope) else {
+            m.dropped("undecodable");
             return;
         };
         let mut state = self.state.lock();
         if !state.recent.first_time(target, delivery.envelope.id) {
+            m.dropped("duplicate");
             tracing::debug!(%target, id = %delivery.envelope.id, "duplicate message dropped");
             return;
         }
+        let ts = delivery.envelope.ts;
         let Some(topic) = state.topics.get(target) else {
             return;
         };
@@ -136,6 +142,7 @@ impl Registry {
                     frame,
                     topic: topic.id,
                     offset: Some(offset),
+                    ts,
                 });
             }
         }

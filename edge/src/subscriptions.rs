@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ferrocast_protocol::TargetKey;
 
 use crate::bus::Bus;
+use crate::metrics::metrics;
 use crate::registry::Registry;
 
 /// Runs until the process ends.
@@ -34,6 +35,7 @@ pub async fn run<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
                         registry.set_live(&target);
                         subscribed.insert(target);
                     }
+                    metrics().subscribed_targets.set(subscribed.len() as i64);
                 }
                 Err(error) => {
                     tracing::warn!(%error, targets = add.len(), "subscribe failed");
@@ -47,6 +49,7 @@ pub async fn run<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
             for target in &remove {
                 subscribed.remove(target);
             }
+            metrics().subscribed_targets.set(subscribed.len() as i64);
             if let Err(error) = bus.unsubscribe(&remove).await {
                 tracing::debug!(%error, targets = remove.len(), "unsubscribe failed");
             }

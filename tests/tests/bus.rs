@@ -13,7 +13,7 @@ use tungstenite::Message;
 
 /// Joins `client` to `target` and waits until the subscription is live.
 async fn member(registry: &Registry, target: &Target, session: u64, encoding: Encoding) -> Inbox {
-    let (out, inbox) = outbox::channel(64);
+    let (out, inbox) = outbox::channel(64, 1 << 20);
     let member = Member {
         client: format!("c{session}").into(),
         encoding,

@@ -619,7 +619,8 @@ async fn a_publisher_chosen_id_publishes_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_mode_resumes_from_its_in_process_history() {
-    let edge = Edge::start(&[]).await;
+    // The publisher sends faster than the default inbound rate allows.
+    let edge = Edge::start(&["--rate", "1000", "--burst", "1000"]).await;
     let publisher_token = Token::user("p", &["r"]).claim("pub", json!(["r"])).dev();
     let (mut publisher, _) = Client::connect(&edge.ws_url(), &publisher_token).await;
     publisher.join("r").await;

@@ -25,6 +25,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
 use super::{Bus, BusError, MAX_REPLAY, Replay};
+use crate::metrics::metrics;
 use crate::registry::Registry;
 
 /// Longest wait between reconnection attempts.
@@ -123,6 +124,7 @@ impl RedisBus {
                     tracing::info!("connected to Redis");
                     self.consume(stream).await;
                     self.ready.store(false, Ordering::SeqCst);
+                    metrics().bus_reconnects.inc();
                     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
                 }
                 Err(error) => {

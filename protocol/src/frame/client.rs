@@ -101,6 +101,19 @@ pub struct FrameError {
 }
 
 impl ClientFrame {
+    /// The frame's `ref`, if it has one.
+    pub fn reference(&self) -> Option<u64> {
+        match self {
+            ClientFrame::Resume { reference, .. }
+            | ClientFrame::Join { reference, .. }
+            | ClientFrame::Leave { reference, .. }
+            | ClientFrame::Publish { reference, .. }
+            | ClientFrame::Send { reference, .. }
+            | ClientFrame::Ping { reference } => *reference,
+            ClientFrame::Auth { .. } | ClientFrame::Refresh { .. } => None,
+        }
+    }
+
     /// Decodes a text frame (JSON).
     pub fn from_json(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
         decode::<Box<RawValue>>(

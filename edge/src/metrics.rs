@@ -1,0 +1,134 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+//!
+//! One set per process (an edge is one process), reachable from anywhere through [`metrics()`]
+//! so the hot paths update an atomic and move on: no registry lookups per message.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: a WebSocket close code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The code.
+    pub code: u16,
+}
+
+/// Label: why something was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason.
+    pub reason: &'static str,
+}
+
+/// Every metric an edge exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections (authenticated or not).
+    pub connections: Gauge,
+    /// Connections upgraded.
+    pub connections_opened: Counter,
+    /// Connections closed, by close code (1006: ended without a close frame).
+    pub connections_closed: Family<CodeLabel, Counter>,
+    /// Upgrade or authentication refusals, by reason.
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Connections refused before the upgrade, by reason (limits, origin).
+    pub refused: Family<ReasonLabel, Counter>,
+    /// Room memberships across all connections.
+    pub room_memberships: Gauge,
+    /// Targets the bus is subscribed to.
+    pub subscribed_targets: Gauge,
+    /// Messages received from the bus (live or replayed after a reconnect).
+    pub bus_messages: Counter,
+    /// Message frames written to sockets.
+    pub deliveries: Counter,
+    /// Frames dropped: full queues, undecodable envelopes, duplicates.
+    pub frames_dropped: Family<ReasonLabel, Counter>,
+    /// Connections closed as slow consumers (4009).
+    pub slow_consumer_closes: Counter,
+    /// Outbound queue length seen when a connection starts writing a burst.
+    pub outbound_queue_depth: Histogram,
+    /// Reconnections of the bus to Redis.
+    pub bus_reconnects: Counter,
+    /// Publish time (the envelope's `ts`) to socket write, seconds.
+    pub delivery_latency: Histogram,
+    /// Inbound frames refused by the rate limit.
+    pub rate_limited: Counter,
+    /// Client `send` frames appended to the upstream inbox.
+    pub upstream_appends: Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ferrocast");
+        let m = Metrics {
+            connections: Gauge::default(),
+            connections_opened: Counter::default(),
+            connections_closed: Family::default(),
+            auth_failures: Family::default(),
+            refused: Family::default(),
+            room_memberships: Gauge::default(),
+            subscribed_targets: Gauge::default(),
+            bus_messages: Counter::default(),
+            deliveries: Counter::default(),
+            frames_dropped: Family::default(),
+            slow_consumer_closes: Counter::default(),
+            outbound_queue_depth: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
+            bus_reconnects: Counter::default(),
+            delivery_latency: Histogram::new(exponential_buckets(0.000_1, 2.5, 12)),
+            rate_limited: Counter::default(),
+            upstream_appends: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register("connections_opened", "WebSocket connections upgraded", m.connections_opened.clone());
+        registry.register("connections_closed", "Connections closed, by close code", m.connections_closed.clone());
+        registry.register("auth_failures", "Authentication failures, by reason", m.auth_failures.clone());
+        registry.register("refused", "Connections refused before the upgrade, by reason", m.refused.clone());
+        registry.register("room_memberships", "Room memberships of open connections", m.room_memberships.clone());
+        registry.register("subscribed_targets", "Targets the bus is subscribed to", m.subscribed_targets.clone());
+        registry.register("bus_messages", "Messages received from the bus", m.bus_messages.clone());
+        registry.register("deliveries", "Message frames written to sockets", m.deliveries.clone());
+        registry.register("frames_dropped", "Frames dropped, by reason", m.frames_dropped.clone());
+        registry.register("slow_consumer_closes", "Connections closed as slow consumers", m.slow_consumer_closes.clone());
+        registry.register(
+            "outbound_queue_depth",
+            "Outbound queue length when a write burst starts",
+            m.outbound_queue_depth.clone(),
+        );
+        registry.register("bus_reconnects", "Reconnections of the bus to Redis", m.bus_reconnects.clone());
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from publish to socket write",
+            m.delivery_latency.clone(),
+        );
+        registry.register("rate_limited", "Inbound frames refused by the rate limit", m.rate_limited.clone());
+        registry.register("upstream_appends", "Client send frames appended to the inbox", m.upstream_appends.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts a dropped frame.
+    pub fn dropped(&self, reason: &'static str) {
+        self.frames_dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}

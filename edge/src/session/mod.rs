@@ -1,0 +1,391 @@
+//! One client connection, from its first frame to its close.
+//!
+//! A single task owns the socket: it reads client frames and answers them in order (see
+//! [`handlers`]), and writes what the registry queued for it, a whole burst per flush. Everything
+//! it joined is left when it ends, whatever the reason.
+
+mod handlers;
+mod rate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrocast_protocol::close::{self, ErrorCode};
+use ferrocast_protocol::frame::client::{ClientFrame, FrameError, ScopeSince};
+use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::{Encoding, Target, TargetKey};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::Utf8Bytes;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::Shared;
+use crate::auth::Claims;
+use crate::bus::Bus;
+use crate::connections::{Life, Slot};
+use crate::metrics::{CodeLabel, ReasonLabel, metrics};
+use crate::outbox::{self, Inbox, Outbound, Outbox};
+use crate::recovery::{Seams, Written};
+use crate::registry::{Member, SubState};
+use rate::{TokenBucket, Verdict};
+
+/// The socket, after the upgrade.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// How long a join may wait for its subscription.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// How long a closing handshake may take before the socket is simply dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Most queued frames written per flush, so one busy connection cannot starve its own reads.
+const BURST: usize = 256;
+/// Close code recorded when a connection ended without a close frame.
+const ABNORMAL: u16 = 1006;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one upgraded connection. `claims` is set when the upgrade carried a valid
+/// `Authorization` header; otherwise the first frame must be `auth`. The slots hold the
+/// connection's places under the edge's limits until it no longer needs them.
+pub async fn run<B: Bus>(
+    shared: Arc<Shared<B>>,
+    mut ws: Ws,
+    encoding: Encoding,
+    claims: Option<Claims>,
+    open: Slot,
+    unauthenticated: Slot,
+) {
+    let m = metrics();
+    m.connections_opened.inc();
+    m.connections.inc();
+    let code = serve_connection(&shared, &mut ws, encoding, claims, unauthenticated).await;
+    m.connections.dec();
+    m.connections_closed.get_or_create(&CodeLabel { code }).inc();
+    drop(open);
+}
+
+async fn serve_connection<B: Bus>(
+    shared: &Arc<Shared<B>>,
+    ws: &mut Ws,
+    encoding: Encoding,
+    claims: Option<Claims>,
+    unauthenticated: Slot,
+) -> u16 {
+    let (claims, since) = match claims {
+        Some(claims) => (claims, ScopeSince::default()),
+        None => match authenticate(shared, ws).await {
+            Ok(claims) => claims,
+            Err((reason, label)) => {
+                metrics().auth_failures.get_or_create(&ReasonLabel { reason: label }).inc();
+                tracing::debug!(reason, "authentication failed");
+                close_with(ws, close::AUTH_FAILED, reason).await;
+                return close::AUTH_FAILED;
+            }
+        },
+    };
+    drop(unauthenticated);
+    let config = &shared.config;
+    let (outbox, inbox) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let life = shared.connections.add(id, outbox.clone(), claims.exp);
+    let client: Arc<str> = uuid::Uuid::new_v4().hyphenated().to_string().into();
+    let auto = [
+        Target::User(claims.sub.clone()).key(),
+        Target::Client(client.to_string()).key(),
+        Target::All.key(),
+    ];
+    let mut session = Session {
+        id,
+        shared: shared.clone(),
+        client,
+        claims,
+        encoding,
+        outbox,
+        life,
+        rate: TokenBucket::new(config.rate, config.burst),
+        rooms: HashMap::new(),
+        auto,
+        auto_topics: [0; 3],
+        seams: Seams::default(),
+        written: [Written::default(); 2],
+    };
+    let span = tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
+    let code = session.serve(ws, inbox, since).instrument(span).await;
+    session.leave_everything();
+    shared.connections.remove(id);
+    code
+}
+
+/// Waits for the `auth` frame and checks its token. The error is the close reason and the
+/// metric label.
+async fn authenticate<B: Bus>(
+    shared: &Shared<B>,
+    ws: &mut Ws,
+) -> Result<(Claims, ScopeSince), (&'static str, &'static str)> {
+    let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err(("authentication timed out", "timeout")),
+            Ok(None | Some(Err(_))) => {
+                return Err(("connection closed before authentication", "closed"));
+            }
+            Ok(Some(Ok(Message::Text(text)))) => ClientFrame::from_json(text.as_bytes()),
+            Ok(Some(Ok(Message::Binary(bytes)))) => ClientFrame::from_msgpack(&bytes),
+            Ok(Some(Ok(_))) => continue,
+        };
+        return match frame {
+            Ok(ClientFrame::Auth { token, since }) => shared
+                .verifier
+                .verify(&token)
+                .map(|c| (c, since))
+                .map_err(|e| ("invalid token", e.reason())),
+            _ => Err(("the first frame must be auth", "no_auth_frame")),
+        };
+    }
+}
+
+struct Session<B: Bus> {
+    id: u64,
+    shared: Arc<Shared<B>>,
+    client: Arc<str>,
+    claims: Claims,
+    encoding: Encoding,
+    outbox: Outbox,
+    life: Arc<Life>,
+    rate: TokenBucket,
+    /// Joined rooms and their registry topics.
+    rooms: HashMap<String, u64>,
+    /// The user, client and `all` targets every connection is in.
+    auto: [TargetKey; 3],
+    /// Their registry topics, in the same order.
+    auto_topics: [u64; 3],
+    seams: Seams,
+    /// What was written live for the user and `all` scopes (see [`Written`]).
+    written: [Written; 2],
+}
+
+/// An error answer: code and message.
+type Refusal = (ErrorCode, String);
+
+const USER: usize = 0;
+const ALL: usize = 2;
+
+impl<B: Bus> Session<B> {
+    /// Serves the authenticated connection until it ends; returns the close code.
+    async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox, since: ScopeSince) -> u16 {
+        if !self.join_auto().await {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return close::TRY_LATER;
+        }
+        let Ok((recovered, replayed)) = self.resume(&since).await else {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return close::TRY_LATER;
+        };
+        let welcome = self.encode(&ServerFrame::Welcome {
+            client: &self.client,
+            user: &self.claims.sub,
+            node: &self.shared.node_id,
+            heartbeat: self.shared.config.heartbeat.as_millis() as u64,
+            recovered,
+        });
+        if write_all(ws, welcome.into_iter().chain(replayed)).await.is_err() {
+            return ABNORMAL;
+        }
+        let kick = inbox.kick.clone();
+        loop {
+            tokio::select! {
+                biased;
+                code = kick.requested() => return self.kicked(ws, code).await,
+                Some(first) = inbox.rx.recv() => {
+                    // A write stuck on a client that does not read must not outlive its queue.
+                    let kicked = tokio::select! {
+                        written = self.write_burst(ws, first, &mut inbox) => match written {
+                            Ok(()) => None,
+                            Err(_) => return ABNORMAL,
+                        },
+                        code = kick.requested() => Some(code),
+                    };
+                    if let Some(code) = kicked {
+                        return self.kicked(ws, code).await;
+                    }
+                }
+                incoming = ws.next() => {
+                    self.life.heard(&self.shared.connections.clock);
+                    let frame = match incoming {
+                        Some(Err(tungstenite::Error::Capacity(_))) => {
+                            close_with(ws, close::TOO_BIG, "frame too large").await;
+                            return close::TOO_BIG;
+                        }
+                        None | Some(Err(_)) => return ABNORMAL,
+                        Some(Ok(Message::Close(frame))) => {
+                            // tungstenite answers the close; read on until the socket ends.
+                            while let Some(Ok(_)) = ws.next().await {}
+                            return frame.map_or(1005, |f| u16::from(f.code));
+                        }
+                        Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
+                        Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
+                        Some(Ok(_)) => continue,
+                    };
+                    let replies = match self.rate.take(Instant::now()) {
+                        Verdict::Allow => match frame {
+                            Ok(frame) => self.handle(frame).await,
+                            Err(FrameError { reference, code, message }) => {
+                                self.error(reference, code, &message).into_iter().collect()
+                            }
+                        },
+                        Verdict::Refuse => {
+                            metrics().rate_limited.inc();
+                            let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
+                            self.error(reference, ErrorCode::RateLimited, "slow down").into_iter().collect()
+                        }
+                        Verdict::Close => {
+                            metrics().rate_limited.inc();
+                            close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                            return close::RATE_LIMITED;
+                        }
+                    };
+                    if write_all(ws, replies).await.is_err() {
+                        return ABNORMAL;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes the connection as the edge asked (slow consumer, heartbeat, expiry, drain, ...).
+    async fn kicked(&self, ws: &mut Ws, code: u16) -> u16 {
+        if code == close::SLOW_CONSUMER {
+            metrics().slow_consumer_closes.inc();
+        }
+        close_with(ws, code, kick_reason(code)).await;
+        code
+    }
+
+    /// Writes `first` and whatever else is queued (up to a burst), then flushes once. Frames a
+    /// replay already sent are dropped.
+    async fn write_burst(
+        &mut self,
+        ws: &mut Ws,
+        first: Outbound,
+        inbox: &mut Inbox,
+    ) -> Result<(), tungstenite::Error> {
+        let m = metrics();
+        m.outbound_queue_depth.observe(inbox.rx.len() as f64 + 1.0);
+        let now_ms = ferrocast_protocol::envelope::now_ms();
+        let mut next = Some(first);
+        let mut count = 0;
+        while let Some(item) = next {
+            inbox.taken(&item);
+            if self.seams.admit(item.topic, item.offset) {
+                if let Some(offset) = item.offset {
+                    if item.topic == self.auto_topics[USER] {
+                        self.written[0].note(offset);
+                    } else if item.topic == self.auto_topics[ALL] {
+                        self.written[1].note(offset);
+                    }
+                    m.deliveries.inc();
+                    m.delivery_latency.observe(now_ms.saturating_sub(item.ts) as f64 / 1000.0);
+                }
+                ws.feed(item.frame).await?;
+            }
+            count += 1;
+            next = if count < BURST { inbox.rx.try_recv().ok() } else { None };
+        }
+        ws.flush().await
+    }
+
+    fn leave_everything(&mut self) {
+        let registry = &self.shared.registry;
+        for target in &self.auto {
+            registry.leave(target, self.id);
+        }
+        metrics().room_memberships.dec_by(self.rooms.len() as i64);
+        for (room, _) in self.rooms.drain() {
+            registry.leave(&Target::Room(room).key(), self.id);
+        }
+    }
+
+    fn member(&self) -> Member {
+        Member {
+            client: self.client.clone(),
+            encoding: self.encoding,
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    fn error(&self, reference: Option<u64>, code: ErrorCode, message: &str) -> Option<Message> {
+        self.encode(&ServerFrame::Error {
+            reference,
+            code,
+            message,
+        })
+    }
+
+    fn encode(&self, frame: &ServerFrame<'_>) -> Option<Message> {
+        match frame.encode(self.encoding) {
+            Ok(bytes) => Some(match self.encoding {
+                Encoding::Json => match String::from_utf8(bytes) {
+                    Ok(text) => Message::Text(Utf8Bytes::from(text)),
+                    Err(_) => return None,
+                },
+                Encoding::MsgPack => Message::Binary(Bytes::from(bytes)),
+            }),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode a control frame");
+                None
+            }
+        }
+    }
+}
+
+/// Waits until a joined target's subscription is live.
+async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> {
+    match tokio::time::timeout(SUBSCRIBE_WAIT, state.wait_for(|s| *s == SubState::Live)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err((ErrorCode::Unavailable, "the bus is unavailable; retry".into())),
+        Err(_) => Err((ErrorCode::Unavailable, "subscribing timed out; retry".into())),
+    }
+}
+
+/// Writes frames and flushes once.
+async fn write_all(
+    ws: &mut Ws,
+    frames: impl IntoIterator<Item = Message>,
+) -> Result<(), tungstenite::Error> {
+    for frame in frames {
+        ws.feed(frame).await?;
+    }
+    ws.flush().await
+}
+
+fn kick_reason(code: u16) -> &'static str {
+    match code {
+        close::SLOW_CONSUMER => "slow consumer",
+        close::INTERNAL => "message history lost; reconnect and resume",
+        close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
+        close::TOKEN_EXPIRED => "token expired",
+        close::GOING_AWAY => "edge going away; reconnect and resume",
+        _ => "closed by the edge",
+    }
+}
+
+/// Sends a close frame and waits briefly for the client's answer.
+async fn close_with(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
