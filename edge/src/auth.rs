@@ -9,9 +9,6 @@ use thiserror::Error;
 
 use crate::config::{Config, DEV_JWT_SECRET, JwtAlg};
 
-/// Clock skew allowed on `exp` and `nbf`, seconds.
-const LEEWAY_SECS: u64 = 30;
-
 /// The claims Ferrocast reads from a token.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
@@ -117,7 +114,7 @@ impl Verifier {
             }
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = config.jwt_leeway.as_secs();
         validation.validate_nbf = true;
         // jsonwebtoken checks `iss` and `aud` only when the token has them: a configured one
         // must also be required, or a token without it would pass.
@@ -155,7 +152,9 @@ impl Verifier {
                 ErrorKind::InvalidAlgorithm => error("wrong algorithm", "wrong_algorithm"),
                 ErrorKind::InvalidIssuer => error("wrong issuer", "invalid_claims"),
                 ErrorKind::InvalidAudience => error("wrong audience", "invalid_claims"),
-                ErrorKind::MissingRequiredClaim(_) => error("missing required claim", "invalid_claims"),
+                ErrorKind::MissingRequiredClaim(_) => {
+                    error("missing required claim", "invalid_claims")
+                }
                 _ => error("invalid token", "malformed"),
             }),
         }

@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
+    /// Clock skew allowed on a token's `exp` and `nbf`, at authentication and when closing a
+    /// connection whose token expired (4003).
+    #[arg(long, env = "FERROCAST_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+
     /// Room patterns anyone may join, comma-separated: exact names, or prefixes ending in `*`.
     /// Every other room needs a matching `rooms` claim in the token.
     #[arg(long, env = "FERROCAST_PUBLIC_ROOMS", value_delimiter = ',')]

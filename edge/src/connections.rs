@@ -16,9 +16,6 @@ use tungstenite::Message;
 
 use crate::outbox::{Outbound, Outbox};
 
-/// Clock skew allowed past a token's `exp` before the connection is closed (4003).
-pub const EXPIRY_LEEWAY_SECS: u64 = 30;
-
 /// What the sweep needs to know about a connection, updated by the connection itself.
 pub struct Life {
     /// Milliseconds since the edge started when a frame (or pong) last arrived.
@@ -75,7 +72,9 @@ impl Drop for Slot {
 
 fn reserve(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
     counter
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
         .ok()
         .map(|_| Slot(counter.clone()))
 }
@@ -140,10 +139,11 @@ impl Connections {
     }
 
     /// One sweep: closes connections idle for longer than `idle` (4002) or whose token expired
-    /// (4003), and pings the share of the others whose turn it is (`tick` of `turns`), so pings
+    /// more than `leeway` ago (4003), and pings the share of the others whose turn it is (`tick` of `turns`), so pings
     /// are spread over the heartbeat interval.
-    pub fn sweep(&self, idle: Duration, tick: u64, turns: u64) {
+    pub fn sweep(&self, idle: Duration, leeway: Duration, tick: u64, turns: u64) {
         let now = self.clock.now_ms();
+        let leeway = leeway.as_secs();
         let unix = ferrocast_protocol::envelope::now_ms() / 1000;
         let idle = idle.as_millis() as u64;
         let turns = turns.max(1);
@@ -151,9 +151,19 @@ impl Connections {
         for (id, handle) in table.iter() {
             let last_seen = handle.life.last_seen.load(Ordering::Relaxed);
             if now.saturating_sub(last_seen) > idle {
-                handle.outbox.close(ferrocast_protocol::close::HEARTBEAT_TIMEOUT);
-            } else if handle.life.exp.load(Ordering::Relaxed) + EXPIRY_LEEWAY_SECS < unix {
-                handle.outbox.close(ferrocast_protocol::close::TOKEN_EXPIRED);
+                handle
+                    .outbox
+                    .close(ferrocast_protocol::close::HEARTBEAT_TIMEOUT);
+            } else if handle
+                .life
+                .exp
+                .load(Ordering::Relaxed)
+                .saturating_add(leeway)
+                < unix
+            {
+                handle
+                    .outbox
+                    .close(ferrocast_protocol::close::TOKEN_EXPIRED);
             } else if id % turns == tick % turns {
                 handle.outbox.push(Outbound {
                     frame: Message::Ping(Bytes::new()),
@@ -170,7 +180,12 @@ impl Connections {
     /// gone, or `window` plus a grace period has passed.
     pub async fn drain(&self, window: Duration) {
         self.draining.store(true, Ordering::Release);
-        let outboxes: Vec<Outbox> = self.table.lock().values().map(|h| h.outbox.clone()).collect();
+        let outboxes: Vec<Outbox> = self
+            .table
+            .lock()
+            .values()
+            .map(|h| h.outbox.clone())
+            .collect();
         let started = tokio::time::Instant::now();
         let count = outboxes.len().max(1) as u32;
         tracing::info!(connections = outboxes.len(), ?window, "draining");
@@ -186,7 +201,12 @@ impl Connections {
 }
 
 /// Runs the sweep once a second until the process ends.
-pub async fn sweep_forever(connections: Arc<Connections>, heartbeat: Duration, idle: Duration) {
+pub async fn sweep_forever(
+    connections: Arc<Connections>,
+    heartbeat: Duration,
+    idle: Duration,
+    leeway: Duration,
+) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let turns = heartbeat.as_secs().max(1);
@@ -194,6 +214,6 @@ pub async fn sweep_forever(connections: Arc<Connections>, heartbeat: Duration, i
     loop {
         interval.tick().await;
         tick += 1;
-        connections.sweep(idle, tick, turns);
+        connections.sweep(idle, leeway, tick, turns);
     }
 }

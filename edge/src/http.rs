@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
+/// How long a refused or answered connection is read from before it is dropped.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
 /// Most headers accepted.
 const MAX_HEADERS: usize = 32;
 
@@ -150,6 +152,17 @@ pub async fn respond(
     head.push('\n');
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.shutdown().await;
+    // Read what the client still sends (briefly) before dropping the socket: closing with
+    // unread data makes the kernel reset the connection, and the client may lose our answer.
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Writes the `101 Switching Protocols` answer to a WebSocket upgrade.

@@ -137,6 +137,7 @@ async fn start<B: Bus>(
         connections.clone(),
         config.heartbeat,
         config.idle_timeout,
+        config.jwt_leeway,
     ));
     if config.allowed_origins.is_empty() {
         tracing::warn!(

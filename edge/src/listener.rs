@@ -14,8 +14,8 @@ use tungstenite::protocol::Role;
 use crate::Shared;
 use crate::bus::Bus;
 use crate::connections::Slot;
-use crate::metrics::{ReasonLabel, metrics};
 use crate::http::{self, ReadError, Request};
+use crate::metrics::{ReasonLabel, metrics};
 use crate::session;
 
 /// Accepts connections until `shutdown` completes.
@@ -49,7 +49,13 @@ async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
         .connections
         .reserve_unauthenticated(shared.config.max_unauthenticated)
     else {
-        return refuse(&mut stream, 503, "unauthenticated_limit", "too many pending connections").await;
+        return refuse(
+            &mut stream,
+            503,
+            "unauthenticated_limit",
+            "too many pending connections",
+        )
+        .await;
     };
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(request) => request,
@@ -73,7 +79,10 @@ async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
 }
 
 async fn refuse(stream: &mut TcpStream, status: u16, reason: &'static str, body: &str) {
-    metrics().refused.get_or_create(&ReasonLabel { reason }).inc();
+    metrics()
+        .refused
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
     http::respond(stream, status, &[], body).await;
 }
 
@@ -110,7 +119,13 @@ async fn upgrade<B: Bus>(
         return http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
     };
     if shared.connections.is_draining() {
-        return refuse(&mut stream, 503, "draining", "edge draining; connect to another").await;
+        return refuse(
+            &mut stream,
+            503,
+            "draining",
+            "edge draining; connect to another",
+        )
+        .await;
     }
     // Browsers send Origin; a page on a foreign site must not open sockets with the user's
     // cookies or tokens (cross-site WebSocket hijacking).
@@ -119,8 +134,17 @@ async fn upgrade<B: Bus>(
     {
         return refuse(&mut stream, 403, "origin", "origin not allowed").await;
     }
-    let Some(open) = shared.connections.reserve_open(shared.config.max_connections) else {
-        return refuse(&mut stream, 503, "connection_limit", "edge full; try another").await;
+    let Some(open) = shared
+        .connections
+        .reserve_open(shared.config.max_connections)
+    else {
+        return refuse(
+            &mut stream,
+            503,
+            "connection_limit",
+            "edge full; try another",
+        )
+        .await;
     };
     let Ok(encoding) = Encoding::negotiate(request.headers("sec-websocket-protocol")) else {
         return http::respond(
@@ -142,7 +166,10 @@ async fn upgrade<B: Bus>(
             match token.map(|t| shared.verifier.verify(t)) {
                 Some(Ok(claims)) => Some(claims),
                 Some(Err(e)) => {
-                    metrics().auth_failures.get_or_create(&ReasonLabel { reason: e.reason() }).inc();
+                    metrics()
+                        .auth_failures
+                        .get_or_create(&ReasonLabel { reason: e.reason() })
+                        .inc();
                     let body = format!("invalid token: {e}");
                     return http::respond(
                         &mut stream,
@@ -153,7 +180,12 @@ async fn upgrade<B: Bus>(
                     .await;
                 }
                 None => {
-                    metrics().auth_failures.get_or_create(&ReasonLabel { reason: "malformed" }).inc();
+                    metrics()
+                        .auth_failures
+                        .get_or_create(&ReasonLabel {
+                            reason: "malformed",
+                        })
+                        .inc();
                     return http::respond(
                         &mut stream,
                         401,
@@ -184,5 +216,8 @@ async fn upgrade<B: Bus>(
 
 /// Whether `origin` is in the allowlist (empty: any origin).
 fn origin_allowed(allowed: &[String], origin: &str) -> bool {
-    allowed.is_empty() || allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }

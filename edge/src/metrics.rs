@@ -85,30 +85,86 @@ impl Metrics {
             upstream_appends: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Open WebSocket connections", m.connections.clone());
-        registry.register("connections_opened", "WebSocket connections upgraded", m.connections_opened.clone());
-        registry.register("connections_closed", "Connections closed, by close code", m.connections_closed.clone());
-        registry.register("auth_failures", "Authentication failures, by reason", m.auth_failures.clone());
-        registry.register("refused", "Connections refused before the upgrade, by reason", m.refused.clone());
-        registry.register("room_memberships", "Room memberships of open connections", m.room_memberships.clone());
-        registry.register("subscribed_targets", "Targets the bus is subscribed to", m.subscribed_targets.clone());
-        registry.register("bus_messages", "Messages received from the bus", m.bus_messages.clone());
-        registry.register("deliveries", "Message frames written to sockets", m.deliveries.clone());
-        registry.register("frames_dropped", "Frames dropped, by reason", m.frames_dropped.clone());
-        registry.register("slow_consumer_closes", "Connections closed as slow consumers", m.slow_consumer_closes.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_opened",
+            "WebSocket connections upgraded",
+            m.connections_opened.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections closed, by close code",
+            m.connections_closed.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Authentication failures, by reason",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "refused",
+            "Connections refused before the upgrade, by reason",
+            m.refused.clone(),
+        );
+        registry.register(
+            "room_memberships",
+            "Room memberships of open connections",
+            m.room_memberships.clone(),
+        );
+        registry.register(
+            "subscribed_targets",
+            "Targets the bus is subscribed to",
+            m.subscribed_targets.clone(),
+        );
+        registry.register(
+            "bus_messages",
+            "Messages received from the bus",
+            m.bus_messages.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Message frames written to sockets",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "frames_dropped",
+            "Frames dropped, by reason",
+            m.frames_dropped.clone(),
+        );
+        registry.register(
+            "slow_consumer_closes",
+            "Connections closed as slow consumers",
+            m.slow_consumer_closes.clone(),
+        );
         registry.register(
             "outbound_queue_depth",
             "Outbound queue length when a write burst starts",
             m.outbound_queue_depth.clone(),
         );
-        registry.register("bus_reconnects", "Reconnections of the bus to Redis", m.bus_reconnects.clone());
+        registry.register(
+            "bus_reconnects",
+            "Reconnections of the bus to Redis",
+            m.bus_reconnects.clone(),
+        );
         registry.register(
             "delivery_latency_seconds",
             "Time from publish to socket write",
             m.delivery_latency.clone(),
         );
-        registry.register("rate_limited", "Inbound frames refused by the rate limit", m.rate_limited.clone());
-        registry.register("upstream_appends", "Client send frames appended to the inbox", m.upstream_appends.clone());
+        registry.register(
+            "rate_limited",
+            "Inbound frames refused by the rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "upstream_appends",
+            "Client send frames appended to the inbox",
+            m.upstream_appends.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -122,7 +178,9 @@ impl Metrics {
 
     /// Counts a dropped frame.
     pub fn dropped(&self, reason: &'static str) {
-        self.frames_dropped.get_or_create(&ReasonLabel { reason }).inc();
+        self.frames_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 }
 

@@ -172,8 +172,9 @@ impl Client {
 
     /// Reads until the edge closes the connection; returns the close code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let next = tokio::time::timeout(DEADLINE, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("not closed within the deadline");
             match next {

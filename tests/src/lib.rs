@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod emitter_cli;
+pub mod follow;
 pub mod process;
 pub mod token;
 

@@ -223,6 +223,39 @@ impl Edge {
             .flatten()
     }
 
+    /// Sends SIGTERM (a graceful drain).
+    pub fn terminate(&self) {
+        signal(self.child.id(), "-TERM");
+    }
+
+    /// Waits for the process to exit; its status.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge still running after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The edge's metrics, parsed: `name{labels}` to value.
+    pub async fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let (status, body) = self.get("/metrics").await.expect("metrics");
+        assert_eq!(status, 200);
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                Some((name.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Kills the process with SIGKILL: no drain, no goodbye.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

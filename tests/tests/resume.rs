@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrocast_emitter::{EmitError, Emitter};
+use ferrocast_tests::follow::{Urls, follow, publisher};
 use ferrocast_tests::{Client, Edge, RedisServer, Token, eventually, free_port};
 use serde_json::{Value, json};
 
@@ -251,71 +252,6 @@ async fn trimmed_history_is_reported_and_what_remains_is_delivered_in_order() {
     );
 }
 
-/// Publishes numbered messages to `room` until `stop`, as fast as one publisher goes (or every
-/// `pause`). Any retrying is the emitter's own, which resends the same message id.
-fn publisher(
-    emitter: Emitter,
-    room: &'static str,
-    pause: Option<Duration>,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut n = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            if let Err(e) = emitter.to_room(room).emit("n", &json!(n)).await {
-                panic!("publish {n} failed: {e}");
-            }
-            n += 1;
-            count.store(n, Ordering::SeqCst);
-            if let Some(pause) = pause {
-                tokio::time::sleep(pause).await;
-            }
-        }
-    })
-}
-
-/// A client that follows numbered messages in `room` until the string "end", reconnecting
-/// (alternating over `urls`) and resuming whenever its connection ends.
-async fn follow(urls: Vec<String>, room: &str, sub: &str, joined: Arc<AtomicU64>) -> Vec<u64> {
-    let mut seen = Vec::new();
-    let mut last: Option<String> = None;
-    let mut attempt = 0usize;
-    loop {
-        let url = &urls[attempt % urls.len()];
-        attempt += 1;
-        let Ok((mut client, _)) = Client::open(url, Some(&token(sub)), &[]).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        if client.next().await.is_none_or(|w| w["type"] != "welcome") {
-            continue;
-        }
-        let mut frame = json!({"type": "join", "room": room});
-        if let Some(since) = &last {
-            frame["since"] = json!(since);
-        }
-        client.send(frame).await;
-        while let Some(frame) = client.next().await {
-            match frame["type"].as_str() {
-                Some("joined") if last.is_some() => {
-                    assert_eq!(frame["recovered"], true, "resume lost history: {frame}");
-                }
-                Some("joined") => {
-                    joined.fetch_add(1, Ordering::SeqCst);
-                }
-                Some("msg") if frame["data"] == "end" => return seen,
-                Some("msg") => {
-                    seen.push(frame["data"].as_u64().expect("n"));
-                    last = frame["offset"].as_str().map(str::to_owned);
-                }
-                Some("error") => break,
-                _ => {}
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_message_racing_the_replay_is_neither_lost_nor_duplicated() {
     let redis = RedisServer::start();
@@ -371,7 +307,7 @@ async fn clients_of_a_killed_edge_resume_on_the_survivor_with_every_message_once
         let urls = vec![a.ws_url(), b.ws_url()];
         let joined = joined.clone();
         followers.push(tokio::spawn(async move {
-            follow(urls, "room:k", &format!("f{i}"), joined).await
+            follow(Urls::new(urls), "room:k", &format!("f{i}"), joined).await
         }));
     }
     // Publishing starts once every follower is in, so each must see message 0.
@@ -422,7 +358,7 @@ async fn a_paused_redis_loses_and_duplicates_nothing() {
         let urls = vec![[a.ws_url(), b.ws_url()][i].clone()];
         let joined = joined.clone();
         followers.push(tokio::spawn(async move {
-            follow(urls, "room:p", &format!("p{i}"), joined).await
+            follow(Urls::new(urls), "room:p", &format!("p{i}"), joined).await
         }));
     }
     eventually("followers to join", || joined.load(Ordering::SeqCst) == 2).await;

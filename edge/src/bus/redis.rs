@@ -309,9 +309,6 @@ impl Bus for RedisBus {
     }
 
     async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let stream = self.keys.stream(target);
-        let epoch_key = self.keys.epoch(target);
         let Some(since) = since else {
             let last = self
                 .newest(std::slice::from_ref(target))
@@ -323,6 +320,10 @@ impl Bus for RedisBus {
                 ..Replay::default()
             });
         };
+        // Taken only now: `newest` takes its own, and holding two at once can exhaust the pool.
+        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let stream = self.keys.stream(target);
+        let epoch_key = self.keys.epoch(target);
         // The epoch and the first page in one transaction: the page starts *at* `since`, so
         // finding `since` itself proves the history still reaches back that far.
         let reply = redis::pipe()

@@ -161,7 +161,10 @@ impl<B: Bus> Session<B> {
 
     /// Reads the user and `all` scopes' history after the offsets the client sent; returns what
     /// was recovered and the frames to send after the answer.
-    pub(super) async fn resume(&mut self, since: &ScopeSince) -> Result<(Recovered, Vec<Message>), BusError> {
+    pub(super) async fn resume(
+        &mut self,
+        since: &ScopeSince,
+    ) -> Result<(Recovered, Vec<Message>), BusError> {
         let mut recovered = Recovered::default();
         let mut frames = Vec::new();
         for (index, since) in [(USER, &since.user), (ALL, &since.all)] {
@@ -245,5 +248,4 @@ impl<B: Bus> Session<B> {
         }
         true
     }
-
 }

@@ -67,7 +67,9 @@ pub async fn run<B: Bus>(
     m.connections.inc();
     let code = serve_connection(&shared, &mut ws, encoding, claims, unauthenticated).await;
     m.connections.dec();
-    m.connections_closed.get_or_create(&CodeLabel { code }).inc();
+    m.connections_closed
+        .get_or_create(&CodeLabel { code })
+        .inc();
     drop(open);
 }
 
@@ -83,7 +85,10 @@ async fn serve_connection<B: Bus>(
         None => match authenticate(shared, ws).await {
             Ok(claims) => claims,
             Err((reason, label)) => {
-                metrics().auth_failures.get_or_create(&ReasonLabel { reason: label }).inc();
+                metrics()
+                    .auth_failures
+                    .get_or_create(&ReasonLabel { reason: label })
+                    .inc();
                 tracing::debug!(reason, "authentication failed");
                 close_with(ws, close::AUTH_FAILED, reason).await;
                 return close::AUTH_FAILED;
@@ -116,7 +121,8 @@ async fn serve_connection<B: Bus>(
         seams: Seams::default(),
         written: [Written::default(); 2],
     };
-    let span = tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
+    let span =
+        tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
     let code = session.serve(ws, inbox, since).instrument(span).await;
     session.leave_everything();
     shared.connections.remove(id);
@@ -195,7 +201,10 @@ impl<B: Bus> Session<B> {
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
         });
-        if write_all(ws, welcome.into_iter().chain(replayed)).await.is_err() {
+        if write_all(ws, welcome.into_iter().chain(replayed))
+            .await
+            .is_err()
+        {
             return ABNORMAL;
         }
         let kick = inbox.kick.clone();
@@ -291,12 +300,17 @@ impl<B: Bus> Session<B> {
                         self.written[1].note(offset);
                     }
                     m.deliveries.inc();
-                    m.delivery_latency.observe(now_ms.saturating_sub(item.ts) as f64 / 1000.0);
+                    m.delivery_latency
+                        .observe(now_ms.saturating_sub(item.ts) as f64 / 1000.0);
                 }
                 ws.feed(item.frame).await?;
             }
             count += 1;
-            next = if count < BURST { inbox.rx.try_recv().ok() } else { None };
+            next = if count < BURST {
+                inbox.rx.try_recv().ok()
+            } else {
+                None
+            };
         }
         ws.flush().await
     }
@@ -349,8 +363,14 @@ impl<B: Bus> Session<B> {
 async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> {
     match tokio::time::timeout(SUBSCRIBE_WAIT, state.wait_for(|s| *s == SubState::Live)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err((ErrorCode::Unavailable, "the bus is unavailable; retry".into())),
-        Err(_) => Err((ErrorCode::Unavailable, "subscribing timed out; retry".into())),
+        Ok(Err(_)) => Err((
+            ErrorCode::Unavailable,
+            "the bus is unavailable; retry".into(),
+        )),
+        Err(_) => Err((
+            ErrorCode::Unavailable,
+            "subscribing timed out; retry".into(),
+        )),
     }
 }
 

@@ -70,10 +70,22 @@ mod tests {
         }
         assert_eq!(bucket.take(start), Verdict::Refuse);
         // 100 ms later one token has come back.
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Allow);
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Refuse);
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Refuse);
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Close);
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Allow
+        );
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Refuse
+        );
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Refuse
+        );
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Close
+        );
     }
 
     #[test]
@@ -83,7 +95,13 @@ mod tests {
         bucket.take(start);
         bucket.take(start);
         assert_eq!(bucket.take(start), Verdict::Refuse);
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Allow);
-        assert_eq!(bucket.take(start + Duration::from_millis(100)), Verdict::Refuse);
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Allow
+        );
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(100)),
+            Verdict::Refuse
+        );
     }
 }
