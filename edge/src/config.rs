@@ -145,6 +145,12 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_HISTORY_TTL", default_value = "10m", value_parser = parse_duration)]
     pub history_ttl: Duration,
 
+    /// Conformance-testing mode: the WebSocket endpoint skips authentication and echoes every
+    /// message back, with 16 MiB message limits (for the Autobahn test suite). Never in
+    /// production.
+    #[arg(long, env = "FERROCAST_ECHO")]
+    pub echo: bool,
+
     /// Log format.
     #[arg(long, env = "FERROCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

@@ -83,6 +83,12 @@ pub async fn serve(
             config::DEV_JWT_SECRET
         );
     }
+    if config.echo {
+        tracing::warn!(
+            "ECHO MODE: the WebSocket endpoint echoes every message with no authentication. \
+             For protocol conformance tests only."
+        );
+    }
     if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
         anyhow::bail!("--prefix must be non-empty printable ASCII without braces");
     }

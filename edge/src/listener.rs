@@ -203,6 +203,17 @@ async fn upgrade<B: Bus>(
     {
         return;
     }
+    if shared.config.echo {
+        let config = shared
+            .ws_config
+            .max_message_size(Some(ECHO_LIMIT))
+            .max_frame_size(Some(ECHO_LIMIT))
+            .max_write_buffer_size(2 * ECHO_LIMIT);
+        let ws =
+            WebSocketStream::from_partially_read(stream, request.rest, Role::Server, Some(config))
+                .await;
+        return echo(ws).await;
+    }
     let ws = WebSocketStream::from_partially_read(
         stream,
         request.rest,
@@ -212,6 +223,19 @@ async fn upgrade<B: Bus>(
     .await;
     let encoding = encoding.unwrap_or(Encoding::Json);
     session::run(shared, ws, encoding, claims, open, unauthenticated).await;
+}
+
+/// Message limit in echo mode: the conformance suite sends messages of up to 16 MiB.
+const ECHO_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Echo mode (`--echo`): every data message straight back, for protocol conformance tests.
+async fn echo(mut ws: WebSocketStream<TcpStream>) {
+    use futures_util::{SinkExt, StreamExt};
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Whether `origin` is in the allowlist (empty: any origin).

@@ -1,0 +1,115 @@
+//! Command line: options every scenario shares, and one subcommand per scenario.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ferrocast_emitter::cli::parse_duration;
+
+/// Drive many real WebSocket clients against Ferrocast edges and measure latency, loss and the
+/// edge's cost. Defaults suit a 2-core machine; flags scale every scenario up.
+///
+/// Edge figures (memory, CPU) need --edge-pid: the harness reads /proc/<pid> of that process.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version)]
+pub struct Cli {
+    /// Options for every scenario.
+    #[command(flatten)]
+    pub common: Common,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Options for every scenario.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Edge WebSocket URL; repeat to spread clients over several edges.
+    #[arg(long = "url", global = true, default_value = "ws://127.0.0.1:8080/ws")]
+    pub urls: Vec<String>,
+    /// HS256 secret to mint client tokens with (the edges' --jwt-secret).
+    #[arg(
+        long,
+        global = true,
+        env = "FERROCAST_JWT_SECRET",
+        default_value = "ferrocast-dev-secret",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+    /// Redis the edges use, for scenarios that publish through the emitter.
+    #[arg(
+        long,
+        global = true,
+        env = "FERROCAST_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Key prefix the edges use.
+    #[arg(long, global = true, env = "FERROCAST_PREFIX", default_value = "fc")]
+    pub prefix: String,
+    /// Process id of the edge, to read its memory and CPU from /proc.
+    #[arg(long, global = true)]
+    pub edge_pid: Option<u32>,
+    /// Connections opened at once while setting up.
+    #[arg(long, global = true, default_value_t = 200)]
+    pub connect_concurrency: usize,
+    /// Local source addresses (127.0.0.1, 127.0.0.2, ...) to spread client connections over;
+    /// each holds at most ~28k connections to one edge port.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub source_ips: u8,
+    /// Print one JSON object instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N authenticated connections, each in a room, doing nothing: the edge's memory per
+    /// connection.
+    Idle {
+        /// Connections.
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Rooms they are spread over.
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// How long to hold them before measuring.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        hold: Duration,
+    },
+    /// R rooms of M members, messages published through Redis at P per second: deliveries per
+    /// second, end-to-end latency, loss, duplicates, order, and the edge's CPU per delivery.
+    Fanout {
+        /// Rooms.
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// Members per room.
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        /// Messages published per second, over all rooms.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long to publish.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Padding bytes per message.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+    /// Misbehaving clients (never authenticating, flooding, never reading) against one edge,
+    /// with a well-behaved canary: the edge's peak memory, and the canary's ping latency.
+    Abuse {
+        /// Connections that upgrade and then never authenticate (they reconnect when closed).
+        #[arg(long, default_value_t = 500)]
+        silent: usize,
+        /// Clients publishing 16 KiB messages as fast as they can (they reconnect when closed).
+        #[arg(long, default_value_t = 20)]
+        flooders: usize,
+        /// Clients in the flooded room that never read.
+        #[arg(long, default_value_t = 100)]
+        stalled: usize,
+        /// How long the abuse lasts.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+}

@@ -1,0 +1,202 @@
+//! `fanout`: rooms of members receiving messages published through Redis at a steady rate.
+//! Every message carries its room sequence number and publish time (ns), so each member can
+//! count loss, duplicates and reordering, and record end-to-end latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use ferrocast_emitter::Emitter;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use std::sync::Mutex;
+use tungstenite::Message;
+
+use crate::cli::Common;
+use crate::clients::{self, Connector};
+use crate::proc;
+use crate::report::Report;
+
+/// How long members may take to receive the last messages once publishing stops.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// One member's tally.
+struct Tally {
+    latency_us: Histogram<u64>,
+    received: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    next_seq: u64,
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The number after `key` in `text` (a cheap scan instead of parsing every frame).
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    let digits: &str = &text[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+pub async fn run(
+    common: &Common,
+    connector: Arc<Connector>,
+    rooms: usize,
+    members: usize,
+    rate: u64,
+    duration: Duration,
+    payload: usize,
+) -> anyhow::Result<Report> {
+    let rooms = rooms.max(1);
+    let emitter = Emitter::builder(&common.redis_url)
+        .prefix(&common.prefix)
+        .connect()
+        .await
+        .context("the fanout scenario publishes through Redis: check --redis-url")?;
+    let sockets = super::open_many(rooms * members, common.connect_concurrency, |i| {
+        let connector = connector.clone();
+        async move {
+            let room = format!("fan:{}", i % rooms);
+            let token = connector.token(&format!("fan-{i}"), &[&room])?;
+            let mut ws = connector.open(Some(&token), false).await?;
+            clients::join(&mut ws, &room).await?;
+            Ok(ws)
+        }
+    })
+    .await?;
+
+    let received = Arc::new(AtomicU64::new(0));
+    let mut tallies = Vec::with_capacity(sockets.len());
+    let mut readers = Vec::with_capacity(sockets.len());
+    for mut ws in sockets {
+        let tally = Arc::new(Mutex::new(Tally {
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            received: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            next_seq: 0,
+        }));
+        tallies.push(tally.clone());
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let (Some(seq), Some(t)) = (
+                    number_after(&text, "\"seq\":"),
+                    number_after(&text, "\"t\":"),
+                ) else {
+                    continue;
+                };
+                let latency = unix_nanos().saturating_sub(t) / 1000;
+                let Ok(mut tally) = tally.lock() else { return };
+                let _ = tally.latency_us.record(latency.max(1));
+                match seq.cmp(&tally.next_seq) {
+                    std::cmp::Ordering::Equal => tally.next_seq += 1,
+                    std::cmp::Ordering::Greater => {
+                        tally.out_of_order += 1;
+                        tally.next_seq = seq + 1;
+                    }
+                    std::cmp::Ordering::Less => tally.duplicates += 1,
+                }
+                tally.received += 1;
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let before = proc::sample(common.edge_pid)?;
+    let pad = "x".repeat(payload);
+    let mut seqs = vec![0u64; rooms];
+    let mut sent = 0u64;
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+        let mut batch = Vec::new();
+        while sent < due {
+            let room = (sent as usize) % rooms;
+            let data = format!(
+                r#"{{"seq":{},"t":{},"pad":"{pad}"}}"#,
+                seqs[room],
+                unix_nanos()
+            );
+            batch.push(
+                emitter
+                    .to_room(&format!("fan:{room}"))
+                    .message_raw("tick", data.into_bytes())?,
+            );
+            seqs[room] += 1;
+            sent += 1;
+        }
+        for result in emitter.emit_batch(&batch).await? {
+            result?;
+        }
+    }
+    let publishing = started.elapsed();
+    let expected = seqs.iter().sum::<u64>() * members as u64;
+    let drain_started = Instant::now();
+    while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < DRAIN {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = proc::sample(common.edge_pid)?;
+    for reader in &readers {
+        reader.abort();
+    }
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut got, mut duplicates, mut out_of_order) = (0u64, 0u64, 0u64);
+    for tally in &tallies {
+        let Ok(tally) = tally.lock() else { continue };
+        latency.add(&tally.latency_us)?;
+        got += tally.received;
+        duplicates += tally.duplicates;
+        out_of_order += tally.out_of_order;
+    }
+    let unique = got - duplicates;
+    let mut report = Report::new("fanout");
+    report.add("rooms", rooms);
+    report.add("members_per_room", members);
+    report.add("publish_rate", rate);
+    report.add("published", sent);
+    report.add("expected_deliveries", expected);
+    report.add("deliveries", got);
+    report.add(
+        "deliveries_per_second",
+        got as f64 / publishing.as_secs_f64(),
+    );
+    report.add("lost", expected.saturating_sub(unique));
+    report.add("duplicates", duplicates);
+    report.add("out_of_order", out_of_order);
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
+        report.add(
+            &format!("latency_{name}_ms"),
+            latency.value_at_quantile(q) as f64 / 1000.0,
+        );
+    }
+    report.add("latency_max_ms", latency.max() as f64 / 1000.0);
+    if let (Some(before), Some(after)) = (before, after) {
+        let user = after.user_s - before.user_s;
+        let system = after.system_s - before.system_s;
+        let per_100k = |s: f64| s / got.max(1) as f64 * 100_000.0;
+        report.add("edge_cpu_user_s", user);
+        report.add("edge_cpu_system_s", system);
+        report.add("edge_cpu_s_per_100k_deliveries", per_100k(user + system));
+        report.add(
+            "edge_user_share",
+            user / (user + system).max(f64::MIN_POSITIVE),
+        );
+    }
+    Ok(report)
+}

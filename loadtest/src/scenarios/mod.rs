@@ -1,0 +1,89 @@
+//! The scenarios, one module each, and what they share.
+
+mod abuse;
+mod fanout;
+mod idle;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::cli::{Cli, Scenario};
+use crate::clients::{Connector, Ws};
+use crate::report::Report;
+
+/// Runs the scenario the command line chose.
+pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
+    let connector = Arc::new(Connector::new(&cli.common));
+    match &cli.scenario {
+        Scenario::Idle {
+            connections,
+            rooms,
+            hold,
+        } => idle::run(&cli.common, connector, *connections, *rooms, *hold).await,
+        Scenario::Fanout {
+            rooms,
+            members,
+            rate,
+            duration,
+            payload,
+        } => {
+            fanout::run(
+                &cli.common,
+                connector,
+                *rooms,
+                *members,
+                *rate,
+                *duration,
+                *payload,
+            )
+            .await
+        }
+        Scenario::Abuse {
+            silent,
+            flooders,
+            stalled,
+            duration,
+        } => {
+            abuse::run(
+                &cli.common,
+                connector,
+                *silent,
+                *flooders,
+                *stalled,
+                *duration,
+            )
+            .await
+        }
+    }
+}
+
+/// Opens `count` connections, at most `concurrency` at a time, each set up by `setup(i)`.
+/// Fails on the first connection that fails.
+pub async fn open_many<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    setup: F,
+) -> anyhow::Result<Vec<Ws>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<Ws>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let permit = permits.clone().acquire_owned().await?;
+        let opening = setup(i);
+        tasks.push(tokio::spawn(async move {
+            let ws = opening.await;
+            drop(permit);
+            ws
+        }));
+    }
+    let mut sockets = Vec::with_capacity(count);
+    for task in tasks {
+        sockets.push(task.await??);
+    }
+    Ok(sockets)
+}
