@@ -209,8 +209,9 @@ impl RedisBus {
         let Some(sink) = live.sink.as_mut() else {
             return false;
         };
+        // In subscriber mode Redis answers PING with a ["pong", ""] array: take any answer.
         matches!(
-            tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await,
+            tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await,
             Ok(Ok(_))
         )
     }
