@@ -30,6 +30,8 @@ use crate::registry::Registry;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A pub/sub connection that lasted this long resets the reconnection backoff.
+const STABLE: Duration = Duration::from_secs(10);
 /// Stream entries read per XRANGE.
 const PAGE: usize = 500;
 /// How long to wait for Redis to answer.
@@ -119,13 +121,20 @@ impl RedisBus {
             };
             match connected {
                 Ok(stream) => {
-                    backoff = Duration::from_millis(100);
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
+                    let connected_at = tokio::time::Instant::now();
                     self.consume(stream).await;
                     self.ready.store(false, Ordering::SeqCst);
                     metrics().bus_reconnects.inc();
                     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
+                    // A connection that keeps failing right after it is made backs off too.
+                    if connected_at.elapsed() < STABLE {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    } else {
+                        backoff = Duration::from_millis(100);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "cannot reach Redis");
