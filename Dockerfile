@@ -19,14 +19,14 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin edge --bin emitter \
+    cargo build --release --locked --bin edge --bin emitter --bin loadtest \
  && mkdir -p /out \
- && cp target/release/edge target/release/emitter /out/
+ && cp target/release/edge target/release/emitter target/release/loadtest /out/
 
 # Runtime: glibc, libgcc and CA certificates only (the binaries use pure-Rust crypto, no OpenSSL).
 # `nonroot` runs as uid/gid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=builder /out/edge /out/emitter /usr/local/bin/
+COPY --from=builder /out/edge /out/emitter /out/loadtest /usr/local/bin/
 USER 65532:65532
 EXPOSE 8080
 # Liveness and readiness are HTTP probes on :8080 (/healthz, /readyz) that Kubernetes runs; the

@@ -92,6 +92,12 @@ pub async fn serve(
     if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
         anyhow::bail!("--prefix must be non-empty printable ASCII without braces");
     }
+    // Each connection is a file descriptor; container runtimes often set a low soft limit under
+    // a high hard one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+    }
     let registry = Registry::new();
     match &config.redis_url {
         Some(url) => {

@@ -355,7 +355,11 @@ async fn clients_of_a_killed_edge_resume_on_the_survivor_with_every_message_once
     }
     // The survivor ran for seconds with Redis healthy: its liveness pings never failed.
     let metrics = b.metrics().await;
-    assert_eq!(metrics.get("ferrocast_bus_reconnects_total"), Some(&0.0), "{metrics:?}");
+    assert_eq!(
+        metrics.get("ferrocast_bus_reconnects_total"),
+        Some(&0.0),
+        "{metrics:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
