@@ -151,6 +151,11 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_ECHO")]
     pub echo: bool,
 
+    /// OTLP/HTTP collector to export traces to (e.g. http://otel-collector:4318; `/v1/traces`
+    /// is added). Unset: no traces. The OTEL_BSP_* variables tune the batching.
+    #[arg(long, env = "FERROCAST_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Log format.
     #[arg(long, env = "FERROCAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

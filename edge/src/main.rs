@@ -7,8 +7,18 @@ use ferrocast_edge::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    ferrocast_edge::telemetry::init(config.log_format, &config.log);
+    let mut config = Config::parse();
+    // The node id names the edge in traces too, so it is settled before anything logs.
+    let node = config
+        .node_id
+        .get_or_insert_with(|| format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+        .clone();
+    let _telemetry = ferrocast_edge::telemetry::init(
+        config.log_format,
+        &config.log,
+        config.otlp_endpoint.as_deref(),
+        &node,
+    );
     match ferrocast_edge::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

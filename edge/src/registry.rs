@@ -130,9 +130,19 @@ impl Registry {
             return;
         }
         let ts = delivery.envelope.ts;
+        // Only messages published inside a trace get a span: it continues the publisher's trace.
+        let span = delivery.envelope.trace.as_deref().map(|traceparent| {
+            let span = tracing::info_span!("deliver", %target, id = %delivery.envelope.id, members = tracing::field::Empty);
+            crate::telemetry::continue_trace(&span, traceparent);
+            span
+        });
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let Some(topic) = state.topics.get(target) else {
             return;
         };
+        if let Some(span) = &span {
+            span.record("members", topic.members.len());
+        }
         for member in topic.members.values() {
             if delivery.excludes(&member.client) {
                 continue;

@@ -211,6 +211,7 @@ impl Emitter {
             target,
             except: Vec::new(),
             id: None,
+            trace: None,
         }
     }
 
@@ -321,6 +322,7 @@ pub struct Publication<'e> {
     target: Result<Target, NameError>,
     except: Vec<String>,
     id: Option<Uuid>,
+    trace: Option<String>,
 }
 
 impl Publication<'_> {
@@ -333,6 +335,13 @@ impl Publication<'_> {
     /// Uses a message id of the caller's instead of a fresh UUID v7.
     pub fn id(mut self, id: Uuid) -> Self {
         self.id = Some(id);
+        self
+    }
+
+    /// Continues the W3C trace `traceparent` in the edges that deliver the message. Without it,
+    /// the current `tracing` span's OpenTelemetry context is used, if it has one.
+    pub fn trace(mut self, traceparent: impl Into<String>) -> Self {
+        self.trace = Some(traceparent.into());
         self
     }
 
@@ -370,7 +379,7 @@ impl Publication<'_> {
 
     /// Prepares a message whose data is already JSON text, for [`Emitter::emit_batch`].
     pub fn message_raw(self, event: &str, json: Vec<u8>) -> Result<Message, EmitError> {
-        Message::new(self.target?, event, json, self.except, self.id)
+        Message::build(self.target?, event, json, self.except, self.id, self.trace)
     }
 }
 
@@ -393,11 +402,23 @@ impl Message {
         except: Vec<String>,
         id: Option<Uuid>,
     ) -> Result<Message, EmitError> {
+        Message::build(target, event, json, except, id, None)
+    }
+
+    fn build(
+        target: Target,
+        event: &str,
+        json: Vec<u8>,
+        except: Vec<String>,
+        id: Option<Uuid>,
+        trace: Option<String>,
+    ) -> Result<Message, EmitError> {
         for client in &except {
             Target::new(Scope::Client, client)?;
         }
         let mut envelope = Envelope::message(&target, event, json);
         envelope.except = except;
+        envelope.trace = trace.or_else(current_traceparent);
         if let Some(id) = id {
             envelope.id = id;
         }
@@ -415,5 +436,51 @@ impl Message {
             envelope: envelope.encode()?,
             chosen_id: None,
         })
+    }
+}
+
+/// The W3C traceparent of the current `tracing` span, when it carries an OpenTelemetry context.
+fn current_traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn trace_of(message: &Message) -> Option<String> {
+        Envelope::decode(&message.envelope).ok()?.trace
+    }
+
+    #[test]
+    fn the_current_span_s_trace_goes_into_the_envelope() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let outside = Message::new(Target::All, "e", b"1".to_vec(), vec![], None).unwrap();
+            assert_eq!(trace_of(&outside), None);
+            let span = tracing::info_span!("job");
+            let _entered = span.enter();
+            let message = Message::new(Target::All, "e", b"1".to_vec(), vec![], None).unwrap();
+            let trace = trace_of(&message).expect("traceparent");
+            let parts: Vec<&str> = trace.split('-').collect();
+            assert_eq!(parts.len(), 4, "{trace}");
+            assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("00", 32, 16));
+        });
     }
 }

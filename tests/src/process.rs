@@ -138,8 +138,14 @@ impl Edge {
     /// Starts an edge on a free port with `args` (and `--listen`), and waits until `/readyz`
     /// answers 200.
     pub async fn start(args: &[&str]) -> Edge {
+        Edge::start_with_env(args, &[]).await
+    }
+
+    /// Like [`Edge::start`], with extra environment variables.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Edge {
         let port = free_port();
         let child = Command::new(bin("edge"))
+            .envs(env.iter().copied())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args([
                 "--log",
@@ -254,6 +260,22 @@ impl Edge {
                 Some((name.to_owned(), value.parse().ok()?))
             })
             .collect()
+    }
+
+    /// Waits until metric `name` (with its labels) reads `value`.
+    pub async fn wait_metric(&self, name: &str, value: f64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let metrics = self.metrics().await;
+            if metrics.get(name) == Some(&value) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {value}: {metrics:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills the process with SIGKILL: no drain, no goodbye.
