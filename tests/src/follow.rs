@@ -107,3 +107,91 @@ pub async fn follow(urls: Urls, room: &str, sub: &str, joined: Arc<AtomicU64>) -
         }
     }
 }
+
+/// Numbered traffic in one room: followers that resume through anything, and a paced publisher.
+pub struct Traffic {
+    emitter: Emitter,
+    room: &'static str,
+    followers: Vec<tokio::task::JoinHandle<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU64>,
+    publishing: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    /// Starts one follower per entry of `urls` (the edges each may use), waits until all have
+    /// joined, then starts publishing every `pause`.
+    pub async fn start(
+        emitter: Emitter,
+        room: &'static str,
+        urls: Vec<Urls>,
+        pause: Duration,
+    ) -> Traffic {
+        let joined = Arc::new(AtomicU64::new(0));
+        let expected = urls.len() as u64;
+        let followers = urls
+            .into_iter()
+            .enumerate()
+            .map(|(i, urls)| {
+                let joined = joined.clone();
+                tokio::spawn(
+                    async move { follow(urls, room, &format!("{room}-f{i}"), joined).await },
+                )
+            })
+            .collect();
+        // Publishing starts once every follower is in, so each must see message 0.
+        crate::eventually("followers to join", || {
+            joined.load(Ordering::SeqCst) == expected
+        })
+        .await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let publishing = publisher(
+            emitter.clone(),
+            room,
+            Some(pause),
+            stop.clone(),
+            count.clone(),
+        );
+        Traffic {
+            emitter,
+            room,
+            followers,
+            stop,
+            count,
+            publishing,
+        }
+    }
+
+    /// Waits until `more` messages have been published from now on.
+    pub async fn go_on(&self, more: u64) {
+        let target = self.count.load(Ordering::SeqCst) + more;
+        crate::eventually("publishing to go on", || {
+            self.count.load(Ordering::SeqCst) >= target
+        })
+        .await;
+    }
+
+    /// Stops publishing, tells the followers the end, and checks each saw every number exactly
+    /// once, in order.
+    pub async fn finish(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.publishing.await.expect("publisher");
+        self.emitter
+            .to_room(self.room)
+            .emit("n", &json!("end"))
+            .await
+            .expect("emit");
+        let total = self.count.load(Ordering::SeqCst);
+        for follower in self.followers {
+            let seen = follower.await.expect("follower");
+            if seen != (0..total).collect::<Vec<_>>() {
+                let repeated = seen.windows(2).filter(|w| w[0] >= w[1]).count();
+                panic!(
+                    "saw {} messages ({repeated} repeated or out of order), expected 0..{total}",
+                    seen.len()
+                );
+            }
+        }
+    }
+}

@@ -2,14 +2,11 @@
 //! the drain window and resume elsewhere, and the process exits 0. A rolling upgrade of three
 //! edges under steady publishing loses nothing.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrocast_emitter::Emitter;
-use ferrocast_tests::follow::{Urls, follow, publisher};
-use ferrocast_tests::{Client, Edge, RedisServer, Token, eventually};
-use serde_json::json;
+use ferrocast_tests::follow::{Traffic, Urls};
+use ferrocast_tests::{Client, Edge, RedisServer, Token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flips_readiness_spreads_1001_closes_and_exits_zero() {
@@ -79,26 +76,11 @@ async fn a_rolling_upgrade_of_three_edges_loses_nothing() {
     for _ in 0..3 {
         edges.push(Edge::with_redis(&redis, &args).await);
     }
+    // Every follower may use any live edge: the test updates the list as edges are replaced.
     let urls = Urls::new(edges.iter().map(Edge::ws_url).collect());
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
-    let joined = Arc::new(AtomicU64::new(0));
-    let mut followers = Vec::new();
-    for i in 0..6 {
-        let (urls, joined) = (urls.clone(), joined.clone());
-        followers.push(tokio::spawn(async move {
-            follow(urls, "room:roll", &format!("f{i}"), joined).await
-        }));
-    }
-    eventually("followers to join", || joined.load(Ordering::SeqCst) == 6).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let publishing = publisher(
-        emitter.clone(),
-        "room:roll",
-        Some(Duration::from_millis(2)),
-        stop.clone(),
-        count.clone(),
-    );
+    let followers = (0..6).map(|_| urls.clone()).collect();
+    let traffic = Traffic::start(emitter, "room:roll", followers, Duration::from_millis(2)).await;
 
     // Replace each edge in turn: start the new one, take the old one out of rotation, drain it.
     for (i, slot) in edges.iter_mut().enumerate() {
@@ -109,26 +91,7 @@ async fn a_rolling_upgrade_of_three_edges_loses_nothing() {
         old.terminate();
         let status = old.exited(Duration::from_secs(15)).await;
         assert!(status.success(), "edge {i} exit status {status}");
-        let at = count.load(Ordering::SeqCst);
-        eventually("publishing to go on", || {
-            count.load(Ordering::SeqCst) >= at + 50
-        })
-        .await;
+        traffic.go_on(50).await;
     }
-    stop.store(true, Ordering::SeqCst);
-    publishing.await.expect("publisher");
-    emitter
-        .to_room("room:roll")
-        .emit("n", &json!("end"))
-        .await
-        .expect("emit");
-    let total = count.load(Ordering::SeqCst);
-    for follower in followers {
-        let seen = follower.await.expect("follower");
-        assert_eq!(
-            seen,
-            (0..total).collect::<Vec<_>>(),
-            "loss or duplicate across the upgrade"
-        );
-    }
+    traffic.finish().await;
 }

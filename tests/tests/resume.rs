@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferrocast_emitter::{EmitError, Emitter};
-use ferrocast_tests::follow::{Urls, follow, publisher};
-use ferrocast_tests::{Client, Edge, RedisServer, Token, eventually, free_port};
+use ferrocast_tests::follow::{Traffic, Urls, publisher};
+use ferrocast_tests::{Client, Edge, RedisServer, Token, free_port};
 use serde_json::{Value, json};
 
 fn token(sub: &str) -> String {
@@ -317,42 +317,14 @@ async fn clients_of_a_killed_edge_resume_on_the_survivor_with_every_message_once
     let mut a = Edge::with_redis(&redis, &[]).await;
     let b = Edge::with_redis(&redis, &[]).await;
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-
-    let joined = Arc::new(AtomicU64::new(0));
-    let mut followers = Vec::new();
-    for i in 0..4 {
-        let urls = vec![a.ws_url(), b.ws_url()];
-        let joined = joined.clone();
-        followers.push(tokio::spawn(async move {
-            follow(Urls::new(urls), "room:k", &format!("f{i}"), joined).await
-        }));
-    }
-    // Publishing starts once every follower is in, so each must see message 0.
-    eventually("followers to join", || joined.load(Ordering::SeqCst) == 4).await;
-    let publishing = publisher(
-        emitter.clone(),
-        "room:k",
-        Some(Duration::from_millis(2)),
-        stop.clone(),
-        count.clone(),
-    );
-    eventually("200 messages", || count.load(Ordering::SeqCst) >= 200).await;
+    let urls = (0..4)
+        .map(|_| Urls::new(vec![a.ws_url(), b.ws_url()]))
+        .collect();
+    let traffic = Traffic::start(emitter, "room:k", urls, Duration::from_millis(2)).await;
+    traffic.go_on(200).await;
     a.kill();
-    eventually("600 messages", || count.load(Ordering::SeqCst) >= 600).await;
-    stop.store(true, Ordering::SeqCst);
-    publishing.await.expect("publisher");
-    emitter
-        .to_room("room:k")
-        .emit("n", &json!("end"))
-        .await
-        .expect("emit");
-    let total = count.load(Ordering::SeqCst);
-    for follower in followers {
-        let seen = follower.await.expect("follower");
-        assert_exactly_once_in_order(&seen, total);
-    }
+    traffic.go_on(400).await;
+    traffic.finish().await;
     // The survivor ran for seconds with Redis healthy: its liveness pings never failed.
     let metrics = b.metrics().await;
     assert_eq!(
@@ -376,26 +348,9 @@ async fn a_paused_redis_loses_and_duplicates_nothing() {
         .connect()
         .await
         .expect("emitter");
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let joined = Arc::new(AtomicU64::new(0));
-    let mut followers = Vec::new();
-    for i in 0..2 {
-        let urls = vec![[a.ws_url(), b.ws_url()][i].clone()];
-        let joined = joined.clone();
-        followers.push(tokio::spawn(async move {
-            follow(Urls::new(urls), "room:p", &format!("p{i}"), joined).await
-        }));
-    }
-    eventually("followers to join", || joined.load(Ordering::SeqCst) == 2).await;
-    let publishing = publisher(
-        emitter.clone(),
-        "room:p",
-        Some(Duration::from_millis(5)),
-        stop.clone(),
-        count.clone(),
-    );
-    eventually("100 messages", || count.load(Ordering::SeqCst) >= 100).await;
+    let urls = vec![Urls::new(vec![a.ws_url()]), Urls::new(vec![b.ws_url()])];
+    let traffic = Traffic::start(emitter, "room:p", urls, Duration::from_millis(5)).await;
+    traffic.go_on(100).await;
 
     redis.pause();
     // The edges' pings fail: they report not ready, then reconnect and catch up after the pause.
@@ -403,22 +358,8 @@ async fn a_paused_redis_loses_and_duplicates_nothing() {
     b.wait_readyz(503).await;
     redis.resume();
 
-    let resumed_at = count.load(Ordering::SeqCst);
-    eventually("publishing to go on", || {
-        count.load(Ordering::SeqCst) >= resumed_at + 100
-    })
-    .await;
-    stop.store(true, Ordering::SeqCst);
-    publishing.await.expect("publisher");
-    emitter
-        .to_room("room:p")
-        .emit("n", &json!("end"))
-        .await
-        .expect("emit");
-    let total = count.load(Ordering::SeqCst);
-    for follower in followers {
-        assert_exactly_once_in_order(&follower.await.expect("follower"), total);
-    }
+    traffic.go_on(100).await;
+    traffic.finish().await;
     a.wait_readyz(200).await;
 }
 
