@@ -95,6 +95,10 @@ pub enum Scenario {
         /// Padding bytes per message.
         #[arg(long, default_value_t = 64)]
         payload: usize,
+        /// Extra members of the first room that never read (not counted in the figures): to
+        /// compare everyone else's latency with and without them.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
     },
     /// Misbehaving clients (never authenticating, flooding, never reading) against one edge,
     /// with a well-behaved canary: the edge's peak memory, and the canary's ping latency.

@@ -58,7 +58,7 @@ async fn connection_caps_refuse_with_503_before_the_upgrade() {
     assert!(admitted, "a freed place is given again");
 
     // Connections that never authenticate hold their place only until the handshake timeout.
-    let edge = Edge::start(&["--max-unauthenticated", "2", "--handshake-timeout", "1s"]).await;
+    let edge = Edge::start(&["--max-unauthenticated", "2", "--handshake-timeout", "4s"]).await;
     let mut silent = Vec::new();
     for _ in 0..2 {
         silent.push(
@@ -82,7 +82,7 @@ async fn connection_caps_refuse_with_503_before_the_upgrade() {
     assert!(refused, "a third pending connection must be refused");
     for mut socket in silent {
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut buf)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut buf)).await;
     }
     let (_c, welcome) = Client::connect(&edge.ws_url(), &token("later")).await;
     assert_eq!(welcome["type"], "welcome");

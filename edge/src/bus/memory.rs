@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::{Bus, BusError, MAX_REPLAY, Replay};
+use super::{Bus, BusError, MAX_REPLAY, Replay, cap_replay};
 use crate::registry::Registry;
 
 /// How often expired histories are swept away (on the next publish after this long).
@@ -103,14 +103,14 @@ impl Bus for MemoryBus {
             .entries
             .front()
             .is_some_and(|(id, _)| *id <= since.id);
-        let entries: Vec<(Offset, Bytes)> = history
+        let mut entries: Vec<(Offset, Bytes)> = history
             .entries
             .iter()
             .skip(start)
-            .take(MAX_REPLAY)
+            .take(MAX_REPLAY + 1)
             .map(|(id, bytes)| (offset(*id), bytes.clone()))
             .collect();
-        let complete = history.entries.len() - start <= MAX_REPLAY;
+        let complete = !cap_replay(&mut entries);
         Ok(Replay {
             recovered: same_epoch && reaches_back && complete,
             entries,

@@ -29,6 +29,25 @@ pub enum BusError {
 
 /// Most messages one replay returns; a longer gap is reported as not recovered.
 pub const MAX_REPLAY: usize = 10_000;
+/// Most bytes of envelopes one replay returns, likewise: a replay is written outside the
+/// connection's byte-bounded queue, so it has a bound of its own.
+pub const MAX_REPLAY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Cuts `entries` to the replay limits; true if anything was cut.
+pub fn cap_replay(entries: &mut Vec<(Offset, Bytes)>) -> bool {
+    let mut bytes = 0;
+    let keep = entries
+        .iter()
+        .take(MAX_REPLAY)
+        .take_while(|(_, envelope)| {
+            bytes += envelope.len();
+            bytes <= MAX_REPLAY_BYTES
+        })
+        .count();
+    let cut = keep < entries.len();
+    entries.truncate(keep);
+    cut
+}
 
 /// What a target's history holds after an offset.
 #[derive(Debug, Clone, Default, PartialEq)]

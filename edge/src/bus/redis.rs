@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
-use super::{Bus, BusError, MAX_REPLAY, Replay};
+use super::{Bus, BusError, MAX_REPLAY, MAX_REPLAY_BYTES, Replay, cap_replay};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -59,6 +59,8 @@ pub struct RedisBus {
     live: Mutex<Live>,
     /// Newest offset handed to the registry, per subscribed target.
     positions: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
+    /// How long histories live after their last publish.
+    history_ttl: Duration,
     ready: AtomicBool,
 }
 
@@ -105,6 +107,7 @@ impl RedisBus {
             registry,
             live: Mutex::new(Live::default()),
             positions: parking_lot::Mutex::new(HashMap::new()),
+            history_ttl,
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
@@ -176,12 +179,22 @@ impl RedisBus {
             .iter()
             .map(|(t, o)| (t.clone(), *o))
             .collect();
+        let now = ferrocast_protocol::envelope::now_ms();
+        let ttl = self.history_ttl.as_millis() as u64;
         for (target, position) in positions {
             let replay = self.read(&target, Some(position)).await?;
             for (offset, envelope) in &replay.entries {
                 self.deliver_if_new(&target, *offset, envelope);
             }
-            if !replay.recovered && position != FROM_START {
+            if replay.recovered || position == FROM_START {
+                continue;
+            }
+            // No history at all, and none published for longer than it lives: it expired on
+            // its own, with nothing after the position to lose.
+            let expired_quietly = replay.last.is_none() && position.id.ms.saturating_add(ttl) < now;
+            if expired_quietly {
+                self.positions.lock().insert(target, FROM_START);
+            } else {
                 self.registry.lost(&target);
             }
         }
@@ -229,18 +242,16 @@ impl RedisBus {
     fn deliver_if_new(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
         {
             let mut positions = self.positions.lock();
-            match positions.get_mut(target) {
-                Some(position) => {
-                    let newer = position.epoch != offset.epoch || position.id < offset.id;
-                    if !newer {
-                        return;
-                    }
-                    *position = offset;
-                }
-                None => {
-                    positions.insert(target.clone(), offset);
-                }
+            // No position: the target is being subscribed (its members are not live yet, and
+            // the baseline read covers this message) or was just unsubscribed.
+            let Some(position) = positions.get_mut(target) else {
+                return;
+            };
+            let newer = position.epoch != offset.epoch || position.id < offset.id;
+            if !newer {
+                return;
             }
+            *position = offset;
         }
         self.registry.deliver(target, offset, envelope);
     }
@@ -288,12 +299,17 @@ impl Bus for RedisBus {
         live.targets.extend(targets.iter().cloned());
         drop(live);
         // Where each target's history stands now: a reconnect replays from here.
-        let newest = self.newest(targets).await?;
+        let newest = match self.newest(targets).await {
+            Ok(newest) => newest,
+            Err(error) => {
+                // Without a position the subscription is useless: undo it rather than leak it.
+                let _ = self.unsubscribe(targets).await;
+                return Err(error);
+            }
+        };
         let mut positions = self.positions.lock();
         for (target, newest) in targets.iter().zip(newest) {
-            positions
-                .entry(target.clone())
-                .or_insert(newest.unwrap_or(FROM_START));
+            positions.insert(target.clone(), newest.unwrap_or(FROM_START));
         }
         Ok(())
     }
@@ -364,7 +380,8 @@ impl Bus for RedisBus {
             // A new incarnation of the stream: everything in it is news to this client.
             (false, Vec::new(), true)
         };
-        while full && collected.len() < MAX_REPLAY {
+        let mut bytes: usize = collected.iter().map(|(_, e)| e.len()).sum();
+        while full && collected.len() <= MAX_REPLAY && bytes <= MAX_REPLAY_BYTES {
             let start = match collected.last() {
                 Some((offset, _)) => format!("({}", offset.id),
                 None if epoch == since.epoch => format!("({}", since.id),
@@ -380,10 +397,10 @@ impl Bus for RedisBus {
                 .await;
             let page = entries(conn.check(reply).map_err(unavailable)?, epoch)?;
             full = page.len() == PAGE;
+            bytes += page.iter().map(|(_, e)| e.len()).sum::<usize>();
             collected.extend(page);
         }
-        if collected.len() > MAX_REPLAY || (full && collected.len() == MAX_REPLAY) {
-            collected.truncate(MAX_REPLAY);
+        if cap_replay(&mut collected) {
             recovered = false;
         }
         let last = collected
@@ -405,9 +422,11 @@ impl Bus for RedisBus {
             .emit_batch(std::slice::from_ref(&message))
             .await
             .map_err(unavailable)?;
+        // The message itself was checked above: what fails now is Redis (out of memory, a
+        // read-only replica after a failover, ...), which the client should retry.
         match results.pop() {
             Some(Ok(offset)) => Ok(offset),
-            Some(Err(e)) => Err(BusError::Refused(e.to_string())),
+            Some(Err(e)) => Err(unavailable(e)),
             None => Err(unavailable("no reply")),
         }
     }

@@ -138,7 +138,9 @@ impl<B: Bus> Session<B> {
         };
         self.rooms.insert(room.to_owned(), joined.topic);
         metrics().room_memberships.inc();
-        if let (Some(_), Some(last)) = (since, replay.last) {
+        // A seam only where there was a replay: with no usable `since`, queued live messages
+        // are all new to the client.
+        if let (Some(Ok(_)), Some(last)) = (since.map(str::parse::<Offset>), replay.last) {
             self.seams.set(joined.topic, last);
         }
         let frames = recovery::frames(&replay, &self.client, self.encoding, Written::default());

@@ -32,7 +32,7 @@ use crate::auth::Claims;
 use crate::bus::Bus;
 use crate::connections::{Life, Slot};
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
-use crate::outbox::{self, Inbox, Outbound, Outbox};
+use crate::outbox::{self, Inbox, Kick, Outbound, Outbox};
 use crate::recovery::{Seams, Written};
 use crate::registry::{Member, SubState};
 use rate::{TokenBucket, Verdict};
@@ -90,8 +90,13 @@ async fn serve_connection<B: Bus>(
                     .get_or_create(&ReasonLabel { reason: label })
                     .inc();
                 tracing::debug!(reason, "authentication failed");
-                close_with(ws, close::AUTH_FAILED, reason).await;
-                return close::AUTH_FAILED;
+                let code = if label == "too_large" {
+                    close::TOO_BIG
+                } else {
+                    close::AUTH_FAILED
+                };
+                close_with(ws, code, reason).await;
+                return code;
             }
         },
     };
@@ -139,6 +144,9 @@ async fn authenticate<B: Bus>(
     loop {
         let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err(("authentication timed out", "timeout")),
+            Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
+                return Err(("frame too large", "too_large"));
+            }
             Ok(None | Some(Err(_))) => {
                 return Err(("connection closed before authentication", "closed"));
             }
@@ -201,16 +209,18 @@ impl<B: Bus> Session<B> {
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
         });
-        if write_all(ws, welcome.into_iter().chain(replayed))
-            .await
-            .is_err()
-        {
-            return ABNORMAL;
-        }
         let kick = inbox.kick.clone();
+        // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
+        // must still be closed when the edge asks, not hold its task and memory forever.
+        match send_unless_kicked(ws, &kick, welcome.into_iter().chain(replayed)).await {
+            Ok(()) => {}
+            Err(Some(code)) => return self.kicked(ws, code).await,
+            Err(None) => return ABNORMAL,
+        }
         loop {
+            // Not biased: a connection whose queue never empties must still have its frames
+            // (and pongs) read.
             tokio::select! {
-                biased;
                 code = kick.requested() => return self.kicked(ws, code).await,
                 Some(first) = inbox.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
@@ -235,7 +245,10 @@ impl<B: Bus> Session<B> {
                         None | Some(Err(_)) => return ABNORMAL,
                         Some(Ok(Message::Close(frame))) => {
                             // tungstenite answers the close; read on until the socket ends.
-                            while let Some(Ok(_)) = ws.next().await {}
+                            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                                while let Some(Ok(_)) = ws.next().await {}
+                            })
+                            .await;
                             return frame.map_or(1005, |f| u16::from(f.code));
                         }
                         Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
@@ -260,8 +273,10 @@ impl<B: Bus> Session<B> {
                             return close::RATE_LIMITED;
                         }
                     };
-                    if write_all(ws, replies).await.is_err() {
-                        return ABNORMAL;
+                    match send_unless_kicked(ws, &kick, replies).await {
+                        Ok(()) => {}
+                        Err(Some(code)) => return self.kicked(ws, code).await,
+                        Err(None) => return ABNORMAL,
                     }
                 }
             }
@@ -371,6 +386,19 @@ async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> 
             ErrorCode::Unavailable,
             "subscribing timed out; retry".into(),
         )),
+    }
+}
+
+/// Writes frames and flushes once, unless the edge asks the connection to close first.
+/// `Err(Some(code))`: closing was asked for; `Err(None)`: the socket failed.
+async fn send_unless_kicked(
+    ws: &mut Ws,
+    kick: &Kick,
+    frames: impl IntoIterator<Item = Message>,
+) -> Result<(), Option<u16>> {
+    tokio::select! {
+        written = write_all(ws, frames) => written.map_err(|_| None),
+        code = kick.requested() => Err(Some(code)),
     }
 }
 

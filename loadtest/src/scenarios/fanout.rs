@@ -47,15 +47,25 @@ fn number_after(text: &str, key: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-pub async fn run(
-    common: &Common,
-    connector: Arc<Connector>,
-    rooms: usize,
-    members: usize,
-    rate: u64,
-    duration: Duration,
-    payload: usize,
-) -> anyhow::Result<Report> {
+/// The load to apply.
+pub struct Load {
+    pub rooms: usize,
+    pub members: usize,
+    pub rate: u64,
+    pub duration: Duration,
+    pub payload: usize,
+    pub stalled: usize,
+}
+
+pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyhow::Result<Report> {
+    let Load {
+        rooms,
+        members,
+        rate,
+        duration,
+        payload,
+        stalled,
+    } = load;
     let rooms = rooms.max(1);
     let emitter = Emitter::builder(&common.redis_url)
         .prefix(&common.prefix)
@@ -74,6 +84,17 @@ pub async fn run(
     })
     .await?;
 
+    // Members of room 0 that never read: they should be closed (4009) without slowing the rest.
+    let _stalled = super::open_many(stalled, common.connect_concurrency, |i| {
+        let connector = connector.clone();
+        async move {
+            let token = connector.token(&format!("stalled-{i}"), &["fan:0"])?;
+            let mut ws = connector.open(Some(&token), true).await?;
+            clients::join(&mut ws, "fan:0").await?;
+            Ok(ws)
+        }
+    })
+    .await?;
     let received = Arc::new(AtomicU64::new(0));
     let mut tallies = Vec::with_capacity(sockets.len());
     let mut readers = Vec::with_capacity(sockets.len());
@@ -168,6 +189,7 @@ pub async fn run(
     let mut report = Report::new("fanout");
     report.add("rooms", rooms);
     report.add("members_per_room", members);
+    report.add("stalled_members", stalled);
     report.add("publish_rate", rate);
     report.add("published", sent);
     report.add("expected_deliveries", expected);

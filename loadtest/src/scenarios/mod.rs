@@ -28,17 +28,17 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             rate,
             duration,
             payload,
+            stalled,
         } => {
-            fanout::run(
-                &cli.common,
-                connector,
-                *rooms,
-                *members,
-                *rate,
-                *duration,
-                *payload,
-            )
-            .await
+            let load = fanout::Load {
+                rooms: *rooms,
+                members: *members,
+                rate: *rate,
+                duration: *duration,
+                payload: *payload,
+                stalled: *stalled,
+            };
+            fanout::run(&cli.common, connector, load).await
         }
         Scenario::Abuse {
             silent,
