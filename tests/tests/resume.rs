@@ -549,3 +549,51 @@ async fn single_node_mode_resumes_from_its_in_process_history() {
     publisher.request(publish(51)).await;
     assert_eq!(client.expect("msg").await["data"], 51);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_expired_quietly_is_not_reported_lost_after_a_reconnect() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &["--history-ttl", "1s"]).await;
+    let emitter = Emitter::builder(redis.url())
+        .history_ttl(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect("emitter");
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u")).await;
+    join_since(&mut client, "r", None).await;
+    emitter
+        .to_room("r")
+        .emit("n", &json!(1))
+        .await
+        .expect("emit");
+    client.expect("msg").await;
+    // The room goes quiet until its history expires...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["EXISTS", "fc:{room:r}"]).as_deref() != Some("0") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...then the edge's pub/sub connection drops and comes back.
+    assert_eq!(
+        redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).as_deref(),
+        Some("1")
+    );
+    edge.wait_metric("ferrocast_bus_reconnects_total", 1.0)
+        .await;
+    edge.wait_readyz(200).await;
+    // Nothing was lost, so the client stays connected and keeps receiving.
+    emitter
+        .to_room("r")
+        .emit("n", &json!(2))
+        .await
+        .expect("emit");
+    assert_eq!(client.expect("msg").await["data"], 2);
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        metrics.get("ferrocast_connections_closed_total{code=\"1011\"}"),
+        None
+    );
+}
