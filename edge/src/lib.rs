@@ -139,7 +139,8 @@ async fn start<B: Bus>(
         .clone()
         .unwrap_or_else(|| format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     let ws_config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        // Small: idle connections are what an edge has most of; it grows for a large frame.
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(config.max_frame_size))
