@@ -100,6 +100,29 @@ pub enum Scenario {
         #[arg(long, default_value_t = 0)]
         stalled: usize,
     },
+    /// N users, one connection each; messages to random users through Redis at P per second:
+    /// latency, loss and the edge's CPU per message.
+    Direct {
+        /// Users (connections).
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        /// Messages published per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// How long to publish.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Clients that connect, authenticate, join a room, leave and disconnect, over and over:
+    /// how many such cycles per second the edge takes, and how long each takes.
+    Churn {
+        /// Cycles running at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// How long to churn.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
     /// Misbehaving clients (never authenticating, flooding, never reading) against one edge,
     /// with a well-behaved canary: the edge's peak memory, and the canary's ping latency.
     Abuse {

@@ -30,7 +30,7 @@ struct Tally {
     next_seq: u64,
 }
 
-fn unix_nanos() -> u64 {
+pub(super) fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -38,7 +38,7 @@ fn unix_nanos() -> u64 {
 }
 
 /// The number after `key` in `text` (a cheap scan instead of parsing every frame).
-fn number_after(text: &str, key: &str) -> Option<u64> {
+pub(super) fn number_after(text: &str, key: &str) -> Option<u64> {
     let start = text.find(key)? + key.len();
     let digits: &str = &text[start..];
     let end = digits

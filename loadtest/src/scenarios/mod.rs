@@ -1,6 +1,8 @@
 //! The scenarios, one module each, and what they share.
 
 mod abuse;
+mod churn;
+mod direct;
 mod fanout;
 mod idle;
 
@@ -40,6 +42,15 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             };
             fanout::run(&cli.common, connector, load).await
         }
+        Scenario::Direct {
+            users,
+            rate,
+            duration,
+        } => direct::run(&cli.common, connector, *users, *rate, *duration).await,
+        Scenario::Churn {
+            concurrency,
+            duration,
+        } => churn::run(&cli.common, connector, *concurrency, *duration).await,
         Scenario::Abuse {
             silent,
             flooders,

@@ -1,0 +1,129 @@
+//! `direct`: user-targeted messages to random users, one delivery each.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ferrocast_emitter::Emitter;
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use std::sync::Mutex;
+use tungstenite::Message;
+
+use super::fanout::{number_after, unix_nanos};
+use crate::cli::Common;
+use crate::proc;
+use crate::report::Report;
+
+/// How long users may take to receive the last messages once publishing stops.
+const DRAIN: Duration = Duration::from_secs(10);
+
+pub async fn run(
+    common: &Common,
+    connector: Arc<crate::clients::Connector>,
+    users: usize,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Report> {
+    let users = users.max(1);
+    let emitter = Emitter::builder(&common.redis_url)
+        .prefix(&common.prefix)
+        .connect()
+        .await
+        .context("the direct scenario publishes through Redis: check --redis-url")?;
+    let sockets = super::open_many(users, common.connect_concurrency, |i| {
+        let connector = connector.clone();
+        async move {
+            let token = connector.token(&format!("direct-{i}"), &[])?;
+            connector.open(Some(&token), false).await
+        }
+    })
+    .await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let mut readers = Vec::with_capacity(users);
+    for mut ws in sockets {
+        let (received, latency) = (received.clone(), latency.clone());
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Some(t) = number_after(&text, "\"t\":") else {
+                    continue;
+                };
+                let micros = unix_nanos().saturating_sub(t) / 1000;
+                if let Ok(mut h) = latency.lock() {
+                    let _ = h.record(micros.max(1));
+                }
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let before = proc::sample(common.edge_pid)?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // A cheap deterministic spread over users (no RNG dependency): a multiplicative hash.
+    let user_of = |n: u64| (n.wrapping_mul(2_654_435_761) % users as u64) as usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+        let mut batch = Vec::new();
+        while sent < due {
+            let data = format!(r#"{{"n":{sent},"t":{}}}"#, unix_nanos());
+            let user = format!("direct-{}", user_of(sent));
+            batch.push(
+                emitter
+                    .to_user(&user)
+                    .message_raw("direct", data.into_bytes())?,
+            );
+            sent += 1;
+        }
+        for result in emitter.emit_batch(&batch).await? {
+            result?;
+        }
+    }
+    let publishing = started.elapsed();
+    let drain = Instant::now();
+    while received.load(Ordering::Relaxed) < sent && drain.elapsed() < DRAIN {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = proc::sample(common.edge_pid)?;
+    for reader in &readers {
+        reader.abort();
+    }
+    let got = received.load(Ordering::Relaxed);
+    let latency = latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("latency lock poisoned"))?;
+    let mut report = Report::new("direct");
+    report.add("users", users);
+    report.add("publish_rate", rate);
+    report.add("published", sent);
+    report.add("delivered", got);
+    report.add("lost", sent.saturating_sub(got));
+    report.add("messages_per_second", got as f64 / publishing.as_secs_f64());
+    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
+        report.add(
+            &format!("latency_{name}_ms"),
+            latency.value_at_quantile(q) as f64 / 1000.0,
+        );
+    }
+    report.add("latency_max_ms", latency.max() as f64 / 1000.0);
+    if let (Some(before), Some(after)) = (before, after) {
+        let user = after.user_s - before.user_s;
+        let system = after.system_s - before.system_s;
+        report.add("edge_cpu_user_s", user);
+        report.add("edge_cpu_system_s", system);
+        report.add(
+            "edge_cpu_us_per_message",
+            (user + system) * 1e6 / got.max(1) as f64,
+        );
+    }
+    Ok(report)
+}
