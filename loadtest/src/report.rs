@@ -1,6 +1,9 @@
 //! Results: a table for people, one JSON object for keeping and comparing runs.
 
+use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+
+use crate::proc::Usage;
 
 /// One scenario's results, in the order they were added.
 pub struct Report {
@@ -20,6 +23,32 @@ impl Report {
     /// Adds a figure.
     pub fn add(&mut self, name: &str, value: impl Into<Value>) {
         self.rows.push((name.to_owned(), value.into()));
+    }
+
+    /// Adds percentiles (p50, p90, p99, p99.9) and the maximum of a histogram of microseconds,
+    /// in milliseconds, as `<prefix>_p50_ms` and so on.
+    pub fn add_latency(&mut self, prefix: &str, micros: &Histogram<u64>) {
+        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
+            self.add(
+                &format!("{prefix}_{name}_ms"),
+                micros.value_at_quantile(q) as f64 / 1000.0,
+            );
+        }
+        self.add(&format!("{prefix}_max_ms"), micros.max() as f64 / 1000.0);
+    }
+
+    /// Adds the edge's CPU between two samples, user and system; returns their sum in seconds.
+    pub fn add_cpu(&mut self, before: Option<Usage>, after: Option<Usage>) -> Option<f64> {
+        let (before, after) = (before?, after?);
+        let user = after.user_s - before.user_s;
+        let system = after.system_s - before.system_s;
+        self.add("edge_cpu_user_s", user);
+        self.add("edge_cpu_system_s", system);
+        self.add(
+            "edge_user_share",
+            user / (user + system).max(f64::MIN_POSITIVE),
+        );
+        Some(user + system)
     }
 
     /// Prints the table, or the JSON object.

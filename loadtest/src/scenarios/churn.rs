@@ -69,16 +69,8 @@ pub async fn run(
     report.add("cycles", latency.len());
     report.add("failures", failures);
     report.add("cycles_per_second", latency.len() as f64 / elapsed);
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
-        report.add(
-            &format!("cycle_{name}_ms"),
-            latency.value_at_quantile(q) as f64 / 1000.0,
-        );
-    }
-    report.add("cycle_max_ms", latency.max() as f64 / 1000.0);
-    if let (Some(before), Some(after)) = (before, after) {
-        let cpu = after.user_s - before.user_s + after.system_s - before.system_s;
-        report.add("edge_cpu_s", cpu);
+    report.add_latency("cycle", &latency);
+    if let Some(cpu) = report.add_cpu(before, after) {
         report.add(
             "edge_cpu_ms_per_cycle",
             cpu * 1000.0 / latency.len().max(1) as f64,

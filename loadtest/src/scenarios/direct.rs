@@ -108,22 +108,9 @@ pub async fn run(
     report.add("delivered", got);
     report.add("lost", sent.saturating_sub(got));
     report.add("messages_per_second", got as f64 / publishing.as_secs_f64());
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
-        report.add(
-            &format!("latency_{name}_ms"),
-            latency.value_at_quantile(q) as f64 / 1000.0,
-        );
-    }
-    report.add("latency_max_ms", latency.max() as f64 / 1000.0);
-    if let (Some(before), Some(after)) = (before, after) {
-        let user = after.user_s - before.user_s;
-        let system = after.system_s - before.system_s;
-        report.add("edge_cpu_user_s", user);
-        report.add("edge_cpu_system_s", system);
-        report.add(
-            "edge_cpu_us_per_message",
-            (user + system) * 1e6 / got.max(1) as f64,
-        );
+    report.add_latency("latency", &latency);
+    if let Some(cpu) = report.add_cpu(before, after) {
+        report.add("edge_cpu_us_per_message", cpu * 1e6 / got.max(1) as f64);
     }
     Ok(report)
 }

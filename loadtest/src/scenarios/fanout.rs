@@ -201,23 +201,11 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
     report.add("lost", expected.saturating_sub(unique));
     report.add("duplicates", duplicates);
     report.add("out_of_order", out_of_order);
-    for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
+    report.add_latency("latency", &latency);
+    if let Some(cpu) = report.add_cpu(before, after) {
         report.add(
-            &format!("latency_{name}_ms"),
-            latency.value_at_quantile(q) as f64 / 1000.0,
-        );
-    }
-    report.add("latency_max_ms", latency.max() as f64 / 1000.0);
-    if let (Some(before), Some(after)) = (before, after) {
-        let user = after.user_s - before.user_s;
-        let system = after.system_s - before.system_s;
-        let per_100k = |s: f64| s / got.max(1) as f64 * 100_000.0;
-        report.add("edge_cpu_user_s", user);
-        report.add("edge_cpu_system_s", system);
-        report.add("edge_cpu_s_per_100k_deliveries", per_100k(user + system));
-        report.add(
-            "edge_user_share",
-            user / (user + system).max(f64::MIN_POSITIVE),
+            "edge_cpu_s_per_100k_deliveries",
+            cpu / got.max(1) as f64 * 100_000.0,
         );
     }
     Ok(report)
