@@ -55,7 +55,8 @@ pub struct Metrics {
     pub outbound_queue_depth: Histogram,
     /// Reconnections of the bus to Redis.
     pub bus_reconnects: Counter,
-    /// Publish time (the envelope's `ts`) to socket write, seconds.
+    /// Publish time (the envelope's `ts`) to socket write, seconds: one observation per write
+    /// burst, for its first (longest-waiting) message.
     pub delivery_latency: Histogram,
     /// Inbound frames refused by the rate limit.
     pub rate_limited: Counter,

@@ -306,10 +306,9 @@ async fn metrics_move_as_the_edge_works() {
     );
     // user, client and `all` of two connections (`all` shared) plus the room.
     assert_eq!(value(&after, "ferrocast_subscribed_targets"), 6.0);
-    assert_eq!(
-        value(&after, "ferrocast_delivery_latency_seconds_count"),
-        6.0
-    );
+    // One observation per write burst: at least one per connection, at most one per message.
+    let observed = value(&after, "ferrocast_delivery_latency_seconds_count");
+    assert!((2.0..=6.0).contains(&observed), "{observed}");
 
     drop(a);
     let edge_ref = &edge;

@@ -305,6 +305,8 @@ impl<B: Bus> Session<B> {
         let now_ms = ferrocast_protocol::envelope::now_ms();
         let mut next = Some(first);
         let mut count = 0;
+        let mut delivered = 0;
+        let mut oldest_ts = None;
         while let Some(item) = next {
             inbox.taken(&item);
             if self.seams.admit(item.topic, item.offset) {
@@ -314,9 +316,8 @@ impl<B: Bus> Session<B> {
                     } else if item.topic == self.auto_topics[ALL] {
                         self.written[1].note(offset);
                     }
-                    m.deliveries.inc();
-                    m.delivery_latency
-                        .observe(now_ms.saturating_sub(item.ts) as f64 / 1000.0);
+                    delivered += 1;
+                    oldest_ts.get_or_insert(item.ts);
                 }
                 ws.feed(item.frame).await?;
             }
@@ -326,6 +327,16 @@ impl<B: Bus> Session<B> {
             } else {
                 None
             };
+        }
+        // Shared metrics are touched once per burst, not per frame: every connection's task
+        // updates them, and the latency histogram takes a lock. The latency is the burst's
+        // first (so longest-waiting) message's.
+        if delivered > 0 {
+            m.deliveries.inc_by(delivered);
+        }
+        if let Some(ts) = oldest_ts {
+            m.delivery_latency
+                .observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
         }
         ws.flush().await
     }
