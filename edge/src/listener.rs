@@ -29,9 +29,20 @@ pub async fn serve<B: Bus>(
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((mut stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(shared.clone(), stream));
+                    // Reserved here, in accept order: a task spawned later may run first, and
+                    // the cap must count every connection accepted before this one.
+                    match shared.connections.reserve_unauthenticated(shared.config.max_unauthenticated) {
+                        Some(slot) => {
+                            tokio::spawn(connection(shared.clone(), stream, slot));
+                        }
+                        None => {
+                            tokio::spawn(async move {
+                                refuse(&mut stream, 503, "unauthenticated_limit", "too many pending connections").await;
+                            });
+                        }
+                    }
                 }
                 Err(error) => {
                     // Typically out of file descriptors: wait instead of spinning.
@@ -43,20 +54,9 @@ pub async fn serve<B: Bus>(
     }
 }
 
-async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream) {
-    // Held from accept until the connection authenticates: slow or silent clients are capped.
-    let Some(unauthenticated) = shared
-        .connections
-        .reserve_unauthenticated(shared.config.max_unauthenticated)
-    else {
-        return refuse(
-            &mut stream,
-            503,
-            "unauthenticated_limit",
-            "too many pending connections",
-        )
-        .await;
-    };
+/// Serves one accepted connection. `unauthenticated` is its place under the cap on connections
+/// that have not authenticated yet, held until it authenticates or ends.
+async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, unauthenticated: Slot) {
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(request) => request,
         Err(ReadError::Gone) => return,

@@ -59,27 +59,48 @@ async fn connection_caps_refuse_with_503_before_the_upgrade() {
 
     // Connections that never authenticate hold their place only until the handshake timeout.
     let edge = Edge::start(&["--max-unauthenticated", "2", "--handshake-timeout", "4s"]).await;
+    // Two connections that say nothing. One may be refused itself while the start-up readiness
+    // probes still hold their places: only keep those the edge is waiting on (nothing comes back).
     let mut silent = Vec::new();
-    for _ in 0..2 {
-        silent.push(
-            tokio::net::TcpStream::connect(("127.0.0.1", edge.port))
-                .await
-                .expect("connect"),
-        );
+    for _ in 0..100 {
+        if silent.len() == 2 {
+            break;
+        }
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", edge.port))
+            .await
+            .expect("connect");
+        let mut byte = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(300), socket.read(&mut byte))
+            .await
+            .is_err()
+        {
+            silent.push(socket);
+        }
     }
+    assert_eq!(
+        silent.len(),
+        2,
+        "the edge never held two silent connections"
+    );
     // The edge counts them once it has accepted them: wait until a third is refused.
     let mut refused = false;
+    let mut last = String::new();
     for _ in 0..100 {
-        if let Err(tungstenite::Error::Http(response)) =
-            Client::open(&edge.ws_url(), Some(&token("c")), &[]).await
-        {
-            assert_eq!(response.status(), 503);
-            refused = true;
-            break;
+        match Client::open(&edge.ws_url(), Some(&token("c")), &[]).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 503);
+                refused = true;
+                break;
+            }
+            Err(e) => last = format!("error: {e}"),
+            Ok(_) => last = "admitted".into(),
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(refused, "a third pending connection must be refused");
+    assert!(
+        refused,
+        "a third pending connection must be refused; last attempt: {last}"
+    );
     for mut socket in silent {
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut buf)).await;
