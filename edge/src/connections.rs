@@ -195,6 +195,11 @@ impl Connections {
         }
         let deadline = started + window + Duration::from_secs(5);
         while !self.is_empty() && tokio::time::Instant::now() < deadline {
+            // Connections that finished authenticating after the snapshot get their 1001 too
+            // (asking twice is harmless: the first close code asked for wins).
+            for handle in self.table.lock().values() {
+                handle.outbox.close(ferrocast_protocol::close::GOING_AWAY);
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
