@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use ferrocast_emitter::Emitter;
@@ -15,9 +15,6 @@ use super::fanout::{number_after, unix_nanos};
 use crate::cli::Common;
 use crate::proc;
 use crate::report::Report;
-
-/// How long users may take to receive the last messages once publishing stops.
-const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(
     common: &Common,
@@ -65,34 +62,17 @@ pub async fn run(
     }
 
     let before = proc::sample(common.edge_pid)?;
-    let started = Instant::now();
-    let mut sent = 0u64;
     // A cheap deterministic spread over users (no RNG dependency): a multiplicative hash.
     let user_of = |n: u64| (n.wrapping_mul(2_654_435_761) % users as u64) as usize;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while started.elapsed() < duration {
-        tick.tick().await;
-        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
-        let mut batch = Vec::new();
-        while sent < due {
-            let data = format!(r#"{{"n":{sent},"t":{}}}"#, unix_nanos());
-            let user = format!("direct-{}", user_of(sent));
-            batch.push(
-                emitter
-                    .to_user(&user)
-                    .message_raw("direct", data.into_bytes())?,
-            );
-            sent += 1;
-        }
-        for result in emitter.emit_batch(&batch).await? {
-            result?;
-        }
-    }
-    let publishing = started.elapsed();
-    let drain = Instant::now();
-    while received.load(Ordering::Relaxed) < sent && drain.elapsed() < DRAIN {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (sent, publishing) = super::publish_paced(&emitter, rate, duration, |n| {
+        let data = format!(r#"{{"n":{n},"t":{}}}"#, unix_nanos());
+        let user = format!("direct-{}", user_of(n));
+        Ok(emitter
+            .to_user(&user)
+            .message_raw("direct", data.into_bytes())?)
+    })
+    .await?;
+    super::drain(&received, sent).await;
     let after = proc::sample(common.edge_pid)?;
     for reader in &readers {
         reader.abort();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use ferrocast_emitter::Emitter;
@@ -17,9 +17,6 @@ use crate::cli::Common;
 use crate::clients::{self, Connector};
 use crate::proc;
 use crate::report::Report;
-
-/// How long members may take to receive the last messages once publishing stops.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// One member's tally.
 struct Tally {
@@ -139,38 +136,21 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
     let before = proc::sample(common.edge_pid)?;
     let pad = "x".repeat(payload);
     let mut seqs = vec![0u64; rooms];
-    let mut sent = 0u64;
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while started.elapsed() < duration {
-        tick.tick().await;
-        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
-        let mut batch = Vec::new();
-        while sent < due {
-            let room = (sent as usize) % rooms;
-            let data = format!(
-                r#"{{"seq":{},"t":{},"pad":"{pad}"}}"#,
-                seqs[room],
-                unix_nanos()
-            );
-            batch.push(
-                emitter
-                    .to_room(&format!("fan:{room}"))
-                    .message_raw("tick", data.into_bytes())?,
-            );
-            seqs[room] += 1;
-            sent += 1;
-        }
-        for result in emitter.emit_batch(&batch).await? {
-            result?;
-        }
-    }
-    let publishing = started.elapsed();
+    let (sent, publishing) = super::publish_paced(&emitter, rate, duration, |n| {
+        let room = (n as usize) % rooms;
+        let data = format!(
+            r#"{{"seq":{},"t":{},"pad":"{pad}"}}"#,
+            seqs[room],
+            unix_nanos()
+        );
+        seqs[room] += 1;
+        Ok(emitter
+            .to_room(&format!("fan:{room}"))
+            .message_raw("tick", data.into_bytes())?)
+    })
+    .await?;
     let expected = seqs.iter().sum::<u64>() * members as u64;
-    let drain_started = Instant::now();
-    while received.load(Ordering::Relaxed) < expected && drain_started.elapsed() < DRAIN {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::drain(&received, expected).await;
     let after = proc::sample(common.edge_pid)?;
     for reader in &readers {
         reader.abort();

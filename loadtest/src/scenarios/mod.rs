@@ -8,6 +8,10 @@ mod idle;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ferrocast_emitter::{Emitter, Message};
 
 use tokio::sync::Semaphore;
 
@@ -97,4 +101,41 @@ where
         sockets.push(task.await??);
     }
     Ok(sockets)
+}
+
+/// How long clients may take to receive the last messages once publishing stops.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Publishes `rate` messages per second for `duration`, pipelined in a batch every 10 ms;
+/// `message(n)` makes the n-th. Returns how many were published and for how long.
+pub async fn publish_paced(
+    emitter: &Emitter,
+    rate: u64,
+    duration: Duration,
+    mut message: impl FnMut(u64) -> anyhow::Result<Message>,
+) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
+        let mut batch = Vec::new();
+        while sent < due {
+            batch.push(message(sent)?);
+            sent += 1;
+        }
+        for result in emitter.emit_batch(&batch).await? {
+            result?;
+        }
+    }
+    Ok((sent, started.elapsed()))
+}
+
+/// Waits until `received` reaches `expected`, or the drain time is up.
+pub async fn drain(received: &AtomicU64, expected: u64) {
+    let started = Instant::now();
+    while received.load(Ordering::Relaxed) < expected && started.elapsed() < DRAIN {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
