@@ -190,10 +190,3 @@ pub enum LogFormat {
     /// One JSON object per line, for machines.
     Json,
 }
-
-impl Config {
-    /// The configuration of an edge started with no flags (environment variables still apply).
-    pub fn defaults() -> Config {
-        Config::parse_from(["edge"])
-    }
-}
