@@ -137,6 +137,22 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_OUTBOUND_QUEUE", default_value_t = 1024)]
     pub outbound_queue: usize,
 
+    /// Events clients may `send` upstream to workers, comma-separated: exact names, or prefixes
+    /// ending in `*` (e.g. chat.*). Unset: upstream is off and every `send` gets FORBIDDEN.
+    /// Needs --redis-url: workers read the inbox stream in Redis.
+    #[arg(long, env = "FERROCAST_UPSTREAM_EVENTS", value_delimiter = ',')]
+    pub upstream_events: Vec<String>,
+
+    /// Approximate cap on the upstream inbox stream (entries). Past it the oldest entries are
+    /// trimmed, read or not, so a stalled worker fleet cannot fill Redis's memory.
+    #[arg(long, env = "FERROCAST_INBOX_MAX_LEN", default_value_t = 100_000)]
+    pub inbox_max_len: u64,
+
+    /// Largest `data` of a client `publish` or `send`, in bytes of JSON text; larger ones get
+    /// TOO_LARGE.
+    #[arg(long, env = "FERROCAST_MAX_DATA_SIZE", default_value_t = 32 * 1024)]
+    pub max_data_size: usize,
+
     /// Messages kept per target by the in-process bus (single-node mode).
     #[arg(long, env = "FERROCAST_HISTORY_LEN", default_value_t = script::DEFAULT_HISTORY_LEN)]
     pub history_len: u64,

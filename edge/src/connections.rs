@@ -14,7 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tungstenite::Message;
 
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::{Item, Outbound, Outbox};
 
 /// What the sweep needs to know about a connection, updated by the connection itself.
 pub struct Life {
@@ -166,7 +166,7 @@ impl Connections {
                     .close(ferrocast_protocol::close::TOKEN_EXPIRED);
             } else if id % turns == tick % turns {
                 handle.outbox.push(Outbound {
-                    frame: Message::Ping(Bytes::new()),
+                    item: Item::Frame(Message::Ping(Bytes::new())),
                     topic: 0,
                     offset: None,
                     ts: 0,

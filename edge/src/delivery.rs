@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use ferrocast_protocol::frame::server::MsgFrame;
-use ferrocast_protocol::{Encoding, Envelope, Offset, Scope};
+use ferrocast_protocol::{Encoding, Envelope, Kind, Offset, Scope};
 use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
 
@@ -17,26 +17,29 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Decodes an envelope from the bus. `None` (logged) for one that cannot be decoded or is
-    /// not a message: one bad envelope never stops the others.
-    pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Delivery> {
-        let envelope = match Envelope::decode(bytes) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%offset, %error, "undecodable envelope skipped");
-                return None;
-            }
-        };
-        if envelope.kind != ferrocast_protocol::Kind::Msg {
-            tracing::warn!(%offset, kind = ?envelope.kind, "control messages are not supported by this edge yet; skipped");
-            return None;
-        }
-        Some(Delivery {
+    /// A decoded `msg` envelope at `offset`.
+    pub fn new(envelope: Envelope, offset: Offset) -> Delivery {
+        Delivery {
             envelope,
             offset: offset.to_string(),
             json: None,
             msgpack: None,
-        })
+        }
+    }
+
+    /// Decodes a history entry for a replay. `None` for one that cannot be decoded (logged: one
+    /// bad envelope never stops the others) and for control messages, which act on the
+    /// sessions connected when they were sent and are never replayed (a replayed disconnect
+    /// would close every resuming session again).
+    pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Delivery> {
+        match Envelope::decode(bytes) {
+            Ok(envelope) if envelope.kind == Kind::Msg => Some(Delivery::new(envelope, offset)),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%offset, %error, "undecodable envelope skipped");
+                None
+            }
+        }
     }
 
     /// Whether the client `client` is excluded by the publisher.

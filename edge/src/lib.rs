@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod connections;
+pub mod control;
 pub mod dedup;
 pub mod delivery;
 pub mod http;
@@ -44,6 +45,8 @@ pub struct Shared<B> {
     pub verifier: Verifier,
     /// Rooms anyone may join.
     pub public_rooms: Patterns,
+    /// Events clients may send upstream.
+    pub upstream_events: Patterns,
     /// Local membership.
     pub registry: Arc<Registry>,
     /// The bus.
@@ -89,6 +92,11 @@ pub async fn serve(
              For protocol conformance tests only."
         );
     }
+    if !config.upstream_events.is_empty() && config.redis_url.is_none() {
+        anyhow::bail!(
+            "--upstream-events needs --redis-url: workers read upstream messages from Redis"
+        );
+    }
     if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
         anyhow::bail!("--prefix must be non-empty printable ASCII without braces");
     }
@@ -107,6 +115,7 @@ pub async fn serve(
                 registry.clone(),
                 config.history_len,
                 config.history_ttl,
+                config.inbox_max_len,
             )?;
             start(config, verifier, registry, bus, listener, shutdown).await
         }
@@ -160,6 +169,7 @@ async fn start<B: Bus>(
     }
     let shared = Arc::new(Shared {
         public_rooms: Patterns::from(config.public_rooms.clone()),
+        upstream_events: Patterns::from(config.upstream_events.clone()),
         config,
         node_id,
         verifier,

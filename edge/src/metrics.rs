@@ -62,6 +62,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Client `send` frames appended to the upstream inbox.
     pub upstream_appends: Counter,
+    /// Workers' control messages (join, leave, disconnect) applied to sessions.
+    pub controls_applied: Counter,
 }
 
 impl Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             delivery_latency: Histogram::new(exponential_buckets(0.000_1, 2.5, 12)),
             rate_limited: Counter::default(),
             upstream_appends: Counter::default(),
+            controls_applied: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,6 +168,11 @@ impl Metrics {
             "upstream_appends",
             "Client send frames appended to the inbox",
             m.upstream_appends.clone(),
+        );
+        registry.register(
+            "controls_applied",
+            "Workers' control messages (join, leave, disconnect) applied to sessions",
+            m.controls_applied.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
+use crate::control::Control;
+
 use ferrocast_protocol::close;
 
 use ferrocast_protocol::Offset;
@@ -13,12 +15,12 @@ use tungstenite::Message;
 
 use crate::metrics::metrics;
 
-/// A frame on its way to one connection, with where it came from so the connection can drop
-/// what a replay already sent.
+/// A frame or control on its way to one connection, with where it came from so the connection
+/// can drop what a replay already sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
-    /// The encoded frame, shared with every other recipient.
-    pub frame: Message,
+    /// What to write or do.
+    pub item: Item,
     /// The registry topic it was delivered through.
     pub topic: u64,
     /// Its offset in the topic's history.
@@ -27,10 +29,22 @@ pub struct Outbound {
     pub ts: u64,
 }
 
+/// What a connection is asked to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// Write this frame, shared with every other recipient.
+    Frame(Message),
+    /// Apply a worker's control message.
+    Control(Arc<Control>),
+}
+
 impl Outbound {
     /// Bytes the frame holds (its payload), as counted against the queue's byte limit.
     pub fn size(&self) -> usize {
-        self.frame.len()
+        match &self.item {
+            Item::Frame(frame) => frame.len(),
+            Item::Control(_) => 0,
+        }
     }
 }
 
@@ -140,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
         let frame = |text: &str| Outbound {
-            frame: Message::Text(text.into()),
+            item: Item::Frame(Message::Text(text.into())),
             topic: 1,
             offset: None,
             ts: 0,
@@ -160,7 +174,7 @@ mod tests {
     #[tokio::test]
     async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
         let frame = |len: usize| Outbound {
-            frame: Message::Binary(vec![0; len].into()),
+            item: Item::Frame(Message::Binary(vec![0; len].into())),
             topic: 1,
             offset: None,
             ts: 0,

@@ -9,15 +9,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ferrocast_protocol::{Encoding, Offset, TargetKey};
+use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
+use crate::control::Control;
 use crate::dedup::RecentIds;
 use crate::delivery::Delivery;
 use crate::metrics::metrics;
-use crate::outbox::{Outbound, Outbox};
+use crate::outbox::{Item, Outbound, Outbox};
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,24 +116,29 @@ impl Registry {
         }
     }
 
-    /// Delivers a message from the bus to every local member of `target`.
+    /// Delivers a message (or a worker's control message) from the bus to every local member
+    /// of `target`.
     pub fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
         let m = metrics();
         m.bus_messages.inc();
-        let Some(mut delivery) = Delivery::decode(offset, envelope) else {
-            m.dropped("undecodable");
-            return;
+        let envelope = match Envelope::decode(envelope) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%target, %offset, %error, "undecodable envelope skipped");
+                m.dropped("undecodable");
+                return;
+            }
         };
         let mut state = self.state.lock();
-        if !state.recent.first_time(target, delivery.envelope.id) {
+        if !state.recent.first_time(target, envelope.id) {
             m.dropped("duplicate");
-            tracing::debug!(%target, id = %delivery.envelope.id, "duplicate message dropped");
+            tracing::debug!(%target, id = %envelope.id, "duplicate message dropped");
             return;
         }
-        let ts = delivery.envelope.ts;
+        let ts = envelope.ts;
         // Only messages published inside a trace get a span: it continues the publisher's trace.
-        let span = delivery.envelope.trace.as_deref().map(|traceparent| {
-            let span = tracing::info_span!("deliver", %target, id = %delivery.envelope.id, members = tracing::field::Empty);
+        let span = envelope.trace.as_deref().map(|traceparent| {
+            let span = tracing::info_span!("deliver", %target, id = %envelope.id, kind = ?envelope.kind, members = tracing::field::Empty);
             crate::telemetry::continue_trace(&span, traceparent);
             span
         });
@@ -143,13 +149,29 @@ impl Registry {
         if let Some(span) = &span {
             span.record("members", topic.members.len());
         }
+        if let Some(control) = Control::from_envelope(&envelope) {
+            let control = Arc::new(control);
+            for member in topic.members.values() {
+                if !envelope.except.iter().any(|c| **c == *member.client) {
+                    // No offset: a seam must never drop a control, which replays leave out.
+                    member.outbox.push(Outbound {
+                        item: Item::Control(control.clone()),
+                        topic: topic.id,
+                        offset: None,
+                        ts,
+                    });
+                }
+            }
+            return;
+        }
+        let mut delivery = Delivery::new(envelope, offset);
         for member in topic.members.values() {
             if delivery.excludes(&member.client) {
                 continue;
             }
             if let Some(frame) = delivery.frame(member.encoding) {
                 member.outbox.push(Outbound {
-                    frame,
+                    item: Item::Frame(frame),
                     topic: topic.id,
                     offset: Some(offset),
                     ts,

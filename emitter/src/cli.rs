@@ -13,12 +13,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::AsyncBufReadExt;
 
-use crate::{Emitter, Message};
+use crate::{Emitter, Inbox, Message, Received, StartFrom};
+use ferrocast_protocol::Envelope;
 
 /// Lines published per pipeline in `--stdin` mode.
 const STDIN_BATCH: usize = 256;
 
-/// Publish Ferrocast messages through Redis to a room, a user, a client or everyone.
+/// Publish Ferrocast messages through Redis to a room, a user, a client or everyone; move or
+/// disconnect sessions; read what clients send upstream.
 #[derive(Debug, Parser)]
 #[command(name = "emitter", version)]
 pub struct Cli {
@@ -61,6 +63,77 @@ pub struct Cli {
 pub enum Command {
     /// Publish one message (prints its offset), or one per line of standard input (--stdin).
     Send(SendArgs),
+    /// Make a user's or a client's sessions join a room (they get `joined` with "by":"server").
+    Join(MoveArgs),
+    /// Make a user's or a client's sessions leave a room (they get `left` with "by":"server").
+    Leave(MoveArgs),
+    /// Close the sessions of a user, a client, a room's members or everyone (close code 4010).
+    Disconnect(DisconnectArgs),
+    /// Read what clients `send` upstream, as JSON lines on standard output, acknowledging each
+    /// once printed. Runs until interrupted, or until --count messages.
+    Consume(ConsumeArgs),
+}
+
+/// `emitter join` and `emitter leave`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["user", "client"])))]
+pub struct MoveArgs {
+    /// Every session of this user (a token's `sub`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// One connection, by the client id from its welcome frame.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// The room.
+    #[arg(long)]
+    pub room: String,
+}
+
+/// `emitter disconnect`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["user", "client", "room", "all"])))]
+pub struct DisconnectArgs {
+    /// Every session of this user (a token's `sub`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// One connection, by the client id from its welcome frame.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Every member of this room.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Every connection.
+    #[arg(long)]
+    pub all: bool,
+    /// Close reason the clients see (at most 123 bytes).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Close code, 4000-4999.
+    #[arg(long, default_value_t = ferrocast_protocol::close::DISCONNECTED)]
+    pub code: u16,
+}
+
+/// `emitter consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Consumer group: consumers of one group share the messages; each group gets them all.
+    #[arg(long)]
+    pub group: String,
+    /// This consumer's name within the group (e.g. the host name).
+    #[arg(long)]
+    pub consumer: String,
+    /// Exit after printing this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// A message left unacknowledged by a consumer for this long is claimed by another.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub claim_idle: Duration,
+    /// Deliveries before a message moves to the dead-letter stream P:{inbox}:dead.
+    #[arg(long, default_value_t = 5)]
+    pub max_deliveries: u64,
+    /// A new group starts with messages sent from now on, not everything in the inbox.
+    #[arg(long)]
+    pub new_only: bool,
 }
 
 /// `emitter send`.
@@ -127,7 +200,78 @@ impl Cli {
         match &self.command {
             Command::Send(args) if args.stdin => self.send_stdin(args).await,
             Command::Send(args) => self.send_one(args).await,
+            Command::Join(args) | Command::Leave(args) => self.move_sessions(args).await,
+            Command::Disconnect(args) => self.disconnect(args).await,
+            Command::Consume(args) => self.consume(args).await,
         }
+    }
+
+    async fn move_sessions(&self, args: &MoveArgs) -> anyhow::Result<ExitCode> {
+        let target = match (&args.user, &args.client) {
+            (Some(user), _) => Target::new(Scope::User, user),
+            (_, Some(client)) => Target::new(Scope::Client, client),
+            _ => anyhow::bail!("give --user or --client"),
+        }?;
+        let envelope = match self.command {
+            Command::Join(_) => Envelope::join(&target, &args.room),
+            _ => Envelope::leave(&target, &args.room),
+        };
+        self.publish_control(&envelope).await
+    }
+
+    async fn disconnect(&self, args: &DisconnectArgs) -> anyhow::Result<ExitCode> {
+        let target = match (&args.user, &args.client, &args.room) {
+            (Some(user), _, _) => Target::new(Scope::User, user),
+            (_, Some(client), _) => Target::new(Scope::Client, client),
+            (_, _, Some(room)) => Target::new(Scope::Room, room),
+            _ => Ok(Target::All),
+        }?;
+        self.publish_control(&Envelope::disconnect(&target, args.code, &args.reason))
+            .await
+    }
+
+    /// Checks a control envelope before connecting, publishes it and prints its offset.
+    async fn publish_control(&self, envelope: &Envelope) -> anyhow::Result<ExitCode> {
+        self.publish_one(&Message::from_envelope(envelope)?).await
+    }
+
+    async fn consume(&self, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {
+        let start = if args.new_only {
+            StartFrom::New
+        } else {
+            StartFrom::Beginning
+        };
+        let mut inbox = Inbox::builder(&self.redis_url, &args.group, &args.consumer)
+            .prefix(&self.prefix)
+            .claim_idle(args.claim_idle)
+            .max_deliveries(args.max_deliveries)
+            .start_from(start)
+            .timeout(self.redis_timeout)
+            .connect()
+            .await
+            .with_context(|| format!("cannot read the inbox in {}", redact(&self.redis_url)))?;
+        let mut printed = 0u64;
+        let limit = args.count.unwrap_or(u64::MAX);
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        while printed < limit {
+            let batch = tokio::select! {
+                batch = inbox.next() => batch?,
+                () = &mut shutdown => break,
+            };
+            for received in batch.into_iter().take((limit - printed) as usize) {
+                let line = json_line(&received)?;
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{line}")?;
+                // Acknowledged only once the line is out: a consumer killed in between
+                // leaves the message for another.
+                stdout.flush()?;
+                drop(stdout);
+                inbox.ack(&received.entry).await?;
+                printed += 1;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     async fn connect(&self) -> anyhow::Result<Emitter> {
@@ -159,9 +303,14 @@ impl Cli {
         };
         let event = args.event.as_deref().unwrap_or_default();
         let message = Message::new(target, event, json, args.except.clone(), None)?;
+        self.publish_one(&message).await
+    }
+
+    /// Publishes a checked message and prints its offset.
+    async fn publish_one(&self, message: &Message) -> anyhow::Result<ExitCode> {
         let emitter = self.connect().await?;
         let offset = emitter
-            .emit_batch(std::slice::from_ref(&message))
+            .emit_batch(std::slice::from_ref(message))
             .await?
             .pop()
             .context("no reply from Redis")??;
@@ -229,6 +378,59 @@ async fn publish_batch(
         }
     }
     Ok((ok, bad))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// An upstream message as one JSON line: its fields, with `data` and `meta` as the JSON the
+/// client and its token carried.
+fn json_line(received: &Received) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct LineOut<'a> {
+        entry: &'a str,
+        deliveries: u64,
+        id: String,
+        client: &'a str,
+        user: &'a str,
+        node: &'a str,
+        event: &'a str,
+        data: &'a RawValue,
+        meta: Option<&'a RawValue>,
+        ts: u64,
+        trace: Option<&'a str>,
+    }
+    let m = &received.message;
+    fn raw(bytes: &[u8]) -> anyhow::Result<&RawValue> {
+        // Decoding checked it is JSON text already.
+        Ok(serde_json::from_slice(bytes)?)
+    }
+    Ok(serde_json::to_string(&LineOut {
+        entry: &received.entry,
+        deliveries: received.deliveries,
+        id: m.id.hyphenated().to_string(),
+        client: &m.client,
+        user: &m.user,
+        node: &m.node,
+        event: &m.event,
+        data: raw(&m.data)?,
+        meta: m.meta.as_deref().map(raw).transpose()?,
+        ts: m.ts,
+        trace: m.trace.as_deref(),
+    })?)
 }
 
 /// One `--stdin` line.

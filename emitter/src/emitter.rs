@@ -367,6 +367,48 @@ impl Publication<'_> {
         emitter.publish(&message).await
     }
 
+    /// Makes the target's sessions join `room`, whatever their tokens allow (the worker decides);
+    /// each gets `joined` with `"by":"server"`. Sessions already in the room, or in as many
+    /// rooms as an edge allows, are left as they are. Acts on sessions connected now: a client
+    /// that resumes later does not replay it.
+    pub async fn join_room(self, room: &str) -> Result<Offset, EmitError> {
+        let target = self.target.clone()?;
+        self.control(Envelope::join(&target, room)).await
+    }
+
+    /// Makes the target's sessions leave `room`; each member gets `left` with `"by":"server"`.
+    pub async fn leave_room(self, room: &str) -> Result<Offset, EmitError> {
+        let target = self.target.clone()?;
+        self.control(Envelope::leave(&target, room)).await
+    }
+
+    /// Closes the target's sessions with close code 4010 and `reason` (at most 123 bytes).
+    pub async fn disconnect(self, reason: &str) -> Result<Offset, EmitError> {
+        self.disconnect_with_code(ferrocast_protocol::close::DISCONNECTED, reason)
+            .await
+    }
+
+    /// Closes the target's sessions with an application close code (4000-4999) and `reason`.
+    pub async fn disconnect_with_code(self, code: u16, reason: &str) -> Result<Offset, EmitError> {
+        let target = self.target.clone()?;
+        self.control(Envelope::disconnect(&target, code, reason))
+            .await
+    }
+
+    async fn control(self, mut envelope: Envelope) -> Result<Offset, EmitError> {
+        for client in &self.except {
+            Target::new(Scope::Client, client)?;
+        }
+        envelope.except = self.except;
+        envelope.trace = self.trace.or_else(current_traceparent);
+        if let Some(id) = self.id {
+            envelope.id = id;
+        }
+        let mut message = Message::from_envelope(&envelope)?;
+        message.chosen_id = self.id;
+        self.emitter.publish(&message).await
+    }
+
     /// Prepares the message for [`Emitter::emit_batch`].
     pub fn message<T: Serialize + ?Sized>(
         self,
@@ -440,7 +482,7 @@ impl Message {
 }
 
 /// The W3C traceparent of the current `tracing` span, when it carries an OpenTelemetry context.
-fn current_traceparent() -> Option<String> {
+pub fn current_traceparent() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let context = tracing::Span::current().context();

@@ -47,13 +47,14 @@ impl From<serde_json::Error> for EmitError {
     }
 }
 
+/// Whether `e` means Redis could not be reached (worth retrying), rather than an answer.
+pub(crate) fn is_unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
 impl From<redis::RedisError> for EmitError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-        {
+        if is_unreachable(&e) {
             EmitError::Unavailable(e.to_string())
         } else {
             EmitError::Redis(e)

@@ -1,16 +1,21 @@
-//! Publish Ferrocast messages through Redis.
+//! Publish Ferrocast messages through Redis, and consume what clients send upstream.
 //!
 //! Workers link this crate; cron jobs and scripts use the `emitter` binary built on it. A publish
 //! never talks to an edge: it runs the protocol's publish script in Redis, which appends the
 //! message to the target's history and announces it on the target's live channel, and every edge
-//! with a matching client delivers it.
+//! with a matching client delivers it. Control messages (make sessions join or leave a room,
+//! disconnect them) travel the same way. Upstream, [`Inbox`] reads the clients' `send`s from the
+//! inbox stream through a consumer group.
 
 mod emitter;
 mod error;
+mod inbox;
 pub mod pool;
 
 pub mod cli;
 
-pub use emitter::{Emitter, EmitterBuilder, Message, Publication};
+pub use emitter::{Emitter, EmitterBuilder, Message, Publication, current_traceparent};
 pub use error::EmitError;
 pub use ferrocast_protocol::Offset;
+pub use ferrocast_protocol::Upstream;
+pub use inbox::{Inbox, InboxBuilder, InboxError, Received, StartFrom};

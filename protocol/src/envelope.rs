@@ -89,7 +89,13 @@ pub enum EnvelopeError {
     /// A `msg` without event, or a control kind without its fields.
     #[error("envelope is missing {0}")]
     Missing(&'static str),
+    /// A field's value is out of its range.
+    #[error("{0}")]
+    Invalid(&'static str),
 }
+
+/// Longest `reason` of a `disconnect`: what fits in a WebSocket close frame.
+pub const MAX_REASON_BYTES: usize = 123;
 
 impl Envelope {
     /// A new `msg` envelope for `target`, with a fresh UUID v7 and the current time.
@@ -109,6 +115,45 @@ impl Envelope {
             room: None,
             code: None,
             reason: None,
+        }
+    }
+
+    /// A control envelope making `target`'s sessions join `room`.
+    pub fn join(target: &Target, room: &str) -> Envelope {
+        Envelope::control(target, Kind::Join, Some(room.to_owned()), None, None)
+    }
+
+    /// A control envelope making `target`'s sessions leave `room`.
+    pub fn leave(target: &Target, room: &str) -> Envelope {
+        Envelope::control(target, Kind::Leave, Some(room.to_owned()), None, None)
+    }
+
+    /// A control envelope closing `target`'s sessions with `code` (4000-4999; 4010 is the
+    /// protocol's "disconnected by the application") and `reason`.
+    pub fn disconnect(target: &Target, code: u16, reason: &str) -> Envelope {
+        Envelope::control(
+            target,
+            Kind::Disconnect,
+            None,
+            Some(code),
+            Some(reason.to_owned()),
+        )
+    }
+
+    fn control(
+        target: &Target,
+        kind: Kind,
+        room: Option<String>,
+        code: Option<u16>,
+        reason: Option<String>,
+    ) -> Envelope {
+        Envelope {
+            kind,
+            event: String::new(),
+            room,
+            code,
+            reason,
+            ..Envelope::message(target, "", Vec::new())
         }
     }
 
@@ -132,7 +177,22 @@ impl Envelope {
             Kind::Join | Kind::Leave => {
                 names::validate_room(self.room.as_deref().ok_or(EnvelopeError::Missing("room"))?)?;
             }
-            Kind::Disconnect => {}
+            Kind::Disconnect => {
+                if self.code.is_some_and(|c| !(4000..=4999).contains(&c)) {
+                    return Err(EnvelopeError::Invalid(
+                        "a disconnect code must be 4000-4999",
+                    ));
+                }
+                if self
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.len() > MAX_REASON_BYTES)
+                {
+                    return Err(EnvelopeError::Invalid(
+                        "a disconnect reason must fit a close frame (123 bytes)",
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -183,5 +243,21 @@ mod tests {
         env.v = 1;
         env.target = "bad room".into();
         assert!(Envelope::decode(&env.encode().unwrap()).is_err());
+    }
+
+    #[test]
+    fn control_envelopes_carry_their_fields_and_are_checked() {
+        let user = Target::User("7".into());
+        let join = Envelope::join(&user, "lobby");
+        assert_eq!(Envelope::decode(&join.encode().unwrap()).unwrap(), join);
+        assert!(Envelope::decode(&Envelope::join(&user, "bad room").encode().unwrap()).is_err());
+        let bye = Envelope::disconnect(&user, 4010, "banned");
+        assert_eq!(Envelope::decode(&bye.encode().unwrap()).unwrap(), bye);
+        for bad in [
+            Envelope::disconnect(&user, 1000, "x"),
+            Envelope::disconnect(&user, 4010, &"x".repeat(124)),
+        ] {
+            assert!(Envelope::decode(&bad.encode().unwrap()).is_err());
+        }
     }
 }

@@ -185,6 +185,12 @@ impl Keys {
         format!("{}:{{inbox}}", self.prefix)
     }
 
+    /// Dead-letter stream `P:{inbox}:dead`: inbox entries that failed too often, or could not be
+    /// decoded, moved aside by workers so they stop blocking the others.
+    pub fn dead_letter(&self) -> String {
+        format!("{}:{{inbox}}:dead", self.prefix)
+    }
+
     /// The target of a live channel name, or `None` if the name is not one of ours.
     pub fn target_of_live(&self, channel: &[u8]) -> Option<TargetKey> {
         let rest = channel.strip_prefix(self.prefix.as_bytes())?;

@@ -10,8 +10,10 @@ pub mod keys;
 pub mod names;
 pub mod offset;
 pub mod script;
+pub mod upstream;
 
 pub use envelope::{Envelope, Kind};
 pub use frame::Encoding;
 pub use keys::{Keys, Scope, Target, TargetKey};
 pub use offset::Offset;
+pub use upstream::Upstream;

@@ -19,6 +19,9 @@ pub use token::Token;
 
 use std::time::Duration;
 
+use ferrocast_emitter::Emitter;
+use serde_json::json;
+
 /// How long any single expectation may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -32,5 +35,25 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Publishes a marker to everyone and checks it is the next frame each client sees: proof that
+/// nothing else reached them before it.
+pub async fn assert_nothing_else(emitter: &Emitter, clients: &mut [&mut Client]) {
+    let marker = uuid::Uuid::new_v4().to_string();
+    emitter
+        .broadcast()
+        .emit("marker", &json!(marker))
+        .await
+        .expect("marker");
+    for client in clients.iter_mut() {
+        let frame = client.expect("msg").await;
+        assert_eq!(
+            frame["event"], "marker",
+            "unexpected frame before the marker: {frame}"
+        );
+        assert_eq!(frame["data"], json!(marker));
+        assert_eq!(frame["scope"], "all");
     }
 }

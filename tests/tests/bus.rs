@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, Replay};
-use ferrocast_edge::outbox::{self, Inbox};
+use ferrocast_edge::outbox::{self, Inbox, Item};
 use ferrocast_edge::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
@@ -32,7 +32,7 @@ async fn next_text(inbox: &mut Inbox) -> serde_json::Value {
         .await
         .expect("in time")
         .expect("frame");
-    let Message::Text(text) = item.frame else {
+    let Item::Frame(Message::Text(text)) = item.item else {
         panic!("text expected")
     };
     serde_json::from_str(&text).expect("json")
@@ -120,7 +120,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         .expect("in time")
         .expect("frame");
     assert!(
-        matches!(item.frame, Message::Binary(_)),
+        matches!(item.item, Item::Frame(Message::Binary(_))),
         "msgpack member gets binary frames"
     );
     assert!(inbox.rx.try_recv().is_err());
@@ -168,6 +168,7 @@ async fn redis_bus_keeps_the_contract() {
         registry.clone(),
         100,
         Duration::from_secs(60),
+        1000,
     )
     .expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;

@@ -2,28 +2,8 @@
 //! edge, in both encodings, with `data` intact.
 
 use ferrocast_emitter::Emitter;
-use ferrocast_tests::{Client, Edge, RedisServer, Token, emitter};
+use ferrocast_tests::{Client, Edge, RedisServer, Token, assert_nothing_else, emitter};
 use serde_json::{Value, json};
-
-/// Publishes a marker to everyone and checks it is the next frame each client sees: proof that
-/// nothing else reached them before it.
-async fn assert_nothing_else(emitter: &Emitter, clients: &mut [&mut Client]) {
-    let marker = uuid::Uuid::new_v4().to_string();
-    emitter
-        .broadcast()
-        .emit("marker", &json!(marker))
-        .await
-        .expect("marker");
-    for client in clients.iter_mut() {
-        let frame = client.expect("msg").await;
-        assert_eq!(
-            frame["event"], "marker",
-            "unexpected frame before the marker: {frame}"
-        );
-        assert_eq!(frame["data"], json!(marker));
-        assert_eq!(frame["scope"], "all");
-    }
-}
 
 // Fields drop in order: edges before the Redis they use.
 struct Cluster {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ferrocast_protocol::envelope::now_ms;
 use ferrocast_protocol::offset::StreamId;
-use ferrocast_protocol::{Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use parking_lot::Mutex;
 
 use bytes::Bytes;
@@ -177,6 +177,13 @@ impl Bus for MemoryBus {
             self.registry.deliver(&target, offset, &bytes);
         }
         Ok(offset)
+    }
+
+    async fn send_upstream(&self, _: &Upstream) -> Result<String, BusError> {
+        // Configuration refuses --upstream-events without Redis; this is the backstop.
+        Err(BusError::Unavailable(
+            "upstream messages need Redis (--redis-url)".into(),
+        ))
     }
 
     fn is_ready(&self) -> bool {

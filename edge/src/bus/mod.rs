@@ -7,7 +7,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use ferrocast_protocol::{Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
 pub mod memory;
@@ -84,6 +84,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Publishes a checked envelope to its target (history, then live).
     fn publish(&self, envelope: &Envelope)
     -> impl Future<Output = Result<Offset, BusError>> + Send;
+
+    /// Appends a client's `send` to the upstream inbox; returns its stream id once stored.
+    fn send_upstream(
+        &self,
+        upstream: &Upstream,
+    ) -> impl Future<Output = Result<String, BusError>> + Send;
 
     /// Whether the bus can take new subscriptions and publishes right now.
     fn is_ready(&self) -> bool;

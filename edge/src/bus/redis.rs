@@ -19,7 +19,7 @@ use ferrocast_emitter::pool::Manager;
 use ferrocast_emitter::{Emitter, Message};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::script::LiveMessage;
-use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey};
+use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
@@ -61,6 +61,8 @@ pub struct RedisBus {
     positions: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
     /// How long histories live after their last publish.
     history_ttl: Duration,
+    /// Approximate cap on the upstream inbox stream.
+    inbox_max_len: u64,
     ready: AtomicBool,
 }
 
@@ -83,6 +85,7 @@ impl RedisBus {
         registry: Arc<Registry>,
         history_len: u64,
         history_ttl: Duration,
+        inbox_max_len: u64,
     ) -> Result<Arc<RedisBus>, BusError> {
         let client = redis::Client::open(url)
             .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
@@ -108,6 +111,7 @@ impl RedisBus {
             live: Mutex::new(Live::default()),
             positions: parking_lot::Mutex::new(HashMap::new()),
             history_ttl,
+            inbox_max_len: inbox_max_len.max(1),
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
@@ -429,6 +433,26 @@ impl Bus for RedisBus {
             Some(Err(e)) => Err(unavailable(e)),
             None => Err(unavailable("no reply")),
         }
+    }
+
+    async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
+        let bytes = upstream
+            .encode()
+            .map_err(|e| BusError::Refused(e.to_string()))?;
+        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let reply = redis::cmd("XADD")
+            .arg(self.keys.inbox())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.inbox_max_len)
+            .arg("*")
+            .arg(ferrocast_protocol::upstream::FIELD)
+            .arg(bytes)
+            .query_async::<String>(conn.get())
+            .await;
+        // Any failure (unreachable, out of memory, a read-only replica mid-failover) is one
+        // the client can retry.
+        conn.check(reply).map_err(unavailable)
     }
 
     fn is_ready(&self) -> bool {

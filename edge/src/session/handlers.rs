@@ -3,7 +3,7 @@
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::client::{ClientFrame, ScopeSince};
 use ferrocast_protocol::frame::server::{Recovered, ServerFrame};
-use ferrocast_protocol::{Envelope, Offset, Target, TargetKey};
+use ferrocast_protocol::{Envelope, Offset, Target, TargetKey, Upstream};
 use tungstenite::Message;
 
 use super::{ALL, Refusal, Session, USER, wait_live};
@@ -19,25 +19,21 @@ impl<B: Bus> Session<B> {
                 room,
                 since,
                 reference,
-            } => match self.join(&room, since.as_deref(), reference).await {
+            } => match self.join(&room, since.as_deref(), reference, None).await {
                 Ok(frames) => return frames,
                 Err((code, message)) => self.error(reference, code, &message),
             },
-            ClientFrame::Leave { room, reference } => match self.rooms.remove(&room) {
-                Some(topic) => {
-                    self.shared
-                        .registry
-                        .leave(&Target::Room(room.clone()).key(), self.id);
-                    self.seams.forget(topic);
-                    metrics().room_memberships.dec();
+            ClientFrame::Leave { room, reference } => {
+                if self.leave(&room) {
                     self.encode(&ServerFrame::Left {
                         room: &room,
                         reference,
                         by: None,
                     })
+                } else {
+                    self.error(reference, ErrorCode::NotJoined, "not in that room")
                 }
-                None => self.error(reference, ErrorCode::NotJoined, "not in that room"),
-            },
+            }
             ClientFrame::Publish {
                 room,
                 event,
@@ -52,11 +48,18 @@ impl<B: Bus> Session<B> {
                 }),
                 Err((code, message)) => self.error(reference, code, &message),
             },
-            ClientFrame::Send { reference, .. } => self.error(
+            ClientFrame::Send {
+                event,
+                data,
                 reference,
-                ErrorCode::Forbidden,
-                "upstream messages are not enabled on this edge",
-            ),
+            } => match self.send_upstream(event, data).await {
+                Ok(id) => self.encode(&ServerFrame::Ack {
+                    reference,
+                    offset: None,
+                    id: Some(id),
+                }),
+                Err((code, message)) => self.error(reference, code, &message),
+            },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
             ClientFrame::Resume { since, reference } => match self.resume(&since).await {
                 Ok((recovered, replayed)) => {
@@ -90,18 +93,23 @@ impl<B: Bus> Session<B> {
     }
 
     /// Joins a room: subscribes, then reads its history after `since`. Answers `joined` followed
-    /// by the replayed messages.
-    async fn join(
+    /// by the replayed messages. `by` is `Some("server")` for a worker's join, which needs no
+    /// permission from the token.
+    pub(super) async fn join(
         &mut self,
         room: &str,
         since: Option<&str>,
         reference: Option<u64>,
+        by: Option<&'static str>,
     ) -> Result<Vec<Message>, Refusal> {
         let target = Target::Room(room.to_owned()).key();
         if self.rooms.contains_key(room) {
             // Already live here: nothing to replay, just the current position.
             let replay = self.read(&target, None).await?;
-            return Ok(self.joined(room, reference, &replay).into_iter().collect());
+            return Ok(self
+                .joined(room, reference, &replay, by)
+                .into_iter()
+                .collect());
         }
         if !self.shared.bus.is_ready() {
             return Err((
@@ -109,7 +117,8 @@ impl<B: Bus> Session<B> {
                 "the bus is reconnecting; retry".into(),
             ));
         }
-        if !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room) {
+        if by.is_none() && !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room)
+        {
             return Err((
                 ErrorCode::Forbidden,
                 "the token does not allow this room".into(),
@@ -145,20 +154,39 @@ impl<B: Bus> Session<B> {
         }
         let frames = recovery::frames(&replay, &self.client, self.encoding, Written::default());
         Ok(self
-            .joined(room, reference, &replay)
+            .joined(room, reference, &replay, by)
             .into_iter()
             .chain(frames)
             .collect())
     }
 
-    fn joined(&self, room: &str, reference: Option<u64>, replay: &Replay) -> Option<Message> {
+    fn joined(
+        &self,
+        room: &str,
+        reference: Option<u64>,
+        replay: &Replay,
+        by: Option<&str>,
+    ) -> Option<Message> {
         self.encode(&ServerFrame::Joined {
             room,
             reference,
             offset: replay.last.map(|o| o.to_string()),
             recovered: replay.recovered,
-            by: None,
+            by,
         })
+    }
+
+    /// Leaves a room; false if the connection was not in it.
+    pub(super) fn leave(&mut self, room: &str) -> bool {
+        let Some(topic) = self.rooms.remove(room) else {
+            return false;
+        };
+        self.shared
+            .registry
+            .leave(&Target::Room(room.to_owned()).key(), self.id);
+        self.seams.forget(topic);
+        metrics().room_memberships.dec();
+        true
     }
 
     /// Reads the user and `all` scopes' history after the offsets the client sent; returns what
@@ -211,6 +239,7 @@ impl<B: Bus> Session<B> {
         data: Vec<u8>,
         echo: bool,
     ) -> Result<String, Refusal> {
+        self.check_data_size(&data)?;
         if !self.claims.publish.allows(&room) {
             return Err((
                 ErrorCode::Forbidden,
@@ -231,6 +260,61 @@ impl<B: Bus> Session<B> {
             Ok(offset) => Ok(offset.to_string()),
             Err(BusError::Unavailable(e)) => Err((ErrorCode::Unavailable, e)),
             Err(BusError::Refused(e)) => Err((ErrorCode::BadFrame, e)),
+        }
+    }
+
+    fn check_data_size(&self, data: &[u8]) -> Result<(), Refusal> {
+        let max = self.shared.config.max_data_size;
+        if data.len() > max {
+            return Err((
+                ErrorCode::TooLarge,
+                format!("data is {} bytes; at most {max} allowed", data.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it.
+    async fn send_upstream(&mut self, event: String, data: Vec<u8>) -> Result<String, Refusal> {
+        if !self.shared.upstream_events.allows(&event) {
+            let message = if self.shared.config.upstream_events.is_empty() {
+                "upstream messages are not enabled on this edge"
+            } else {
+                "this event may not be sent upstream"
+            };
+            return Err((ErrorCode::Forbidden, message.into()));
+        }
+        self.check_data_size(&data)?;
+        if !self.shared.bus.is_ready() {
+            return Err((
+                ErrorCode::Unavailable,
+                "the bus is reconnecting; retry".into(),
+            ));
+        }
+        let span = tracing::info_span!("upstream", %event);
+        let upstream = Upstream {
+            v: ferrocast_protocol::envelope::VERSION,
+            id: uuid::Uuid::now_v7(),
+            client: self.client.to_string(),
+            user: self.claims.sub.clone(),
+            node: self.shared.node_id.clone(),
+            event,
+            data,
+            meta: self
+                .claims
+                .meta
+                .as_ref()
+                .and_then(|meta| serde_json::to_vec(meta).ok()),
+            ts: ferrocast_protocol::envelope::now_ms(),
+            trace: span.in_scope(ferrocast_emitter::current_traceparent),
+        };
+        match self.shared.bus.send_upstream(&upstream).await {
+            Ok(id) => {
+                metrics().upstream_appends.inc();
+                Ok(id)
+            }
+            Err(BusError::Unavailable(e)) => Err((ErrorCode::Unavailable, e)),
+            Err(BusError::Refused(e)) => Err((ErrorCode::Internal, e)),
         }
     }
 

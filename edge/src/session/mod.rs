@@ -4,6 +4,7 @@
 //! [`handlers`]), and writes what the registry queued for it, a whole burst per flush. Everything
 //! it joined is left when it ends, whatever the reason.
 
+mod control;
 mod handlers;
 mod rate;
 
@@ -31,8 +32,9 @@ use crate::Shared;
 use crate::auth::Claims;
 use crate::bus::Bus;
 use crate::connections::{Life, Slot};
+use crate::control::Control;
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
-use crate::outbox::{self, Inbox, Kick, Outbound, Outbox};
+use crate::outbox::{self, Inbox, Item, Kick, Outbound, Outbox};
 use crate::recovery::{Seams, Written};
 use crate::registry::{Member, SubState};
 use rate::{TokenBucket, Verdict};
@@ -224,15 +226,25 @@ impl<B: Bus> Session<B> {
                 code = kick.requested() => return self.kicked(ws, code).await,
                 Some(first) = inbox.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
-                    let kicked = tokio::select! {
+                    let control = tokio::select! {
                         written = self.write_burst(ws, first, &mut inbox) => match written {
-                            Ok(()) => None,
+                            Ok(control) => control,
                             Err(_) => return ABNORMAL,
                         },
-                        code = kick.requested() => Some(code),
+                        code = kick.requested() => return self.kicked(ws, code).await,
                     };
-                    if let Some(code) = kicked {
-                        return self.kicked(ws, code).await;
+                    let Some(control) = control else { continue };
+                    let frames = match self.apply(&control).await {
+                        Ok(frames) => frames,
+                        Err((code, reason)) => {
+                            close_with(ws, code, &reason).await;
+                            return code;
+                        }
+                    };
+                    match send_unless_kicked(ws, &kick, frames).await {
+                        Ok(()) => {}
+                        Err(Some(code)) => return self.kicked(ws, code).await,
+                        Err(None) => return ABNORMAL,
                     }
                 }
                 incoming = ws.next() => {
@@ -293,13 +305,14 @@ impl<B: Bus> Session<B> {
     }
 
     /// Writes `first` and whatever else is queued (up to a burst), then flushes once. Frames a
-    /// replay already sent are dropped.
+    /// replay already sent are dropped. A control message ends the burst and is returned, to be
+    /// applied after what came before it and before what follows.
     async fn write_burst(
         &mut self,
         ws: &mut Ws,
         first: Outbound,
         inbox: &mut Inbox,
-    ) -> Result<(), tungstenite::Error> {
+    ) -> Result<Option<Arc<Control>>, tungstenite::Error> {
         let m = metrics();
         m.outbound_queue_depth.observe(inbox.rx.len() as f64 + 1.0);
         let now_ms = ferrocast_protocol::envelope::now_ms();
@@ -307,9 +320,17 @@ impl<B: Bus> Session<B> {
         let mut count = 0;
         let mut delivered = 0;
         let mut oldest_ts = None;
+        let mut control = None;
         while let Some(item) = next {
             inbox.taken(&item);
             if self.seams.admit(item.topic, item.offset) {
+                let frame = match item.item {
+                    Item::Frame(frame) => frame,
+                    Item::Control(c) => {
+                        control = Some(c);
+                        break;
+                    }
+                };
                 if let Some(offset) = item.offset {
                     if item.topic == self.auto_topics[USER] {
                         self.written[0].note(offset);
@@ -319,7 +340,7 @@ impl<B: Bus> Session<B> {
                     delivered += 1;
                     oldest_ts.get_or_insert(item.ts);
                 }
-                ws.feed(item.frame).await?;
+                ws.feed(frame).await?;
             }
             count += 1;
             next = if count < BURST {
@@ -338,7 +359,8 @@ impl<B: Bus> Session<B> {
             m.delivery_latency
                 .observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
         }
-        ws.flush().await
+        ws.flush().await?;
+        Ok(control)
     }
 
     fn leave_everything(&mut self) {

@@ -1,0 +1,472 @@
+//! `Inbox`: how workers consume what clients `send` upstream.
+//!
+//! Edges append every accepted `send` to the inbox stream `P:{inbox}`. Workers share it through a
+//! Redis consumer group: each message goes to one consumer, and stays pending until that
+//! consumer acknowledges it. A consumer that dies before acknowledging leaves its messages
+//! pending; after `claim_idle` another consumer claims them (XAUTOCLAIM) and handles them again.
+//! A message that keeps failing (a poison message) is moved to the dead-letter stream
+//! `P:{inbox}:dead` after `max_deliveries` attempts, so it never blocks the others.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), ferrocast_emitter::InboxError> {
+//! use ferrocast_emitter::{Emitter, Inbox};
+//! let emitter = Emitter::connect("redis://127.0.0.1:6379").await.expect("redis");
+//! let mut inbox = Inbox::builder("redis://127.0.0.1:6379", "chat", "worker-1")
+//!     .connect()
+//!     .await?;
+//! inbox
+//!     .run(|received| {
+//!         let emitter = emitter.clone();
+//!         async move {
+//!             // Answer the sender; an error leaves the message pending for a retry.
+//!             emitter
+//!                 .to_client(&received.message.client)
+//!                 .emit("echo", &serde_json::json!({"ok": true}))
+//!                 .await
+//!         }
+//!     })
+//!     .await
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ferrocast_protocol::Keys;
+use ferrocast_protocol::upstream::{self, Upstream};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use thiserror::Error;
+
+/// Longest wait between two attempts after Redis failed, in [`Inbox::run`].
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why the inbox could not be read.
+#[derive(Debug, Error)]
+pub enum InboxError {
+    /// The Redis URL cannot be used.
+    #[error("invalid Redis URL: {0}")]
+    InvalidUrl(String),
+    /// A setting is out of range (an empty group or consumer name, a bad prefix).
+    #[error("invalid inbox setting: {0}")]
+    InvalidSetting(&'static str),
+    /// Redis could not be reached, or the connection broke; retry.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error.
+    #[error("Redis refused: {0}")]
+    Redis(redis::RedisError),
+}
+
+impl From<redis::RedisError> for InboxError {
+    fn from(e: redis::RedisError) -> Self {
+        if crate::error::is_unreachable(&e) {
+            InboxError::Unavailable(e.to_string())
+        } else {
+            InboxError::Redis(e)
+        }
+    }
+}
+
+/// Where a consumer group created by this inbox starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// Everything still in the inbox stream (the default: messages sent before the first
+    /// worker started are handled too).
+    Beginning,
+    /// Only messages sent after the group was created.
+    New,
+}
+
+/// Settings for an [`Inbox`]; [`Inbox::builder`] starts from the defaults.
+#[derive(Debug, Clone)]
+pub struct InboxBuilder {
+    url: String,
+    prefix: String,
+    group: String,
+    consumer: String,
+    batch: usize,
+    block: Duration,
+    claim_idle: Duration,
+    max_deliveries: u64,
+    dead_letter_len: u64,
+    start: StartFrom,
+    timeout: Duration,
+}
+
+impl InboxBuilder {
+    /// Key prefix shared with the edges (default `fc`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Most messages read at once (default 64).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How long one read waits for new messages before returning empty (default 2 s). Also how
+    /// long a claim of stale messages can be delayed by a quiet inbox.
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a message may stay unacknowledged with one consumer before another claims it
+    /// (default 30 s). Longer than your slowest handler, or messages are handled twice.
+    pub fn claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many deliveries a message gets before it moves to the dead-letter stream (default 5).
+    pub fn max_deliveries(mut self, n: u64) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// Approximate cap on the dead-letter stream (default 10 000 entries).
+    pub fn dead_letter_len(mut self, len: u64) -> Self {
+        self.dead_letter_len = len.max(1);
+        self
+    }
+
+    /// Where a consumer group this inbox creates starts (default [`StartFrom::Beginning`]). An
+    /// existing group keeps its position.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How long to wait for Redis to connect or answer, on top of a read's `block` (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects and creates the consumer group if it is missing.
+    pub async fn connect(self) -> Result<Inbox, InboxError> {
+        if self.group.is_empty() || self.consumer.is_empty() {
+            return Err(InboxError::InvalidSetting(
+                "group and consumer names must not be empty",
+            ));
+        }
+        if !Keys::is_valid_prefix(&self.prefix) {
+            return Err(InboxError::InvalidSetting(
+                "the prefix must be printable ASCII without braces",
+            ));
+        }
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.block + self.timeout))
+            .set_number_of_retries(1);
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let keys = Keys::new(&self.prefix);
+        let mut inbox = Inbox {
+            conn,
+            stream: keys.inbox(),
+            dead: keys.dead_letter(),
+            settings: self,
+            claim_cursor: "0-0".to_owned(),
+            last_claim: None,
+        };
+        inbox.create_group().await?;
+        Ok(inbox)
+    }
+}
+
+/// A consumer of the upstream inbox, in a consumer group.
+pub struct Inbox {
+    conn: ConnectionManager,
+    stream: String,
+    dead: String,
+    settings: InboxBuilder,
+    /// Where the scan of stale pending messages goes on from.
+    claim_cursor: String,
+    /// When the scan of stale pending messages last went all the way round.
+    last_claim: Option<Instant>,
+}
+
+/// A message taken from the inbox, to handle and then [`Inbox::ack`].
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Its inbox stream id (what the sender's `ack` carried).
+    pub entry: String,
+    /// How many times it has been handed to a consumer, this time included.
+    pub deliveries: u64,
+    /// The message.
+    pub message: Upstream,
+}
+
+impl Inbox {
+    /// Settings for consumer `consumer` of group `group`, reading the inbox in the Redis at
+    /// `url`. Consumers of one group share the messages; each group gets all of them.
+    pub fn builder(
+        url: impl Into<String>,
+        group: impl Into<String>,
+        consumer: impl Into<String>,
+    ) -> InboxBuilder {
+        InboxBuilder {
+            url: url.into(),
+            prefix: ferrocast_protocol::keys::DEFAULT_PREFIX.to_owned(),
+            group: group.into(),
+            consumer: consumer.into(),
+            batch: 64,
+            block: Duration::from_secs(2),
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+            dead_letter_len: 10_000,
+            start: StartFrom::Beginning,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The next messages to handle: stale ones claimed from other consumers first, otherwise
+    /// new ones, waiting up to `block` for some. Empty when nothing arrived in time. Messages
+    /// that failed too often, or cannot be decoded, go to the dead-letter stream instead.
+    pub async fn next(&mut self) -> Result<Vec<Received>, InboxError> {
+        let claimed = self.claim_stale().await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let read = self.read_new().await;
+        let reply = match read {
+            Err(InboxError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                // The stream or group vanished (Redis restarted empty, or someone deleted it).
+                self.create_group().await?;
+                self.read_new().await?
+            }
+            other => other?,
+        };
+        let mut out = Vec::new();
+        for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+            if let Some(received) = self.accept(entry, 1).await? {
+                out.push(received);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges a handled message: it will not be delivered again.
+    pub async fn ack(&mut self, entry: &str) -> Result<(), InboxError> {
+        redis::cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(entry)
+            .query_async::<u64>(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Handles messages forever, one at a time: acknowledges each after `handler` succeeds.
+    /// A failed message is logged and left pending, to be claimed again after `claim_idle`
+    /// (by this consumer or another) until it reaches the dead-letter stream. Redis outages are
+    /// waited out with backoff; only a Redis error that retrying cannot fix ends the loop.
+    pub async fn run<F, Fut, E>(&mut self, mut handler: F) -> Result<(), InboxError>
+    where
+        F: FnMut(Received) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let batch = match self.next().await {
+                Ok(batch) => batch,
+                Err(InboxError::Unavailable(error)) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "inbox unavailable");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            backoff = Duration::from_millis(100);
+            for received in batch {
+                let entry = received.entry.clone();
+                let deliveries = received.deliveries;
+                match handler(received).await {
+                    Ok(()) => {
+                        if let Err(error) = self.ack(&entry).await {
+                            // Not acknowledged: it comes back after claim_idle. Handlers should
+                            // be idempotent for this reason.
+                            tracing::warn!(%entry, %error, "cannot acknowledge; it will be redelivered");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%entry, deliveries, %error, "handler failed; left for redelivery");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn create_group(&mut self) -> Result<(), InboxError> {
+        let start = match self.settings.start {
+            StartFrom::Beginning => "0",
+            StartFrom::New => "$",
+        };
+        let created = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(start)
+            .arg("MKSTREAM")
+            .query_async::<()>(&mut self.conn)
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    async fn read_new(&mut self) -> Result<StreamReadReply, InboxError> {
+        Ok(redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg("COUNT")
+            .arg(self.settings.batch)
+            .arg("BLOCK")
+            .arg(self.settings.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async::<Option<StreamReadReply>>(&mut self.conn)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Claims messages left pending by any consumer for longer than `claim_idle`. The pending
+    /// list is scanned a page per call, and a full scan is started at most every half
+    /// `claim_idle`, so a busy worker spends little on it.
+    async fn claim_stale(&mut self) -> Result<Vec<Received>, InboxError> {
+        let idle = self.settings.claim_idle;
+        let scan_due = self.last_claim.is_none_or(|at| at.elapsed() >= idle / 2);
+        if self.claim_cursor == "0-0" && !scan_due {
+            return Ok(Vec::new());
+        }
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg(idle.as_millis() as u64)
+            .arg(&self.claim_cursor)
+            .arg("COUNT")
+            .arg(self.settings.batch)
+            .query_async(&mut self.conn)
+            .await
+            .or_else(|e| match e.code() {
+                Some("NOGROUP") => Ok(StreamAutoClaimReply::default()),
+                _ => Err(e),
+            })?;
+        self.claim_cursor = if reply.next_stream_id.is_empty() {
+            "0-0".to_owned()
+        } else {
+            reply.next_stream_id
+        };
+        if self.claim_cursor == "0-0" {
+            self.last_claim = Some(Instant::now());
+        }
+        let (Some(first), Some(last)) = (reply.claimed.first(), reply.claimed.last()) else {
+            return Ok(Vec::new());
+        };
+        // XAUTOCLAIM does not say how often each was delivered; the pending list does.
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(reply.claimed.len())
+            .arg(&self.settings.consumer)
+            .query_async(&mut self.conn)
+            .await?;
+        let counts: HashMap<String, u64> = pending
+            .ids
+            .into_iter()
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect();
+        let mut out = Vec::new();
+        for entry in reply.claimed {
+            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+            if let Some(received) = self.accept(entry, deliveries).await? {
+                out.push(received);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns an entry into a message to handle, or moves it to the dead-letter stream when it
+    /// was delivered too often or cannot be decoded.
+    async fn accept(
+        &mut self,
+        entry: StreamId,
+        deliveries: u64,
+    ) -> Result<Option<Received>, InboxError> {
+        let bytes = match entry.map.get(upstream::FIELD) {
+            Some(redis::Value::BulkString(bytes)) => bytes.clone(),
+            _ => Vec::new(),
+        };
+        let problem = if deliveries > self.settings.max_deliveries {
+            "too many failed deliveries".to_owned()
+        } else {
+            match Upstream::decode(&bytes) {
+                Ok(message) => {
+                    return Ok(Some(Received {
+                        entry: entry.id,
+                        deliveries,
+                        message,
+                    }));
+                }
+                Err(error) => format!("undecodable: {error}"),
+            }
+        };
+        tracing::warn!(entry = %entry.id, deliveries, %problem, "moving an inbox message to the dead-letter stream");
+        self.dead_letter(&entry.id, &bytes, deliveries, &problem)
+            .await?;
+        Ok(None)
+    }
+
+    /// Copies an entry to the dead-letter stream and acknowledges it, atomically: it is never
+    /// lost between the two, nor in both.
+    async fn dead_letter(
+        &mut self,
+        entry: &str,
+        bytes: &[u8],
+        deliveries: u64,
+        problem: &str,
+    ) -> Result<(), InboxError> {
+        redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(&self.dead)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.settings.dead_letter_len)
+            .arg("*")
+            .arg(upstream::FIELD)
+            .arg(bytes)
+            .arg("entry")
+            .arg(entry)
+            .arg("group")
+            .arg(&self.settings.group)
+            .arg("deliveries")
+            .arg(deliveries)
+            .arg("problem")
+            .arg(problem)
+            .ignore()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(entry)
+            .ignore()
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! Upstream messages: what an edge appends to the inbox stream `P:{inbox}` for every client
+//! `send` (PROTOCOL.md part B), and what workers read back.
+//!
+//! A MessagePack map with named fields, like the envelope. `data` and `meta` are JSON text
+//! carried as bytes, so a worker gets the client's JSON exactly as it was sent.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::{EnvelopeError, VERSION};
+use crate::names;
+
+/// The field of an inbox entry that holds the encoded message.
+pub const FIELD: &str = "e";
+
+/// One client `send`, as workers receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// Format version, 1.
+    pub v: u32,
+    /// Message id, a UUID v7 chosen by the edge.
+    pub id: Uuid,
+    /// The sending connection's client id: answer it with a message to this client.
+    pub client: String,
+    /// The sender's user id (its token's `sub`).
+    pub user: String,
+    /// The edge that accepted the message.
+    pub node: String,
+    /// Event name.
+    pub event: String,
+    /// The client's JSON, as text bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// The token's `meta` claim as JSON text, when it has one.
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Vec<u8>>,
+    /// When the edge accepted it, Unix milliseconds.
+    pub ts: u64,
+    /// W3C traceparent of the edge's span, when tracing is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+impl Upstream {
+    /// Checks what a worker relies on: version, event name, and that `data` and `meta` are JSON.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.v != VERSION {
+            return Err(EnvelopeError::Version(self.v));
+        }
+        names::validate_event(&self.event)?;
+        check_json(&self.data)?;
+        if let Some(meta) = &self.meta {
+            check_json(meta)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes as a MessagePack map.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        Ok(rmp_serde::to_vec_named(self)?)
+    }
+
+    /// Decodes and validates. Never panics, whatever the bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Upstream, EnvelopeError> {
+        let upstream: Upstream = rmp_serde::from_slice(bytes)?;
+        upstream.validate()?;
+        Ok(upstream)
+    }
+}
+
+fn check_json(bytes: &[u8]) -> Result<(), EnvelopeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Upstream {
+        Upstream {
+            v: VERSION,
+            id: Uuid::now_v7(),
+            client: "c1".into(),
+            user: "7".into(),
+            node: "edge-1".into(),
+            event: "chat.send".into(),
+            data: br#"{"text":"hi"}"#.to_vec(),
+            meta: Some(br#"{"plan":"pro"}"#.to_vec()),
+            ts: 5,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_as_a_named_map() {
+        let upstream = sample();
+        let bytes = upstream.encode().unwrap();
+        assert_eq!(bytes[0] & 0xf0, 0x80, "a map keyed by name");
+        assert_eq!(Upstream::decode(&bytes).unwrap(), upstream);
+    }
+
+    #[test]
+    fn refuses_what_a_worker_could_not_use() {
+        let mut bad = sample();
+        bad.data = b"{".to_vec();
+        assert!(Upstream::decode(&bad.encode().unwrap()).is_err());
+        let mut bad = sample();
+        bad.meta = Some(b"nope".to_vec());
+        assert!(Upstream::decode(&bad.encode().unwrap()).is_err());
+        assert!(Upstream::decode(b"\x93\x01\x02").is_err());
+    }
+}
