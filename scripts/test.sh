@@ -17,5 +17,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --examples --locked
 cargo test --workspace --locked "$@"

@@ -372,3 +372,60 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
         .expect("xpending");
     assert!(pending.starts_with('0'), "acknowledged: {pending}");
 }
+
+/// A child process killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_worker_example_publishes_good_messages_and_answers_bad_ones() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, UPSTREAM).await;
+    let _worker = Running(
+        std::process::Command::new(bin("examples/chat_worker"))
+            .env("FERROCAST_REDIS_URL", redis.url())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run the example (cargo build --examples)"),
+    );
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &token("alice")).await;
+    let (mut bob, _) = Client::connect(&edge.ws_url(), &token("bob")).await;
+    alice.join("chat:1").await;
+    bob.join("chat:1").await;
+    send(
+        &mut alice,
+        "chat.send",
+        json!({"room": "chat:1", "text": "hello"}),
+    )
+    .await;
+    for client in [&mut alice, &mut bob] {
+        let msg = client.expect("msg").await;
+        assert_eq!(
+            (&msg["room"], &msg["event"], &msg["data"]),
+            (
+                &json!("chat:1"),
+                &json!("chat.message"),
+                &json!({"from": "alice", "text": "hello"})
+            )
+        );
+    }
+    send(
+        &mut alice,
+        "chat.send",
+        json!({"room": "chat:1", "text": "  "}),
+    )
+    .await;
+    let refused = alice.expect("msg").await;
+    assert_eq!(
+        (&refused["scope"], &refused["event"]),
+        (&json!("client"), &json!("chat.error"))
+    );
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    ferrocast_tests::assert_nothing_else(&emitter, &mut [&mut alice, &mut bob]).await;
+}
