@@ -23,6 +23,7 @@
 //!                 .to_client(&received.message.client)
 //!                 .emit("echo", &serde_json::json!({"ok": true}))
 //!                 .await
+//!                 .map(|_offset| ())
 //!         }
 //!     })
 //!     .await
