@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ferrocast_emitter::cli::parse_duration;
 
 /// Drive many real WebSocket clients against Ferrocast edges and measure latency, loss and the
@@ -61,6 +61,15 @@ pub struct Common {
     pub json: bool,
 }
 
+/// How a scenario publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishVia {
+    /// The emitter library, through Redis.
+    Redis,
+    /// `publish` frames on a WebSocket connection of the harness's own.
+    Ws,
+}
+
 /// Scenarios.
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
@@ -99,6 +108,11 @@ pub enum Scenario {
         /// compare everyone else's latency with and without them.
         #[arg(long, default_value_t = 0)]
         stalled: usize,
+        /// How messages are published: through Redis with the emitter, or as `publish` frames
+        /// on a client connection (for a single-node edge started with a high --rate, or the
+        /// baseline server).
+        #[arg(long, value_enum, default_value_t = PublishVia::Redis)]
+        publish_via: PublishVia,
     },
     /// N users, one connection each; messages to random users through Redis at P per second:
     /// latency, loss and the edge's CPU per message.
@@ -122,6 +136,42 @@ pub enum Scenario {
         /// How long to churn.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,
+    },
+    /// Steady publishing to one room while edges are killed and restarted by the given shell
+    /// commands; clients resume from their last offset on any edge. Reports loss (0 expected
+    /// within the history window), duplicates, and how long reconnecting took.
+    Chaos {
+        /// Clients, spread over the --url edges.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        /// Messages published per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long to publish.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Shell command that kills an edge, e.g. 'kill -9 $(cat /tmp/edge-a.pid)'. Repeat (with
+        /// a --start-cmd each) to kill several edges in turn.
+        #[arg(long = "kill-cmd")]
+        kill_cmds: Vec<String>,
+        /// Shell command that starts the matching edge again (it must return, e.g. by starting
+        /// the edge in the background).
+        #[arg(long = "start-cmd")]
+        start_cmds: Vec<String>,
+        /// Time between kills.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        every: Duration,
+        /// How long a killed edge stays down.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        down_for: Duration,
+    },
+    /// Not a scenario: runs the baseline server, a minimal tokio-tungstenite room fan-out with
+    /// no Redis, auth, history or limits, to run `fanout --publish-via ws` against (with
+    /// --edge-pid set to this process) and compare the edge's cost with.
+    BaselineServer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: std::net::SocketAddr,
     },
     /// Misbehaving clients (never authenticating, flooding, never reading) against one edge,
     /// with a well-behaved canary: the edge's peak memory, and the canary's ping latency.

@@ -1,6 +1,7 @@
 //! `loadtest`: drives many real WebSocket clients against Ferrocast edges and reports latency,
 //! loss and what it cost the edge. See `loadtest --help`.
 
+mod baseline;
 mod cli;
 mod clients;
 mod proc;

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use ferrocast_emitter::{Emitter, Inbox, Received};
-use ferrocast_tests::{Client, DEADLINE, Edge, RedisServer, Token, bin, emitter, eventually};
+use ferrocast_tests::{
+    Client, DEADLINE, Edge, RedisServer, Running, Token, bin, emitter, eventually,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -371,16 +373,6 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
         .cli(&["XPENDING", "fc:{inbox}", "cli"])
         .expect("xpending");
     assert!(pending.starts_with('0'), "acknowledged: {pending}");
-}
-
-/// A child process killed when dropped.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

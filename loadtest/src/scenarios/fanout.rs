@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use std::sync::Mutex;
 use tungstenite::Message;
 
-use crate::cli::Common;
+use crate::cli::{Common, PublishVia};
 use crate::clients::{self, Connector};
 use crate::proc;
 use crate::report::Report;
@@ -52,6 +52,7 @@ pub struct Load {
     pub duration: Duration,
     pub payload: usize,
     pub stalled: usize,
+    pub publish_via: PublishVia,
 }
 
 pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyhow::Result<Report> {
@@ -62,13 +63,19 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
         duration,
         payload,
         stalled,
+        publish_via,
     } = load;
     let rooms = rooms.max(1);
-    let emitter = Emitter::builder(&common.redis_url)
-        .prefix(&common.prefix)
-        .connect()
-        .await
-        .context("the fanout scenario publishes through Redis: check --redis-url")?;
+    let emitter = match publish_via {
+        PublishVia::Redis => Some(
+            Emitter::builder(&common.redis_url)
+                .prefix(&common.prefix)
+                .connect()
+                .await
+                .context("publishing through Redis: check --redis-url, or --publish-via ws")?,
+        ),
+        PublishVia::Ws => None,
+    };
     let sockets = super::open_many(rooms * members, common.connect_concurrency, |i| {
         let connector = connector.clone();
         async move {
@@ -133,10 +140,21 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
         }));
     }
 
+    let publisher = match publish_via {
+        PublishVia::Ws => {
+            let token = connector.token("fan-publisher", &["fan:*"])?;
+            let mut ws = connector.open(Some(&token), false).await?;
+            for room in 0..rooms {
+                clients::join(&mut ws, &format!("fan:{room}")).await?;
+            }
+            Some(ws)
+        }
+        PublishVia::Redis => None,
+    };
     let before = proc::sample(common.edge_pid)?;
     let pad = "x".repeat(payload);
     let mut seqs = vec![0u64; rooms];
-    let (sent, publishing) = super::publish_paced(&emitter, rate, duration, |n| {
+    let mut next = |n: u64| {
         let room = (n as usize) % rooms;
         let data = format!(
             r#"{{"seq":{},"t":{},"pad":"{pad}"}}"#,
@@ -144,11 +162,21 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
             unix_nanos()
         );
         seqs[room] += 1;
-        Ok(emitter
-            .to_room(&format!("fan:{room}"))
-            .message_raw("tick", data.into_bytes())?)
-    })
-    .await?;
+        (format!("fan:{room}"), data)
+    };
+    let (sent, publishing) = match (&emitter, publisher) {
+        (Some(emitter), _) => {
+            super::publish_paced(emitter, rate, duration, |n| {
+                let (room, data) = next(n);
+                Ok(emitter
+                    .to_room(&room)
+                    .message_raw("tick", data.into_bytes())?)
+            })
+            .await?
+        }
+        (None, Some(ws)) => super::publish_paced_ws(ws, rate, duration, next).await?,
+        (None, None) => anyhow::bail!("no publisher"),
+    };
     let expected = seqs.iter().sum::<u64>() * members as u64;
     super::drain(&received, expected).await;
     let after = proc::sample(common.edge_pid)?;

@@ -1,6 +1,7 @@
 //! The scenarios, one module each, and what they share.
 
 mod abuse;
+mod chaos;
 mod churn;
 mod direct;
 mod fanout;
@@ -35,6 +36,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             duration,
             payload,
             stalled,
+            publish_via,
         } => {
             let load = fanout::Load {
                 rooms: *rooms,
@@ -43,6 +45,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
                 duration: *duration,
                 payload: *payload,
                 stalled: *stalled,
+                publish_via: *publish_via,
             };
             fanout::run(&cli.common, connector, load).await
         }
@@ -55,6 +58,27 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             concurrency,
             duration,
         } => churn::run(&cli.common, connector, *concurrency, *duration).await,
+        Scenario::BaselineServer { listen } => crate::baseline::serve(*listen).await,
+        Scenario::Chaos {
+            clients,
+            rate,
+            duration,
+            kill_cmds,
+            start_cmds,
+            every,
+            down_for,
+        } => {
+            let load = chaos::Chaos {
+                clients: *clients,
+                rate: *rate,
+                duration: *duration,
+                kill_cmds: kill_cmds.clone(),
+                start_cmds: start_cmds.clone(),
+                every: *every,
+                down_for: *down_for,
+            };
+            chaos::run(&cli.common, connector, load).await
+        }
         Scenario::Abuse {
             silent,
             flooders,
@@ -106,6 +130,45 @@ where
 /// How long clients may take to receive the last messages once publishing stops.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Paces publishing: every 10 ms, how many messages are due to keep `rate` per second.
+struct Pacer {
+    rate: u64,
+    duration: Duration,
+    started: Instant,
+    sent: u64,
+    tick: tokio::time::Interval,
+}
+
+impl Pacer {
+    fn new(rate: u64, duration: Duration) -> Pacer {
+        Pacer {
+            rate,
+            duration,
+            started: Instant::now(),
+            sent: 0,
+            tick: tokio::time::interval(Duration::from_millis(10)),
+        }
+    }
+
+    /// Waits for the next tick; the numbers of the messages due now, or `None` when the time
+    /// is up.
+    async fn due(&mut self) -> Option<std::ops::Range<u64>> {
+        if self.started.elapsed() >= self.duration {
+            return None;
+        }
+        self.tick.tick().await;
+        let due = (self.rate as f64 * self.started.elapsed().as_secs_f64()) as u64;
+        let range = self.sent..due.max(self.sent);
+        self.sent = range.end;
+        Some(range)
+    }
+
+    /// How many were due in all, and over how long.
+    fn done(&self) -> (u64, Duration) {
+        (self.sent, self.started.elapsed())
+    }
+}
+
 /// Publishes `rate` messages per second for `duration`, pipelined in a batch every 10 ms;
 /// `message(n)` makes the n-th. Returns how many were published and for how long.
 pub async fn publish_paced(
@@ -114,22 +177,43 @@ pub async fn publish_paced(
     duration: Duration,
     mut message: impl FnMut(u64) -> anyhow::Result<Message>,
 ) -> anyhow::Result<(u64, Duration)> {
-    let started = Instant::now();
-    let mut sent = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while started.elapsed() < duration {
-        tick.tick().await;
-        let due = (rate as f64 * started.elapsed().as_secs_f64()) as u64;
-        let mut batch = Vec::new();
-        while sent < due {
-            batch.push(message(sent)?);
-            sent += 1;
-        }
+    let mut pacer = Pacer::new(rate, duration);
+    while let Some(due) = pacer.due().await {
+        let batch = due.map(&mut message).collect::<anyhow::Result<Vec<_>>>()?;
         for result in emitter.emit_batch(&batch).await? {
             result?;
         }
     }
-    Ok((sent, started.elapsed()))
+    Ok(pacer.done())
+}
+
+/// Like [`publish_paced`], but through a client connection's `publish` frames (with
+/// `"echo":false`): against a single-node edge, or the baseline server, which have no Redis.
+/// `message(n)` gives the room and the data of the n-th. The connection must be in the rooms.
+pub async fn publish_paced_ws(
+    ws: Ws,
+    rate: u64,
+    duration: Duration,
+    mut message: impl FnMut(u64) -> (String, String),
+) -> anyhow::Result<(u64, Duration)> {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = ws.split();
+    // Acks (and any error) are read and dropped, so the socket never backs up.
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    let mut pacer = Pacer::new(rate, duration);
+    while let Some(due) = pacer.due().await {
+        for n in due {
+            let (room, data) = message(n);
+            let frame = format!(
+                r#"{{"type":"publish","room":{},"event":"tick","data":{data},"echo":false}}"#,
+                serde_json::Value::from(room)
+            );
+            sink.feed(tungstenite::Message::Text(frame.into())).await?;
+        }
+        sink.flush().await?;
+    }
+    reader.abort();
+    Ok(pacer.done())
 }
 
 /// Waits until `received` reaches `expected`, or the drain time is up.

@@ -1,0 +1,200 @@
+//! The loadtest harness, run for real: its figures are only worth something if its scenarios
+//! work. The chaos scenario doubles as the proof that clients lose nothing while edges die.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ferrocast_tests::{DEADLINE, RedisServer, Running, bin, free_port};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Edges started and killed through the shell, as the chaos scenario's hooks do it; every edge
+/// still running is killed on drop.
+struct ShellEdges {
+    dir: PathBuf,
+    ports: Vec<u16>,
+}
+
+impl ShellEdges {
+    fn start_cmd(&self, i: usize, redis: &RedisServer) -> String {
+        format!(
+            "{} --listen 127.0.0.1:{} --redis-url {} --log error >/dev/null 2>&1 & echo $! > {}/edge{i}.pid",
+            bin("edge").display(),
+            self.ports[i],
+            redis.url(),
+            self.dir.display()
+        )
+    }
+
+    fn kill_cmd(&self, i: usize) -> String {
+        format!("kill -9 $(cat {}/edge{i}.pid)", self.dir.display())
+    }
+}
+
+impl Drop for ShellEdges {
+    fn drop(&mut self) {
+        for i in 0..self.ports.len() {
+            let _ = Command::new("sh").arg("-c").arg(self.kill_cmd(i)).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `GET /readyz` on `port` answers 200.
+async fn ready(port: u16) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    answer.starts_with("HTTP/1.1 200")
+}
+
+fn loadtest(args: &[String]) -> Value {
+    let out = Command::new(bin("loadtest"))
+        .args(args)
+        .env_remove("FERROCAST_REDIS_URL")
+        .output()
+        .expect("run loadtest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadtest failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("one JSON object")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
+    let redis = RedisServer::start();
+    let edges = ShellEdges {
+        dir: std::env::temp_dir().join(format!("ferrocast-chaos-{}", std::process::id())),
+        ports: vec![free_port(), free_port()],
+    };
+    std::fs::create_dir_all(&edges.dir).expect("temp dir");
+    for i in 0..2 {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(edges.start_cmd(i, &redis))
+            .status()
+            .expect("sh");
+        assert!(status.success());
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for port in &edges.ports {
+        while !ready(*port).await {
+            assert!(tokio::time::Instant::now() < deadline, "edge never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
+    for port in &edges.ports {
+        args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
+    }
+    args.extend(
+        [
+            "chaos",
+            "--clients",
+            "40",
+            "--rate",
+            "100",
+            "--duration",
+            "6s",
+            "--every",
+            "1500ms",
+            "--down-for",
+            "300ms",
+        ]
+        .map(String::from),
+    );
+    for i in 0..2 {
+        args.extend([
+            "--kill-cmd".into(),
+            edges.kill_cmd(i),
+            "--start-cmd".into(),
+            edges.start_cmd(i, &redis),
+        ]);
+    }
+    let report = loadtest(&args);
+    eprintln!("chaos report: {report}");
+    assert!(report["kills"].as_u64() >= Some(3), "{report}");
+    assert!(report["reconnects"].as_u64() >= Some(20), "{report}");
+    assert_eq!(report["published"], 600, "{report}");
+    for zero in [
+        "lost",
+        "duplicates",
+        "out_of_order",
+        "resumes_not_recovered",
+    ] {
+        assert_eq!(report[zero], 0, "{zero}: {report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_runs_against_the_baseline_server_and_a_single_node_edge_alike() {
+    let baseline_port = free_port();
+    let baseline = Running(
+        Command::new(bin("loadtest"))
+            .args([
+                "baseline-server",
+                "--listen",
+                &format!("127.0.0.1:{baseline_port}"),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baseline server"),
+    );
+    // Single-node edge, its rate limit raised for the harness's publisher connection.
+    let edge = ferrocast_tests::Edge::start(&["--rate", "100000", "--burst", "100000"]).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", baseline_port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "baseline never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (url, pid) in [
+        (format!("ws://127.0.0.1:{baseline_port}/"), baseline.0.id()),
+        (edge.ws_url(), edge.pid()),
+    ] {
+        let args: Vec<String> = [
+            "--json",
+            "--url",
+            &url,
+            "--edge-pid",
+            &pid.to_string(),
+            "fanout",
+            "--members",
+            "50",
+            "--rate",
+            "50",
+            "--duration",
+            "2s",
+            "--publish-via",
+            "ws",
+        ]
+        .map(String::from)
+        .to_vec();
+        let report = loadtest(&args);
+        eprintln!("fanout report: {report}");
+        assert_eq!(report["published"], 100, "{report}");
+        assert_eq!(report["deliveries"], 5000, "{report}");
+        for zero in ["lost", "duplicates", "out_of_order"] {
+            assert_eq!(report[zero], 0, "{zero}: {report}");
+        }
+        assert!(report["edge_cpu_user_s"].is_number(), "{report}");
+    }
+}
