@@ -149,8 +149,8 @@ pub struct Config {
     pub inbox_max_len: u64,
 
     /// Largest `data` of a client `publish` or `send`, in bytes of JSON text; larger ones get
-    /// TOO_LARGE.
-    #[arg(long, env = "FERROCAST_MAX_DATA_SIZE", default_value_t = 32 * 1024)]
+    /// TOO_LARGE. By default as large as a frame may be, so only --max-frame-size applies.
+    #[arg(long, env = "FERROCAST_MAX_DATA_SIZE", default_value_t = 64 * 1024)]
     pub max_data_size: usize,
 
     /// Messages kept per target by the in-process bus (single-node mode).

@@ -13,7 +13,7 @@ pub enum Control {
     Leave(String),
     /// Close the connection with this code and reason.
     Disconnect {
-        /// Close code, 4000-4999 (4010 unless the worker chose another).
+        /// Close code, 4010-4999 (4010 unless the worker chose another).
         code: u16,
         /// Close reason.
         reason: String,

@@ -108,7 +108,7 @@ pub struct DisconnectArgs {
     /// Close reason the clients see (at most 123 bytes).
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// Close code, 4000-4999.
+    /// Close code, 4010-4999 (4000-4009 have meanings of their own in the protocol).
     #[arg(long, default_value_t = ferrocast_protocol::close::DISCONNECTED)]
     pub code: u16,
 }
@@ -255,11 +255,13 @@ impl Cli {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         while printed < limit {
+            // Never more than still wanted: whatever is read is this consumer's to acknowledge.
+            let wanted = usize::try_from(limit - printed).unwrap_or(usize::MAX);
             let batch = tokio::select! {
-                batch = inbox.next() => batch?,
+                batch = inbox.next_up_to(wanted) => batch?,
                 () = &mut shutdown => break,
             };
-            for received in batch.into_iter().take((limit - printed) as usize) {
+            for received in batch {
                 let line = json_line(&received)?;
                 let mut stdout = std::io::stdout().lock();
                 writeln!(stdout, "{line}")?;

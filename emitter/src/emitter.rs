@@ -388,7 +388,7 @@ impl Publication<'_> {
             .await
     }
 
-    /// Closes the target's sessions with an application close code (4000-4999) and `reason`.
+    /// Closes the target's sessions with an application close code (4010-4999) and `reason`.
     pub async fn disconnect_with_code(self, code: u16, reason: &str) -> Result<Offset, EmitError> {
         let target = self.target.clone()?;
         self.control(Envelope::disconnect(&target, code, reason))

@@ -38,11 +38,23 @@ use std::time::{Duration, Instant};
 use ferrocast_protocol::Keys;
 use ferrocast_protocol::upstream::{self, Upstream};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, StreamPendingCountReply,
+    StreamReadReply,
+};
 use thiserror::Error;
 
 /// Longest wait between two attempts after Redis failed, in [`Inbox::run`].
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Moves an inbox entry to the dead letters: a failed XADD raises, so XACK never runs without
+/// it. Both keys share the `{inbox}` hash tag, so this also runs on a Redis Cluster.
+static DEAD_LETTER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2], 'entry', ARGV[3], 'group', ARGV[4], 'deliveries', ARGV[5], 'problem', ARGV[6])
+return redis.call('XACK', KEYS[2], ARGV[4], ARGV[3])",
+    )
+});
 
 /// Why the inbox could not be read.
 #[derive(Debug, Error)]
@@ -59,6 +71,22 @@ pub enum InboxError {
     /// Redis answered with an error.
     #[error("Redis refused: {0}")]
     Redis(redis::RedisError),
+}
+
+impl InboxError {
+    /// Whether waiting and trying again can help: an outage, or a Redis that is loading, read
+    /// only or failing over, but not a misconfiguration (a key of the wrong type, no
+    /// permission) that only a person can fix.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            InboxError::Unavailable(_) => true,
+            InboxError::Redis(e) => !matches!(
+                e.code(),
+                Some("WRONGTYPE" | "NOPERM" | "NOAUTH" | "WRONGPASS" | "ERR")
+            ),
+            InboxError::InvalidUrl(_) | InboxError::InvalidSetting(_) => false,
+        }
+    }
 }
 
 impl From<redis::RedisError> for InboxError {
@@ -118,7 +146,9 @@ impl InboxBuilder {
     }
 
     /// How long a message may stay unacknowledged with one consumer before another claims it
-    /// (default 30 s). Longer than your slowest handler, or messages are handled twice.
+    /// (default 30 s). Make it at least twice your slowest handler's time, or a message can be
+    /// handled twice. ([`Inbox::run`] keeps the messages of a batch waiting behind slow
+    /// handlers from being claimed.)
     pub fn claim_idle(mut self, idle: Duration) -> Self {
         self.claim_idle = idle.max(Duration::from_millis(1));
         self
@@ -178,6 +208,7 @@ impl InboxBuilder {
             last_claim: None,
         };
         inbox.create_group().await?;
+        inbox.forget_departed().await;
         Ok(inbox)
     }
 }
@@ -232,16 +263,22 @@ impl Inbox {
     /// new ones, waiting up to `block` for some. Empty when nothing arrived in time. Messages
     /// that failed too often, or cannot be decoded, go to the dead-letter stream instead.
     pub async fn next(&mut self) -> Result<Vec<Received>, InboxError> {
-        let claimed = self.claim_stale().await?;
+        self.next_up_to(self.settings.batch).await
+    }
+
+    /// Like [`Inbox::next`], taking at most `max` messages (and at most the batch size).
+    pub async fn next_up_to(&mut self, max: usize) -> Result<Vec<Received>, InboxError> {
+        let max = max.clamp(1, self.settings.batch);
+        let claimed = self.claim_stale(max).await?;
         if !claimed.is_empty() {
             return Ok(claimed);
         }
-        let read = self.read_new().await;
+        let read = self.read_new(max).await;
         let reply = match read {
             Err(InboxError::Redis(e)) if e.code() == Some("NOGROUP") => {
                 // The stream or group vanished (Redis restarted empty, or someone deleted it).
                 self.create_group().await?;
-                self.read_new().await?
+                self.read_new(max).await?
             }
             other => other?,
         };
@@ -267,8 +304,9 @@ impl Inbox {
 
     /// Handles messages forever, one at a time: acknowledges each after `handler` succeeds.
     /// A failed message is logged and left pending, to be claimed again after `claim_idle`
-    /// (by this consumer or another) until it reaches the dead-letter stream. Redis outages are
-    /// waited out with backoff; only a Redis error that retrying cannot fix ends the loop.
+    /// (by this consumer or another) until it reaches the dead-letter stream. Outages (and a
+    /// Redis loading or failing over) are waited out with backoff; only an error no retry can
+    /// fix (see [`InboxError::is_transient`]) ends the loop.
     pub async fn run<F, Fut, E>(&mut self, mut handler: F) -> Result<(), InboxError>
     where
         F: FnMut(Received) -> Fut,
@@ -279,7 +317,7 @@ impl Inbox {
         loop {
             let batch = match self.next().await {
                 Ok(batch) => batch,
-                Err(InboxError::Unavailable(error)) => {
+                Err(error) if error.is_transient() => {
                     tracing::warn!(%error, retry_in = ?backoff, "inbox unavailable");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -288,7 +326,20 @@ impl Inbox {
                 Err(other) => return Err(other),
             };
             backoff = Duration::from_millis(100);
+            let read_at = Instant::now();
             for received in batch {
+                // The idle time of every message in the batch started at the read: one that
+                // waited behind slow handlers for half of claim_idle is claimed back for this
+                // consumer first, so no other consumer takes it meanwhile.
+                if read_at.elapsed() >= self.settings.claim_idle / 2 {
+                    match self.keep(&received.entry).await {
+                        Ok(true) => {}
+                        Ok(false) => continue, // Taken by another consumer already.
+                        Err(error) => {
+                            tracing::warn!(entry = %received.entry, %error, "cannot keep a message; it may be redelivered");
+                        }
+                    }
+                }
                 let entry = received.entry.clone();
                 let deliveries = received.deliveries;
                 match handler(received).await {
@@ -303,6 +354,36 @@ impl Inbox {
                         tracing::warn!(%entry, deliveries, %error, "handler failed; left for redelivery");
                     }
                 }
+            }
+        }
+    }
+
+    /// Removes consumers of the group that hold no messages and have not read for a day
+    /// (workers named after pods that are gone), so the group does not collect them forever.
+    /// Best effort: a failure only leaves them for next time.
+    async fn forget_departed(&mut self) {
+        const DEPARTED_MS: usize = 24 * 3600 * 1000;
+        let Ok(info) = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .query_async::<StreamInfoConsumersReply>(&mut self.conn)
+            .await
+        else {
+            return;
+        };
+        for consumer in info.consumers {
+            if consumer.pending == 0
+                && consumer.idle > DEPARTED_MS
+                && consumer.name != self.settings.consumer
+            {
+                let _ = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(&self.settings.group)
+                    .arg(&consumer.name)
+                    .query_async::<u64>(&mut self.conn)
+                    .await;
             }
         }
     }
@@ -326,13 +407,27 @@ impl Inbox {
         }
     }
 
-    async fn read_new(&mut self) -> Result<StreamReadReply, InboxError> {
+    /// Resets a pending message's idle time, if this consumer still owns it.
+    async fn keep(&mut self, entry: &str) -> Result<bool, InboxError> {
+        let kept: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg(0)
+            .arg(entry)
+            .arg("JUSTID")
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(!kept.is_empty())
+    }
+
+    async fn read_new(&mut self, max: usize) -> Result<StreamReadReply, InboxError> {
         Ok(redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.settings.group)
             .arg(&self.settings.consumer)
             .arg("COUNT")
-            .arg(self.settings.batch)
+            .arg(max)
             .arg("BLOCK")
             .arg(self.settings.block.as_millis() as u64)
             .arg("STREAMS")
@@ -346,7 +441,7 @@ impl Inbox {
     /// Claims messages left pending by any consumer for longer than `claim_idle`. The pending
     /// list is scanned a page per call, and a full scan is started at most every half
     /// `claim_idle`, so a busy worker spends little on it.
-    async fn claim_stale(&mut self) -> Result<Vec<Received>, InboxError> {
+    async fn claim_stale(&mut self, max: usize) -> Result<Vec<Received>, InboxError> {
         let idle = self.settings.claim_idle;
         let scan_due = self.last_claim.is_none_or(|at| at.elapsed() >= idle / 2);
         if self.claim_cursor == "0-0" && !scan_due {
@@ -359,7 +454,7 @@ impl Inbox {
             .arg(idle.as_millis() as u64)
             .arg(&self.claim_cursor)
             .arg("COUNT")
-            .arg(self.settings.batch)
+            .arg(max)
             .query_async(&mut self.conn)
             .await
             .or_else(|e| match e.code() {
@@ -374,29 +469,37 @@ impl Inbox {
         if self.claim_cursor == "0-0" {
             self.last_claim = Some(Instant::now());
         }
-        let (Some(first), Some(last)) = (reply.claimed.first(), reply.claimed.last()) else {
+        if reply.claimed.is_empty() {
             return Ok(Vec::new());
-        };
-        // XAUTOCLAIM does not say how often each was delivered; the pending list does.
-        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .arg(&first.id)
-            .arg(&last.id)
-            .arg(reply.claimed.len())
-            .arg(&self.settings.consumer)
-            .query_async(&mut self.conn)
-            .await?;
+        }
+        // XAUTOCLAIM does not say how often each was delivered; the pending list does, one
+        // exact id at a time (a range could be filled by other pending ids in between).
+        let mut pipe = redis::pipe();
+        for entry in &reply.claimed {
+            pipe.cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.settings.group)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
+        let pending: Vec<StreamPendingCountReply> = pipe.query_async(&mut self.conn).await?;
         let counts: HashMap<String, u64> = pending
-            .ids
             .into_iter()
+            .flat_map(|p| p.ids)
             .map(|p| (p.id, p.times_delivered as u64))
             .collect();
         let mut out = Vec::new();
         for entry in reply.claimed {
-            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
-            if let Some(received) = self.accept(entry, deliveries).await? {
-                out.push(received);
+            // Not pending any more (acknowledged meanwhile): nothing to do.
+            let Some(deliveries) = counts.get(&entry.id).copied() else {
+                continue;
+            };
+            match self.accept(entry, deliveries).await {
+                Ok(Some(received)) => out.push(received),
+                Ok(None) => {}
+                // Still pending: the next scan tries again. The others are not held back.
+                Err(error) => tracing::warn!(%error, "cannot move a message to the dead letters"),
             }
         }
         Ok(out)
@@ -433,8 +536,8 @@ impl Inbox {
         Ok(None)
     }
 
-    /// Copies an entry to the dead-letter stream and acknowledges it, atomically: it is never
-    /// lost between the two, nor in both.
+    /// Copies an entry to the dead-letter stream and acknowledges it, in one script: the
+    /// acknowledgement happens only if the copy was written, so the entry is never lost.
     async fn dead_letter(
         &mut self,
         entry: &str,
@@ -442,31 +545,16 @@ impl Inbox {
         deliveries: u64,
         problem: &str,
     ) -> Result<(), InboxError> {
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&self.dead)
-            .arg("MAXLEN")
-            .arg("~")
+        DEAD_LETTER
+            .key(&self.dead)
+            .key(&self.stream)
             .arg(self.settings.dead_letter_len)
-            .arg("*")
-            .arg(upstream::FIELD)
             .arg(bytes)
-            .arg("entry")
             .arg(entry)
-            .arg("group")
             .arg(&self.settings.group)
-            .arg("deliveries")
             .arg(deliveries)
-            .arg("problem")
             .arg(problem)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .arg(entry)
-            .ignore()
-            .query_async::<()>(&mut self.conn)
+            .invoke_async::<()>(&mut self.conn)
             .await?;
         Ok(())
     }

@@ -128,7 +128,7 @@ impl Envelope {
         Envelope::control(target, Kind::Leave, Some(room.to_owned()), None, None)
     }
 
-    /// A control envelope closing `target`'s sessions with `code` (4000-4999; 4010 is the
+    /// A control envelope closing `target`'s sessions with `code` (4010-4999; 4010 is the
     /// protocol's "disconnected by the application") and `reason`.
     pub fn disconnect(target: &Target, code: u16, reason: &str) -> Envelope {
         Envelope::control(
@@ -178,9 +178,11 @@ impl Envelope {
                 names::validate_room(self.room.as_deref().ok_or(EnvelopeError::Missing("room"))?)?;
             }
             Kind::Disconnect => {
-                if self.code.is_some_and(|c| !(4000..=4999).contains(&c)) {
+                // 4000-4009 mean something of their own in the protocol (4001: do not retry
+                // with this token, ...); applications get 4010 and up.
+                if self.code.is_some_and(|c| !(4010..=4999).contains(&c)) {
                     return Err(EnvelopeError::Invalid(
-                        "a disconnect code must be 4000-4999",
+                        "a disconnect code must be 4010-4999",
                     ));
                 }
                 if self
@@ -255,6 +257,7 @@ mod tests {
         assert_eq!(Envelope::decode(&bye.encode().unwrap()).unwrap(), bye);
         for bad in [
             Envelope::disconnect(&user, 1000, "x"),
+            Envelope::disconnect(&user, 4001, "x"),
             Envelope::disconnect(&user, 4010, &"x".repeat(124)),
         ] {
             assert!(Envelope::decode(&bad.encode().unwrap()).is_err());

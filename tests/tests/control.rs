@@ -148,7 +148,7 @@ async fn bad_control_commands_are_refused_before_anything_is_published() {
     for (args, expect) in [
         (
             vec!["disconnect", "--user", "u1", "--code", "1000"],
-            "4000-4999",
+            "4010-4999",
         ),
         (vec!["join", "--user", "u1", "--room", "bad room"], "room"),
         (vec!["leave", "--room", "r"], "--user"),
@@ -160,4 +160,22 @@ async fn bad_control_commands_are_refused_before_anything_is_published() {
         assert!(run.stderr.contains(expect), "{args:?}: {}", run.stderr);
     }
     assert_eq!(redis.cli(&["DBSIZE"]).as_deref(), Some("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_s_join_beyond_the_room_limit_is_ignored() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &["--max-rooms", "1"]).await;
+    let lib = Emitter::connect(redis.url()).await.expect("emitter");
+    let (mut u1, _) = Client::connect(&edge.ws_url(), &Token::user("u1", &["chat:*"]).dev()).await;
+    u1.join("chat:1").await;
+    lib.to_user("u1").join_room("vip").await.expect("join");
+    assert_nothing_else(&lib, &mut [&mut u1]).await;
+    // And it did not join: messages to the room do not reach it.
+    lib.to_room("vip").emit("news", &1).await.expect("publish");
+    assert_nothing_else(&lib, &mut [&mut u1]).await;
+    emit(&redis, &["leave", "--user", "u1", "--room", "chat:1"]);
+    assert_eq!(u1.expect("left").await["room"], "chat:1");
+    lib.to_user("u1").join_room("vip").await.expect("join");
+    assert_eq!(u1.expect("joined").await["room"], "vip");
 }

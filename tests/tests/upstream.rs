@@ -336,6 +336,7 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
     let ids = [
         send(&mut alice, "chat.send", json!({"text": "one"})).await,
         send(&mut alice, "typing", json!(true)).await,
+        send(&mut alice, "typing", json!(false)).await,
     ];
     let url = redis.url();
     let run = emitter(
@@ -373,6 +374,26 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
         .cli(&["XPENDING", "fc:{inbox}", "cli"])
         .expect("xpending");
     assert!(pending.starts_with('0'), "acknowledged: {pending}");
+    // Only what it printed was taken: the third is still there for the next run.
+    let run = emitter(
+        &[
+            "--redis-url",
+            &url,
+            "consume",
+            "--group",
+            "cli",
+            "--consumer",
+            "me",
+            "--count",
+            "1",
+        ],
+        None,
+    );
+    let line: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        (&line["entry"], &line["deliveries"]),
+        (&json!(ids[2]), &json!(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,7 +239,6 @@ impl<B: Bus> Session<B> {
         data: Vec<u8>,
         echo: bool,
     ) -> Result<String, Refusal> {
-        self.check_data_size(&data)?;
         if !self.claims.publish.allows(&room) {
             return Err((
                 ErrorCode::Forbidden,
@@ -252,6 +251,7 @@ impl<B: Bus> Session<B> {
                 "join the room before publishing to it".into(),
             ));
         }
+        self.check_data_size(&data)?;
         let mut envelope = Envelope::message(&Target::Room(room), event, data);
         if !echo {
             envelope.except.push(self.client.to_string());
