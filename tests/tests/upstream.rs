@@ -328,6 +328,29 @@ async fn upstream_is_off_unless_configured_and_needs_redis() {
     assert!(stderr.contains("--redis-url"), "{stderr}");
 }
 
+/// Runs `emitter consume --count <count>` as consumer `me` of group `cli`; its JSON lines.
+fn consume(redis: &RedisServer, count: usize) -> Vec<Value> {
+    let (url, count) = (redis.url(), count.to_string());
+    let args = [
+        "--redis-url",
+        &url,
+        "consume",
+        "--group",
+        "cli",
+        "--consumer",
+        "me",
+    ];
+    let run = emitter(&[&args[..], &["--count", &count]].concat(), None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len().to_string(), count, "{}", run.stdout);
+    lines
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
     let redis = RedisServer::start();
@@ -338,28 +361,7 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
         send(&mut alice, "typing", json!(true)).await,
         send(&mut alice, "typing", json!(false)).await,
     ];
-    let url = redis.url();
-    let run = emitter(
-        &[
-            "--redis-url",
-            &url,
-            "consume",
-            "--group",
-            "cli",
-            "--consumer",
-            "me",
-            "--count",
-            "2",
-        ],
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
-    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    let lines = consume(&redis, 2);
     assert_eq!(lines[0]["entry"], ids[0]);
     assert_eq!(lines[0]["event"], "chat.send");
     assert_eq!(lines[0]["data"], json!({"text": "one"}));
@@ -375,21 +377,7 @@ async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
         .expect("xpending");
     assert!(pending.starts_with('0'), "acknowledged: {pending}");
     // Only what it printed was taken: the third is still there for the next run.
-    let run = emitter(
-        &[
-            "--redis-url",
-            &url,
-            "consume",
-            "--group",
-            "cli",
-            "--consumer",
-            "me",
-            "--count",
-            "1",
-        ],
-        None,
-    );
-    let line: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON line");
+    let line = &consume(&redis, 1)[0];
     assert_eq!(
         (&line["entry"], &line["deliveries"]),
         (&json!(ids[2]), &json!(1))
