@@ -14,7 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tungstenite::Message;
 
-use crate::outbox::{Item, Outbound, Outbox};
+use crate::outbox::{Frame, Outbound, Outbox};
 
 /// What the sweep needs to know about a connection, updated by the connection itself.
 pub struct Life {
@@ -147,6 +147,8 @@ impl Connections {
         let unix = ferrocast_protocol::envelope::now_ms() / 1000;
         let idle = idle.as_millis() as u64;
         let turns = turns.max(1);
+        // One ping frame shared by every connection pinged in this sweep.
+        let ping = Frame::own(Message::Ping(Bytes::new()));
         let table = self.table.lock();
         for (id, handle) in table.iter() {
             let last_seen = handle.life.last_seen.load(Ordering::Relaxed);
@@ -165,12 +167,7 @@ impl Connections {
                     .outbox
                     .close(ferrocast_protocol::close::TOKEN_EXPIRED);
             } else if id % turns == tick % turns {
-                handle.outbox.push(Outbound {
-                    item: Item::Frame(Message::Ping(Bytes::new())),
-                    topic: 0,
-                    offset: None,
-                    ts: 0,
-                });
+                handle.outbox.push(Outbound::Frame(ping.clone()));
             }
         }
     }

@@ -15,13 +15,23 @@ use tungstenite::Message;
 
 use crate::metrics::metrics;
 
-/// A frame or control on its way to one connection, with where it came from so the connection
-/// can drop what a replay already sent.
+/// What a connection is asked to do, in order: two words, whatever the message, because every
+/// connection's queue allocates a block of these up front (idle connections pay for its size).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outbound {
-    /// What to write or do.
-    pub item: Item,
-    /// The registry topic it was delivered through.
+pub enum Outbound {
+    /// Write this frame, shared with every other recipient.
+    Frame(Arc<Frame>),
+    /// Apply a worker's control message.
+    Control(Arc<Control>),
+}
+
+/// One encoded frame and where it came from, so a connection can drop what a replay already
+/// sent. Built once per message and encoding, for all its recipients.
+#[derive(Debug, PartialEq)]
+pub struct Frame {
+    /// The frame to write.
+    pub message: Message,
+    /// The registry topic it was delivered through (0 for frames of the edge's own).
     pub topic: u64,
     /// Its offset in the topic's history.
     pub offset: Option<Offset>,
@@ -29,21 +39,24 @@ pub struct Outbound {
     pub ts: u64,
 }
 
-/// What a connection is asked to do, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    /// Write this frame, shared with every other recipient.
-    Frame(Message),
-    /// Apply a worker's control message.
-    Control(Arc<Control>),
+impl Frame {
+    /// A frame of the edge's own (a ping), not from any topic.
+    pub fn own(message: Message) -> Arc<Frame> {
+        Arc::new(Frame {
+            message,
+            topic: 0,
+            offset: None,
+            ts: 0,
+        })
+    }
 }
 
 impl Outbound {
     /// Bytes the frame holds (its payload), as counted against the queue's byte limit.
     pub fn size(&self) -> usize {
-        match &self.item {
-            Item::Frame(frame) => frame.len(),
-            Item::Control(_) => 0,
+        match self {
+            Outbound::Frame(frame) => frame.message.len(),
+            Outbound::Control(_) => 0,
         }
     }
 }
@@ -151,14 +164,14 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_queued_item_is_two_words() {
+        assert_eq!(std::mem::size_of::<Outbound>(), 16);
+    }
+
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
-        let frame = |text: &str| Outbound {
-            item: Item::Frame(Message::Text(text.into())),
-            topic: 1,
-            offset: None,
-            ts: 0,
-        };
+        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
         let (outbox, mut inbox) = channel(2, 1024);
         assert!(outbox.push(frame("1")));
         assert!(outbox.push(frame("2")));
@@ -173,12 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
-        let frame = |len: usize| Outbound {
-            item: Item::Frame(Message::Binary(vec![0; len].into())),
-            topic: 1,
-            offset: None,
-            ts: 0,
-        };
+        let frame = |len: usize| Outbound::Frame(Frame::own(Message::Binary(vec![0; len].into())));
         let (outbox, mut inbox) = channel(100, 10);
         assert!(outbox.push(frame(6)));
         assert!(!outbox.push(frame(6)), "12 bytes would exceed 10");

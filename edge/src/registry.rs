@@ -18,7 +18,7 @@ use crate::control::Control;
 use crate::dedup::RecentIds;
 use crate::delivery::Delivery;
 use crate::metrics::metrics;
-use crate::outbox::{Item, Outbound, Outbox};
+use crate::outbox::{Frame, Outbound, Outbox};
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,7 @@ struct Topic {
 
 /// A membership just added: the topic's id, and its subscription state to wait on.
 pub struct Joined {
-    /// The topic's id (see [`Outbound::topic`]).
+    /// The topic's id (see [`Frame::topic`]).
     pub topic: u64,
     /// Turns `Live` once the target's messages reach the session; closes if the subscription
     /// failed.
@@ -154,28 +154,34 @@ impl Registry {
             for member in topic.members.values() {
                 if !envelope.except.iter().any(|c| **c == *member.client) {
                     // No offset: a seam must never drop a control, which replays leave out.
-                    member.outbox.push(Outbound {
-                        item: Item::Control(control.clone()),
-                        topic: topic.id,
-                        offset: None,
-                        ts,
-                    });
+                    member.outbox.push(Outbound::Control(control.clone()));
                 }
             }
             return;
         }
         let mut delivery = Delivery::new(envelope, offset);
+        // Built once per encoding, shared by every member using it.
+        let mut frames: [Option<Option<Arc<Frame>>>; 2] = [None, None];
         for member in topic.members.values() {
             if delivery.excludes(&member.client) {
                 continue;
             }
-            if let Some(frame) = delivery.frame(member.encoding) {
-                member.outbox.push(Outbound {
-                    item: Item::Frame(frame),
-                    topic: topic.id,
-                    offset: Some(offset),
-                    ts,
-                });
+            let slot = &mut frames[match member.encoding {
+                Encoding::Json => 0,
+                Encoding::MsgPack => 1,
+            }];
+            let frame = slot.get_or_insert_with(|| {
+                delivery.frame(member.encoding).map(|message| {
+                    Arc::new(Frame {
+                        message,
+                        topic: topic.id,
+                        offset: Some(offset),
+                        ts,
+                    })
+                })
+            });
+            if let Some(frame) = frame {
+                member.outbox.push(Outbound::Frame(frame.clone()));
             }
         }
     }

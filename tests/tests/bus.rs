@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, Replay};
-use ferrocast_edge::outbox::{self, Inbox, Item};
+use ferrocast_edge::outbox::{self, Inbox, Outbound};
 use ferrocast_edge::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
@@ -32,10 +32,13 @@ async fn next_text(inbox: &mut Inbox) -> serde_json::Value {
         .await
         .expect("in time")
         .expect("frame");
-    let Item::Frame(Message::Text(text)) = item.item else {
+    let Outbound::Frame(frame) = item else {
+        panic!("frame expected")
+    };
+    let Message::Text(text) = &frame.message else {
         panic!("text expected")
     };
-    serde_json::from_str(&text).expect("json")
+    serde_json::from_str(text).expect("json")
 }
 
 async fn publish<B: Bus>(bus: &B, target: &Target, event: &str, data: &str) -> Offset {
@@ -120,7 +123,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         .expect("in time")
         .expect("frame");
     assert!(
-        matches!(item.item, Item::Frame(Message::Binary(_))),
+        matches!(&item, Outbound::Frame(f) if matches!(f.message, Message::Binary(_))),
         "msgpack member gets binary frames"
     );
     assert!(inbox.rx.try_recv().is_err());

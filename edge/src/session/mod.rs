@@ -9,6 +9,8 @@ mod handlers;
 mod rate;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +36,7 @@ use crate::bus::Bus;
 use crate::connections::{Life, Slot};
 use crate::control::Control;
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
-use crate::outbox::{self, Inbox, Item, Kick, Outbound, Outbox};
+use crate::outbox::{self, Inbox, Outbound, Outbox};
 use crate::recovery::{Seams, Written};
 use crate::registry::{Member, SubState};
 use rate::{TokenBucket, Verdict};
@@ -130,7 +132,13 @@ async fn serve_connection<B: Bus>(
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    let code = session.serve(ws, inbox, since).instrument(span).await;
+    let serving = session.serve(ws, inbox, since);
+    // A disabled span still costs an enter and an exit on every poll.
+    let code = if span.is_disabled() {
+        serving.await
+    } else {
+        serving.instrument(span).await
+    };
     session.leave_everything();
     shared.connections.remove(id);
     code
@@ -212,9 +220,19 @@ impl<B: Bus> Session<B> {
             recovered,
         });
         let kick = inbox.kick.clone();
+        // One wait for the whole connection, not one per loop turn: registering and dropping a
+        // waiter on every wake-up was a measurable share of a delivery's user-space cost.
+        let kick_request = kick.requested();
+        tokio::pin!(kick_request);
         // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
         // must still be closed when the edge asks, not hold its task and memory forever.
-        match send_unless_kicked(ws, &kick, welcome.into_iter().chain(replayed)).await {
+        match send_unless_kicked(
+            ws,
+            kick_request.as_mut(),
+            welcome.into_iter().chain(replayed),
+        )
+        .await
+        {
             Ok(()) => {}
             Err(Some(code)) => return self.kicked(ws, code).await,
             Err(None) => return ABNORMAL,
@@ -223,7 +241,7 @@ impl<B: Bus> Session<B> {
             // Not biased: a connection whose queue never empties must still have its frames
             // (and pongs) read.
             tokio::select! {
-                code = kick.requested() => return self.kicked(ws, code).await,
+                code = &mut kick_request => return self.kicked(ws, code).await,
                 Some(first) = inbox.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
                     let control = tokio::select! {
@@ -231,7 +249,7 @@ impl<B: Bus> Session<B> {
                             Ok(control) => control,
                             Err(_) => return ABNORMAL,
                         },
-                        code = kick.requested() => return self.kicked(ws, code).await,
+                        code = &mut kick_request => return self.kicked(ws, code).await,
                     };
                     let Some(control) = control else { continue };
                     let frames = match self.apply(&control).await {
@@ -241,7 +259,7 @@ impl<B: Bus> Session<B> {
                             return code;
                         }
                     };
-                    match send_unless_kicked(ws, &kick, frames).await {
+                    match send_unless_kicked(ws, kick_request.as_mut(), frames).await {
                         Ok(()) => {}
                         Err(Some(code)) => return self.kicked(ws, code).await,
                         Err(None) => return ABNORMAL,
@@ -285,7 +303,7 @@ impl<B: Bus> Session<B> {
                             return close::RATE_LIMITED;
                         }
                     };
-                    match send_unless_kicked(ws, &kick, replies).await {
+                    match send_unless_kicked(ws, kick_request.as_mut(), replies).await {
                         Ok(()) => {}
                         Err(Some(code)) => return self.kicked(ws, code).await,
                         Err(None) => return ABNORMAL,
@@ -323,24 +341,24 @@ impl<B: Bus> Session<B> {
         let mut control = None;
         while let Some(item) = next {
             inbox.taken(&item);
-            if self.seams.admit(item.topic, item.offset) {
-                let frame = match item.item {
-                    Item::Frame(frame) => frame,
-                    Item::Control(c) => {
-                        control = Some(c);
-                        break;
-                    }
-                };
-                if let Some(offset) = item.offset {
-                    if item.topic == self.auto_topics[USER] {
+            let frame = match item {
+                Outbound::Frame(frame) => frame,
+                Outbound::Control(c) => {
+                    control = Some(c);
+                    break;
+                }
+            };
+            if self.seams.admit(frame.topic, frame.offset) {
+                if let Some(offset) = frame.offset {
+                    if frame.topic == self.auto_topics[USER] {
                         self.written[0].note(offset);
-                    } else if item.topic == self.auto_topics[ALL] {
+                    } else if frame.topic == self.auto_topics[ALL] {
                         self.written[1].note(offset);
                     }
                     delivered += 1;
-                    oldest_ts.get_or_insert(item.ts);
+                    oldest_ts.get_or_insert(frame.ts);
                 }
-                ws.feed(frame).await?;
+                ws.feed(frame.message.clone()).await?;
             }
             count += 1;
             next = if count < BURST {
@@ -426,12 +444,12 @@ async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> 
 /// `Err(Some(code))`: closing was asked for; `Err(None)`: the socket failed.
 async fn send_unless_kicked(
     ws: &mut Ws,
-    kick: &Kick,
+    kick_request: Pin<&mut impl Future<Output = u16>>,
     frames: impl IntoIterator<Item = Message>,
 ) -> Result<(), Option<u16>> {
     tokio::select! {
         written = write_all(ws, frames) => written.map_err(|_| None),
-        code = kick.requested() => Err(Some(code)),
+        code = kick_request => Err(Some(code)),
     }
 }
 
