@@ -12,6 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role;
 
 use crate::Shared;
+use crate::auth::Claims;
 use crate::bus::Bus;
 use crate::connections::Slot;
 use crate::http::{self, ReadError, Request};
@@ -56,26 +57,57 @@ pub async fn serve<B: Bus>(
 
 /// Serves one accepted connection. `unauthenticated` is its place under the cap on connections
 /// that have not authenticated yet, held until it authenticates or ends.
-async fn connection<B: Bus>(shared: Arc<Shared<B>>, mut stream: TcpStream, unauthenticated: Slot) {
+async fn connection<B: Bus>(shared: Arc<Shared<B>>, stream: TcpStream, unauthenticated: Slot) {
+    // The HTTP exchange is boxed and freed once done: a task is as large as its largest state,
+    // and a WebSocket connection lives on for hours after its handshake.
+    let upgraded = Box::pin(handshake(&shared, stream, unauthenticated)).await;
+    if let Some(Upgraded {
+        ws,
+        encoding,
+        claims,
+        open,
+        unauthenticated,
+    }) = upgraded
+    {
+        session::run(shared, ws, encoding, claims, open, unauthenticated).await;
+    }
+}
+
+/// A connection upgraded to a WebSocket, with what the session needs from the handshake.
+struct Upgraded {
+    ws: WebSocketStream<TcpStream>,
+    encoding: Encoding,
+    claims: Option<Claims>,
+    open: Slot,
+    unauthenticated: Slot,
+}
+
+/// Answers an HTTP request (probes, metrics), or upgrades it to a WebSocket.
+async fn handshake<B: Bus>(
+    shared: &Shared<B>,
+    mut stream: TcpStream,
+    unauthenticated: Slot,
+) -> Option<Upgraded> {
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(request) => request,
-        Err(ReadError::Gone) => return,
+        Err(ReadError::Gone) => return None,
         Err(ReadError::Bad(status)) => {
-            return http::respond(&mut stream, status, &[], "bad request").await;
+            http::respond(&mut stream, status, &[], "bad request").await;
+            return None;
         }
     };
-    match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/healthz") => http::respond(&mut stream, 200, &[], "ok").await,
-        ("GET", "/readyz") if shared.is_ready() => {
-            http::respond(&mut stream, 200, &[], "ready").await
-        }
-        ("GET", "/readyz") => http::respond(&mut stream, 503, &[], "not ready").await,
-        ("GET", "/metrics") => http::respond(&mut stream, 200, &[], &metrics().render()).await,
+    let (status, body) = match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/healthz") => (200, "ok".to_owned()),
+        ("GET", "/readyz") if shared.is_ready() => (200, "ready".to_owned()),
+        ("GET", "/readyz") => (503, "not ready".to_owned()),
+        ("GET", "/metrics") => (200, metrics().render()),
         (_, path) if path == shared.config.ws_path => {
-            upgrade(shared, stream, request, unauthenticated).await
+            return upgrade(shared, stream, request, unauthenticated).await;
         }
-        _ => http::respond(&mut stream, 404, &[], "not found").await,
-    }
+        _ => (404, "not found".to_owned()),
+    };
+    http::respond(&mut stream, status, &[], &body).await;
+    None
 }
 
 async fn refuse(stream: &mut TcpStream, status: u16, reason: &'static str, body: &str) {
@@ -87,73 +119,81 @@ async fn refuse(stream: &mut TcpStream, status: u16, reason: &'static str, body:
 }
 
 async fn upgrade<B: Bus>(
-    shared: Arc<Shared<B>>,
+    shared: &Shared<B>,
     mut stream: TcpStream,
     request: Request,
     unauthenticated: Slot,
-) {
+) -> Option<Upgraded> {
     if request.method != "GET" {
-        return http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;
+        http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;
+        return None;
     }
     if !request.header_has_token("upgrade", "websocket")
         || !request.header_has_token("connection", "upgrade")
     {
-        return http::respond(
+        http::respond(
             &mut stream,
             426,
             &[("upgrade", "websocket")],
             "expected a WebSocket upgrade",
         )
         .await;
+        return None;
     }
     if request.header("sec-websocket-version") != Some("13") {
-        return http::respond(
+        http::respond(
             &mut stream,
             426,
             &[("sec-websocket-version", "13")],
             "WebSocket version 13 only",
         )
         .await;
+        return None;
     }
     let Some(key) = request.header("sec-websocket-key") else {
-        return http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
+        http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
+        return None;
     };
     if shared.connections.is_draining() {
-        return refuse(
+        refuse(
             &mut stream,
             503,
             "draining",
             "edge draining; connect to another",
         )
         .await;
+        return None;
     }
     // Browsers send Origin; a page on a foreign site must not open sockets with the user's
     // cookies or tokens (cross-site WebSocket hijacking).
     if let Some(origin) = request.header("origin")
         && !origin_allowed(&shared.config.allowed_origins, origin)
     {
-        return refuse(&mut stream, 403, "origin", "origin not allowed").await;
+        refuse(&mut stream, 403, "origin", "origin not allowed").await;
+        return None;
     }
     let Some(open) = shared
         .connections
         .reserve_open(shared.config.max_connections)
     else {
-        return refuse(
+        refuse(
             &mut stream,
             503,
             "connection_limit",
             "edge full; try another",
         )
         .await;
+        return None;
     };
     let Ok(encoding) = Encoding::negotiate(request.headers("sec-websocket-protocol")) else {
-        return http::respond(
+        http::respond(
             &mut stream,
             400,
             &[],
             "unsupported subprotocol: use ferrocast.v1.json or ferrocast.v1.msgpack",
         )
         .await;
+        return None;
     };
     // The token is read from the Authorization header only, never from the URL.
     let claims = match request.header("authorization") {
@@ -171,13 +211,8 @@ async fn upgrade<B: Bus>(
                         .get_or_create(&ReasonLabel { reason: e.reason() })
                         .inc();
                     let body = format!("invalid token: {e}");
-                    return http::respond(
-                        &mut stream,
-                        401,
-                        &[("www-authenticate", "Bearer")],
-                        &body,
-                    )
-                    .await;
+                    http::respond(&mut stream, 401, &[("www-authenticate", "Bearer")], &body).await;
+                    return None;
                 }
                 None => {
                     metrics()
@@ -186,13 +221,14 @@ async fn upgrade<B: Bus>(
                             reason: "malformed",
                         })
                         .inc();
-                    return http::respond(
+                    http::respond(
                         &mut stream,
                         401,
                         &[("www-authenticate", "Bearer")],
                         "expected a Bearer token",
                     )
                     .await;
+                    return None;
                 }
             }
         }
@@ -201,7 +237,7 @@ async fn upgrade<B: Bus>(
         .await
         .is_err()
     {
-        return;
+        return None;
     }
     if shared.config.echo {
         let config = shared
@@ -212,7 +248,8 @@ async fn upgrade<B: Bus>(
         let ws =
             WebSocketStream::from_partially_read(stream, request.rest, Role::Server, Some(config))
                 .await;
-        return echo(ws).await;
+        echo(ws).await;
+        return None;
     }
     let ws = WebSocketStream::from_partially_read(
         stream,
@@ -221,8 +258,13 @@ async fn upgrade<B: Bus>(
         Some(shared.ws_config),
     )
     .await;
-    let encoding = encoding.unwrap_or(Encoding::Json);
-    session::run(shared, ws, encoding, claims, open, unauthenticated).await;
+    Some(Upgraded {
+        ws,
+        encoding: encoding.unwrap_or(Encoding::Json),
+        claims,
+        open,
+        unauthenticated,
+    })
 }
 
 /// Message limit in echo mode: the conformance suite sends messages of up to 16 MiB.

@@ -86,7 +86,7 @@ async fn serve_connection<B: Bus>(
 ) -> u16 {
     let (claims, since) = match claims {
         Some(claims) => (claims, ScopeSince::default()),
-        None => match authenticate(shared, ws).await {
+        None => match Box::pin(authenticate(shared, ws)).await {
             Ok(claims) => claims,
             Err((reason, label)) => {
                 metrics()
@@ -204,11 +204,14 @@ const ALL: usize = 2;
 impl<B: Bus> Session<B> {
     /// Serves the authenticated connection until it ends; returns the close code.
     async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox, since: ScopeSince) -> u16 {
-        if !self.join_auto().await {
+        // The rarely taken paths are boxed: an async state machine is as large as its largest
+        // await, and an idle connection's task would otherwise carry a join's or a bus
+        // call's worth of state all its life.
+        if !Box::pin(self.join_auto()).await {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return close::TRY_LATER;
         }
-        let Ok((recovered, replayed)) = self.resume(&since).await else {
+        let Ok((recovered, replayed)) = Box::pin(self.resume(&since)).await else {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return close::TRY_LATER;
         };
@@ -252,7 +255,7 @@ impl<B: Bus> Session<B> {
                         code = &mut kick_request => return self.kicked(ws, code).await,
                     };
                     let Some(control) = control else { continue };
-                    let frames = match self.apply(&control).await {
+                    let frames = match Box::pin(self.apply(&control)).await {
                         Ok(frames) => frames,
                         Err((code, reason)) => {
                             close_with(ws, code, &reason).await;
@@ -287,7 +290,7 @@ impl<B: Bus> Session<B> {
                     };
                     let replies = match self.rate.take(Instant::now()) {
                         Verdict::Allow => match frame {
-                            Ok(frame) => self.handle(frame).await,
+                            Ok(frame) => Box::pin(self.handle(frame)).await,
                             Err(FrameError { reference, code, message }) => {
                                 self.error(reference, code, &message).into_iter().collect()
                             }
