@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Two edge binaries side by side under the same fan-out load (over one Redis), alternating
-# ROUNDS times, so before/after figures come from one run on the same noisy machine.
-# Usage: scripts/bench-compare.sh BEFORE_EDGE AFTER_EDGE [ROUNDS] [DURATION] [fanout flags...]
+# Two edge binaries side by side under the same load (over one Redis), alternating ROUNDS
+# times, so before/after figures come from one run on the same noisy machine.
+# Usage: [SCENARIO=fanout] scripts/bench-compare.sh BEFORE_EDGE AFTER_EDGE [ROUNDS] [DURATION] [scenario flags...]
 # Prints one JSON line per run: {"edge":"before"|"after","result":{...}}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ for _ in $(seq "$rounds"); do
   for which in before after; do
     if [ $which = before ]; then port=9111 pid=$pid_before; else port=9112 pid=$pid_after; fi
     result=$(target/release/loadtest --json --url ws://127.0.0.1:$port/ws --edge-pid $pid \
-      --redis-url redis://127.0.0.1:$redis_port fanout --duration "$duration" "$@")
+      --redis-url redis://127.0.0.1:$redis_port "${SCENARIO:-fanout}" --duration "$duration" "$@")
     echo "{\"edge\":\"$which\",\"result\":$result}"
   done
 done
