@@ -143,7 +143,13 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_UPSTREAM_EVENTS", value_delimiter = ',')]
     pub upstream_events: Vec<String>,
 
-    /// Approximate cap on the upstream inbox stream (entries). Past it the oldest entries are
+    /// Partitions of the upstream inbox (`P:{inbox:0}` ..., each in its own Redis Cluster
+    /// slot, so upstream traffic can spread over shards); 1 keeps the single stream `P:{inbox}`. A client's sends
+    /// always go to the same partition, in order. Workers must read as many.
+    #[arg(long, env = "FERROCAST_INBOX_PARTITIONS", default_value_t = 1)]
+    pub inbox_partitions: u16,
+
+    /// Approximate cap on the upstream inbox stream (entries, per partition). Past it the oldest entries are
     /// trimmed, read or not, so a stalled worker fleet cannot fill Redis's memory.
     #[arg(long, env = "FERROCAST_INBOX_MAX_LEN", default_value_t = 100_000)]
     pub inbox_max_len: u64,

@@ -115,7 +115,7 @@ pub async fn serve(
                 registry.clone(),
                 config.history_len,
                 config.history_ttl,
-                config.inbox_max_len,
+                (config.inbox_max_len, config.inbox_partitions),
             )?;
             start(config, verifier, registry, bus, listener, shutdown).await
         }

@@ -32,6 +32,15 @@ pub struct Cli {
         global = true
     )]
     pub redis_url: String,
+    /// A Redis Cluster to use instead of --redis-url: some of its nodes, comma-separated
+    /// (host:port,host:port,...); the others are discovered.
+    #[arg(
+        long,
+        env = "FERROCAST_REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub redis_cluster_nodes: Vec<String>,
     /// Key prefix shared with the edges.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc", global = true)]
     pub prefix: String,
@@ -134,6 +143,9 @@ pub struct ConsumeArgs {
     /// A new group starts with messages sent from now on, not everything in the inbox.
     #[arg(long)]
     pub new_only: bool,
+    /// Partitions the inbox is split into: the edges' --inbox-partitions.
+    #[arg(long, env = "FERROCAST_INBOX_PARTITIONS", default_value_t = 1)]
+    pub inbox_partitions: u16,
 }
 
 /// `emitter send`.
@@ -241,15 +253,20 @@ impl Cli {
         } else {
             StartFrom::Beginning
         };
-        let mut inbox = Inbox::builder(&self.redis_url, &args.group, &args.consumer)
+        let mut builder = Inbox::builder(&self.redis_url, &args.group, &args.consumer);
+        if !self.redis_cluster_nodes.is_empty() {
+            builder = builder.cluster(node_urls(&self.redis_cluster_nodes));
+        }
+        let mut inbox = builder
             .prefix(&self.prefix)
+            .partitions(args.inbox_partitions)
             .claim_idle(args.claim_idle)
             .max_deliveries(args.max_deliveries)
             .start_from(start)
             .timeout(self.redis_timeout)
             .connect()
             .await
-            .with_context(|| format!("cannot read the inbox in {}", redact(&self.redis_url)))?;
+            .with_context(|| format!("cannot read the inbox in {}", self.redis_name()))?;
         let mut printed = 0u64;
         let limit = args.count.unwrap_or(u64::MAX);
         let shutdown = shutdown_signal();
@@ -269,15 +286,29 @@ impl Cli {
                 // leaves the message for another.
                 stdout.flush()?;
                 drop(stdout);
-                inbox.ack(&received.entry).await?;
+                inbox.ack(&received).await?;
                 printed += 1;
             }
         }
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Where Redis is, for messages.
+    fn redis_name(&self) -> String {
+        if self.redis_cluster_nodes.is_empty() {
+            redact(&self.redis_url)
+        } else {
+            format!("the cluster at {}", self.redis_cluster_nodes.join(","))
+        }
+    }
+
     async fn connect(&self) -> anyhow::Result<Emitter> {
-        Emitter::builder(&self.redis_url)
+        let builder = if self.redis_cluster_nodes.is_empty() {
+            Emitter::builder(&self.redis_url)
+        } else {
+            Emitter::cluster_builder(node_urls(&self.redis_cluster_nodes))
+        };
+        builder
             .prefix(&self.prefix)
             .history_len(self.history_len)
             .history_ttl(self.history_ttl)
@@ -286,7 +317,7 @@ impl Cli {
             .retries(self.retries, Duration::from_millis(100))
             .connect()
             .await
-            .with_context(|| format!("cannot publish through {}", redact(&self.redis_url)))
+            .with_context(|| format!("cannot publish through {}", self.redis_name()))
     }
 
     async fn send_one(&self, args: &SendArgs) -> anyhow::Result<ExitCode> {
@@ -465,6 +496,22 @@ fn parse_line(line: &str, except: &[String]) -> anyhow::Result<Message> {
     let mut all_except = line.except;
     all_except.extend_from_slice(except);
     Ok(Message::new(target, &line.event, data, all_except, None)?)
+}
+
+/// Cluster nodes as URLs: `host:port` gets `redis://` in front.
+pub fn node_urls(nodes: &[String]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            if n.contains("://") {
+                n.to_owned()
+            } else {
+                format!("redis://{n}")
+            }
+        })
+        .collect()
 }
 
 /// The URL without its password, for messages.

@@ -37,6 +37,7 @@ const PIPELINE_CHUNK: usize = 512;
 #[derive(Debug, Clone)]
 pub struct EmitterBuilder {
     url: String,
+    cluster_nodes: Vec<String>,
     prefix: String,
     history_len: u64,
     history_ttl: Duration,
@@ -101,11 +102,21 @@ impl EmitterBuilder {
         emitter
             .retrying(|| async {
                 let inner = &emitter.inner;
-                let mut conn = inner.pool.dedicated_connection().await?;
-                let loaded = inner.script.prepare_invoke().load_async(conn.get()).await;
-                conn.check(loaded)?;
-                // A full pool refuses the connection; it is then simply dropped.
-                let _ = inner.pool.add(conn);
+                match &inner.backend {
+                    Backend::Single(pool) => {
+                        let mut conn = pool.dedicated_connection().await?;
+                        let loaded = inner.script.prepare_invoke().load_async(conn.get()).await;
+                        conn.check(loaded)?;
+                        // A full pool refuses the connection; it is then simply dropped.
+                        let _ = pool.add(conn);
+                    }
+                    // Each master loads the script on its first use (EVALSHA falls back).
+                    Backend::Cluster(conn) => {
+                        redis::cmd("PING")
+                            .query_async::<()>(&mut conn.clone())
+                            .await?;
+                    }
+                }
                 Ok(())
             })
             .await?;
@@ -120,23 +131,43 @@ impl EmitterBuilder {
                 what: "prefix",
             }));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
-        let pool = bb8::Pool::builder()
-            .max_size(self.pool_size)
-            .test_on_check_out(false)
-            // Our own retry loop decides how often to try; bb8 would retry silently until its
-            // timeout.
-            .retry_connection(false)
-            .connection_timeout(self.connect_timeout)
-            .build_unchecked(Manager::new(
-                client,
-                self.connect_timeout,
-                self.response_timeout,
-            ));
+        let backend = if self.cluster_nodes.is_empty() {
+            let client = redis::Client::open(self.url.as_str())
+                .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
+            Backend::Single(
+                bb8::Pool::builder()
+                    .max_size(self.pool_size)
+                    .test_on_check_out(false)
+                    // Our own retry loop decides how often to try; bb8 would retry silently
+                    // until its timeout.
+                    .retry_connection(false)
+                    .connection_timeout(self.connect_timeout)
+                    .build_unchecked(Manager::new(
+                        client,
+                        self.connect_timeout,
+                        self.response_timeout,
+                    )),
+            )
+        } else {
+            // One cluster connection: it keeps a multiplexed connection per node, routes each
+            // call to its slot's master and follows MOVED redirections itself.
+            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
+            Backend::Cluster(
+                client.get_pending_async_connection_with_config(
+                    redis::cluster::ClusterConfig::new()
+                        .set_connection_timeout(self.connect_timeout)
+                        .set_response_timeout(self.response_timeout),
+                ),
+            )
+        };
         Ok(Emitter {
             inner: Arc::new(Inner {
-                pool,
+                backend,
                 keys: Keys::new(&self.prefix),
                 script: redis::Script::new(PUBLISH_SCRIPT),
                 history_len: self.history_len.max(1),
@@ -155,7 +186,7 @@ pub struct Emitter {
 }
 
 struct Inner {
-    pool: bb8::Pool<Manager>,
+    backend: Backend,
     keys: Keys,
     script: redis::Script,
     history_len: u64,
@@ -164,11 +195,29 @@ struct Inner {
     retry_backoff: Duration,
 }
 
+/// Where publishes go.
+enum Backend {
+    /// One Redis, through a pool of multiplexed connections.
+    Single(bb8::Pool<Manager>),
+    /// A Redis Cluster: the script runs on its target's master, and the live message goes out
+    /// with SPUBLISH (sharded pub/sub).
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 impl Emitter {
+    /// Settings for an emitter publishing through a Redis Cluster, given some of its nodes
+    /// (`redis://host:port` each; the rest are discovered).
+    pub fn cluster_builder(nodes: impl IntoIterator<Item = impl Into<String>>) -> EmitterBuilder {
+        let mut builder = Emitter::builder("");
+        builder.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        builder
+    }
+
     /// Settings for an emitter publishing through the Redis at `url`.
     pub fn builder(url: impl Into<String>) -> EmitterBuilder {
         EmitterBuilder {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             prefix: ferrocast_protocol::keys::DEFAULT_PREFIX.to_owned(),
             history_len: script::DEFAULT_HISTORY_LEN,
             history_ttl: Duration::from_millis(script::DEFAULT_HISTORY_TTL_MS),
@@ -232,7 +281,34 @@ impl Emitter {
         &self,
         chunk: &[Message],
     ) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
-        let mut conn = self.inner.pool.get().await?;
+        let pool = match &self.inner.backend {
+            Backend::Single(pool) => pool,
+            Backend::Cluster(conn) => {
+                // A pipeline must stay in one slot: send the calls at once instead, and the
+                // connection pipelines them per node.
+                let replies = futures_util::future::join_all(chunk.iter().map(|message| {
+                    let mut conn = conn.clone();
+                    async move {
+                        self.invocation(message)
+                            .invoke_async::<(String, String)>(&mut conn)
+                            .await
+                    }
+                }))
+                .await;
+                // All failing for want of Redis is an outage, retried as a whole (same ids).
+                if let Some(Err(e)) = replies.first()
+                    && crate::error::is_unreachable(e)
+                    && replies.iter().all(Result::is_err)
+                {
+                    return Err(EmitError::Unavailable(e.to_string()));
+                }
+                return Ok(replies
+                    .into_iter()
+                    .map(|r| parse_reply(r.map_err(EmitError::from)?))
+                    .collect());
+            }
+        };
+        let mut conn = pool.get().await?;
         {
             let mut pipe = redis::pipe();
             // Loading first makes the pipeline immune to a SCRIPT FLUSH or a restarted Redis.
@@ -259,9 +335,18 @@ impl Emitter {
 
     async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {
         self.retrying(|| async {
-            let mut conn = self.inner.pool.get().await?;
-            let reply = self.invocation(message).invoke_async(conn.get()).await;
-            parse_reply(conn.check(reply)?)
+            match &self.inner.backend {
+                Backend::Single(pool) => {
+                    let mut conn = pool.get().await?;
+                    let reply = self.invocation(message).invoke_async(conn.get()).await;
+                    parse_reply(conn.check(reply)?)
+                }
+                Backend::Cluster(conn) => parse_reply(
+                    self.invocation(message)
+                        .invoke_async(&mut conn.clone())
+                        .await?,
+                ),
+            }
         })
         .await
     }
@@ -302,7 +387,10 @@ impl Emitter {
             .arg(&message.envelope[..])
             .arg(self.inner.history_len)
             .arg(self.inner.history_ttl_ms)
-            .arg("PUBLISH");
+            .arg(match self.inner.backend {
+                Backend::Single(_) => "PUBLISH",
+                Backend::Cluster(_) => "SPUBLISH",
+            });
         invocation
     }
 }

@@ -47,9 +47,17 @@ impl From<serde_json::Error> for EmitError {
     }
 }
 
-/// Whether `e` means Redis could not be reached (worth retrying), rather than an answer.
+/// Whether `e` means Redis could not be reached (worth retrying), rather than an answer. A
+/// cluster that is failing over (down, or a master moved) counts as unreachable for now.
 pub(crate) fn is_unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.code(),
+            Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "LOADING")
+        )
 }
 
 impl From<redis::RedisError> for EmitError {

@@ -113,6 +113,8 @@ pub enum StartFrom {
 #[derive(Debug, Clone)]
 pub struct InboxBuilder {
     url: String,
+    cluster_nodes: Vec<String>,
+    partitions: u16,
     prefix: String,
     group: String,
     consumer: String,
@@ -129,6 +131,20 @@ impl InboxBuilder {
     /// Key prefix shared with the edges (default `fc`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// How many partitions the inbox is split into: the edges' `--inbox-partitions` (default 1).
+    /// Every partition is read.
+    pub fn partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Reads the inbox in a Redis Cluster, given some of its nodes (`redis://host:port` each),
+    /// instead of the single Redis given to [`Inbox::builder`].
+    pub fn cluster(mut self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -191,21 +207,36 @@ impl InboxBuilder {
                 "the prefix must be printable ASCII without braces",
             ));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.block + self.timeout))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let conn = if self.cluster_nodes.is_empty() {
+            let client = redis::Client::open(self.url.as_str())
+                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.block + self.timeout))
+                .set_number_of_retries(1);
+            Conn::Single(client.get_connection_manager_with_config(config).await?)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
+                .connection_timeout(self.timeout)
+                .response_timeout(self.block + self.timeout)
+                .build()
+                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
+            Conn::Cluster(client.get_async_connection().await?)
+        };
         let keys = Keys::new(&self.prefix);
+        let parts = (0..self.partitions)
+            .map(|i| Partition {
+                stream: keys.inbox_partition(i, self.partitions),
+                dead: keys.dead_letter_partition(i, self.partitions),
+                claim_cursor: "0-0".to_owned(),
+                last_claim: None,
+            })
+            .collect();
         let mut inbox = Inbox {
             conn,
-            stream: keys.inbox(),
-            dead: keys.dead_letter(),
+            parts,
+            turn: 0,
             settings: self,
-            claim_cursor: "0-0".to_owned(),
-            last_claim: None,
         };
         inbox.create_group().await?;
         inbox.forget_departed().await;
@@ -215,14 +246,58 @@ impl InboxBuilder {
 
 /// A consumer of the upstream inbox, in a consumer group.
 pub struct Inbox {
-    conn: ConnectionManager,
+    conn: Conn,
+    parts: Vec<Partition>,
+    /// The partition read first next time, so none is favoured.
+    turn: usize,
+    settings: InboxBuilder,
+}
+
+/// One partition of the inbox: its stream, dead letters, and the scan of its stale messages.
+struct Partition {
     stream: String,
     dead: String,
-    settings: InboxBuilder,
     /// Where the scan of stale pending messages goes on from.
     claim_cursor: String,
     /// When the scan of stale pending messages last went all the way round.
     last_claim: Option<Instant>,
+}
+
+/// The connection: one Redis (reconnecting by itself) or a cluster (routing by key).
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// A message taken from the inbox, to handle and then [`Inbox::ack`].
@@ -230,6 +305,8 @@ pub struct Inbox {
 pub struct Received {
     /// Its inbox stream id (what the sender's `ack` carried).
     pub entry: String,
+    /// The inbox partition it came from.
+    pub partition: u16,
     /// How many times it has been handed to a consumer, this time included.
     pub deliveries: u64,
     /// The message.
@@ -246,6 +323,8 @@ impl Inbox {
     ) -> InboxBuilder {
         InboxBuilder {
             url: url.into(),
+            cluster_nodes: Vec::new(),
+            partitions: 1,
             prefix: ferrocast_protocol::keys::DEFAULT_PREFIX.to_owned(),
             group: group.into(),
             consumer: consumer.into(),
@@ -269,32 +348,50 @@ impl Inbox {
     /// Like [`Inbox::next`], taking at most `max` messages (and at most the batch size).
     pub async fn next_up_to(&mut self, max: usize) -> Result<Vec<Received>, InboxError> {
         let max = max.clamp(1, self.settings.batch);
-        let claimed = self.claim_stale(max).await?;
-        if !claimed.is_empty() {
-            return Ok(claimed);
-        }
-        let read = self.read_new(max).await;
-        let reply = match read {
-            Err(InboxError::Redis(e)) if e.code() == Some("NOGROUP") => {
-                // The stream or group vanished (Redis restarted empty, or someone deleted it).
-                self.create_group().await?;
-                self.read_new(max).await?
-            }
-            other => other?,
-        };
-        let mut out = Vec::new();
-        for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-            if let Some(received) = self.accept(entry, 1).await? {
-                out.push(received);
+        let n = self.parts.len();
+        self.turn = (self.turn + 1) % n;
+        let order: Vec<usize> = (0..n).map(|i| (self.turn + i) % n).collect();
+        for &p in &order {
+            let claimed = self.claim_stale(p, max).await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
             }
         }
-        Ok(out)
+        // Each partition waits its share of `block`, so a quiet inbox is waited on for about
+        // `block` in all, whichever partition a message arrives in.
+        let block = self.settings.block / n as u32;
+        for &p in &order {
+            let read = self.read_new(p, max, block).await;
+            let reply = match read {
+                Err(InboxError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                    // The stream or group vanished (Redis restarted empty, or it was deleted).
+                    self.create_group().await?;
+                    self.read_new(p, max, block).await?
+                }
+                other => other?,
+            };
+            let mut out = Vec::new();
+            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                if let Some(received) = self.accept(p, entry, 1).await? {
+                    out.push(received);
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// Acknowledges a handled message: it will not be delivered again.
-    pub async fn ack(&mut self, entry: &str) -> Result<(), InboxError> {
+    pub async fn ack(&mut self, received: &Received) -> Result<(), InboxError> {
+        self.ack_entry(received.partition, &received.entry).await
+    }
+
+    async fn ack_entry(&mut self, partition: u16, entry: &str) -> Result<(), InboxError> {
+        let part = &self.parts[usize::from(partition) % self.parts.len()];
         redis::cmd("XACK")
-            .arg(&self.stream)
+            .arg(&part.stream)
             .arg(&self.settings.group)
             .arg(entry)
             .query_async::<u64>(&mut self.conn)
@@ -332,7 +429,7 @@ impl Inbox {
                 // waited behind slow handlers for half of claim_idle is claimed back for this
                 // consumer first, so no other consumer takes it meanwhile.
                 if read_at.elapsed() >= self.settings.claim_idle / 2 {
-                    match self.keep(&received.entry).await {
+                    match self.keep(&received).await {
                         Ok(true) => {}
                         Ok(false) => continue, // Taken by another consumer already.
                         Err(error) => {
@@ -340,11 +437,11 @@ impl Inbox {
                         }
                     }
                 }
-                let entry = received.entry.clone();
+                let (entry, partition) = (received.entry.clone(), received.partition);
                 let deliveries = received.deliveries;
                 match handler(received).await {
                     Ok(()) => {
-                        if let Err(error) = self.ack(&entry).await {
+                        if let Err(error) = self.ack_entry(partition, &entry).await {
                             // Not acknowledged: it comes back after claim_idle. Handlers should
                             // be idempotent for this reason.
                             tracing::warn!(%entry, %error, "cannot acknowledge; it will be redelivered");
@@ -363,27 +460,29 @@ impl Inbox {
     /// Best effort: a failure only leaves them for next time.
     async fn forget_departed(&mut self) {
         const DEPARTED_MS: usize = 24 * 3600 * 1000;
-        let Ok(info) = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .query_async::<StreamInfoConsumersReply>(&mut self.conn)
-            .await
-        else {
-            return;
-        };
-        for consumer in info.consumers {
-            if consumer.pending == 0
-                && consumer.idle > DEPARTED_MS
-                && consumer.name != self.settings.consumer
-            {
-                let _ = redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&self.stream)
-                    .arg(&self.settings.group)
-                    .arg(&consumer.name)
-                    .query_async::<u64>(&mut self.conn)
-                    .await;
+        for p in 0..self.parts.len() {
+            let Ok(info) = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&self.parts[p].stream)
+                .arg(&self.settings.group)
+                .query_async::<StreamInfoConsumersReply>(&mut self.conn)
+                .await
+            else {
+                continue;
+            };
+            for consumer in info.consumers {
+                if consumer.pending == 0
+                    && consumer.idle > DEPARTED_MS
+                    && consumer.name != self.settings.consumer
+                {
+                    let _ = redis::cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(&self.parts[p].stream)
+                        .arg(&self.settings.group)
+                        .arg(&consumer.name)
+                        .query_async::<u64>(&mut self.conn)
+                        .await;
+                }
             }
         }
     }
@@ -393,35 +492,44 @@ impl Inbox {
             StartFrom::Beginning => "0",
             StartFrom::New => "$",
         };
-        let created = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .arg(start)
-            .arg("MKSTREAM")
-            .query_async::<()>(&mut self.conn)
-            .await;
-        match created {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => Ok(other?),
+        for p in 0..self.parts.len() {
+            let created = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&self.parts[p].stream)
+                .arg(&self.settings.group)
+                .arg(start)
+                .arg("MKSTREAM")
+                .query_async::<()>(&mut self.conn)
+                .await;
+            match created {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
     /// Resets a pending message's idle time, if this consumer still owns it.
-    async fn keep(&mut self, entry: &str) -> Result<bool, InboxError> {
+    async fn keep(&mut self, received: &Received) -> Result<bool, InboxError> {
+        let part = &self.parts[usize::from(received.partition) % self.parts.len()];
         let kept: Vec<String> = redis::cmd("XCLAIM")
-            .arg(&self.stream)
+            .arg(&part.stream)
             .arg(&self.settings.group)
             .arg(&self.settings.consumer)
             .arg(0)
-            .arg(entry)
+            .arg(&received.entry)
             .arg("JUSTID")
             .query_async(&mut self.conn)
             .await?;
         Ok(!kept.is_empty())
     }
 
-    async fn read_new(&mut self, max: usize) -> Result<StreamReadReply, InboxError> {
+    async fn read_new(
+        &mut self,
+        p: usize,
+        max: usize,
+        block: Duration,
+    ) -> Result<StreamReadReply, InboxError> {
         Ok(redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.settings.group)
@@ -429,9 +537,9 @@ impl Inbox {
             .arg("COUNT")
             .arg(max)
             .arg("BLOCK")
-            .arg(self.settings.block.as_millis() as u64)
+            .arg((block.as_millis() as u64).max(1))
             .arg("STREAMS")
-            .arg(&self.stream)
+            .arg(&self.parts[p].stream)
             .arg(">")
             .query_async::<Option<StreamReadReply>>(&mut self.conn)
             .await?
@@ -441,18 +549,19 @@ impl Inbox {
     /// Claims messages left pending by any consumer for longer than `claim_idle`. The pending
     /// list is scanned a page per call, and a full scan is started at most every half
     /// `claim_idle`, so a busy worker spends little on it.
-    async fn claim_stale(&mut self, max: usize) -> Result<Vec<Received>, InboxError> {
+    async fn claim_stale(&mut self, p: usize, max: usize) -> Result<Vec<Received>, InboxError> {
         let idle = self.settings.claim_idle;
-        let scan_due = self.last_claim.is_none_or(|at| at.elapsed() >= idle / 2);
-        if self.claim_cursor == "0-0" && !scan_due {
+        let part = &self.parts[p];
+        let scan_due = part.last_claim.is_none_or(|at| at.elapsed() >= idle / 2);
+        if part.claim_cursor == "0-0" && !scan_due {
             return Ok(Vec::new());
         }
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&self.stream)
+            .arg(&part.stream)
             .arg(&self.settings.group)
             .arg(&self.settings.consumer)
             .arg(idle.as_millis() as u64)
-            .arg(&self.claim_cursor)
+            .arg(&part.claim_cursor)
             .arg("COUNT")
             .arg(max)
             .query_async(&mut self.conn)
@@ -461,13 +570,14 @@ impl Inbox {
                 Some("NOGROUP") => Ok(StreamAutoClaimReply::default()),
                 _ => Err(e),
             })?;
-        self.claim_cursor = if reply.next_stream_id.is_empty() {
+        let part = &mut self.parts[p];
+        part.claim_cursor = if reply.next_stream_id.is_empty() {
             "0-0".to_owned()
         } else {
             reply.next_stream_id
         };
-        if self.claim_cursor == "0-0" {
-            self.last_claim = Some(Instant::now());
+        if part.claim_cursor == "0-0" {
+            part.last_claim = Some(Instant::now());
         }
         if reply.claimed.is_empty() {
             return Ok(Vec::new());
@@ -477,7 +587,7 @@ impl Inbox {
         let mut pipe = redis::pipe();
         for entry in &reply.claimed {
             pipe.cmd("XPENDING")
-                .arg(&self.stream)
+                .arg(&self.parts[p].stream)
                 .arg(&self.settings.group)
                 .arg(&entry.id)
                 .arg(&entry.id)
@@ -495,7 +605,7 @@ impl Inbox {
             let Some(deliveries) = counts.get(&entry.id).copied() else {
                 continue;
             };
-            match self.accept(entry, deliveries).await {
+            match self.accept(p, entry, deliveries).await {
                 Ok(Some(received)) => out.push(received),
                 Ok(None) => {}
                 // Still pending: the next scan tries again. The others are not held back.
@@ -509,6 +619,7 @@ impl Inbox {
     /// was delivered too often or cannot be decoded.
     async fn accept(
         &mut self,
+        p: usize,
         entry: StreamId,
         deliveries: u64,
     ) -> Result<Option<Received>, InboxError> {
@@ -523,6 +634,7 @@ impl Inbox {
                 Ok(message) => {
                     return Ok(Some(Received {
                         entry: entry.id,
+                        partition: p as u16,
                         deliveries,
                         message,
                     }));
@@ -531,7 +643,7 @@ impl Inbox {
             }
         };
         tracing::warn!(entry = %entry.id, deliveries, %problem, "moving an inbox message to the dead-letter stream");
-        self.dead_letter(&entry.id, &bytes, deliveries, &problem)
+        self.dead_letter(p, &entry.id, &bytes, deliveries, &problem)
             .await?;
         Ok(None)
     }
@@ -540,14 +652,15 @@ impl Inbox {
     /// acknowledgement happens only if the copy was written, so the entry is never lost.
     async fn dead_letter(
         &mut self,
+        p: usize,
         entry: &str,
         bytes: &[u8],
         deliveries: u64,
         problem: &str,
     ) -> Result<(), InboxError> {
         DEAD_LETTER
-            .key(&self.dead)
-            .key(&self.stream)
+            .key(&self.parts[p].dead)
+            .key(&self.parts[p].stream)
             .arg(self.settings.dead_letter_len)
             .arg(bytes)
             .arg(entry)

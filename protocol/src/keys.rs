@@ -191,6 +191,34 @@ impl Keys {
         format!("{}:{{inbox}}:dead", self.prefix)
     }
 
+    /// Partition `i` of an inbox split into `n`: `P:{inbox}` when `n` is 1, else
+    /// `P:{inbox:i}`, each in a slot of its own on a Redis Cluster.
+    pub fn inbox_partition(&self, i: u16, n: u16) -> String {
+        if n <= 1 {
+            self.inbox()
+        } else {
+            format!("{}:{{inbox:{i}}}", self.prefix)
+        }
+    }
+
+    /// The partition of `n` that a client's upstream messages go to: always the same one, so
+    /// they stay in order (FNV-1a of the client id).
+    pub fn inbox_partition_of(client: &str, n: u16) -> u16 {
+        let hash = client.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % u64::from(n.max(1))) as u16
+    }
+
+    /// The dead-letter stream of partition `i` of `n`, in the partition's slot.
+    pub fn dead_letter_partition(&self, i: u16, n: u16) -> String {
+        if n <= 1 {
+            self.dead_letter()
+        } else {
+            format!("{}:{{inbox:{i}}}:dead", self.prefix)
+        }
+    }
+
     /// The target of a live channel name, or `None` if the name is not one of ours.
     pub fn target_of_live(&self, channel: &[u8]) -> Option<TargetKey> {
         let rest = channel.strip_prefix(self.prefix.as_bytes())?;
@@ -218,6 +246,19 @@ mod tests {
         assert_eq!(keys.target_of_live(b"xx:{room:a}:live"), None);
         assert_eq!(keys.target_of_live(b"fc:{a}b}:live"), None);
         assert_eq!(Target::All.key().as_str(), "all");
+    }
+
+    #[test]
+    fn inbox_partitions() {
+        let keys = Keys::new("fc");
+        assert_eq!(keys.inbox_partition(0, 1), "fc:{inbox}");
+        assert_eq!(keys.inbox_partition(2, 4), "fc:{inbox:2}");
+        assert_eq!(keys.dead_letter_partition(2, 4), "fc:{inbox:2}:dead");
+        let spread: std::collections::HashSet<u16> = (0..100)
+            .map(|i| Keys::inbox_partition_of(&format!("client-{i}"), 4))
+            .collect();
+        assert_eq!(spread.len(), 4);
+        assert_eq!(Keys::inbox_partition_of("c", 1), 0);
     }
 
     #[test]

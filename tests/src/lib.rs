@@ -14,7 +14,7 @@ pub mod token;
 
 pub use client::Client;
 pub use emitter_cli::emitter;
-pub use process::{Edge, RedisServer, Running, bin, free_port};
+pub use process::{Edge, RedisCluster, RedisServer, Running, bin, free_port};
 pub use token::Token;
 
 use std::time::Duration;

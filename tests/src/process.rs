@@ -45,10 +45,15 @@ impl RedisServer {
     /// Starts redis-server (from PATH) on a free port with no persistence, and waits until it
     /// answers.
     pub fn start() -> RedisServer {
-        RedisServer::start_on(free_port())
+        RedisServer::start_on(free_port(), &[])
     }
 
-    fn start_on(port: u16) -> RedisServer {
+    /// Like [`RedisServer::start`], with extra redis-server arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_on(free_port(), extra)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> RedisServer {
         let dir =
             std::env::temp_dir().join(format!("ferrocast-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -65,6 +70,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -86,7 +92,7 @@ impl RedisServer {
     pub fn restart_empty(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let fresh = RedisServer::start_on(self.port);
+        let fresh = RedisServer::start_on(self.port, &[]);
         let old = std::mem::replace(self, fresh);
         std::mem::forget(old);
     }
@@ -108,15 +114,20 @@ impl RedisServer {
 
     /// Runs redis-cli against this server; `None` if it failed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        redis_cli(&["-p", &self.port.to_string()], args)
     }
+}
+
+/// Runs redis-cli with `options`, then `args`; its output, or `None` if it failed.
+fn redis_cli(options: &[&str], args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(options)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 impl Drop for RedisServer {
@@ -317,5 +328,83 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A local Redis Cluster of our own: `masters` masters (and `replicas` replicas of each), every
+/// node a redis-server on a free port, killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits until every
+    /// node reports `cluster_state:ok`.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let count = masters * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + DEADLINE * 3;
+        while !cluster.nodes.iter().all(|n| {
+            n.cli(&["CLUSTER", "INFO"])
+                .is_some_and(|i| i.contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `host:port` of every node, comma-separated (the `--redis-cluster-nodes` form).
+    pub fn nodes_arg(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `redis://host:port` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Runs redis-cli in cluster mode (`-c`, following redirections) from the first node.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        redis_cli(&["-c", "-p", &self.nodes[0].port.to_string()], args)
+    }
+
+    /// The port of the node holding `key` (its slot's master), if the key exists.
+    pub fn holder_of(&self, key: &str) -> Option<u16> {
+        // Asked without -c, only the slot's master answers; the others redirect.
+        self.nodes
+            .iter()
+            .find(|n| n.cli(&["EXISTS", key]).as_deref() == Some("1"))
+            .map(|n| n.port)
     }
 }

@@ -171,7 +171,7 @@ async fn redis_bus_keeps_the_contract() {
         registry.clone(),
         100,
         Duration::from_secs(60),
-        1000,
+        (1000, 1),
     )
     .expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;

@@ -158,7 +158,7 @@ async fn a_crashed_worker_s_message_goes_to_another_and_poison_goes_to_the_dead_
         (again[0].entry.as_str(), again[0].deliveries),
         (lost.as_str(), 2)
     );
-    w2.ack(&lost).await.expect("ack");
+    w2.ack(&again[0]).await.expect("ack");
 
     // A poison message fails every time; the ones after it are handled meanwhile.
     let poison = send(&mut alice, "chat.send", json!("poison")).await;
@@ -429,4 +429,60 @@ async fn the_chat_worker_example_publishes_good_messages_and_answers_bad_ones() 
     );
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
     ferrocast_tests::assert_nothing_else(&emitter, &mut [&mut alice, &mut bob]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_inbox_keeps_each_client_in_one_partition_and_workers_read_them_all() {
+    let redis = RedisServer::start();
+    let mut args = UPSTREAM.to_vec();
+    args.extend(["--inbox-partitions", "3"]);
+    let edge = Edge::with_redis(&redis, &args).await;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let (client, _) = Client::connect(&edge.ws_url(), &token(&format!("user-{i}"))).await;
+        clients.push(client);
+    }
+    let mut ids = std::collections::HashSet::new();
+    for round in 0..2 {
+        for client in &mut clients {
+            ids.insert(send(client, "chat.send", json!(round)).await);
+        }
+    }
+    let lengths: Vec<u64> = (0..3)
+        .map(|p| {
+            redis
+                .cli(&["XLEN", &format!("fc:{{inbox:{p}}}")])
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(lengths.iter().sum::<u64>(), 12, "{lengths:?}");
+    assert!(
+        lengths.iter().filter(|n| **n > 0).count() > 1,
+        "{lengths:?}"
+    );
+    assert_eq!(redis.cli(&["EXISTS", "fc:{inbox}"]).as_deref(), Some("0"));
+
+    let mut inbox = Inbox::builder(redis.url(), "workers", "w1")
+        .partitions(3)
+        .block(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("inbox");
+    let received = take(&mut inbox, 12).await;
+    // Per client, in the order sent.
+    let mut per_client: std::collections::HashMap<String, Vec<Vec<u8>>> = Default::default();
+    for r in &received {
+        per_client
+            .entry(r.message.client.clone())
+            .or_default()
+            .push(r.message.data.clone());
+        inbox.ack(r).await.expect("ack");
+    }
+    assert_eq!(per_client.len(), 6);
+    for data in per_client.values() {
+        assert_eq!(data, &vec![b"0".to_vec(), b"1".to_vec()]);
+    }
+    let got: std::collections::HashSet<String> = received.into_iter().map(|r| r.entry).collect();
+    assert_eq!(got, ids);
 }

@@ -61,8 +61,10 @@ pub struct RedisBus {
     positions: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
     /// How long histories live after their last publish.
     history_ttl: Duration,
-    /// Approximate cap on the upstream inbox stream.
+    /// Approximate cap on each upstream inbox stream.
     inbox_max_len: u64,
+    /// Partitions of the upstream inbox.
+    inbox_partitions: u16,
     ready: AtomicBool,
 }
 
@@ -77,7 +79,8 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
 }
 
 impl RedisBus {
-    /// Starts a bus on the Redis at `url`. Returns at once; the connection is made (and remade)
+    /// Starts a bus on the Redis at `url`; `inbox` is the upstream inbox's length cap and
+    /// partition count. Returns at once; the connection is made (and remade)
     /// in the background, and [`Bus::is_ready`] says when it is up.
     pub fn start(
         url: &str,
@@ -85,8 +88,9 @@ impl RedisBus {
         registry: Arc<Registry>,
         history_len: u64,
         history_ttl: Duration,
-        inbox_max_len: u64,
+        inbox: (u64, u16),
     ) -> Result<Arc<RedisBus>, BusError> {
+        let (inbox_max_len, inbox_partitions) = inbox;
         let client = redis::Client::open(url)
             .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
         let reads = bb8::Pool::builder()
@@ -112,6 +116,7 @@ impl RedisBus {
             positions: parking_lot::Mutex::new(HashMap::new()),
             history_ttl,
             inbox_max_len: inbox_max_len.max(1),
+            inbox_partitions: inbox_partitions.max(1),
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
@@ -440,8 +445,9 @@ impl Bus for RedisBus {
             .encode()
             .map_err(|e| BusError::Refused(e.to_string()))?;
         let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let partition = Keys::inbox_partition_of(&upstream.client, self.inbox_partitions);
         let reply = redis::cmd("XADD")
-            .arg(self.keys.inbox())
+            .arg(self.keys.inbox_partition(partition, self.inbox_partitions))
             .arg("MAXLEN")
             .arg("~")
             .arg(self.inbox_max_len)

@@ -1,0 +1,210 @@
+//! Against a real Redis Cluster (3 masters): the emitter publishes each message on its target's
+//! master with sharded pub/sub, a cross-slot call is refused before anything is written, and
+//! `Inbox` reads every partition of the upstream inbox. (The edge's own cluster support is not
+//! built yet.)
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use ferrocast_emitter::{Emitter, Inbox};
+use ferrocast_protocol::script::{LiveMessage, PUBLISH_SCRIPT};
+use ferrocast_protocol::{Keys, Target, Upstream};
+use ferrocast_tests::{DEADLINE, RedisCluster, emitter};
+use redis::{PushKind, Value};
+
+/// A sharded subscriber, as an edge in cluster mode would hold one: live messages arrive as
+/// pushes.
+async fn subscriber(
+    cluster: &RedisCluster,
+    channels: &[String],
+) -> (
+    redis::cluster_async::ClusterConnection,
+    tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = redis::cluster::ClusterClientBuilder::new(cluster.urls())
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(tx)
+        .build()
+        .expect("cluster client");
+    let mut conn = client.get_async_connection().await.expect("connect");
+    // One call per channel: a call's channels must share a slot.
+    for channel in channels {
+        conn.ssubscribe(channel).await.expect("ssubscribe");
+    }
+    (conn, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emitter_publishes_on_each_target_s_master_with_sharded_pub_sub() {
+    let cluster = RedisCluster::start(3, 0);
+    let keys = Keys::default();
+    let rooms: Vec<String> = (0..30).map(|i| format!("room-{i}")).collect();
+    let mut targets: Vec<Target> = rooms.iter().map(|r| Target::Room(r.clone())).collect();
+    targets.extend([
+        Target::User("u7".into()),
+        Target::Client("c1".into()),
+        Target::All,
+    ]);
+    let channels: Vec<String> = targets.iter().map(|t| keys.live(&t.key())).collect();
+    let (_conn, mut pushes) = subscriber(&cluster, &channels).await;
+
+    let lib = Emitter::cluster_builder(cluster.urls())
+        .connect()
+        .await
+        .expect("emitter");
+    let mut offsets = Vec::new();
+    for target in &targets {
+        let publication = match target {
+            Target::Room(r) => lib.to_room(r),
+            Target::User(u) => lib.to_user(u),
+            Target::Client(c) => lib.to_client(c),
+            Target::All => lib.broadcast(),
+        };
+        offsets.push(publication.emit("e", &1).await.expect("publish"));
+    }
+    // Every message arrives live, on its own channel, with the offset the publish returned.
+    let mut seen = HashSet::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.len() < targets.len() {
+        let push = tokio::time::timeout_at(deadline, pushes.recv())
+            .await
+            .expect("all live messages in time")
+            .expect("push channel open");
+        if push.kind != PushKind::SMessage {
+            continue;
+        }
+        let [Value::BulkString(channel), Value::BulkString(payload)] = &push.data[..] else {
+            panic!("unexpected smessage {push:?}");
+        };
+        let channel = String::from_utf8_lossy(channel).into_owned();
+        let index = channels.iter().position(|c| *c == channel).expect("ours");
+        let live = LiveMessage::parse(payload).expect("live message");
+        assert_eq!(live.offset, offsets[index], "{channel}");
+        seen.insert(index);
+    }
+    // The rooms' histories are spread over all three masters.
+    let holders: HashSet<u16> = rooms
+        .iter()
+        .filter_map(|r| cluster.holder_of(&keys.stream(&Target::Room(r.clone()).key())))
+        .collect();
+    assert_eq!(holders.len(), 3, "{holders:?}");
+
+    // The CLI too.
+    let run = emitter(
+        &[
+            "--redis-cluster-nodes",
+            &cluster.nodes_arg(),
+            "send",
+            "--room",
+            "room-0",
+            "--event",
+            "cli",
+            "--data",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        cluster
+            .cli(&["XLEN", &keys.stream(&Target::Room("room-0".into()).key())])
+            .as_deref(),
+        Some("2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_slot_publish_is_refused_before_anything_is_written() {
+    let cluster = RedisCluster::start(3, 0);
+    // The script declares the stream and the shard channel as keys: a channel of another
+    // target is another slot, and the cluster refuses the call outright.
+    let answer = cluster
+        .cli(&[
+            "EVAL",
+            PUBLISH_SCRIPT,
+            "3",
+            "fc:{room:a}",
+            "fc:{room:a}:epoch",
+            "fc:{room:b}:live",
+            "x",
+            "10",
+            "60000",
+            "SPUBLISH",
+        ])
+        .unwrap_or_default();
+    assert!(answer.contains("CROSSSLOT"), "{answer}");
+    assert_eq!(
+        cluster.cli(&["EXISTS", "fc:{room:a}"]).as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_reads_every_partition_of_a_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let keys = Keys::default();
+    let partitions = 3u16;
+    let client = redis::cluster::ClusterClient::new(cluster.urls()).expect("client");
+    let mut conn = client.get_async_connection().await.expect("connect");
+    // What edges with --inbox-partitions 3 append: each client's sends in its own partition.
+    let mut sent = HashSet::new();
+    for i in 0..12 {
+        let client_id = format!("client-{i}");
+        let upstream = Upstream {
+            v: 1,
+            id: uuid::Uuid::now_v7(),
+            client: client_id.clone(),
+            user: "u".into(),
+            node: "edge-test".into(),
+            event: "chat.send".into(),
+            data: format!("{i}").into_bytes(),
+            meta: None,
+            ts: 1,
+            trace: None,
+        };
+        let partition = Keys::inbox_partition_of(&client_id, partitions);
+        let _: String = redis::cmd("XADD")
+            .arg(keys.inbox_partition(partition, partitions))
+            .arg("*")
+            .arg("e")
+            .arg(upstream.encode().expect("encode"))
+            .query_async(&mut conn)
+            .await
+            .expect("xadd");
+        sent.insert(client_id);
+    }
+    let used: HashSet<u16> = sent
+        .iter()
+        .map(|c| Keys::inbox_partition_of(c, partitions))
+        .collect();
+    assert!(used.len() > 1, "sends spread over partitions");
+
+    let mut inbox = Inbox::builder("", "workers", "w1")
+        .cluster(cluster.urls())
+        .partitions(partitions)
+        .block(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("inbox");
+    let mut got = HashSet::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while got.len() < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} arrived",
+            got.len()
+        );
+        for received in inbox.next().await.expect("read") {
+            inbox.ack(&received).await.expect("ack");
+            got.insert(received.message.client);
+        }
+    }
+    assert_eq!(got, sent);
+    for p in 0..partitions {
+        let pending = cluster
+            .cli(&["XPENDING", &keys.inbox_partition(p, partitions), "workers"])
+            .expect("xpending");
+        assert!(pending.starts_with('0'), "partition {p}: {pending}");
+    }
+}
