@@ -21,6 +21,11 @@ impl Conn {
         &mut self.inner
     }
 
+    /// Marks the connection broken: the pool drops it instead of handing it out again.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// Passes `result` through, marking the connection broken when the error means the socket
     /// is no longer usable.
     pub fn check<T>(&mut self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
+pub mod history;
 pub mod memory;
 pub mod redis;
 

@@ -9,22 +9,21 @@
 //! whose history did not survive (Redis restarted empty, or trimmed past the position) has its
 //! members closed, so they resume and are told `recovered: false`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use ferrocast_emitter::pool::Manager;
+use ferrocast_emitter::pool::{Conn, Manager};
 use ferrocast_emitter::{Emitter, Message};
-use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
-use super::{Bus, BusError, MAX_REPLAY, MAX_REPLAY_BYTES, Replay, cap_replay};
+use super::history::{self, FROM_START, Positions, unavailable};
+use super::{Bus, BusError, Replay};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -32,21 +31,12 @@ use crate::registry::Registry;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
 const STABLE: Duration = Duration::from_secs(10);
-/// Stream entries read per XRANGE.
-const PAGE: usize = 500;
 /// How long to wait for Redis to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the pub/sub connection is pinged, and how long a ping may take: a Redis that stops
 /// answering (paused, or a half-open connection) is treated as lost.
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Replay position of a target whose history was empty when it was subscribed: everything
-/// its stream holds later is news. No real stream has this epoch.
-const FROM_START: Offset = Offset {
-    id: StreamId { ms: 0, seq: 0 },
-    epoch: StreamId { ms: 0, seq: 0 },
-};
-
 /// A bus over one Redis.
 pub struct RedisBus {
     keys: Keys,
@@ -58,7 +48,7 @@ pub struct RedisBus {
     /// reconnect and a subscribe cannot interleave.
     live: Mutex<Live>,
     /// Newest offset handed to the registry, per subscribed target.
-    positions: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
+    positions: Positions,
     /// How long histories live after their last publish.
     history_ttl: Duration,
     /// Approximate cap on each upstream inbox stream.
@@ -72,10 +62,6 @@ pub struct RedisBus {
 struct Live {
     sink: Option<PubSubSink>,
     targets: HashSet<TargetKey>,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(e.to_string())
 }
 
 impl RedisBus {
@@ -113,7 +99,7 @@ impl RedisBus {
             emitter,
             registry,
             live: Mutex::new(Live::default()),
-            positions: parking_lot::Mutex::new(HashMap::new()),
+            positions: Positions::default(),
             history_ttl,
             inbox_max_len: inbox_max_len.max(1),
             inbox_partitions: inbox_partitions.max(1),
@@ -175,37 +161,21 @@ impl RedisBus {
         }
         live.sink = Some(sink);
         let targets = &live.targets;
-        self.positions.lock().retain(|t, _| targets.contains(t));
+        self.positions.retain(|t| targets.contains(t));
         Ok(stream)
     }
 
     /// Replays every target from its position: what was published while the connection was
     /// down reaches the members, in order, before anything newer.
     async fn catch_up(&self) -> Result<(), BusError> {
-        let positions: Vec<(TargetKey, Offset)> = self
-            .positions
-            .lock()
-            .iter()
-            .map(|(t, o)| (t.clone(), *o))
-            .collect();
-        let now = ferrocast_protocol::envelope::now_ms();
         let ttl = self.history_ttl.as_millis() as u64;
-        for (target, position) in positions {
-            let replay = self.read(&target, Some(position)).await?;
-            for (offset, envelope) in &replay.entries {
-                self.deliver_if_new(&target, *offset, envelope);
-            }
-            if replay.recovered || position == FROM_START {
-                continue;
-            }
-            // No history at all, and none published for longer than it lives: it expired on
-            // its own, with nothing after the position to lose.
-            let expired_quietly = replay.last.is_none() && position.id.ms.saturating_add(ttl) < now;
-            if expired_quietly {
-                self.positions.lock().insert(target, FROM_START);
-            } else {
-                self.registry.lost(&target);
-            }
+        for (target, position) in self.positions.snapshot() {
+            let mut conn = self.reads.get().await.map_err(unavailable)?;
+            let caught_up = self
+                .positions
+                .catch_up(conn.get(), &self.keys, &self.registry, &target, position, ttl)
+                .await;
+            checked(&mut conn, caught_up)?;
         }
         Ok(())
     }
@@ -222,7 +192,7 @@ impl RedisBus {
                         continue;
                     };
                     match LiveMessage::parse(msg.get_payload_bytes()) {
-                        Some(live) => self.deliver_if_new(&target, live.offset, live.envelope),
+                        Some(live) => self.positions.deliver_if_new(&self.registry, &target, live.offset, live.envelope),
                         None => tracing::warn!(%target, "malformed live message skipped"),
                     }
                 }
@@ -247,50 +217,21 @@ impl RedisBus {
         )
     }
 
-    /// Hands a message to the registry unless it is at or below the target's position.
-    fn deliver_if_new(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
-        {
-            let mut positions = self.positions.lock();
-            // No position: the target is being subscribed (its members are not live yet, and
-            // the baseline read covers this message) or was just unsubscribed.
-            let Some(position) = positions.get_mut(target) else {
-                return;
-            };
-            let newer = position.epoch != offset.epoch || position.id < offset.id;
-            if !newer {
-                return;
-            }
-            *position = offset;
-        }
-        self.registry.deliver(target, offset, envelope);
-    }
-
     /// The newest offset of each target, in one round trip.
     async fn newest(&self, targets: &[TargetKey]) -> Result<Vec<Option<Offset>>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        for target in targets {
-            pipe.get(self.keys.epoch(target))
-                .cmd("XREVRANGE")
-                .arg(self.keys.stream(target))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
-        }
-        let reply = pipe.query_async::<Vec<redis::Value>>(conn.get()).await;
-        let values = conn.check(reply).map_err(unavailable)?;
-        let mut out = Vec::with_capacity(targets.len());
-        let mut values = values.into_iter();
-        while let (Some(epoch), Some(newest)) = (values.next(), values.next()) {
-            let epoch: Option<String> = redis::from_redis_value(epoch).map_err(unavailable)?;
-            out.push(match epoch {
-                Some(epoch) => entries(newest, parse_id(&epoch)?)?.pop().map(|(o, _)| o),
-                None => None,
-            });
-        }
-        Ok(out)
+        let newest = history::newest(conn.get(), &self.keys, targets).await;
+        checked(&mut conn, newest)
     }
+}
+
+/// Passes `result` through, marking the pooled connection broken when Redis could not answer,
+/// so the pool replaces it.
+fn checked<T>(conn: &mut Conn, result: Result<T, BusError>) -> Result<T, BusError> {
+    if let Err(BusError::Unavailable(_)) = &result {
+        conn.mark_broken();
+    }
+    result
 }
 
 impl Bus for RedisBus {
@@ -316,21 +257,17 @@ impl Bus for RedisBus {
                 return Err(error);
             }
         };
-        let mut positions = self.positions.lock();
         for (target, newest) in targets.iter().zip(newest) {
-            positions.insert(target.clone(), newest.unwrap_or(FROM_START));
+            self.positions.set(target.clone(), newest.unwrap_or(FROM_START));
         }
         Ok(())
     }
 
     async fn unsubscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let mut live = self.live.lock().await;
-        {
-            let mut positions = self.positions.lock();
-            for target in targets {
-                live.targets.remove(target);
-                positions.remove(target);
-            }
+        for target in targets {
+            live.targets.remove(target);
+            self.positions.remove(target);
         }
         let sink = live
             .sink
@@ -355,72 +292,9 @@ impl Bus for RedisBus {
                 ..Replay::default()
             });
         };
-        // Taken only now: `newest` takes its own, and holding two at once can exhaust the pool.
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let stream = self.keys.stream(target);
-        let epoch_key = self.keys.epoch(target);
-        // The epoch and the first page in one transaction: the page starts *at* `since`, so
-        // finding `since` itself proves the history still reaches back that far.
-        let reply = redis::pipe()
-            .atomic()
-            .get(&epoch_key)
-            .cmd("XRANGE")
-            .arg(&stream)
-            .arg(since.id.to_string())
-            .arg("+")
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async::<(Option<String>, redis::Value)>(conn.get())
-            .await;
-        let (epoch, first_page) = conn.check(reply).map_err(unavailable)?;
-        let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
-            // No epoch: the history expired or Redis lost it.
-            return Ok(Replay::default());
-        };
-        let (mut recovered, mut collected, mut full) = if epoch == since.epoch {
-            let mut page = entries(first_page, epoch)?;
-            let full = page.len() == PAGE;
-            let found = page.first().is_some_and(|(o, _)| o.id == since.id);
-            if found {
-                page.remove(0);
-            }
-            (found, page, full)
-        } else {
-            // A new incarnation of the stream: everything in it is news to this client.
-            (false, Vec::new(), true)
-        };
-        let mut bytes: usize = collected.iter().map(|(_, e)| e.len()).sum();
-        while full && collected.len() <= MAX_REPLAY && bytes <= MAX_REPLAY_BYTES {
-            let start = match collected.last() {
-                Some((offset, _)) => format!("({}", offset.id),
-                None if epoch == since.epoch => format!("({}", since.id),
-                None => "-".to_owned(),
-            };
-            let reply = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(PAGE)
-                .query_async::<redis::Value>(conn.get())
-                .await;
-            let page = entries(conn.check(reply).map_err(unavailable)?, epoch)?;
-            full = page.len() == PAGE;
-            bytes += page.iter().map(|(_, e)| e.len()).sum::<usize>();
-            collected.extend(page);
-        }
-        if cap_replay(&mut collected) {
-            recovered = false;
-        }
-        let last = collected
-            .last()
-            .map(|(o, _)| *o)
-            .or(recovered.then_some(since));
-        Ok(Replay {
-            recovered,
-            entries: collected,
-            last,
-        })
+        let replay = history::read(conn.get(), &self.keys, target, since).await;
+        checked(&mut conn, replay)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -464,46 +338,4 @@ impl Bus for RedisBus {
     fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
-}
-
-fn parse_id(text: &str) -> Result<StreamId, BusError> {
-    text.parse()
-        .map_err(|_| unavailable(format!("unexpected stream id {text:?}")))
-}
-
-/// Parses an XRANGE / XREVRANGE reply: entries of `[id, [field, value, ...]]`, keeping field `e`.
-fn entries(reply: redis::Value, epoch: StreamId) -> Result<Vec<(Offset, Bytes)>, BusError> {
-    use redis::Value;
-    let Value::Array(items) = reply else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Array(mut pair) = item else {
-            continue;
-        };
-        if pair.len() != 2 {
-            continue;
-        }
-        let fields = pair.pop();
-        let id = match pair.pop() {
-            Some(Value::BulkString(id)) => parse_id(&String::from_utf8_lossy(&id))?,
-            Some(Value::SimpleString(id)) => parse_id(&id)?,
-            _ => continue,
-        };
-        let Some(Value::Array(fields)) = fields else {
-            continue;
-        };
-        let envelope = fields.chunks(2).find_map(|kv| match kv {
-            [Value::BulkString(k), Value::BulkString(v)] if k == b"e" => {
-                Some(Bytes::from(v.clone()))
-            }
-            _ => None,
-        });
-        match envelope {
-            Some(envelope) => out.push((Offset { id, epoch }, envelope)),
-            None => tracing::warn!(%id, "history entry without an envelope skipped"),
-        }
-    }
-    Ok(out)
 }
