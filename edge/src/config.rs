@@ -30,6 +30,17 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// A Redis Cluster to use instead of --redis-url: some of its nodes, comma-separated
+    /// (host:port,host:port,...; the others are discovered). Live messages then travel by
+    /// sharded pub/sub (SSUBSCRIBE on each target's master).
+    #[arg(
+        long,
+        env = "FERROCAST_REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        conflicts_with = "redis_url"
+    )]
+    pub redis_cluster_nodes: Vec<String>,
+
     /// Key prefix shared with the emitters.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]
     pub prefix: String,

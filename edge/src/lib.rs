@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{Patterns, Verifier};
-use crate::bus::{Bus, MemoryBus, RedisBus};
+use crate::bus::{Bus, ClusterBus, MemoryBus, RedisBus};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::registry::Registry;
@@ -92,9 +92,12 @@ pub async fn serve(
              For protocol conformance tests only."
         );
     }
-    if !config.upstream_events.is_empty() && config.redis_url.is_none() {
+    if !config.upstream_events.is_empty()
+        && config.redis_url.is_none()
+        && config.redis_cluster_nodes.is_empty()
+    {
         anyhow::bail!(
-            "--upstream-events needs --redis-url: workers read upstream messages from Redis"
+            "--upstream-events needs --redis-url or --redis-cluster-nodes: workers read upstream messages from Redis"
         );
     }
     if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
@@ -107,6 +110,17 @@ pub async fn serve(
         Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
     let registry = Registry::new();
+    if !config.redis_cluster_nodes.is_empty() {
+        let bus = ClusterBus::start(
+            ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes),
+            &config.prefix,
+            registry.clone(),
+            config.history_len,
+            config.history_ttl,
+            (config.inbox_max_len, config.inbox_partitions),
+        )?;
+        return start(config, verifier, registry, bus, listener, shutdown).await;
+    }
     match &config.redis_url {
         Some(url) => {
             let bus = RedisBus::start(

@@ -208,3 +208,118 @@ async fn the_inbox_reads_every_partition_of_a_cluster() {
         assert!(pending.starts_with('0'), "partition {p}: {pending}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_over_a_cluster_deliver_to_every_target_resume_and_send_upstream() {
+    use ferrocast_tests::{Client, Edge, Token, assert_nothing_else};
+    use serde_json::json;
+
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = cluster.nodes_arg();
+    let args = [
+        "--redis-cluster-nodes",
+        nodes.as_str(),
+        "--upstream-events",
+        "chat.*",
+        "--inbox-partitions",
+        "3",
+    ];
+    let a = Edge::start(&args).await;
+    let b = Edge::start(&args).await;
+    let lib = Emitter::cluster_builder(cluster.urls())
+        .connect()
+        .await
+        .expect("emitter");
+    let token = |sub: &str| {
+        Token::user(sub, &["r-*"])
+            .claim("pub", json!(["r-*"]))
+            .dev()
+    };
+    let (mut alice, welcome) = Client::connect(&a.ws_url(), &token("alice")).await;
+    let (mut bob, _) = Client::connect_msgpack(&b.ws_url(), &token("bob")).await;
+    let rooms: Vec<String> = (0..12).map(|i| format!("r-{i}")).collect();
+    for room in &rooms {
+        alice.join(room).await;
+        bob.join(room).await;
+    }
+    let mut first_offsets = Vec::new();
+    for (i, room) in rooms.iter().enumerate() {
+        first_offsets.push(lib.to_room(room).emit("e", &i).await.expect("publish"));
+        for client in [&mut alice, &mut bob] {
+            let msg = client.expect("msg").await;
+            assert_eq!((&msg["room"], &msg["data"]), (&json!(room), &json!(i)));
+        }
+    }
+    let keys = Keys::default();
+    let holders: HashSet<u16> = rooms
+        .iter()
+        .filter_map(|r| cluster.holder_of(&keys.stream(&Target::Room(r.clone()).key())))
+        .collect();
+    assert_eq!(holders.len(), 3, "rooms on every master: {holders:?}");
+
+    // User, client and everyone.
+    lib.to_user("bob").emit("for-bob", &1).await.expect("user");
+    assert_eq!(bob.expect("msg").await["event"], "for-bob");
+    let alice_id = welcome["client"].as_str().expect("client id");
+    lib.to_client(alice_id)
+        .emit("for-alice", &1)
+        .await
+        .expect("client");
+    assert_eq!(alice.expect("msg").await["event"], "for-alice");
+    assert_nothing_else(&lib, &mut [&mut alice, &mut bob]).await;
+
+    // A client's publish reaches the other edge.
+    let ack = alice
+        .request(json!({"type": "publish", "room": "r-3", "event": "hi", "data": 1, "echo": false}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(bob.expect("msg").await["event"], "hi");
+
+    // Resume: a new connection joins r-5 from its first message and gets the rest, in order.
+    for n in 0..3 {
+        lib.to_room("r-5").emit("more", &n).await.expect("publish");
+    }
+    for _ in 0..3 {
+        alice.expect("msg").await;
+        bob.expect("msg").await;
+    }
+    let (mut carol, _) = Client::connect(&b.ws_url(), &token("carol")).await;
+    let joined = carol
+        .request(json!({"type": "join", "room": "r-5", "since": first_offsets[5].to_string()}))
+        .await;
+    assert_eq!(
+        (&joined["type"], &joined["recovered"]),
+        (&json!("joined"), &json!(true)),
+        "{joined}"
+    );
+    for n in 0..3 {
+        assert_eq!(carol.expect("msg").await["data"], json!(n));
+    }
+
+    // Upstream over a partitioned inbox.
+    let ack = alice
+        .request(json!({"type": "send", "event": "chat.send", "data": {"t": 1}}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let mut inbox = Inbox::builder("", "workers", "w1")
+        .cluster(cluster.urls())
+        .partitions(3)
+        .block(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("inbox");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let received = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upstream message never read"
+        );
+        if let Some(received) = inbox.next().await.expect("read").pop() {
+            break received;
+        }
+    };
+    assert_eq!(
+        (received.entry.as_str(), received.message.user.as_str()),
+        (ack["id"].as_str().expect("id"), "alice")
+    );
+}

@@ -220,6 +220,69 @@ impl Positions {
     }
 }
 
+/// Publishes a checked envelope through the emitter (history, then live).
+pub async fn publish(
+    emitter: &ferrocast_emitter::Emitter,
+    envelope: &ferrocast_protocol::Envelope,
+) -> Result<Offset, BusError> {
+    let message = ferrocast_emitter::Message::from_envelope(envelope)
+        .map_err(|e| BusError::Refused(e.to_string()))?;
+    let mut results = emitter
+        .emit_batch(std::slice::from_ref(&message))
+        .await
+        .map_err(unavailable)?;
+    // The message itself was checked above: what fails now is Redis (out of memory, a
+    // read-only replica after a failover, ...), which the client should retry.
+    match results.pop() {
+        Some(Ok(offset)) => Ok(offset),
+        Some(Err(e)) => Err(unavailable(e)),
+        None => Err(unavailable("no reply")),
+    }
+}
+
+/// Appends client `send`s to the upstream inbox, each client's to one partition.
+pub struct InboxWriter {
+    keys: Keys,
+    max_len: u64,
+    partitions: u16,
+}
+
+impl InboxWriter {
+    /// An inbox of `partitions` streams, each capped (approximately) at `max_len` entries.
+    pub fn new(keys: Keys, max_len: u64, partitions: u16) -> InboxWriter {
+        InboxWriter {
+            keys,
+            max_len: max_len.max(1),
+            partitions: partitions.max(1),
+        }
+    }
+
+    /// Appends `upstream`; its stream id once Redis has it.
+    pub async fn append<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        upstream: &ferrocast_protocol::Upstream,
+    ) -> Result<String, BusError> {
+        let bytes = upstream
+            .encode()
+            .map_err(|e| BusError::Refused(e.to_string()))?;
+        let partition = Keys::inbox_partition_of(&upstream.client, self.partitions);
+        // Any failure (unreachable, out of memory, a read-only replica mid-failover) is one
+        // the client can retry.
+        redis::cmd("XADD")
+            .arg(self.keys.inbox_partition(partition, self.partitions))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.max_len)
+            .arg("*")
+            .arg(ferrocast_protocol::upstream::FIELD)
+            .arg(bytes)
+            .query_async::<String>(conn)
+            .await
+            .map_err(unavailable)
+    }
+}
+
 /// Parses a stream id from Redis.
 pub fn parse_id(text: &str) -> Result<StreamId, BusError> {
     text.parse()

@@ -1,5 +1,5 @@
-//! The bus: how messages reach this edge from publishers. A trait with two implementations that
-//! pass the same tests: Redis (many edges) and in-process (one edge, no set-up).
+//! The bus: how messages reach this edge from publishers. A trait with three implementations:
+//! one Redis or a Redis Cluster (many edges), and in-process (one edge, no set-up).
 //!
 //! A bus delivers every message of a subscribed target to the [`Registry`](crate::registry::Registry)
 //! it was built with, in the target's offset order.
@@ -10,10 +10,12 @@ use bytes::Bytes;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
+pub mod cluster;
 pub mod history;
 pub mod memory;
 pub mod redis;
 
+pub use cluster::ClusterBus;
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ferrocast_emitter::Emitter;
 use ferrocast_emitter::pool::{Conn, Manager};
-use ferrocast_emitter::{Emitter, Message};
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
@@ -51,10 +51,8 @@ pub struct RedisBus {
     positions: Positions,
     /// How long histories live after their last publish.
     history_ttl: Duration,
-    /// Approximate cap on each upstream inbox stream.
-    inbox_max_len: u64,
-    /// Partitions of the upstream inbox.
-    inbox_partitions: u16,
+    /// Where client `send`s go.
+    inbox: history::InboxWriter,
     ready: AtomicBool,
 }
 
@@ -101,8 +99,7 @@ impl RedisBus {
             live: Mutex::new(Live::default()),
             positions: Positions::default(),
             history_ttl,
-            inbox_max_len: inbox_max_len.max(1),
-            inbox_partitions: inbox_partitions.max(1),
+            inbox: history::InboxWriter::new(Keys::new(prefix), inbox_max_len, inbox_partitions),
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
@@ -173,7 +170,14 @@ impl RedisBus {
             let mut conn = self.reads.get().await.map_err(unavailable)?;
             let caught_up = self
                 .positions
-                .catch_up(conn.get(), &self.keys, &self.registry, &target, position, ttl)
+                .catch_up(
+                    conn.get(),
+                    &self.keys,
+                    &self.registry,
+                    &target,
+                    position,
+                    ttl,
+                )
                 .await;
             checked(&mut conn, caught_up)?;
         }
@@ -258,7 +262,8 @@ impl Bus for RedisBus {
             }
         };
         for (target, newest) in targets.iter().zip(newest) {
-            self.positions.set(target.clone(), newest.unwrap_or(FROM_START));
+            self.positions
+                .set(target.clone(), newest.unwrap_or(FROM_START));
         }
         Ok(())
     }
@@ -298,41 +303,13 @@ impl Bus for RedisBus {
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        let message =
-            Message::from_envelope(envelope).map_err(|e| BusError::Refused(e.to_string()))?;
-        let mut results = self
-            .emitter
-            .emit_batch(std::slice::from_ref(&message))
-            .await
-            .map_err(unavailable)?;
-        // The message itself was checked above: what fails now is Redis (out of memory, a
-        // read-only replica after a failover, ...), which the client should retry.
-        match results.pop() {
-            Some(Ok(offset)) => Ok(offset),
-            Some(Err(e)) => Err(unavailable(e)),
-            None => Err(unavailable("no reply")),
-        }
+        history::publish(&self.emitter, envelope).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
-        let bytes = upstream
-            .encode()
-            .map_err(|e| BusError::Refused(e.to_string()))?;
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let partition = Keys::inbox_partition_of(&upstream.client, self.inbox_partitions);
-        let reply = redis::cmd("XADD")
-            .arg(self.keys.inbox_partition(partition, self.inbox_partitions))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.inbox_max_len)
-            .arg("*")
-            .arg(ferrocast_protocol::upstream::FIELD)
-            .arg(bytes)
-            .query_async::<String>(conn.get())
-            .await;
-        // Any failure (unreachable, out of memory, a read-only replica mid-failover) is one
-        // the client can retry.
-        conn.check(reply).map_err(unavailable)
+        let appended = self.inbox.append(conn.get(), upstream).await;
+        checked(&mut conn, appended)
     }
 
     fn is_ready(&self) -> bool {
