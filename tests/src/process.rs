@@ -107,6 +107,11 @@ impl RedisServer {
         signal(self.child.id(), "-CONT");
     }
 
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&self) {
+        signal(self.child.id(), "-KILL");
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -335,6 +340,8 @@ impl Drop for Running {
 /// node a redis-server on a free port, killed on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// Ports of the nodes killed by [`RedisCluster::kill`].
+    killed: Vec<u16>,
 }
 
 impl RedisCluster {
@@ -368,12 +375,21 @@ impl RedisCluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            killed: Vec::new(),
+        };
         let deadline = Instant::now() + DEADLINE * 3;
-        while !cluster.nodes.iter().all(|n| {
+        // Ready: every node sees the cluster whole, and every replica has synced with its
+        // master (a replica that never did refuses to take over in a failover).
+        let ready = |n: &RedisServer| {
             n.cli(&["CLUSTER", "INFO"])
                 .is_some_and(|i| i.contains("cluster_state:ok"))
-        }) {
+                && n.cli(&["INFO", "replication"]).is_some_and(|i| {
+                    i.contains("role:master") || i.contains("master_link_status:up")
+                })
+        };
+        while !cluster.nodes.iter().all(ready) {
             assert!(Instant::now() < deadline, "the cluster never became ready");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -394,9 +410,34 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// Runs redis-cli in cluster mode (`-c`, following redirections) from the first node.
+    /// Runs redis-cli in cluster mode (`-c`, following redirections) from the first node still
+    /// running.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        redis_cli(&["-c", "-p", &self.nodes[0].port.to_string()], args)
+        let node = self.nodes.iter().find(|n| !self.killed.contains(&n.port))?;
+        redis_cli(&["-c", "-p", &node.port.to_string()], args)
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter().find(|n| n.port == port) {
+            node.kill();
+            self.killed.push(port);
+        }
+    }
+
+    /// Whether every node still running reports `cluster_state:ok` and a master for `key`'s
+    /// slot other than the killed ones.
+    pub fn serves(&self, key: &str) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| !self.killed.contains(&n.port))
+            .all(|n| {
+                n.cli(&["CLUSTER", "INFO"])
+                    .is_some_and(|i| i.contains("cluster_state:ok"))
+            })
+            && self
+                .holder_of(key)
+                .is_some_and(|p| !self.killed.contains(&p))
     }
 
     /// The port of the node holding `key` (its slot's master), if the key exists.
@@ -404,6 +445,7 @@ impl RedisCluster {
         // Asked without -c, only the slot's master answers; the others redirect.
         self.nodes
             .iter()
+            .filter(|n| !self.killed.contains(&n.port))
             .find(|n| n.cli(&["EXISTS", key]).as_deref() == Some("1"))
             .map(|n| n.port)
     }

@@ -323,3 +323,181 @@ async fn two_edges_over_a_cluster_deliver_to_every_target_resume_and_send_upstre
         (ack["id"].as_str().expect("id"), "alice")
     );
 }
+
+/// What a resuming follower saw: every number, and whether any resume was not recovered.
+#[derive(Default)]
+struct Followed {
+    seen: Vec<u64>,
+    gaps: usize,
+}
+
+/// Follows numbered messages in `room` until "end", reconnecting to either edge and resuming
+/// from its last offset whenever the connection ends; counts resumes answered
+/// `recovered: false`.
+async fn follow_through_anything(
+    urls: [String; 2],
+    room: &'static str,
+    sub: String,
+    joined: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Followed {
+    use ferrocast_tests::{Client, Token};
+    use serde_json::json;
+    let token = Token::user(&sub, &[room]).dev();
+    let mut followed = Followed::default();
+    let mut last: Option<String> = None;
+    for attempt in 0.. {
+        let url = &urls[attempt % 2];
+        let Ok((mut client, _)) = Client::open(url, Some(&token), &[]).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if client.next().await.is_none_or(|w| w["type"] != "welcome") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut join = json!({"type": "join", "room": room});
+        if let Some(since) = &last {
+            join["since"] = json!(since);
+        }
+        client.send(join).await;
+        while let Some(frame) = client.next().await {
+            match frame["type"].as_str() {
+                Some("joined") if last.is_some() && frame["recovered"] != true => {
+                    followed.gaps += 1;
+                }
+                Some("joined") if last.is_none() => {
+                    joined.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Some("msg") if frame["data"] == "end" => return followed,
+                Some("msg") => {
+                    followed.seen.push(frame["data"].as_u64().expect("n"));
+                    last = frame["offset"].as_str().map(str::to_owned);
+                }
+                Some("error") => break,
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!("the loop returns")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
+    use ferrocast_tests::Edge;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const ROOM: &str = "failover";
+    let mut cluster = RedisCluster::start(3, 1);
+    let nodes = cluster.nodes_arg();
+    let a = Edge::start(&["--redis-cluster-nodes", &nodes]).await;
+    let b = Edge::start(&["--redis-cluster-nodes", &nodes]).await;
+    let urls = [a.ws_url(), b.ws_url()];
+    let joined = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let followers: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(follow_through_anything(
+                urls.clone(),
+                ROOM,
+                format!("f{i}"),
+                joined.clone(),
+            ))
+        })
+        .collect();
+    let lib = Emitter::cluster_builder(cluster.urls())
+        .connect()
+        .await
+        .expect("emitter");
+    ferrocast_tests::eventually("every follower in the room", || {
+        joined.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+
+    // Steady publishing; only what Redis acknowledged must arrive.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = {
+        let (lib, acked, stop) = (lib.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                if lib.to_room(ROOM).emit("n", &n).await.is_ok() {
+                    acked.lock().expect("acked").push(n);
+                }
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let stream = Keys::default().stream(&Target::Room(ROOM.into()).key());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let master = loop {
+        if let Some(port) = cluster.holder_of(&stream) {
+            break port;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill(master);
+    // The replica takes over; publishing goes on against it for a while.
+    let deadline = tokio::time::Instant::now() + DEADLINE * 3;
+    while !cluster.serves(&stream) {
+        assert!(tokio::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after_failover = acked.lock().expect("acked").len();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while acked.lock().expect("acked").len() < after_failover + 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publishing did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.expect("publisher");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while lib.to_room(ROOM).emit("end", &"end").await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cannot publish the end"
+        );
+    }
+    let acked = acked.lock().expect("acked").clone();
+    for follower in followers {
+        let followed = tokio::time::timeout(DEADLINE * 3, follower)
+            .await
+            .expect("follower finished")
+            .expect("follower");
+        let mut seen = followed.seen.clone();
+        seen.sort_unstable();
+        let distinct = seen.len();
+        seen.dedup();
+        assert_eq!(distinct, seen.len(), "a number arrived twice");
+        let seen: HashSet<u64> = seen.into_iter().collect();
+        let missing: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains(n))
+            .collect();
+        // Everything acknowledged arrived, unless a resume said history was lost.
+        assert!(
+            missing.is_empty() || followed.gaps > 0,
+            "{} acknowledged messages missing without recovered:false: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert!(
+            acked[after_failover..].iter().all(|n| seen.contains(n)),
+            "messages after the failover must all arrive"
+        );
+        eprintln!(
+            "follower: {} seen of {} acknowledged, {} not recovered resumes",
+            seen.len(),
+            acked.len(),
+            followed.gaps
+        );
+    }
+}

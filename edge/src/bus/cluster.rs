@@ -3,11 +3,13 @@
 //! key, follows MOVED redirections and resubscribes after reconnections and topology changes.
 //!
 //! Live messages arrive as RESP3 pushes. When a node's connection drops (a restart, or a
-//! failover to its replica), the cluster connection reconnects and subscribes again; each
-//! target's renewed subscription is confirmed by a push, and only then is the target replayed
-//! from its position, so what was published in between reaches the members, in order, before
-//! newer live messages. A history that did not survive the failover (asynchronous replication
-//! can lose the newest entries) closes the members, who resume and are told `recovered: false`.
+//! failover to its replica), the bus does not wait for the cluster connection to notice the new
+//! topology on its own (it only does when a call fails): every half second until it succeeds,
+//! it subscribes every target again, which routes each to its slot's current master (following
+//! the failover), and then replays the target from its position, so what was published in
+//! between reaches the members, in order, before newer live messages. A history that did not
+//! survive the failover (asynchronous replication can lose the newest entries) closes the
+//! members, who resume and are told `recovered: false`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between attempts to make the first connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a resubscription after a dropped connection is tried until it succeeds.
+const RESYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// A bus over a Redis Cluster.
 pub struct ClusterBus {
@@ -48,6 +52,8 @@ pub struct ClusterBus {
     inbox: InboxWriter,
     history_ttl: Duration,
     ready: AtomicBool,
+    /// A node's connection dropped: every target must be subscribed again and replayed.
+    resync: AtomicBool,
 }
 
 impl ClusterBus {
@@ -88,6 +94,7 @@ impl ClusterBus {
             inbox: InboxWriter::new(Keys::new(prefix), inbox.0, inbox.1),
             history_ttl,
             ready: AtomicBool::new(false),
+            resync: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain(client, received));
         Ok(bus)
@@ -114,12 +121,23 @@ impl ClusterBus {
         tracing::info!("connected to the Redis Cluster");
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 push = pushes.recv() => match push {
                     Some(push) => self.on_push(push).await,
                     None => return,
                 },
+                _ = resync.tick(), if self.resync.load(Ordering::SeqCst) => {
+                    match self.resync_all().await {
+                        Ok(()) => {
+                            self.resync.store(false, Ordering::SeqCst);
+                            tracing::info!("every target subscribed again and replayed");
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot resubscribe yet; retrying"),
+                    }
+                }
                 _ = ping.tick() => {
                     let answered = tokio::time::timeout(
                         TIMEOUT,
@@ -177,12 +195,29 @@ impl ClusterBus {
             }
             PushKind::Disconnection => {
                 metrics().bus_reconnects.inc();
-                tracing::warn!(
-                    "a Redis Cluster connection dropped; it will be remade and resubscribed"
-                );
+                self.resync.store(true, Ordering::SeqCst);
+                tracing::warn!("a Redis Cluster connection dropped; resubscribing every target");
             }
             _ => {}
         }
+    }
+
+    /// Subscribes every target again (on its slot's current master) and replays it from its
+    /// position. Subscribing first: a message published in between is then either in the
+    /// replay or live, and positions drop the copy.
+    async fn resync_all(&self) -> Result<(), BusError> {
+        let mut conn = self.connection()?;
+        for (target, _) in self.positions.snapshot() {
+            tokio::time::timeout(TIMEOUT, conn.ssubscribe(self.keys.live(&target)))
+                .await
+                .map_err(|_| unavailable("subscribe timed out"))?
+                .map_err(unavailable)?;
+            // Read now, not from the snapshot: live messages may have moved it on.
+            if let Some(position) = self.positions.get(&target) {
+                self.catch_up(&target, position).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn catch_up(&self, target: &TargetKey, position: Offset) -> Result<(), BusError> {
