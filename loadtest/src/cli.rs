@@ -43,6 +43,15 @@ pub struct Common {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// A Redis Cluster the edges use instead (some nodes, host:port,...): scenarios then publish
+    /// through it.
+    #[arg(
+        long,
+        global = true,
+        env = "FERROCAST_REDIS_CLUSTER_NODES",
+        value_delimiter = ','
+    )]
+    pub redis_cluster_nodes: Vec<String>,
     /// Key prefix the edges use.
     #[arg(long, global = true, env = "FERROCAST_PREFIX", default_value = "fc")]
     pub prefix: String,

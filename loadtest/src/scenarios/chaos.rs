@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ferrocast_emitter::Emitter;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -75,11 +74,7 @@ pub async fn run(
     if chaos.kill_cmds.len() != chaos.start_cmds.len() {
         bail!("give as many --start-cmd as --kill-cmd (one pair per edge to kill)");
     }
-    let emitter = Emitter::builder(&common.redis_url)
-        .prefix(&common.prefix)
-        .connect()
-        .await
-        .context("the chaos scenario publishes through Redis: check --redis-url")?;
+    let emitter = super::emitter(common).await?;
     let reconnect_ms = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 600_000, 3,
     )?));

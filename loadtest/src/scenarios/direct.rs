@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
-use ferrocast_emitter::Emitter;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::sync::Mutex;
@@ -24,11 +22,7 @@ pub async fn run(
     duration: Duration,
 ) -> anyhow::Result<Report> {
     let users = users.max(1);
-    let emitter = Emitter::builder(&common.redis_url)
-        .prefix(&common.prefix)
-        .connect()
-        .await
-        .context("the direct scenario publishes through Redis: check --redis-url")?;
+    let emitter = super::emitter(common).await?;
     let sockets = super::open_many(users, common.connect_concurrency, |i| {
         let connector = connector.clone();
         async move {

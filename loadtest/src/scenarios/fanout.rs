@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use ferrocast_emitter::Emitter;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use std::sync::Mutex;
@@ -67,13 +65,7 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
     } = load;
     let rooms = rooms.max(1);
     let emitter = match publish_via {
-        PublishVia::Redis => Some(
-            Emitter::builder(&common.redis_url)
-                .prefix(&common.prefix)
-                .connect()
-                .await
-                .context("publishing through Redis: check --redis-url, or --publish-via ws")?,
-        ),
+        PublishVia::Redis => Some(super::emitter(common).await?),
         PublishVia::Ws => None,
     };
     let sockets = super::open_many(rooms * members, common.connect_concurrency, |i| {

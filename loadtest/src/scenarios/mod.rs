@@ -98,6 +98,22 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
     }
 }
 
+/// Connects the emitter scenarios publish with: to the cluster if one is given, else to
+/// --redis-url.
+pub async fn emitter(common: &crate::cli::Common) -> anyhow::Result<Emitter> {
+    use anyhow::Context;
+    let builder = if common.redis_cluster_nodes.is_empty() {
+        Emitter::builder(&common.redis_url)
+    } else {
+        Emitter::cluster_builder(ferrocast_emitter::cli::node_urls(
+            &common.redis_cluster_nodes,
+        ))
+    };
+    builder.prefix(&common.prefix).connect().await.context(
+        "this scenario publishes through Redis: check --redis-url or --redis-cluster-nodes",
+    )
+}
+
 /// Opens `count` connections, at most `concurrency` at a time, each set up by `setup(i)`.
 /// Fails on the first connection that fails.
 pub async fn open_many<F, Fut>(
