@@ -296,6 +296,17 @@ async fn two_edges_over_a_cluster_deliver_to_every_target_resume_and_send_upstre
         assert_eq!(carol.expect("msg").await["data"], json!(n));
     }
 
+    // Control messages travel the same way: a worker moves Bob into a room he never joined.
+    lib.to_user("bob")
+        .join_room("r-extra")
+        .await
+        .expect("control");
+    let joined = bob.expect("joined").await;
+    assert_eq!(
+        (&joined["room"], &joined["by"]),
+        (&json!("r-extra"), &json!("server"))
+    );
+
     // Upstream over a partitioned inbox.
     let ack = alice
         .request(json!({"type": "send", "event": "chat.send", "data": {"t": 1}}))

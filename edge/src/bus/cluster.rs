@@ -193,6 +193,19 @@ impl ClusterBus {
                     self.registry.lost(&target);
                 }
             }
+            PushKind::SUnsubscribe => {
+                // Redis unsubscribes shard channels whose slot moved to another node (a
+                // resharding); one we still want must be subscribed again where it went.
+                let Some(Value::BulkString(channel)) = push.data.first() else {
+                    return;
+                };
+                if let Some(target) = self.keys.target_of_live(channel)
+                    && self.positions.get(&target).is_some()
+                {
+                    tracing::info!(%target, "shard channel moved; resubscribing");
+                    self.resync.store(true, Ordering::SeqCst);
+                }
+            }
             PushKind::Disconnection => {
                 metrics().bus_reconnects.inc();
                 self.resync.store(true, Ordering::SeqCst);
