@@ -36,6 +36,7 @@ pub struct Config {
     #[arg(
         long,
         env = "FERROCAST_REDIS_CLUSTER_NODES",
+        hide_env_values = true,
         value_delimiter = ',',
         conflicts_with = "redis_url"
     )]
@@ -150,7 +151,7 @@ pub struct Config {
 
     /// Events clients may `send` upstream to workers, comma-separated: exact names, or prefixes
     /// ending in `*` (e.g. chat.*). Unset: upstream is off and every `send` gets FORBIDDEN.
-    /// Needs --redis-url: workers read the inbox stream in Redis.
+    /// Needs --redis-url or --redis-cluster-nodes: workers read the inbox stream in Redis.
     #[arg(long, env = "FERROCAST_UPSTREAM_EVENTS", value_delimiter = ',')]
     pub upstream_events: Vec<String>,
 

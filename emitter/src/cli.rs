@@ -37,6 +37,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "FERROCAST_REDIS_CLUSTER_NODES",
+        hide_env_values = true,
         value_delimiter = ',',
         global = true
     )]
@@ -298,7 +299,8 @@ impl Cli {
         if self.redis_cluster_nodes.is_empty() {
             redact(&self.redis_url)
         } else {
-            format!("the cluster at {}", self.redis_cluster_nodes.join(","))
+            let nodes: Vec<String> = self.redis_cluster_nodes.iter().map(|n| redact(n)).collect();
+            format!("the cluster at {}", nodes.join(","))
         }
     }
 

@@ -283,30 +283,7 @@ impl Emitter {
     ) -> Result<Vec<Result<Offset, EmitError>>, EmitError> {
         let pool = match &self.inner.backend {
             Backend::Single(pool) => pool,
-            Backend::Cluster(conn) => {
-                // A pipeline must stay in one slot: send the calls at once instead, and the
-                // connection pipelines them per node.
-                let replies = futures_util::future::join_all(chunk.iter().map(|message| {
-                    let mut conn = conn.clone();
-                    async move {
-                        self.invocation(message)
-                            .invoke_async::<(String, String)>(&mut conn)
-                            .await
-                    }
-                }))
-                .await;
-                // All failing for want of Redis is an outage, retried as a whole (same ids).
-                if let Some(Err(e)) = replies.first()
-                    && crate::error::is_unreachable(e)
-                    && replies.iter().all(Result::is_err)
-                {
-                    return Err(EmitError::Unavailable(e.to_string()));
-                }
-                return Ok(replies
-                    .into_iter()
-                    .map(|r| parse_reply(r.map_err(EmitError::from)?))
-                    .collect());
-            }
+            Backend::Cluster(conn) => return Ok(self.cluster_calls(conn, chunk).await),
         };
         let mut conn = pool.get().await?;
         {
@@ -331,6 +308,53 @@ impl Emitter {
             }
             Ok(replies.into_iter().map(|r| parse_reply(r?)).collect())
         }
+    }
+
+    /// Publishes a batch on a cluster. A pipeline must stay in one slot, so the calls go out at
+    /// once and the connection pipelines them per node. The calls that found their shard
+    /// unreachable (its master failing over, say) are retried on their own, with the same ids.
+    async fn cluster_calls(
+        &self,
+        conn: &redis::cluster_async::ClusterConnection,
+        chunk: &[Message],
+    ) -> Vec<Result<Offset, EmitError>> {
+        let mut results: Vec<Option<Result<Offset, EmitError>>> =
+            chunk.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..chunk.len()).collect();
+        let mut backoff = self.inner.retry_backoff;
+        for attempt in 0..=self.inner.retries {
+            let replies = futures_util::future::join_all(todo.iter().map(|&i| {
+                let mut conn = conn.clone();
+                async move {
+                    self.invocation(&chunk[i])
+                        .invoke_async::<(String, String)>(&mut conn)
+                        .await
+                }
+            }))
+            .await;
+            let mut again = Vec::new();
+            for (&i, reply) in todo.iter().zip(replies) {
+                match reply {
+                    Err(e) if crate::error::is_unreachable(&e) && attempt < self.inner.retries => {
+                        again.push(i);
+                    }
+                    other => {
+                        results[i] = Some(other.map_err(EmitError::from).and_then(parse_reply))
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            tracing::debug!(failed = again.len(), ?backoff, "publishes failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            todo = again;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EmitError::Reply("no reply".into()))))
+            .collect()
     }
 
     async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {

@@ -135,7 +135,9 @@ impl InboxBuilder {
     }
 
     /// How many partitions the inbox is split into: the edges' `--inbox-partitions` (default 1).
-    /// Every partition is read.
+    /// Every partition is read, in turn, each waiting its share of `block`, so a message can
+    /// wait up to about `block` for its turn in a quiet inbox. Changing the count strands what
+    /// the old partitions still hold: drain them first (or read them with the old count).
     pub fn partitions(mut self, partitions: u16) -> Self {
         self.partitions = partitions.max(1);
         self

@@ -49,6 +49,7 @@ pub struct Common {
         long,
         global = true,
         env = "FERROCAST_REDIS_CLUSTER_NODES",
+        hide_env_values = true,
         value_delimiter = ','
     )]
     pub redis_cluster_nodes: Vec<String>,

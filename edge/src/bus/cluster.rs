@@ -3,15 +3,17 @@
 //! key, follows MOVED redirections and resubscribes after reconnections and topology changes.
 //!
 //! Live messages arrive as RESP3 pushes. When a node's connection drops (a restart, or a
-//! failover to its replica), the bus does not wait for the cluster connection to notice the new
-//! topology on its own (it only does when a call fails): every half second until it succeeds,
-//! it subscribes every target again, which routes each to its slot's current master (following
-//! the failover), and then replays the target from its position, so what was published in
-//! between reaches the members, in order, before newer live messages. A history that did not
-//! survive the failover (asynchronous replication can lose the newest entries) closes the
-//! members, who resume and are told `recovered: false`.
+//! failover to its replica), or Redis moves a channel's slot away, the affected targets'
+//! positions are saved and their live messages set aside (they will be in the replay); every
+//! half second until it succeeds, each such target is subscribed again, which routes it to its
+//! slot's current master (following the failover), and replayed from its saved position, so
+//! what was published in between reaches the members, in order, before newer live messages.
+//! Which targets a dropped node served is not known, so a drop resyncs them all. A history that
+//! did not survive (asynchronous replication can lose the newest entries, a node can restart
+//! empty) closes the members, who resume and are told `recovered: false`. The edge reports not
+//! ready until every target is resynced.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,14 +48,12 @@ pub struct ClusterBus {
     emitter: Emitter,
     registry: Arc<Registry>,
     positions: Positions,
-    /// Subscribed targets whose subscription the cluster has confirmed: a second confirmation
-    /// is a resubscription, after which the target is replayed.
-    confirmed: parking_lot::Mutex<HashSet<TargetKey>>,
+    /// Targets to subscribe again and replay from these saved positions; their live messages
+    /// are set aside meanwhile.
+    pending: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
     inbox: InboxWriter,
     history_ttl: Duration,
     ready: AtomicBool,
-    /// A node's connection dropped: every target must be subscribed again and replayed.
-    resync: AtomicBool,
 }
 
 impl ClusterBus {
@@ -90,11 +90,10 @@ impl ClusterBus {
             emitter,
             registry,
             positions: Positions::default(),
-            confirmed: parking_lot::Mutex::new(HashSet::new()),
+            pending: parking_lot::Mutex::new(HashMap::new()),
             inbox: InboxWriter::new(Keys::new(prefix), inbox.0, inbox.1),
             history_ttl,
             ready: AtomicBool::new(false),
-            resync: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain(client, received));
         Ok(bus)
@@ -129,15 +128,7 @@ impl ClusterBus {
                     Some(push) => self.on_push(push).await,
                     None => return,
                 },
-                _ = resync.tick(), if self.resync.load(Ordering::SeqCst) => {
-                    match self.resync_all().await {
-                        Ok(()) => {
-                            self.resync.store(false, Ordering::SeqCst);
-                            tracing::info!("every target subscribed again and replayed");
-                        }
-                        Err(error) => tracing::warn!(%error, "cannot resubscribe yet; retrying"),
-                    }
-                }
+                _ = resync.tick(), if !self.pending.lock().is_empty() => self.resync().await,
                 _ = ping.tick() => {
                     let answered = tokio::time::timeout(
                         TIMEOUT,
@@ -163,6 +154,9 @@ impl ClusterBus {
                 let Some(target) = self.keys.target_of_live(channel) else {
                     return;
                 };
+                if self.pending.lock().contains_key(&target) {
+                    return; // Its replay from the saved position will carry it.
+                }
                 match LiveMessage::parse(payload) {
                     Some(live) => self.positions.deliver_if_new(
                         &self.registry,
@@ -173,26 +167,6 @@ impl ClusterBus {
                     None => tracing::warn!(%target, "malformed live message skipped"),
                 }
             }
-            PushKind::SSubscribe => {
-                let Some(Value::BulkString(channel)) = push.data.first() else {
-                    return;
-                };
-                let Some(target) = self.keys.target_of_live(channel) else {
-                    return;
-                };
-                let Some(position) = self.positions.get(&target) else {
-                    return;
-                };
-                if self.confirmed.lock().insert(target.clone()) {
-                    return; // The first confirmation, of our own subscribe.
-                }
-                // Subscribed again after a reconnection or a topology change: live messages
-                // flow again from here, so what was published in between is in the history.
-                if let Err(error) = self.catch_up(&target, position).await {
-                    tracing::warn!(%target, %error, "cannot replay a resubscribed target; closing its members");
-                    self.registry.lost(&target);
-                }
-            }
             PushKind::SUnsubscribe => {
                 // Redis unsubscribes shard channels whose slot moved to another node (a
                 // resharding); one we still want must be subscribed again where it went.
@@ -200,37 +174,73 @@ impl ClusterBus {
                     return;
                 };
                 if let Some(target) = self.keys.target_of_live(channel)
-                    && self.positions.get(&target).is_some()
+                    && let Some(position) = self.positions.get(&target)
                 {
                     tracing::info!(%target, "shard channel moved; resubscribing");
-                    self.resync.store(true, Ordering::SeqCst);
+                    self.pending.lock().entry(target).or_insert(position);
                 }
             }
             PushKind::Disconnection => {
                 metrics().bus_reconnects.inc();
-                self.resync.store(true, Ordering::SeqCst);
+                let mut pending = self.pending.lock();
+                for (target, position) in self.positions.snapshot() {
+                    pending.entry(target).or_insert(position);
+                }
                 tracing::warn!("a Redis Cluster connection dropped; resubscribing every target");
             }
             _ => {}
         }
     }
 
-    /// Subscribes every target again (on its slot's current master) and replays it from its
-    /// position. Subscribing first: a message published in between is then either in the
-    /// replay or live, and positions drop the copy.
-    async fn resync_all(&self) -> Result<(), BusError> {
-        let mut conn = self.connection()?;
-        for (target, _) in self.positions.snapshot() {
-            tokio::time::timeout(TIMEOUT, conn.ssubscribe(self.keys.live(&target)))
-                .await
-                .map_err(|_| unavailable("subscribe timed out"))?
-                .map_err(unavailable)?;
-            // Read now, not from the snapshot: live messages may have moved it on.
-            if let Some(position) = self.positions.get(&target) {
-                self.catch_up(&target, position).await?;
+    /// Subscribes each pending target again (on its slot's current master) and replays it from
+    /// its saved position; a target that fails stays pending for the next round, and does not
+    /// hold the others back.
+    async fn resync(&self) {
+        let Ok(mut conn) = self.connection() else {
+            return;
+        };
+        let pending: Vec<(TargetKey, Offset)> = self
+            .pending
+            .lock()
+            .iter()
+            .map(|(t, o)| (t.clone(), *o))
+            .collect();
+        let mut failed = 0;
+        for (target, saved) in pending {
+            if self.positions.get(&target).is_none() {
+                // Left meanwhile: nothing to resubscribe.
+                self.pending.lock().remove(&target);
+                continue;
+            }
+            let channel = self.keys.live(&target);
+            let resynced = async {
+                tokio::time::timeout(TIMEOUT, conn.ssubscribe(&channel))
+                    .await
+                    .map_err(|_| unavailable("subscribe timed out"))?
+                    .map_err(unavailable)?;
+                if self.positions.get(&target).is_none() {
+                    // Left while subscribing: undo, or the cluster keeps sending it.
+                    let _ = conn.sunsubscribe(&channel).await;
+                    return Ok(());
+                }
+                self.catch_up(&target, saved).await
+            }
+            .await;
+            match resynced {
+                Ok(()) => {
+                    self.pending.lock().remove(&target);
+                }
+                Err(error) => {
+                    failed += 1;
+                    tracing::debug!(%target, %error, "cannot resync yet");
+                }
             }
         }
-        Ok(())
+        if failed > 0 {
+            tracing::warn!(failed, "targets not resubscribed yet; retrying");
+        } else {
+            tracing::info!("every target subscribed again and replayed");
+        }
     }
 
     async fn catch_up(&self, target: &TargetKey, position: Offset) -> Result<(), BusError> {
@@ -262,6 +272,8 @@ impl ClusterBus {
 
 impl Bus for ClusterBus {
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
+        // One at a time, two round trips each: a mass reconnect costs many round trips here,
+        // where the single-Redis bus batches them (left as it is for now).
         let mut conn = self.connection()?;
         for (done, target) in targets.iter().enumerate() {
             let subscribed = async {
@@ -293,7 +305,7 @@ impl Bus for ClusterBus {
         let mut result = Ok(());
         for target in targets {
             self.positions.remove(target);
-            self.confirmed.lock().remove(target);
+            self.pending.lock().remove(target);
             let unsubscribed =
                 tokio::time::timeout(TIMEOUT, conn.sunsubscribe(self.keys.live(target)))
                     .await
@@ -327,6 +339,7 @@ impl Bus for ClusterBus {
     }
 
     fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        // Like the single-Redis bus: not ready until every target is live again.
+        self.ready.load(Ordering::SeqCst) && self.pending.lock().is_empty()
     }
 }
