@@ -27,16 +27,10 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::history::{self, FROM_START, InboxWriter, Positions, unavailable};
-use super::{Bus, BusError, Replay};
+use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, Replay, TIMEOUT};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
-/// How long to wait for the cluster to answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the cluster is pinged to decide readiness.
-const PING_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between attempts to make the first connection.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a resubscription after a dropped connection is tried until it succeeds.
 const RESYNC_EVERY: Duration = Duration::from_millis(500);
 

@@ -5,6 +5,7 @@
 //! it was built with, in the target's offset order.
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
@@ -29,6 +30,13 @@ pub enum BusError {
     #[error("publish refused: {0}")]
     Refused(String),
 }
+
+/// How long the Redis buses wait for Redis to answer.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the Redis buses ping Redis to decide whether it is reachable.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait between the Redis buses' attempts to connect.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Most messages one replay returns; a longer gap is reported as not recovered.
 pub const MAX_REPLAY: usize = 10_000;

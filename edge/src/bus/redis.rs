@@ -23,19 +23,14 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
 use super::history::{self, FROM_START, Positions, unavailable};
-use super::{Bus, BusError, Replay};
+use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, Replay, TIMEOUT};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
 const STABLE: Duration = Duration::from_secs(10);
-/// How long to wait for Redis to answer.
-const TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the pub/sub connection is pinged, and how long a ping may take: a Redis that stops
-/// answering (paused, or a half-open connection) is treated as lost.
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How long a ping of the pub/sub connection may take: a Redis that stops answering (paused,
+/// or a half-open connection) is treated as lost.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// A bus over one Redis.
 pub struct RedisBus {
