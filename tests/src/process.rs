@@ -417,6 +417,64 @@ impl RedisCluster {
         redis_cli(&["-c", "-p", &node.port.to_string()], args)
     }
 
+    /// Runs redis-cli against the node on `port` alone (no redirections).
+    pub fn node_cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        redis_cli(&["-p", &port.to_string()], args)
+    }
+
+    /// Ports of the masters.
+    pub fn masters(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.killed.contains(&n.port))
+            .filter(|n| n.cli(&["ROLE"]).is_some_and(|r| r.starts_with("master")))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Moves `slot` from the master on `from` to the master on `to`, keys and all, the way a
+    /// resharding does (IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE).
+    pub fn move_slot(&self, slot: u16, from: u16, to: u16) {
+        let id = |port| {
+            self.node_cli(port, &["CLUSTER", "MYID"])
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+        let ok = |reply: Option<String>, what: &str| {
+            assert!(
+                reply.as_deref().is_some_and(|r| !r.contains("ERR")),
+                "{what}: {reply:?}"
+            );
+        };
+        ok(
+            self.node_cli(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+            "importing",
+        );
+        ok(
+            self.node_cli(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+            "migrating",
+        );
+        loop {
+            let keys = self
+                .node_cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "100"])
+                .unwrap_or_default();
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            ok(self.node_cli(from, &args), "migrate");
+        }
+        for port in self.masters() {
+            ok(
+                self.node_cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]),
+                "setslot node",
+            );
+        }
+    }
+
     /// Kills the node on `port` (SIGKILL).
     pub fn kill(&mut self, port: u16) {
         if let Some(node) = self.nodes.iter().find(|n| n.port == port) {

@@ -525,3 +525,44 @@ async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_slot_moves_to_another_master_keeps_its_messages_flowing() {
+    use ferrocast_tests::{Client, Edge, Token};
+    use serde_json::json;
+
+    let cluster = RedisCluster::start(3, 0);
+    let edge = Edge::start(&["--redis-cluster-nodes", &cluster.nodes_arg()]).await;
+    let lib = Emitter::cluster_builder(cluster.urls())
+        .connect()
+        .await
+        .expect("emitter");
+    let (mut client, _) =
+        Client::connect(&edge.ws_url(), &Token::user("u", &["moving"]).dev()).await;
+    client.join("moving").await;
+    for n in 0..3 {
+        lib.to_room("moving").emit("n", &n).await.expect("publish");
+        assert_eq!(client.expect("msg").await["data"], json!(n));
+    }
+    let stream = Keys::default().stream(&Target::Room("moving".into()).key());
+    let from = cluster.holder_of(&stream).expect("stream exists");
+    let to = *cluster
+        .masters()
+        .iter()
+        .find(|p| **p != from)
+        .expect("another master");
+    let slot: u16 = cluster
+        .cli(&["CLUSTER", "KEYSLOT", &stream])
+        .and_then(|s| s.parse().ok())
+        .expect("slot");
+    cluster.move_slot(slot, from, to);
+    assert_eq!(cluster.holder_of(&stream), Some(to), "moved");
+    // Redis unsubscribed the edge from the moved shard channel; the edge subscribes again on
+    // the new master, and nothing published from now on is missed.
+    for n in 3..10 {
+        lib.to_room("moving").emit("n", &n).await.expect("publish");
+    }
+    for n in 3..10 {
+        assert_eq!(client.expect("msg").await["data"], json!(n));
+    }
+}
