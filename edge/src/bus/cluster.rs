@@ -266,11 +266,12 @@ impl ClusterBus {
 
 impl Bus for ClusterBus {
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
-        // One at a time, two round trips each: a mass reconnect costs many round trips here,
-        // where the single-Redis bus batches them (left as it is for now).
-        let mut conn = self.connection()?;
-        for (done, target) in targets.iter().enumerate() {
-            let subscribed = async {
+        let conn = self.connection()?;
+        // All at once: one call per target (a call's channels must share a slot), and the
+        // cluster connection pipelines them per node.
+        let subscribed = futures_util::future::join_all(targets.iter().map(|target| {
+            let mut conn = conn.clone();
+            async move {
                 tokio::time::timeout(TIMEOUT, conn.ssubscribe(self.keys.live(target)))
                     .await
                     .map_err(|_| unavailable("subscribe timed out"))?
@@ -278,17 +279,18 @@ impl Bus for ClusterBus {
                 // Where the history stands now: a resubscription replays from here.
                 self.newest(target).await
             }
-            .await;
-            match subscribed {
-                Ok(newest) => self
-                    .positions
-                    .set(target.clone(), newest.unwrap_or(FROM_START)),
-                Err(error) => {
-                    // Without a position the subscription is useless: undo it rather than
-                    // leak it.
-                    let _ = self.unsubscribe(&targets[..=done]).await;
-                    return Err(error);
-                }
+        }))
+        .await;
+        if subscribed.iter().any(Result::is_err) {
+            // Without positions the subscriptions are useless: undo them rather than leak them.
+            let _ = self.unsubscribe(targets).await;
+            let error = subscribed.into_iter().find_map(Result::err);
+            return Err(error.unwrap_or_else(|| unavailable("subscribe failed")));
+        }
+        for (target, newest) in targets.iter().zip(subscribed) {
+            if let Ok(newest) = newest {
+                self.positions
+                    .set(target.clone(), newest.unwrap_or(FROM_START));
             }
         }
         Ok(())
