@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::{Patterns, Verifier};
-use crate::bus::{Bus, ClusterBus, MemoryBus, RedisBus};
+use crate::bus::{Bus, ClusterBus, MemoryBus, RedisBus, RedisSettings};
 use crate::config::Config;
 use crate::connections::Connections;
 use crate::registry::Registry;
@@ -110,27 +110,15 @@ pub async fn serve(
         Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
     }
     let registry = Registry::new();
+    let settings = RedisSettings::from_config(&config);
     if !config.redis_cluster_nodes.is_empty() {
-        let bus = ClusterBus::start(
-            ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes),
-            &config.prefix,
-            registry.clone(),
-            config.history_len,
-            config.history_ttl,
-            (config.inbox_max_len, config.inbox_partitions),
-        )?;
+        let nodes = ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes);
+        let bus = ClusterBus::start(nodes, &settings, registry.clone())?;
         return start(config, verifier, registry, bus, listener, shutdown).await;
     }
     match &config.redis_url {
         Some(url) => {
-            let bus = RedisBus::start(
-                url,
-                &config.prefix,
-                registry.clone(),
-                config.history_len,
-                config.history_ttl,
-                (config.inbox_max_len, config.inbox_partitions),
-            )?;
+            let bus = RedisBus::start(url, &settings, registry.clone())?;
             start(config, verifier, registry, bus, listener, shutdown).await
         }
         None => {

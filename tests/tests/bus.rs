@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, Replay};
+use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings, Replay};
 use ferrocast_edge::outbox::{self, Inbox, Outbound};
 use ferrocast_edge::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
@@ -165,15 +165,14 @@ async fn memory_bus_keeps_the_contract() {
 async fn redis_bus_keeps_the_contract() {
     let redis = RedisServer::start();
     let registry = Registry::new();
-    let bus = RedisBus::start(
-        &redis.url(),
-        "fc",
-        registry.clone(),
-        100,
-        Duration::from_secs(60),
-        (1000, 1),
-    )
-    .expect("bus");
+    let settings = RedisSettings {
+        prefix: "fc".into(),
+        history_len: 100,
+        history_ttl: Duration::from_secs(60),
+        inbox_max_len: 1000,
+        inbox_partitions: 1,
+    };
+    let bus = RedisBus::start(&redis.url(), &settings, registry.clone()).expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !bus.is_ready() {
         assert!(tokio::time::Instant::now() < deadline, "bus never ready");

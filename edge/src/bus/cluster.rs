@@ -27,7 +27,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::history::{self, FROM_START, InboxWriter, Positions, unavailable};
-use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, Replay, TIMEOUT};
+use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, RedisSettings, Replay, TIMEOUT};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -51,16 +51,12 @@ pub struct ClusterBus {
 }
 
 impl ClusterBus {
-    /// Starts a bus on the cluster that `nodes` (`redis://host:port`) belong to; `inbox` is the
-    /// upstream inbox's length cap and partition count. Returns at once; the connection is made
+    /// Starts a bus on the cluster that `nodes` (`redis://host:port`) belong to. Returns at once; the connection is made
     /// in the background, and [`Bus::is_ready`] says when it is up.
     pub fn start(
         nodes: Vec<String>,
-        prefix: &str,
+        settings: &RedisSettings,
         registry: Arc<Registry>,
-        history_len: u64,
-        history_ttl: Duration,
-        inbox: (u64, u16),
     ) -> Result<Arc<ClusterBus>, BusError> {
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
         let client = ClusterClientBuilder::new(nodes.clone())
@@ -70,23 +66,16 @@ impl ClusterBus {
             .response_timeout(TIMEOUT)
             .build()
             .map_err(|e| BusError::Refused(format!("invalid Redis Cluster nodes: {e}")))?;
-        let emitter = Emitter::cluster_builder(nodes)
-            .prefix(prefix)
-            .history_len(history_len)
-            .history_ttl(history_ttl)
-            .connect_timeout(TIMEOUT)
-            .response_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| BusError::Refused(e.to_string()))?;
+        let emitter = settings.emitter(Emitter::cluster_builder(nodes))?;
         let bus = Arc::new(ClusterBus {
-            keys: Keys::new(prefix),
+            keys: Keys::new(&settings.prefix),
             conn: tokio::sync::OnceCell::new(),
             emitter,
             registry,
             positions: Positions::default(),
             pending: parking_lot::Mutex::new(HashMap::new()),
-            inbox: InboxWriter::new(Keys::new(prefix), inbox.0, inbox.1),
-            history_ttl,
+            inbox: settings.inbox(),
+            history_ttl: settings.history_ttl,
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain(client, received));

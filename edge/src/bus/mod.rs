@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
+use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
 pub mod cluster;
@@ -37,6 +37,58 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between the Redis buses' attempts to connect.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What both Redis buses (one Redis, or a cluster) are configured with.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Key prefix shared with the emitters.
+    pub prefix: String,
+    /// History length of the edge's own publishes.
+    pub history_len: u64,
+    /// How long histories live after their last publish.
+    pub history_ttl: Duration,
+    /// Approximate cap on each upstream inbox stream.
+    pub inbox_max_len: u64,
+    /// Partitions of the upstream inbox.
+    pub inbox_partitions: u16,
+}
+
+impl RedisSettings {
+    /// The settings from the edge's configuration.
+    pub fn from_config(config: &crate::config::Config) -> RedisSettings {
+        RedisSettings {
+            prefix: config.prefix.clone(),
+            history_len: config.history_len,
+            history_ttl: config.history_ttl,
+            inbox_max_len: config.inbox_max_len,
+            inbox_partitions: config.inbox_partitions,
+        }
+    }
+
+    /// The emitter for the edge's own publishes, from `builder` (one Redis or a cluster).
+    fn emitter(
+        &self,
+        builder: ferrocast_emitter::EmitterBuilder,
+    ) -> Result<ferrocast_emitter::Emitter, BusError> {
+        builder
+            .prefix(&self.prefix)
+            .history_len(self.history_len)
+            .history_ttl(self.history_ttl)
+            .connect_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| BusError::Refused(e.to_string()))
+    }
+
+    /// Where client `send`s go.
+    fn inbox(&self) -> history::InboxWriter {
+        history::InboxWriter::new(
+            Keys::new(&self.prefix),
+            self.inbox_max_len,
+            self.inbox_partitions,
+        )
+    }
+}
 
 /// Most messages one replay returns; a longer gap is reported as not recovered.
 pub const MAX_REPLAY: usize = 10_000;

@@ -23,7 +23,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
 use super::history::{self, FROM_START, Positions, unavailable};
-use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, Replay, TIMEOUT};
+use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, RedisSettings, Replay, TIMEOUT};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -58,18 +58,13 @@ struct Live {
 }
 
 impl RedisBus {
-    /// Starts a bus on the Redis at `url`; `inbox` is the upstream inbox's length cap and
-    /// partition count. Returns at once; the connection is made (and remade)
+    /// Starts a bus on the Redis at `url`. Returns at once; the connection is made (and remade)
     /// in the background, and [`Bus::is_ready`] says when it is up.
     pub fn start(
         url: &str,
-        prefix: &str,
+        settings: &RedisSettings,
         registry: Arc<Registry>,
-        history_len: u64,
-        history_ttl: Duration,
-        inbox: (u64, u16),
     ) -> Result<Arc<RedisBus>, BusError> {
-        let (inbox_max_len, inbox_partitions) = inbox;
         let client = redis::Client::open(url)
             .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
         let reads = bb8::Pool::builder()
@@ -77,24 +72,17 @@ impl RedisBus {
             .test_on_check_out(false)
             .connection_timeout(TIMEOUT)
             .build_unchecked(Manager::new(client.clone(), TIMEOUT, TIMEOUT));
-        let emitter = Emitter::builder(url)
-            .prefix(prefix)
-            .history_len(history_len)
-            .history_ttl(history_ttl)
-            .connect_timeout(TIMEOUT)
-            .response_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| BusError::Refused(e.to_string()))?;
+        let emitter = settings.emitter(Emitter::builder(url))?;
         let bus = Arc::new(RedisBus {
-            keys: Keys::new(prefix),
+            keys: Keys::new(&settings.prefix),
             client,
             reads,
             emitter,
             registry,
             live: Mutex::new(Live::default()),
             positions: Positions::default(),
-            history_ttl,
-            inbox: history::InboxWriter::new(Keys::new(prefix), inbox_max_len, inbox_partitions),
+            history_ttl: settings.history_ttl,
+            inbox: settings.inbox(),
             ready: AtomicBool::new(false),
         });
         tokio::spawn(bus.clone().maintain());
