@@ -4,6 +4,7 @@
 //! linked by the edge, the emitter and the tests alike.
 
 pub mod close;
+pub mod data;
 pub mod envelope;
 pub mod frame;
 pub mod keys;
