@@ -161,11 +161,13 @@ edge_log_tail() { echo "-- last lines of ${OUTDIR#"$ROOT"/}/edge.log:" >&2; tail
 
 for attempt in 1 2 3; do
   PORT=$(harness free-port)
+  INTERNAL_PORT=$(harness free-port)
   # Single-node mode whatever the environment says: no Redis is involved in echo mode.
-  env -u FERROCAST_REDIS_URL NO_COLOR=1 "$EDGE" --echo --listen "127.0.0.1:$PORT" --ws-path /ws --log warn \
+  env -u FERROCAST_REDIS_URL NO_COLOR=1 "$EDGE" --echo --listen "127.0.0.1:$PORT" \
+    --internal-listen "127.0.0.1:$INTERNAL_PORT" --ws-path /ws --log warn \
     --drain-timeout 2s >"$OUTDIR/edge.log" 2>&1 &
   EDGE_PID=$!
-  if harness wait-healthy "http://127.0.0.1:$PORT/healthz" "$EDGE_PID" 30; then
+  if harness wait-healthy "http://127.0.0.1:$INTERNAL_PORT/healthz" "$EDGE_PID" 30; then
     break
   fi
   if kill -0 "$EDGE_PID" 2>/dev/null || [ "$attempt" -eq 3 ]; then

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::config::{Config, DEV_JWT_SECRET, JwtAlg};
+use crate::config::{Config, DEV_JWT_SECRET, JwtAlg, MIN_SECRET_LEN};
 
 /// The claims Ferrocast reads from a token.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +65,12 @@ pub enum AuthConfigError {
     /// An asymmetric algorithm without a key, or HS256 with a key file.
     #[error("{0}")]
     Mismatch(&'static str),
+    /// A configured HS256 secret too short to resist guessing (an empty one included).
+    #[error(
+        "--jwt-secret is {0} bytes; at least {MIN_SECRET_LEN} are required (e.g. `openssl rand -base64 48`). \
+         Leave it unset, not empty, for development mode"
+    )]
+    WeakSecret(usize),
 }
 
 /// Verifies tokens with the configured key and rules.
@@ -86,6 +92,11 @@ impl Verifier {
             }
             (JwtAlg::Hs256, None) => {
                 let secret = config.jwt_secret.as_deref();
+                if let Some(secret) = secret
+                    && secret.len() < MIN_SECRET_LEN
+                {
+                    return Err(AuthConfigError::WeakSecret(secret.len()));
+                }
                 let key = DecodingKey::from_secret(secret.unwrap_or(DEV_JWT_SECRET).as_bytes());
                 (Algorithm::HS256, key, secret.is_none())
             }

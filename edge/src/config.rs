@@ -8,8 +8,12 @@ use clap::{Parser, ValueEnum};
 use ferrocast_emitter::cli::parse_duration;
 use ferrocast_protocol::script;
 
-/// The JWT secret used when none is configured. Anyone can mint tokens with it.
+/// The JWT secret of development mode (no key configured). It is published, so anyone can mint
+/// tokens with it: in development mode the edge listens on loopback only.
 pub const DEV_JWT_SECRET: &str = "ferrocast-dev-secret";
+
+/// Shortest HS256 secret accepted, in bytes: RFC 7518 asks for a key at least as long as the hash.
+pub const MIN_SECRET_LEN: usize = 32;
 
 /// Ferrocast edge: a WebSocket server that authenticates clients with JWTs, lets them join rooms
 /// and delivers what workers publish through Redis. With no flags it runs as a single node with
@@ -17,9 +21,20 @@ pub const DEV_JWT_SECRET: &str = "ferrocast-dev-secret";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "edge", version)]
 pub struct Config {
-    /// Address to serve WebSockets, /healthz and /readyz on.
+    /// Public address: the WebSocket path only. In development mode (no JWT key configured) a
+    /// non-loopback address is replaced by loopback on the same port.
     #[arg(long, env = "FERROCAST_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    /// Internal address: /healthz, /readyz and /metrics, apart from the public port so that no
+    /// client load can fail a probe. Never route a public ingress to it. Loopback only in
+    /// development mode.
+    #[arg(
+        long,
+        env = "FERROCAST_INTERNAL_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub internal_listen: SocketAddr,
 
     /// Path of the WebSocket endpoint.
     #[arg(long, env = "FERROCAST_WS_PATH", default_value = "/ws")]
@@ -46,8 +61,9 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]
     pub prefix: String,
 
-    /// HS256 secret (the raw bytes of this string). Without it and without a public key, a
-    /// development secret is used and a warning logged.
+    /// HS256 secret (the raw bytes of this string), at least 32 bytes: a shorter or empty one
+    /// is refused at start. Without it and without a public key the edge runs in development
+    /// mode: a published secret, loopback listeners only, and a warning.
     #[arg(
         long,
         env = "FERROCAST_JWT_SECRET",
@@ -68,7 +84,8 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
-    /// Required `aud` claim, if set.
+    /// Required `aud` claim, if set. Set it with a public key: without it, any token your
+    /// identity provider issues for other applications gets in too (warned at start).
     #[arg(long, env = "FERROCAST_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
 
@@ -112,7 +129,7 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_BURST", default_value_t = 50)]
     pub burst: u32,
 
-    /// Most WebSocket connections at once; beyond it upgrades get HTTP 503.
+    /// Most WebSocket connections at once; beyond it upgrades get HTTP 503 (and /readyz too).
     #[arg(long, env = "FERROCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
@@ -120,6 +137,12 @@ pub struct Config {
     /// beyond it new connections get HTTP 503.
     #[arg(long, env = "FERROCAST_MAX_UNAUTHENTICATED", default_value_t = 1_000)]
     pub max_unauthenticated: usize,
+
+    /// Most unauthenticated connections at once from one peer IP address, so one host cannot
+    /// hold every place under --max-unauthenticated; beyond it new connections get HTTP 503. 0:
+    /// no per-address cap (behind a proxy whose address every connection shares).
+    #[arg(long, env = "FERROCAST_MAX_PENDING_PER_IP", default_value_t = 256)]
+    pub max_pending_per_ip: usize,
 
     /// Browser origins allowed to open WebSockets, comma-separated (e.g.
     /// https://app.example.com), or `*`. Upgrades from other origins get HTTP 403; requests
@@ -223,4 +246,55 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line, for machines.
     Json,
+}
+
+impl Config {
+    /// Whether no JWT key is configured: development mode, with the published secret.
+    pub fn is_development(&self) -> bool {
+        self.jwt_secret.is_none() && self.jwt_public_key_file.is_none()
+    }
+
+    /// The public and internal addresses to bind: as configured, except that development mode
+    /// never listens beyond loopback, because anyone can mint tokens with its secret.
+    pub fn bind_addresses(&self) -> (SocketAddr, SocketAddr) {
+        if self.is_development() {
+            (loopback(self.listen), loopback(self.internal_listen))
+        } else {
+            (self.listen, self.internal_listen)
+        }
+    }
+}
+
+/// `addr` if it is a loopback address, else loopback (of the same IP version) on its port.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        ip if ip.is_loopback() => addr,
+        std::net::IpAddr::V4(_) => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
+        std::net::IpAddr::V6(_) => SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_mode_binds_loopback_only() {
+        let dev = Config::parse_from(["edge"]);
+        assert!(dev.is_development());
+        let (public, internal) = dev.bind_addresses();
+        assert_eq!(public, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(internal, "127.0.0.1:9090".parse().unwrap());
+        let v6 = Config::parse_from(["edge", "--listen", "[::]:80"]);
+        assert_eq!(v6.bind_addresses().0, "[::1]:80".parse().unwrap());
+
+        let secret = "x".repeat(MIN_SECRET_LEN);
+        let production = Config::parse_from(["edge", "--jwt-secret", &secret]);
+        assert!(!production.is_development());
+        assert_eq!(
+            production.bind_addresses().0,
+            "0.0.0.0:8080".parse().unwrap()
+        );
+    }
 }

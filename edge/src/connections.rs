@@ -6,6 +6,7 @@
 //! a second; connections own no timers of their own.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ pub struct Connections {
     table: Mutex<HashMap<u64, Handle>>,
     open: Arc<AtomicUsize>,
     unauthenticated: Arc<AtomicUsize>,
+    /// Unauthenticated connections per peer address (only addresses that have some).
+    pending_by_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     draining: AtomicBool,
     /// The clock `Life::heard` uses.
     pub clock: Clock,
@@ -68,6 +71,36 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A connection's place among those not authenticated yet: under the edge's cap and under its
+/// peer address's. Given back on drop.
+pub struct Pending {
+    _total: Slot,
+    ip: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((ip, table)) = self.ip.take() {
+            let mut table = table.lock();
+            if let Some(n) = table.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    table.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Why a new connection was refused a place among the unauthenticated ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingRefusal {
+    /// The edge holds `--max-unauthenticated` already.
+    Total,
+    /// The peer address holds `--max-pending-per-ip` already.
+    PerIp,
 }
 
 fn reserve(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
@@ -85,6 +118,7 @@ impl Default for Connections {
             table: Mutex::new(HashMap::new()),
             open: Arc::new(AtomicUsize::new(0)),
             unauthenticated: Arc::new(AtomicUsize::new(0)),
+            pending_by_ip: Arc::default(),
             draining: AtomicBool::new(false),
             clock: Clock(Instant::now()),
         }
@@ -97,9 +131,36 @@ impl Connections {
         reserve(&self.open, max)
     }
 
-    /// A place for one more connection that has not authenticated yet, unless `max` have not.
-    pub fn reserve_unauthenticated(&self, max: usize) -> Option<Slot> {
-        reserve(&self.unauthenticated, max)
+    /// A place for one more connection from `ip` that has not authenticated yet, unless `max`
+    /// have not, or `max_per_ip` of them (when not 0) come from `ip`.
+    pub fn reserve_pending(
+        &self,
+        ip: IpAddr,
+        max: usize,
+        max_per_ip: usize,
+    ) -> Result<Pending, PendingRefusal> {
+        let total = reserve(&self.unauthenticated, max).ok_or(PendingRefusal::Total)?;
+        if max_per_ip == 0 {
+            return Ok(Pending {
+                _total: total,
+                ip: None,
+            });
+        }
+        let mut table = self.pending_by_ip.lock();
+        let held = table.entry(ip).or_insert(0);
+        if *held >= max_per_ip {
+            return Err(PendingRefusal::PerIp);
+        }
+        *held += 1;
+        Ok(Pending {
+            _total: total,
+            ip: Some((ip, self.pending_by_ip.clone())),
+        })
+    }
+
+    /// WebSocket connections open now, authenticated or not.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
     }
 
     /// Registers an authenticated connection whose token expires at `exp`.

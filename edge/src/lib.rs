@@ -13,6 +13,7 @@ pub mod control;
 pub mod dedup;
 pub mod delivery;
 pub mod http;
+pub mod internal;
 pub mod listener;
 pub mod metrics;
 pub mod outbox;
@@ -58,32 +59,77 @@ pub struct Shared<B> {
 }
 
 impl<B: Bus> Shared<B> {
-    /// Ready for new connections: the bus is up and the edge is not draining.
-    pub fn is_ready(&self) -> bool {
-        self.bus.is_ready() && !self.connections.is_draining()
+    /// Why a new connection would not be welcomed now, if it would not: the bus is down, the
+    /// edge is draining, or it holds `--max-connections` already. `/readyz` says exactly this.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.connections.is_draining() {
+            Some("draining")
+        } else if !self.bus.is_ready() {
+            Some("bus unavailable")
+        } else if self.connections.open() >= self.config.max_connections {
+            Some("at --max-connections")
+        } else {
+            None
+        }
     }
 }
 
-/// Binds the configured address and serves until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    serve(config, listener, shutdown_signal()).await
+/// The two listeners of an edge.
+pub struct Listeners {
+    /// The WebSocket endpoint.
+    pub public: TcpListener,
+    /// Probes and metrics.
+    pub internal: TcpListener,
 }
 
-/// Serves on `listener` until `shutdown` completes.
+/// Binds the configured addresses (loopback only in development mode) and serves until SIGTERM
+/// or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (public, internal) = config.bind_addresses();
+    let listeners = Listeners {
+        public: TcpListener::bind(public)
+            .await
+            .with_context(|| format!("cannot listen on {public}"))?,
+        internal: TcpListener::bind(internal)
+            .await
+            .with_context(|| format!("cannot listen on {internal} (--internal-listen)"))?,
+    };
+    serve(config, listeners, shutdown_signal()).await
+}
+
+/// Serves on `listeners` until `shutdown` completes.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // clap reads an empty environment variable as unset, which would quietly turn an empty
+    // FERROCAST_JWT_SECRET into development mode: it is a configured secret, and too short.
+    if config.jwt_secret.is_none()
+        && std::env::var_os("FERROCAST_JWT_SECRET").is_some_and(|v| v.is_empty())
+    {
+        return Err(auth::AuthConfigError::WeakSecret(0).into());
+    }
     let verifier = Verifier::from_config(&config)?;
+    for listener in [&listeners.public, &listeners.internal] {
+        let address = listener.local_addr()?;
+        anyhow::ensure!(
+            !verifier.is_dev_secret || address.ip().is_loopback(),
+            "development mode (no JWT key configured) listens on loopback only, not {address}"
+        );
+    }
     if verifier.is_dev_secret {
         tracing::warn!(
-            "NO JWT KEY CONFIGURED: using the public development secret {:?}; anyone can mint tokens. \
-             Set --jwt-secret or --jwt-public-key-file in production.",
+            "DEVELOPMENT MODE: no JWT key configured, so the published development secret {:?} \
+             verifies tokens and anyone can mint them; listening on loopback only. Set \
+             --jwt-secret (32+ bytes) or --jwt-public-key-file in production.",
             config::DEV_JWT_SECRET
+        );
+    }
+    if config.jwt_public_key_file.is_some() && config.jwt_audience.is_none() {
+        tracing::warn!(
+            "no --jwt-audience: any token signed by this key gets in, including those your \
+             identity provider issues for other applications. Set --jwt-audience."
         );
     }
     if config.echo {
@@ -114,12 +160,12 @@ pub async fn serve(
     if !config.redis_cluster_nodes.is_empty() {
         let nodes = ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes);
         let bus = ClusterBus::start(nodes, &settings, registry.clone())?;
-        return start(config, verifier, registry, bus, listener, shutdown).await;
+        return start(config, verifier, registry, bus, listeners, shutdown).await;
     }
     match &config.redis_url {
         Some(url) => {
             let bus = RedisBus::start(url, &settings, registry.clone())?;
-            start(config, verifier, registry, bus, listener, shutdown).await
+            start(config, verifier, registry, bus, listeners, shutdown).await
         }
         None => {
             tracing::warn!(
@@ -131,7 +177,7 @@ pub async fn serve(
                 config.history_len,
                 config.history_ttl,
             ));
-            start(config, verifier, registry, bus, listener, shutdown).await
+            start(config, verifier, registry, bus, listeners, shutdown).await
         }
     }
 }
@@ -141,7 +187,7 @@ async fn start<B: Bus>(
     verifier: Verifier,
     registry: Arc<Registry>,
     bus: Arc<B>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::spawn(subscriptions::run(registry.clone(), bus.clone()));
@@ -181,16 +227,26 @@ async fn start<B: Bus>(
         connections: connections.clone(),
     });
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %listeners.public.local_addr()?,
+        internal = %listeners.internal.local_addr()?,
         node = %shared.node_id,
         path = %shared.config.ws_path,
         "edge listening"
     );
-    // The listener keeps answering during the drain (probes see 503, upgrades are refused).
-    let (stop_listening, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(listener::serve(shared.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    // The listeners keep answering during the drain (probes see 503, upgrades are refused).
+    let (stop_listening, stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let serving = tokio::spawn(listener::serve(shared.clone(), listeners.public, stopped()));
+    let probing = tokio::spawn(internal::serve(
+        shared.clone(),
+        listeners.internal,
+        stopped(),
+    ));
     shutdown.await;
     tracing::info!("shutdown requested: draining (a second signal exits at once)");
     tokio::spawn(async {
@@ -199,8 +255,9 @@ async fn start<B: Bus>(
         std::process::exit(1);
     });
     connections.drain(shared.config.drain_timeout).await;
-    let _ = stop_listening.send(());
+    let _ = stop_listening.send(true);
     let _ = serving.await;
+    let _ = probing.await;
     tracing::info!("drained; exiting");
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! The accept loop and the one port's routes: `/healthz`, `/readyz`, and the WebSocket endpoint,
-//! where the upgrade is checked (subprotocol, `Authorization` header) before anything is
-//! allocated for a session.
+//! The public accept loop: the WebSocket endpoint and nothing else (probes and metrics live on
+//! the [`internal`](crate::internal) listener, where no client load can starve them). The upgrade
+//! is checked (subprotocol, `Authorization` header) before anything is allocated for a session.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tungstenite::protocol::Role;
 use crate::Shared;
 use crate::auth::Claims;
 use crate::bus::Bus;
-use crate::connections::Slot;
+use crate::connections::{Pending, PendingRefusal, Slot};
 use crate::http::{self, ReadError, Request};
 use crate::metrics::{ReasonLabel, metrics};
 use crate::session;
@@ -30,17 +30,22 @@ pub async fn serve<B: Bus>(
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((mut stream, _peer)) => {
+                Ok((mut stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     // Reserved here, in accept order: a task spawned later may run first, and
                     // the cap must count every connection accepted before this one.
-                    match shared.connections.reserve_unauthenticated(shared.config.max_unauthenticated) {
-                        Some(slot) => {
-                            tokio::spawn(connection(shared.clone(), stream, slot));
+                    let config = &shared.config;
+                    match shared.connections.reserve_pending(peer.ip(), config.max_unauthenticated, config.max_pending_per_ip) {
+                        Ok(pending) => {
+                            tokio::spawn(connection(shared.clone(), stream, pending));
                         }
-                        None => {
+                        Err(refusal) => {
+                            let reason = match refusal {
+                                PendingRefusal::Total => "unauthenticated_limit",
+                                PendingRefusal::PerIp => "pending_per_ip_limit",
+                            };
                             tokio::spawn(async move {
-                                refuse(&mut stream, 503, "unauthenticated_limit", "too many pending connections").await;
+                                refuse(&mut stream, 503, reason, "too many pending connections").await;
                             });
                         }
                     }
@@ -57,7 +62,7 @@ pub async fn serve<B: Bus>(
 
 /// Serves one accepted connection. `unauthenticated` is its place under the cap on connections
 /// that have not authenticated yet, held until it authenticates or ends.
-async fn connection<B: Bus>(shared: Arc<Shared<B>>, stream: TcpStream, unauthenticated: Slot) {
+async fn connection<B: Bus>(shared: Arc<Shared<B>>, stream: TcpStream, unauthenticated: Pending) {
     // The HTTP exchange is boxed and freed once done: a task is as large as its largest state,
     // and a WebSocket connection lives on for hours after its handshake.
     let upgraded = Box::pin(handshake(&shared, stream, unauthenticated)).await;
@@ -79,14 +84,14 @@ struct Upgraded {
     encoding: Encoding,
     claims: Option<Claims>,
     open: Slot,
-    unauthenticated: Slot,
+    unauthenticated: Pending,
 }
 
-/// Answers an HTTP request (probes, metrics), or upgrades it to a WebSocket.
+/// Upgrades a request for the WebSocket path; anything else gets 404.
 async fn handshake<B: Bus>(
     shared: &Shared<B>,
     mut stream: TcpStream,
-    unauthenticated: Slot,
+    unauthenticated: Pending,
 ) -> Option<Upgraded> {
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(request) => request,
@@ -96,17 +101,10 @@ async fn handshake<B: Bus>(
             return None;
         }
     };
-    let (status, body) = match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/healthz") => (200, "ok".to_owned()),
-        ("GET", "/readyz") if shared.is_ready() => (200, "ready".to_owned()),
-        ("GET", "/readyz") => (503, "not ready".to_owned()),
-        ("GET", "/metrics") => (200, metrics().render()),
-        (_, path) if path == shared.config.ws_path => {
-            return upgrade(shared, stream, request, unauthenticated).await;
-        }
-        _ => (404, "not found".to_owned()),
-    };
-    http::respond(&mut stream, status, &[], &body).await;
+    if request.path == shared.config.ws_path {
+        return upgrade(shared, stream, request, unauthenticated).await;
+    }
+    http::respond(&mut stream, 404, &[], "not found").await;
     None
 }
 
@@ -122,7 +120,7 @@ async fn upgrade<B: Bus>(
     shared: &Shared<B>,
     mut stream: TcpStream,
     request: Request,
-    unauthenticated: Slot,
+    unauthenticated: Pending,
 ) -> Option<Upgraded> {
     if request.method != "GET" {
         http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;

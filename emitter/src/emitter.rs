@@ -277,6 +277,15 @@ impl Emitter {
         Ok(results)
     }
 
+    /// Drops pooled connections that no longer answer (after Redis restarted, say), so the
+    /// next publishes do not each find a dead one first. No-op against a cluster, whose
+    /// connection reconnects per node by itself.
+    pub async fn revalidate(&self) {
+        if let Backend::Single(pool) = &self.inner.backend {
+            crate::pool::revalidate(pool, std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     async fn pipeline(
         &self,
         chunk: &[Message],

@@ -81,3 +81,26 @@ impl bb8::ManageConnection for Manager {
         conn.broken
     }
 }
+
+/// Checks every idle connection of `pool` with a PING and drops those that fail, so that after
+/// Redis restarted none of them is handed out to fail a caller's command. All are taken out at
+/// once (each checkout gets a different one); connections in use are left alone.
+pub async fn revalidate(pool: &bb8::Pool<Manager>, timeout: Duration) {
+    let idle = pool.state().idle_connections as usize;
+    let mut taken = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        match tokio::time::timeout(timeout, pool.get()).await {
+            Ok(Ok(conn)) => taken.push(conn),
+            _ => break,
+        }
+    }
+    for conn in &mut taken {
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn.inner)).await {
+            Ok(result) => {
+                let _ = conn.check(result);
+            }
+            Err(_) => conn.mark_broken(),
+        }
+    }
+}

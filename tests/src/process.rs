@@ -146,45 +146,67 @@ impl Drop for RedisServer {
 /// An edge process, killed on drop.
 pub struct Edge {
     child: Child,
-    /// Its port.
+    /// Its public (WebSocket) port.
     pub port: u16,
+    /// Its internal port: probes and metrics.
+    pub internal_port: u16,
 }
 
 impl Edge {
-    /// Starts an edge on a free port with `args` (and `--listen`), and waits until `/readyz`
-    /// answers 200.
+    /// Starts an edge on free ports with `args` (and `--listen`, `--internal-listen`), and
+    /// waits until `/readyz` answers 200.
     pub async fn start(args: &[&str]) -> Edge {
         Edge::start_with_env(args, &[]).await
     }
 
     /// Like [`Edge::start`], with extra environment variables.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Edge {
+        let mut edge = Edge::spawn(args, env);
+        edge.wait_started().await;
+        edge
+    }
+
+    /// Starts an edge process on free ports without waiting for anything.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Edge {
         let port = free_port();
+        let internal_port = free_port();
         let child = Command::new(bin("edge"))
+            // Whatever the test machine's environment says: each test configures its edge.
+            .env_remove("FERROCAST_REDIS_URL")
+            .env_remove("FERROCAST_JWT_SECRET")
             .envs(env.iter().copied())
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
             .args([
                 "--log",
                 &std::env::var("FERROCAST_TEST_EDGE_LOG").unwrap_or_else(|_| "error".into()),
             ])
             .args(args)
-            .env_remove("FERROCAST_REDIS_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn edge");
-        let mut edge = Edge { child, port };
+        Edge {
+            child,
+            port,
+            internal_port,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200; panics if the edge exits first.
+    pub async fn wait_started(&mut self) {
+        let port = self.port;
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = edge.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
                 panic!("edge exited during start-up: {status}");
             }
-            if edge
+            if self
                 .get("/readyz")
                 .await
                 .is_some_and(|(status, _)| status == 200)
             {
-                return edge;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -221,33 +243,31 @@ impl Edge {
         format!("ws://127.0.0.1:{}/ws", self.port)
     }
 
-    /// A plain HTTP GET: status and body, or `None` if the edge did not answer.
+    /// A plain HTTP GET on the internal port (probes, metrics): status and body, or `None` if
+    /// the edge did not answer.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_exchange(
+            self.internal_port,
+            &format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n"),
+        )
+        .await
+    }
+
+    /// A plain HTTP GET on the public port.
+    pub async fn public_get(&self, path: &str) -> Option<(u16, String)> {
         self.raw(&format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n"))
             .await
     }
 
-    /// Sends a raw request and reads the response until the edge closes: status and body.
+    /// Sends a raw request to the public port and reads the response until the edge closes:
+    /// status and body.
     pub async fn raw(&self, request: &str) -> Option<(u16, String)> {
-        let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .ok()?;
-            stream.write_all(request.as_bytes()).await.ok()?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await.ok()?;
-            let text = String::from_utf8_lossy(&response).into_owned();
-            let status = text.split(' ').nth(1)?.parse().ok()?;
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_owned())
-                .unwrap_or_default();
-            Some((status, body))
-        };
-        tokio::time::timeout(Duration::from_secs(2), exchange)
-            .await
-            .ok()
-            .flatten()
+        http_exchange(self.port, request).await
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Sends SIGTERM (a graceful drain).
@@ -507,4 +527,28 @@ impl RedisCluster {
             .find(|n| n.cli(&["EXISTS", key]).as_deref() == Some("1"))
             .map(|n| n.port)
     }
+}
+
+/// Sends a raw HTTP request to `port` on loopback and reads the response until the peer closes:
+/// status and body, or `None` if nothing came back within 2 s.
+async fn http_exchange(port: u16, request: &str) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .ok()
+        .flatten()
 }

@@ -14,14 +14,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 struct ShellEdges {
     dir: PathBuf,
     ports: Vec<u16>,
+    /// Internal (probe) ports, one per edge.
+    internal: Vec<u16>,
 }
 
 impl ShellEdges {
     fn start_cmd(&self, i: usize, redis: &RedisServer) -> String {
         format!(
-            "{} --listen 127.0.0.1:{} --redis-url {} --log error >/dev/null 2>&1 & echo $! > {}/edge{i}.pid",
+            "{} --listen 127.0.0.1:{} --internal-listen 127.0.0.1:{} --redis-url {} --log error >/dev/null 2>&1 & echo $! > {}/edge{i}.pid",
             bin("edge").display(),
             self.ports[i],
+            self.internal[i],
             redis.url(),
             self.dir.display()
         )
@@ -79,6 +82,7 @@ async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
     let edges = ShellEdges {
         dir: std::env::temp_dir().join(format!("ferrocast-chaos-{}", std::process::id())),
         ports: vec![free_port(), free_port()],
+        internal: vec![free_port(), free_port()],
     };
     std::fs::create_dir_all(&edges.dir).expect("temp dir");
     for i in 0..2 {
@@ -90,7 +94,7 @@ async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
         assert!(status.success());
     }
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    for port in &edges.ports {
+    for port in &edges.internal {
         while !ready(*port).await {
             assert!(tokio::time::Instant::now() < deadline, "edge never ready");
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -35,8 +35,10 @@ pub enum BusError {
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the Redis buses ping Redis to decide whether it is reachable.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between the Redis buses' attempts to connect.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between the Redis buses' attempts to connect. Short, because the edge is not
+/// ready meanwhile: it must be ready again within a second of Redis answering. A refused
+/// connection attempt costs Redis (and the edge) next to nothing.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What both Redis buses (one Redis, or a cluster) are configured with.
 #[derive(Debug, Clone)]

@@ -99,6 +99,10 @@ impl RedisBus {
             };
             match connected {
                 Ok(stream) => {
+                    // Pooled connections from before a Redis restart are dead: find them now,
+                    // not one failed client command (and 1013) at a time after saying ready.
+                    ferrocast_emitter::pool::revalidate(&self.reads, PING_TIMEOUT).await;
+                    self.emitter.revalidate().await;
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
                     let connected_at = tokio::time::Instant::now();

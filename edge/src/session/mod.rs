@@ -33,7 +33,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use crate::Shared;
 use crate::auth::Claims;
 use crate::bus::Bus;
-use crate::connections::{Life, Slot};
+use crate::connections::{Life, Pending, Slot};
 use crate::control::Control;
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::outbox::{self, Inbox, Outbound, Outbox};
@@ -64,7 +64,7 @@ pub async fn run<B: Bus>(
     encoding: Encoding,
     claims: Option<Claims>,
     open: Slot,
-    unauthenticated: Slot,
+    unauthenticated: Pending,
 ) {
     let m = metrics();
     m.connections_opened.inc();
@@ -82,7 +82,7 @@ async fn serve_connection<B: Bus>(
     ws: &mut Ws,
     encoding: Encoding,
     claims: Option<Claims>,
-    unauthenticated: Slot,
+    unauthenticated: Pending,
 ) -> u16 {
     let (claims, since) = match claims {
         Some(claims) => (claims, ScopeSince::default()),

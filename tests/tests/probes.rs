@@ -1,0 +1,149 @@
+//! The internal listener's probes tell the truth, and nothing a client does on the public port
+//! can make them lie: silent sockets, a full edge, a Redis that restarted empty.
+
+use std::time::Duration;
+
+use ferrocast_tests::{Client, DEADLINE, Edge, RedisServer, Token};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+fn token(sub: &str) -> String {
+    Token::user(sub, &["r"]).dev()
+}
+
+/// Opens connections from `source` that never say anything, until `count` of them are held by
+/// the edge (a held one gets no answer; a refused one gets its 503 at once).
+async fn silent_sockets(edge: &Edge, source: &str, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..count * 3 {
+        if held.len() == count {
+            break;
+        }
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{source}:0").parse().expect("address"))
+            .expect("bind");
+        let mut stream = socket
+            .connect(([127, 0, 0, 1], edge.port).into())
+            .await
+            .expect("connect");
+        let mut byte = [0u8; 1];
+        if tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte))
+            .await
+            .is_err()
+        {
+            held.push(stream);
+        }
+    }
+    assert_eq!(
+        held.len(),
+        count,
+        "the edge never held {count} silent sockets"
+    );
+    held
+}
+
+/// The status line of an upgrade attempt from `source`.
+async fn upgrade_status(edge: &Edge, source: &str) -> String {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("address"))
+        .expect("bind");
+    let mut stream = socket
+        .connect(([127, 0, 0, 1], edge.port).into())
+        .await
+        .expect("connect");
+    let request = "GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                   sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.expect("read");
+    String::from_utf8_lossy(&head[9..12]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_never_fail_the_probes() {
+    let edge = Edge::start(&[
+        "--max-unauthenticated",
+        "20",
+        "--max-pending-per-ip",
+        "0",
+        "--handshake-timeout",
+        "30s",
+    ])
+    .await;
+    let _silent = silent_sockets(&edge, "127.0.0.1", 20).await;
+    assert_eq!(upgrade_status(&edge, "127.0.0.1").await, "503");
+    // Every place for new connections is taken, yet the pod is alive and (for its existing
+    // clients and the ones to come once these time out) ready.
+    assert_eq!(edge.get("/healthz").await.map(|r| r.0), Some(200));
+    assert_eq!(edge.get("/readyz").await.map(|r| r.0), Some(200));
+    assert_eq!(edge.get("/metrics").await.map(|r| r.0), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_pending_place() {
+    let edge = Edge::start(&[
+        "--max-unauthenticated",
+        "100",
+        "--max-pending-per-ip",
+        "5",
+        "--handshake-timeout",
+        "30s",
+    ])
+    .await;
+    let _silent = silent_sockets(&edge, "127.0.0.1", 5).await;
+    assert_eq!(upgrade_status(&edge, "127.0.0.1").await, "503");
+    let refused = edge.metrics().await;
+    assert_eq!(
+        refused.get("ferrocast_refused_total{reason=\"pending_per_ip_limit\"}"),
+        Some(&1.0),
+        "{refused:?}"
+    );
+    // Another address still gets in.
+    assert_eq!(upgrade_status(&edge, "127.0.0.2").await, "101");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_at_the_connection_cap() {
+    let edge = Edge::start(&["--max-connections", "2"]).await;
+    let (first, _) = Client::connect(&edge.ws_url(), &token("a")).await;
+    let (_second, _) = Client::connect(&edge.ws_url(), &token("b")).await;
+    edge.wait_readyz(503).await;
+    drop(first);
+    edge.wait_readyz(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_within_a_second_of_an_empty_redis_answering_and_then_every_connection_welcomed() {
+    let mut redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    // Pooled connections exist and are idle: a client came and went.
+    for user in ["a", "b", "c"] {
+        let (mut client, _) = Client::connect(&edge.ws_url(), &token(user)).await;
+        client.join("r").await;
+    }
+    redis.restart_empty();
+    let answering = tokio::time::Instant::now();
+    let deadline = answering + DEADLINE;
+    loop {
+        if edge.get("/readyz").await.map(|r| r.0) == Some(200) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ready_after = answering.elapsed();
+    assert!(
+        ready_after < Duration::from_secs(1),
+        "ready {ready_after:?} after Redis answered"
+    );
+    // Ready means welcome: every connection from now on gets in and can join.
+    for i in 0..20 {
+        let (mut client, welcome) = Client::connect(&edge.ws_url(), &token(&format!("u{i}"))).await;
+        assert_eq!(welcome["type"], "welcome", "connection {i}: {welcome}");
+        assert_eq!(client.join("r").await["type"], "joined", "connection {i}");
+    }
+}
