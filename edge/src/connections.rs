@@ -58,7 +58,7 @@ pub struct Connections {
     open: Arc<AtomicUsize>,
     unauthenticated: Arc<AtomicUsize>,
     /// Unauthenticated connections per peer address (only addresses that have some).
-    pending_by_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    pending_by_ip: PendingByIp,
     draining: AtomicBool,
     /// The clock `Life::heard` uses.
     pub clock: Clock,
@@ -73,11 +73,14 @@ impl Drop for Slot {
     }
 }
 
+/// Unauthenticated connections per peer address.
+type PendingByIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// A connection's place among those not authenticated yet: under the edge's cap and under its
 /// peer address's. Given back on drop.
 pub struct Pending {
     _total: Slot,
-    ip: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+    ip: Option<(IpAddr, PendingByIp)>,
 }
 
 impl Drop for Pending {

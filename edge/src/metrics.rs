@@ -12,11 +12,41 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label: a WebSocket close code.
+/// Label: a WebSocket close code, or `other` for any code the protocol gives no meaning to. A
+/// client chooses the code it closes with, so its own codes must not each make a series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
-    /// The code.
-    pub code: u16,
+    /// The code, or `other`.
+    pub code: &'static str,
+}
+
+impl CodeLabel {
+    /// The label for close code `code`.
+    pub fn of(code: u16) -> CodeLabel {
+        let code = match code {
+            1000 => "1000",
+            1001 => "1001",
+            1002 => "1002",
+            1003 => "1003",
+            1005 => "1005",
+            1006 => "1006",
+            1007 => "1007",
+            1008 => "1008",
+            1009 => "1009",
+            1010 => "1010",
+            1011 => "1011",
+            1012 => "1012",
+            1013 => "1013",
+            4001 => "4001",
+            4002 => "4002",
+            4003 => "4003",
+            4008 => "4008",
+            4009 => "4009",
+            4010 => "4010",
+            _ => "other",
+        };
+        CodeLabel { code }
+    }
 }
 
 /// Label: why something was refused.
@@ -33,7 +63,8 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Connections upgraded.
     pub connections_opened: Counter,
-    /// Connections closed, by close code (1006: ended without a close frame).
+    /// Connections closed, by close code (1006: ended without a close frame; `other`: a code
+    /// with no meaning in the protocol, e.g. an application's own).
     pub connections_closed: Family<CodeLabel, Counter>,
     /// Upgrade or authentication refusals, by reason.
     pub auth_failures: Family<ReasonLabel, Counter>,
@@ -47,7 +78,8 @@ pub struct Metrics {
     pub bus_messages: Counter,
     /// Message frames written to sockets.
     pub deliveries: Counter,
-    /// Frames dropped: full queues, undecodable envelopes, duplicates.
+    /// Frames dropped, by reason: full queues, undecodable envelopes, duplicates, data an
+    /// encoding cannot carry (`unencodable`).
     pub frames_dropped: Family<ReasonLabel, Counter>,
     /// Connections closed as slow consumers (4009).
     pub slow_consumer_closes: Counter,

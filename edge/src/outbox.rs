@@ -23,6 +23,9 @@ pub enum Outbound {
     Frame(Arc<Frame>),
     /// Apply a worker's control message.
     Control(Arc<Control>),
+    /// The connection left this topic (or was refused it) when this was queued: see
+    /// [`Fences`].
+    Fence(u64),
 }
 
 /// One encoded frame and where it came from, so a connection can drop what a replay already
@@ -56,7 +59,7 @@ impl Outbound {
     pub fn size(&self) -> usize {
         match self {
             Outbound::Frame(frame) => frame.message.len(),
-            Outbound::Control(_) => 0,
+            Outbound::Control(_) | Outbound::Fence(_) => 0,
         }
     }
 }
@@ -160,6 +163,39 @@ impl Outbox {
     }
 }
 
+/// Topics whose frames still in the queue were queued before the connection left them.
+///
+/// Leaving a topic (or being refused it after the registry already took the connection in)
+/// cannot take back what the registry queued meanwhile: a client told `left` (or refused a join)
+/// would still get those messages. So the connection notes the topic here and queues a
+/// [`Outbound::Fence`] behind them: frames of the topic met before its fence are dropped, those
+/// after it (a later join's) are written. A count per topic, since a topic can be left again
+/// before its first fence has come out of the queue.
+#[derive(Debug, Default)]
+pub struct Fences(std::collections::HashMap<u64, u32>);
+
+impl Fences {
+    /// The connection left `topic`; the fence queued after this call ends what to drop.
+    pub fn raise(&mut self, topic: u64) {
+        *self.0.entry(topic).or_insert(0) += 1;
+    }
+
+    /// A fence came out of the queue.
+    pub fn passed(&mut self, topic: u64) {
+        if let Some(n) = self.0.get_mut(&topic) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(&topic);
+            }
+        }
+    }
+
+    /// Whether a frame of `topic` coming out of the queue now was queued before a leave.
+    pub fn holds(&self, topic: u64) -> bool {
+        !self.0.is_empty() && self.0.contains_key(&topic)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +230,21 @@ mod tests {
         let taken = inbox.rx.recv().await.expect("frame");
         inbox.taken(&taken);
         assert!(outbox.push(frame(10)), "room again once written");
+    }
+
+    #[test]
+    fn fences_drop_what_was_queued_before_a_leave_and_nothing_after() {
+        let mut fences = Fences::default();
+        assert!(!fences.holds(7));
+        fences.raise(7);
+        fences.raise(7);
+        assert!(fences.holds(7) && !fences.holds(8));
+        fences.passed(7);
+        assert!(
+            fences.holds(7),
+            "left twice: the second fence is still ahead"
+        );
+        fences.passed(7);
+        assert!(!fences.holds(7));
     }
 }

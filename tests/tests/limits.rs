@@ -346,3 +346,41 @@ async fn metrics_move_as_the_edge_works() {
     }
     assert!(closed, "gauges follow a closed connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_counts_against_the_rate_limit_and_is_closed_with_4008() {
+    let edge = Edge::start(&["--rate", "5", "--burst", "5"]).await;
+    let (mut flood, _) = Client::connect(&edge.ws_url(), &token("flood")).await;
+    for _ in 0..20 {
+        flood
+            .send_raw(tungstenite::Message::Ping(Vec::new().into()))
+            .await;
+    }
+    assert_eq!(flood.closed().await.0, 4008);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_clients_invent_share_one_metric_series() {
+    let edge = Edge::start(&[]).await;
+    for (i, code) in [4321u16, 4322, 3999].into_iter().enumerate() {
+        let (mut client, _) = Client::connect(&edge.ws_url(), &token(&format!("c{i}"))).await;
+        client
+            .send_raw(tungstenite::Message::Close(Some(
+                tungstenite::protocol::CloseFrame {
+                    code: code.into(),
+                    reason: "bye".into(),
+                },
+            )))
+            .await;
+        assert_eq!(client.closed().await.0, code);
+    }
+    edge.wait_metric("ferrocast_connections_closed_total{code=\"other\"}", 3.0)
+        .await;
+    let metrics = edge.metrics().await;
+    assert!(
+        !metrics
+            .keys()
+            .any(|k| k.contains("4321") || k.contains("3999")),
+        "{metrics:?}"
+    );
+}

@@ -6,7 +6,7 @@ use ferrocast_protocol::frame::server::{Recovered, ServerFrame};
 use ferrocast_protocol::{Envelope, Offset, Target, TargetKey, Upstream};
 use tungstenite::Message;
 
-use super::{ALL, Refusal, Session, USER, wait_live};
+use super::{ALL, Refusal, Room, Session, USER, wait_live};
 use crate::bus::{Bus, BusError, Replay};
 use crate::metrics::metrics;
 use crate::recovery::{self, Written};
@@ -76,7 +76,8 @@ impl<B: Bus> Session<B> {
                     let exp = claims.exp;
                     self.claims = claims;
                     self.life.set_exp(exp);
-                    self.encode(&ServerFrame::Refreshed { exp })
+                    let refreshed = self.encode(&ServerFrame::Refreshed { exp });
+                    return refreshed.into_iter().chain(self.revoke_rooms()).collect();
                 }
                 Ok(_) => self.error(
                     None,
@@ -142,10 +143,18 @@ impl<B: Bus> Session<B> {
             Ok(replay) => replay,
             Err(refusal) => {
                 self.shared.registry.leave(&target, self.id);
+                self.fence(joined.topic);
                 return Err(refusal);
             }
         };
-        self.rooms.insert(room.to_owned(), joined.topic);
+        let by_server = by.is_some();
+        self.rooms.insert(
+            room.to_owned(),
+            Room {
+                topic: joined.topic,
+                by_server,
+            },
+        );
         metrics().room_memberships.inc();
         // A seam only where there was a replay: with no usable `since`, queued live messages
         // are all new to the client.
@@ -176,17 +185,52 @@ impl<B: Bus> Session<B> {
         })
     }
 
-    /// Leaves a room; false if the connection was not in it.
+    /// Leaves a room; false if the connection was not in it. Nothing of the room is written
+    /// after this, even what was queued before.
     pub(super) fn leave(&mut self, room: &str) -> bool {
-        let Some(topic) = self.rooms.remove(room) else {
+        let Some(Room { topic, .. }) = self.rooms.remove(room) else {
             return false;
         };
         self.shared
             .registry
             .leave(&Target::Room(room.to_owned()).key(), self.id);
         self.seams.forget(topic);
+        self.fence(topic);
         metrics().room_memberships.dec();
         true
+    }
+
+    /// Drops whatever of `topic`, which the registry no longer holds this connection in, is
+    /// still queued (see [`Fences`](crate::outbox::Fences)).
+    fn fence(&mut self, topic: u64) {
+        self.fences.raise(topic);
+        self.outbox.push(crate::outbox::Outbound::Fence(topic));
+    }
+
+    /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
+    /// public pattern, nor a worker's join allow any longer (after a `refresh`).
+    fn revoke_rooms(&mut self) -> Vec<Message> {
+        let revoked: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(room, joined)| {
+                !joined.by_server
+                    && !self.claims.rooms.allows(room)
+                    && !self.shared.public_rooms.allows(room)
+            })
+            .map(|(room, _)| room.clone())
+            .collect();
+        let mut frames = Vec::with_capacity(revoked.len());
+        for room in revoked {
+            if self.leave(&room) {
+                frames.extend(self.encode(&ServerFrame::Left {
+                    room: &room,
+                    reference: None,
+                    by: Some("server"),
+                }));
+            }
+        }
+        frames
     }
 
     /// Reads the user and `all` scopes' history after the offsets the client sent; returns what
@@ -251,7 +295,7 @@ impl<B: Bus> Session<B> {
                 "join the room before publishing to it".into(),
             ));
         }
-        self.check_data_size(&data)?;
+        self.check_data(&data)?;
         let mut envelope = Envelope::message(&Target::Room(room), event, data);
         if !echo {
             envelope.except.push(self.client.to_string());
@@ -263,7 +307,9 @@ impl<B: Bus> Session<B> {
         }
     }
 
-    fn check_data_size(&self, data: &[u8]) -> Result<(), Refusal> {
+    /// Checks `data` of a `publish` or `send`: not over `--max-data-size`, and JSON that every
+    /// client's encoding can carry (refused now rather than acked and skipped later).
+    fn check_data(&self, data: &[u8]) -> Result<(), Refusal> {
         let max = self.shared.config.max_data_size;
         if data.len() > max {
             return Err((
@@ -271,7 +317,7 @@ impl<B: Bus> Session<B> {
                 format!("data is {} bytes; at most {max} allowed", data.len()),
             ));
         }
-        Ok(())
+        ferrocast_protocol::data::check(data).map_err(|e| (ErrorCode::BadFrame, e.to_string()))
     }
 
     /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it.
@@ -284,7 +330,7 @@ impl<B: Bus> Session<B> {
             };
             return Err((ErrorCode::Forbidden, message.into()));
         }
-        self.check_data_size(&data)?;
+        self.check_data(&data)?;
         if !self.shared.bus.is_ready() {
             return Err((
                 ErrorCode::Unavailable,

@@ -36,7 +36,7 @@ use crate::bus::Bus;
 use crate::connections::{Life, Pending, Slot};
 use crate::control::Control;
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
-use crate::outbox::{self, Inbox, Outbound, Outbox};
+use crate::outbox::{self, Fences, Inbox, Outbound, Outbox};
 use crate::recovery::{Seams, Written};
 use crate::registry::{Member, SubState};
 use rate::{TokenBucket, Verdict};
@@ -72,7 +72,7 @@ pub async fn run<B: Bus>(
     let code = serve_connection(&shared, &mut ws, encoding, claims, unauthenticated).await;
     m.connections.dec();
     m.connections_closed
-        .get_or_create(&CodeLabel { code })
+        .get_or_create(&CodeLabel::of(code))
         .inc();
     drop(open);
 }
@@ -125,6 +125,7 @@ async fn serve_connection<B: Bus>(
         life,
         rate: TokenBucket::new(config.rate, config.burst),
         rooms: HashMap::new(),
+        fences: Fences::default(),
         auto,
         auto_topics: [0; 3],
         seams: Seams::default(),
@@ -184,8 +185,10 @@ struct Session<B: Bus> {
     outbox: Outbox,
     life: Arc<Life>,
     rate: TokenBucket,
-    /// Joined rooms and their registry topics.
-    rooms: HashMap<String, u64>,
+    /// Joined rooms.
+    rooms: HashMap<String, Room>,
+    /// Topics left whose earlier frames may still be queued.
+    fences: Fences,
     /// The user, client and `all` targets every connection is in.
     auto: [TargetKey; 3],
     /// Their registry topics, in the same order.
@@ -197,6 +200,15 @@ struct Session<B: Bus> {
 
 /// An error answer: code and message.
 type Refusal = (ErrorCode, String);
+
+/// A room the connection is in.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// Its registry topic.
+    topic: u64,
+    /// Whether a worker put the connection there (so no token claim is needed to stay).
+    by_server: bool,
+}
 
 const USER: usize = 0;
 const ALL: usize = 2;
@@ -286,7 +298,23 @@ impl<B: Bus> Session<B> {
                         }
                         Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
                         Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
-                        Some(Ok(_)) => continue,
+                        Some(Ok(_)) => {
+                            // Pings and pongs count against the rate limit like any frame: a
+                            // ping flood is a flood (tungstenite answers each ping on its own;
+                            // refused ones get no error frame, which would only add to it).
+                            match self.rate.take(Instant::now()) {
+                                Verdict::Allow => {}
+                                Verdict::Refuse => {
+                                    metrics().rate_limited.inc();
+                                }
+                                Verdict::Close => {
+                                    metrics().rate_limited.inc();
+                                    close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                                    return close::RATE_LIMITED;
+                                }
+                            }
+                            continue;
+                        }
                     };
                     let replies = match self.rate.take(Instant::now()) {
                         Verdict::Allow => match frame {
@@ -345,13 +373,20 @@ impl<B: Bus> Session<B> {
         while let Some(item) = next {
             inbox.taken(&item);
             let frame = match item {
-                Outbound::Frame(frame) => frame,
+                Outbound::Frame(frame) => Some(frame),
                 Outbound::Control(c) => {
                     control = Some(c);
                     break;
                 }
+                Outbound::Fence(topic) => {
+                    self.fences.passed(topic);
+                    None
+                }
             };
-            if self.seams.admit(frame.topic, frame.offset) {
+            if let Some(frame) = frame
+                && !self.fences.holds(frame.topic)
+                && self.seams.admit(frame.topic, frame.offset)
+            {
                 if let Some(offset) = frame.offset {
                     if frame.topic == self.auto_topics[USER] {
                         self.written[0].note(offset);
