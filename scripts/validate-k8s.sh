@@ -7,17 +7,32 @@
 #      cross-reference checks of step 3 instead;
 #   3. cross-references each rendering: Service, PodDisruptionBudget and NetworkPolicy selectors
 #      must select a pod template, named ports and ConfigMaps must exist, the HPA's target must
-#      exist, a ServiceMonitor must select a Service and name one of its ports;
-#   4. runs checkov's Kubernetes policies on each rendering, and its Dockerfile policies on the
+#      exist, a ServiceMonitor must select a Service and name one of its ports, an Ingress's
+#      backend port must exist on its Service (when that Service is in the rendering);
+#   4. checks the edge's own invariants in each rendering with an edge pod template (required in
+#      the overlays and k8s/tests/*/): FERROCAST_LISTEN and FERROCAST_INTERNAL_LISTEN stated, on
+#      0.0.0.0, on two container ports; every probe an httpGet on the internal port (/healthz,
+#      readiness /readyz); prometheus.io/port the internal port; no Service carrying both ports,
+#      none carrying the internal one out of the cluster (LoadBalancer, NodePort, externalIPs); a
+#      Service for the public port; Ingresses routing to the public port only, and then
+#      FERROCAST_MAX_PENDING_PER_IP=0; ServiceMonitors scraping /metrics on the internal port; a
+#      NetworkPolicy isolating the pods, admitting the public port and admitting the internal one
+#      only from pod/namespace selectors (no ipBlock, never from anywhere); exactly one of
+#      FERROCAST_JWT_SECRET (from a Secret, at least 32 bytes where the Secret is rendered) and
+#      FERROCAST_JWT_PUBLIC_KEY_FILE, since without either the edge runs in development mode on
+#      loopback only;
+#   5. runs checkov's Kubernetes policies on each rendering, and its Dockerfile policies on the
 #      Dockerfile, skipping only the checks listed (with reasons) below.
 # Prints what failed and exits 1 if anything did (2 if the tools could not be set up).
 #
 # Usage:
 #   scripts/validate-k8s.sh [PATH...]   validate k8s/, the Dockerfile, and PATHs (extra manifests:
 #                                       a YAML file, a folder of them, or a kustomization folder;
-#                                       loose files get steps 2 and 4, a kustomization all four)
-#   scripts/validate-k8s.sh --self-test show that validation accepts a good rendering and rejects
-#                                       each manifest in k8s/tests/broken-deployment.yaml
+#                                       loose files get steps 2 and 5, a kustomization all five)
+#   scripts/validate-k8s.sh --self-test show that validation accepts good renderings and rejects
+#                                       each manifest in k8s/tests/broken-deployment.yaml and each
+#                                       kustomization in k8s/tests/broken/*/ (one mistake each,
+#                                       rejected with the finding its `# expect:` line names)
 #
 # Needs python3 (3.11) with venv and pip reaching PyPI, nothing else: the tools are installed,
 # at the versions pinned in scripts/requirements-*.txt, into virtualenvs under target/k8s-venv
@@ -269,9 +284,346 @@ for o in docs:
                 problems.append("%s: port %r is not a port name of the selected Service" % (name(o), port))
             if not str(e.get("path", "/metrics")).startswith("/"):
                 problems.append("%s: path %r must start with /" % (name(o), e.get("path")))
+    elif kind == "Ingress":
+        backends = [spec["defaultBackend"]] if spec.get("defaultBackend") else []
+        for rule in spec.get("rules") or []:
+            backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
+        for b in backends:
+            svc = b.get("service") or {}
+            targets = [d for d in docs if d["kind"] == "Service" and ns(d) == ns(o)
+                       and d["metadata"]["name"] == svc.get("name")]
+            if not targets:
+                continue  # defined elsewhere (k8s/examples); k8s/tests/production-complete has both
+            port = svc.get("port") or {}
+            ports = targets[0]["spec"].get("ports") or []
+            if not any((p.get("name") == port["name"]) if "name" in port else (p.get("port") == port.get("number"))
+                       for p in ports):
+                problems.append("%s: backend port %s is not a port of Service %s"
+                                % (name(o), port.get("name", port.get("number")), svc.get("name")))
 
 for p in problems:
     print("    " + p)
+sys.exit(1 if problems else 0)
+PY
+}
+
+# check_edge FILE [require]: the edge's own invariants in one rendering (see the header). With
+# `require`, a rendering without an edge pod template fails too.
+check_edge() {
+  "$TOOLS_PYTHON" - "$1" "${2:-}" <<'PY'
+import base64, binascii, ipaddress, re, sys, yaml
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+require = sys.argv[2] == "require"
+problems, notes = [], []
+
+# What the edge binary does (edge/src/config.rs), which the manifests must agree with.
+EDGE_LABELS = {"app.kubernetes.io/name": "ferrocast", "app.kubernetes.io/component": "edge"}
+LISTENERS = {"FERROCAST_LISTEN": "0.0.0.0:8080", "FERROCAST_INTERNAL_LISTEN": "0.0.0.0:9090"}
+PROBE_PATHS = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+MIN_SECRET_LEN = 32  # the edge refuses a shorter FERROCAST_JWT_SECRET
+
+def bad(message, *args):
+    problems.append(message % args)
+
+def ns(o):
+    return o.get("metadata", {}).get("namespace", "")
+
+def name(o):
+    return "%s/%s" % (o["kind"], o["metadata"]["name"])
+
+def labels_of(o):
+    return o.get("metadata", {}).get("labels") or {}
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+def objects(kind, namespace):
+    return [d for d in docs if d["kind"] == kind and ns(d) == namespace]
+
+def env_of(container, namespace):
+    """NAME -> ("literal", value, where) | ("secret", secretKeyRef) | ("unknown",)."""
+    env = {}
+    cms = {c["metadata"]["name"]: c.get("data") or {} for c in objects("ConfigMap", namespace)}
+    for ef in container.get("envFrom") or []:
+        ref = ef.get("configMapRef")
+        if ref and ref.get("name") in cms:
+            for k, v in cms[ref["name"]].items():
+                env[ef.get("prefix", "") + k] = ("literal", v, "ConfigMap " + ref["name"])
+    for e in container.get("env") or []:
+        vf = e.get("valueFrom")
+        if vf is None:
+            env[e["name"]] = ("literal", e.get("value", ""), "env")
+        elif "secretKeyRef" in vf:
+            env[e["name"]] = ("secret", vf["secretKeyRef"])
+        elif "configMapKeyRef" in vf and vf["configMapKeyRef"].get("key") in cms.get(
+                vf["configMapKeyRef"].get("name"), {}):
+            ref = vf["configMapKeyRef"]
+            env[e["name"]] = ("literal", cms[ref["name"]][ref["key"]], "ConfigMap " + ref["name"])
+        else:
+            env[e["name"]] = ("unknown",)
+    return env
+
+def parse_listen(value):
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not m:
+        return None, None
+    host, port = (m[1], m[2]) if m[1] else (m[3], m[4])
+    try:
+        return ipaddress.ip_address(host), int(port)
+    except ValueError:
+        return None, None
+
+def ingress_backends(ing):
+    spec = ing.get("spec") or {}
+    backends = [spec["defaultBackend"]] if spec.get("defaultBackend") else []
+    for rule in spec.get("rules") or []:
+        backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
+    return [b["service"] for b in backends if b.get("service")]
+
+# Edge pod templates: (workload, namespace, labels, annotations, the `edge` container).
+edges = []
+for o in docs:
+    if o["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        continue
+    t = (o.get("spec") or {}).get("template") or {}
+    labels = (t.get("metadata") or {}).get("labels") or {}
+    if not all(labels.get(k) == v for k, v in EDGE_LABELS.items()):
+        continue
+    edge = [c for c in (t.get("spec") or {}).get("containers") or [] if c.get("name") == "edge"]
+    if not edge:
+        bad("%s: an edge pod template (labels %s) without a container named `edge`",
+            name(o), EDGE_LABELS)
+        continue
+    annotations = (t.get("metadata") or {}).get("annotations") or {}
+    edges.append((o, ns(o), labels, annotations, edge[0]))
+
+if require and not edges:
+    bad("no edge pod template (a workload whose pod template has the labels %s)", EDGE_LABELS)
+
+for w, namespace, labels, annotations, c in edges:
+    who = name(w)
+    env = env_of(c, namespace)
+    cports = {p["name"]: p["containerPort"] for p in c.get("ports") or [] if p.get("name")}
+    numbers = {p["containerPort"] for p in c.get("ports") or []}
+
+    def resolve(ref):
+        """A container port reference (number or name) as a number, or None."""
+        return ref if isinstance(ref, int) else cports.get(ref)
+
+    # 1. Both listeners stated, on all addresses, on two different container ports.
+    port = {}
+    for var, default in LISTENERS.items():
+        value = env.get(var)
+        if value is None:
+            bad("%s: %s is not set: state it (k8s/base/edge.env), so that a change of the edge's "
+                "default (%s) cannot move it away from the container ports and probes",
+                who, var, default)
+            value = ("literal", default, "default")
+        elif value[0] != "literal":
+            bad("%s: %s must be a literal value (from edge.env), not %s", who, var, value[0])
+            value = ("literal", default, "default")
+        ip, port[var] = parse_listen(value[1])
+        if ip is None:
+            bad("%s: %s=%r is not an IP:port address", who, var, value[1])
+        elif not ip.is_unspecified:
+            bad("%s: %s=%s listens on %s only: the kubelet, the Services and Prometheus reach the "
+                "pod's IP, so use 0.0.0.0 (or [::])", who, var, value[1], ip)
+        if port[var] is not None and port[var] not in numbers:
+            bad("%s: no container port %d for %s=%s", who, port[var], var, value[1])
+    public, internal = port["FERROCAST_LISTEN"], port["FERROCAST_INTERNAL_LISTEN"]
+    if public is None or internal is None:
+        continue
+    if public == internal:
+        bad("%s: the public and internal listeners share port %d", who, public)
+        continue
+
+    def role(number):
+        return {public: "public", internal: "internal"}.get(number, "other")
+
+    # 2. Probes: HTTP, on the internal listener, on the right paths. Liveness and readiness are
+    #    required (readiness carries the bus, the drain and the connection cap).
+    for probe, path in PROBE_PATHS.items():
+        p = c.get(probe)
+        if p is None:
+            if probe != "startupProbe":
+                bad("%s: no %s (%s on the internal port)", who, probe, path)
+            continue
+        get = p.get("httpGet")
+        if get is None:
+            bad("%s: %s is not an httpGet of %s on the internal port", who, probe, path)
+            continue
+        target = resolve(get.get("port"))
+        if target != internal:
+            bad("%s: %s targets port %r (%s), not the internal listener (%d): the public port "
+                "serves only the WebSocket path (404 there), and client load on it must never "
+                "fail a probe", who, probe, get.get("port"), role(target), internal)
+        if get.get("path") != path:
+            bad("%s: %s path is %r, expected %s", who, probe, get.get("path"), path)
+
+    # 3. Scrape annotations, for annotation-driven Prometheus set-ups.
+    scrape_port = annotations.get("prometheus.io/port")
+    if annotations.get("prometheus.io/scrape") == "true" and scrape_port is None:
+        bad("%s: prometheus.io/scrape without prometheus.io/port: Prometheus would scrape every "
+            "container port, the public one included", who)
+    if scrape_port is not None and scrape_port != str(internal):
+        bad("%s: prometheus.io/port is %r, not the internal listener's %d",
+            who, scrape_port, internal)
+    if annotations.get("prometheus.io/path", "/metrics") != "/metrics":
+        bad("%s: prometheus.io/path is %r, not /metrics", who, annotations["prometheus.io/path"])
+
+    # 4. Services: none mixes the two listeners; the internal one never leaves the cluster.
+    services = {}  # name -> (Service, {port name or number: role})
+    for s in objects("Service", namespace):
+        spec = s.get("spec") or {}
+        if not selects(spec.get("selector"), labels):
+            continue
+        roles = {}
+        for p in spec.get("ports") or []:
+            roles[p.get("name")] = roles[p["port"]] = role(resolve(p.get("targetPort", p["port"])))
+        services[s["metadata"]["name"]] = (s, roles)
+        kinds = set(roles.values())
+        if {"public", "internal"} <= kinds:
+            bad("%s: exposes both the public port and the internal one: whatever routes to it (an "
+                "Ingress, a load balancer) would reach /metrics and the HTTP API too", name(s))
+        outside = spec.get("type") in ("LoadBalancer", "NodePort") or spec.get("externalIPs")
+        if "internal" in kinds and outside:
+            bad("%s: exposes the internal port outside the cluster (type %s%s)", name(s),
+                spec.get("type"), ", externalIPs" if spec.get("externalIPs") else "")
+    if not any("public" in roles.values() for _, roles in services.values()):
+        bad("%s: no Service exposes the public port (%d)", who, public)
+
+    # 5. Ingresses route to the public port only; behind one, the per-address cap must be off.
+    routed = []
+    for ing in objects("Ingress", namespace):
+        for svc in ingress_backends(ing):
+            if svc.get("name") not in services:
+                continue
+            ref = (svc.get("port") or {}).get("name") or (svc.get("port") or {}).get("number")
+            r = services[svc["name"]][1].get(ref)
+            if r != "public":
+                bad("%s: routes to Service %s port %r, which is the edges' %s port, not the public "
+                    "(WebSocket) one", name(ing), svc["name"], ref, r or "unknown")
+            routed.append(name(ing))
+    cap = env.get("FERROCAST_MAX_PENDING_PER_IP")
+    if routed and (cap is None or cap[0] != "literal" or cap[1].strip() != "0"):
+        bad("%s: %s routes clients here, so every connection comes from an ingress controller's "
+            "address: FERROCAST_MAX_PENDING_PER_IP must be 0 (it is %s)", who, routed[0],
+            "unset: the edge's default" if cap is None
+            else repr(cap[1]) if cap[0] == "literal" else "not a literal")
+
+    # 6. ServiceMonitors scrape /metrics on the internal port of the Services they select.
+    for sm in objects("ServiceMonitor", namespace):
+        spec = sm.get("spec") or {}
+        sel = (spec.get("selector") or {}).get("matchLabels") or {}
+        chosen = [roles for s, roles in services.values() if selects(sel, labels_of(s))]
+        for e in spec.get("endpoints") or []:
+            if e.get("targetPort") is not None:
+                scraped = {role(resolve(e["targetPort"]))}
+            else:
+                scraped = {roles[e.get("port")] for roles in chosen if e.get("port") in roles}
+            if scraped - {"internal"}:  # (no port at all: check_refs reports that)
+                bad("%s: endpoint port %r scrapes the edges' %s port, not the internal listener "
+                    "(%d), where /metrics is", name(sm), e.get("port") or e.get("targetPort"),
+                    "/".join(sorted(scraped)), internal)
+            if e.get("path", "/metrics") != "/metrics":
+                bad("%s: endpoint path %r, not /metrics", name(sm), e.get("path"))
+
+    # 7. NetworkPolicy: the pods are isolated for ingress; the internal port is admitted only from
+    #    pods of the cluster (pod/namespace selectors, never an ipBlock or "from anywhere"); the
+    #    public port is admitted.
+    def covers(rule, number):
+        if not rule.get("ports"):
+            return True
+        for p in rule["ports"]:
+            if p.get("protocol", "TCP") != "TCP":
+                continue
+            if "port" not in p:
+                return True
+            first = resolve(p["port"])
+            if first is not None and first <= number <= p.get("endPort", first):
+                return True
+        return False
+
+    isolated = public_admitted = False
+    for np in objects("NetworkPolicy", namespace):
+        spec = np.get("spec") or {}
+        sel = (spec.get("podSelector") or {}).get("matchLabels") or {}
+        if not all(labels.get(k) == v for k, v in sel.items()):
+            continue
+        if "Ingress" not in (spec.get("policyTypes") or ["Ingress"]):
+            continue
+        isolated = True
+        for rule in spec.get("ingress") or []:
+            public_admitted = public_admitted or covers(rule, public)
+            if not covers(rule, internal):
+                continue
+            if not rule.get("from"):
+                bad("%s: admits the internal port (%d) from anywhere: allow it only from pods of "
+                    "the cluster (e.g. from: [namespaceSelector: {}])", name(np), internal)
+            for peer in rule.get("from") or []:
+                if "ipBlock" in peer:
+                    bad("%s: admits the internal port (%d) from ipBlock %s: only pod and "
+                        "namespace selectors keep it inside the cluster",
+                        name(np), internal, peer["ipBlock"].get("cidr"))
+    if not isolated:
+        bad("%s: no NetworkPolicy isolates these pods for ingress: the internal port (%d) is open "
+            "to anything that can reach a pod", who, internal)
+    elif not public_admitted:
+        bad("%s: no NetworkPolicy rule admits the public port (%d): clients could not connect",
+            who, public)
+
+    # 8. A JWT key, so the edge is not in development mode (loopback only); an HS256 secret from a
+    #    Secret, at least MIN_SECRET_LEN bytes where the Secret is part of the rendering.
+    secret, key_file = env.get("FERROCAST_JWT_SECRET"), env.get("FERROCAST_JWT_PUBLIC_KEY_FILE")
+    if secret is None and key_file is None:
+        bad("%s: neither FERROCAST_JWT_SECRET nor FERROCAST_JWT_PUBLIC_KEY_FILE is set: the edge "
+            "would run in development mode (a published secret, loopback only), unreachable by "
+            "its probes and Services", who)
+    elif secret is not None and key_file is not None:
+        bad("%s: both FERROCAST_JWT_SECRET and FERROCAST_JWT_PUBLIC_KEY_FILE are set: the edge "
+            "refuses to start (they conflict); drop the secret when using a public key", who)
+    if secret is not None and secret[0] == "literal":
+        bad("%s: FERROCAST_JWT_SECRET is a literal value (%s): take it from a Secret",
+            who, secret[2])
+        if len(secret[1].encode()) < MIN_SECRET_LEN:
+            bad("%s: FERROCAST_JWT_SECRET is %d bytes; the edge refuses fewer than %d",
+                who, len(secret[1].encode()), MIN_SECRET_LEN)
+    elif secret is not None and secret[0] == "secret":
+        ref = secret[1]
+        if ref.get("optional"):
+            bad("%s: FERROCAST_JWT_SECRET's secretKeyRef is optional: without the Secret the edge "
+                "would run in development mode, on loopback only", who)
+        found = [s for s in objects("Secret", namespace)
+                 if s["metadata"]["name"] == ref.get("name")]
+        for s in found:
+            key = ref.get("key")
+            if key in (s.get("stringData") or {}):
+                value = str(s["stringData"][key]).encode()
+            elif key in (s.get("data") or {}):
+                # kustomize wraps long values over lines; the API server ignores the newlines.
+                try:
+                    value = base64.b64decode("".join(str(s["data"][key]).split()), validate=True)
+                except (binascii.Error, ValueError):
+                    bad("%s: data.%s is not base64", name(s), key)
+                    continue
+            else:
+                bad("%s: no key %r, which %s's FERROCAST_JWT_SECRET reads", name(s), key, who)
+                continue
+            if len(value) < MIN_SECRET_LEN:
+                bad("%s: %s is %d bytes; the edge refuses a JWT secret shorter than %d bytes and "
+                    "would not start", name(s), key, len(value), MIN_SECRET_LEN)
+        if not found:
+            notes.append("%s: Secret %s comes from outside the manifests (the edge checks its "
+                         "length at start)" % (who, ref.get("name")))
+    notes.append("%s: public port %d, internal port %d (%d Service(s), %d Ingress route(s))"
+                 % (who, public, internal, len(services), len(routed)))
+
+for p in problems:
+    print("    " + p)
+if not problems:
+    for n in notes:
+        print("    note: " + n)
 sys.exit(1 if problems else 0)
 PY
 }
@@ -311,18 +663,21 @@ step() {
 }
 
 # The kustomizations to render: every overlay, the examples, and the test kustomizations.
-# (k8s/base and k8s/components are rendered through them.)
+# (k8s/base and k8s/components are rendered through them; k8s/tests/broken/*/ are the self-test's
+# deliberately broken ones, one level deeper, so this glob skips them.)
 targets=()
 for dir in k8s/overlays/*/ k8s/examples/ k8s/tests/*/; do
   [ -f "$dir/kustomization.yaml" ] && targets+=("${dir%/}")
 done
 
-# validate_rendered NAME FILE [with-refs]: schema, cross-references and policies of one rendering.
+# validate_rendered NAME FILE [with-refs [require-edge]]: schema, cross-references, the edge's
+# invariants and policies of one rendering. require-edge: the rendering must contain the edge.
 validate_rendered() {
   local name=$1 file=$2
   step "$name: schema (Kubernetes ${K8S_VERSIONS[*]}, strict)" check_schema "$file" || true
   if [ "${3:-}" = with-refs ]; then
     step "$name: cross-references" check_refs "$file" || true
+    step "$name: edge invariants" check_edge "$file" "${4:+require}" || true
   fi
   step "$name: checkov" check_policies "$name" "$file" "${CHECKOV_EXTRA_SKIPS[$name]:-}" || true
 }
@@ -353,7 +708,11 @@ run_validation() {
     name=$(basename "$dir")
     echo "== $dir"
     if step "$name: kubectl kustomize $dir" render "$name" "$dir"; then
-      validate_rendered "$name" "$OUT/$name.yaml" with-refs
+      # The overlays and the test kustomizations deploy edges; the examples do not.
+      case $dir in
+        k8s/examples) validate_rendered "$name" "$OUT/$name.yaml" with-refs ;;
+        *) validate_rendered "$name" "$OUT/$name.yaml" with-refs require-edge ;;
+      esac
     fi
   done
   for path in "${extra[@]}"; do
@@ -374,15 +733,27 @@ run_validation() {
   step "Dockerfile: checkov" run_checkov --framework dockerfile -f Dockerfile || true
 }
 
-# The self-test: a good rendering must pass, and each broken manifest must be rejected by the
-# same schema or cross-reference check CI runs; checkov must reject the broken file as a whole too.
+# The self-test: good renderings must pass, and each broken manifest must be rejected by the
+# same schema, cross-reference or edge check CI runs (the edge's fixtures for the reason named in
+# their `# expect:` line); checkov must reject the broken file as a whole too.
 run_self_test() {
-  local fixture=k8s/tests/broken-deployment.yaml doc n=0 rejected=0
+  local fixture=k8s/tests/broken-deployment.yaml doc n=0 rejected=0 dir name expect out edge_n=0
   echo "== self-test: the production overlay must pass"
   if step "self-test: render production" render production k8s/overlays/production; then
     step "self-test: production passes the schema check" check_schema "$OUT/production.yaml" || true
     step "self-test: production passes the cross-reference check" check_refs "$OUT/production.yaml" || true
+    step "self-test: production passes the edge check" check_edge "$OUT/production.yaml" require || true
   fi
+  # Dev has the one Secret in the manifests (its JWT secret's length is checked), production-complete
+  # the ServiceMonitor and an Ingress: the edge check must accept them as they are.
+  for dir in k8s/overlays/dev k8s/tests/production-complete; do
+    name=$(basename "$dir")
+    echo "== self-test: $dir must pass the edge check"
+    if step "self-test: render $name" render "$name" "$dir"; then
+      step "self-test: $name passes the cross-reference check" check_refs "$OUT/$name.yaml" || true
+      step "self-test: $name passes the edge check" check_edge "$OUT/$name.yaml" require || true
+    fi
+  done
 
   mkdir -p "$OUT/self-test"
   "$TOOLS_PYTHON" - "$fixture" "$OUT/self-test" <<'PY'
@@ -408,6 +779,44 @@ PY
   if [ "$n" -lt 4 ]; then
     failures+=("self-test: expected at least 4 documents in $fixture, found $n")
   fi
+
+  # Each k8s/tests/broken/NAME/ is a kustomization with one realistic mistake the schema accepts;
+  # the edge check must reject it, with the finding its `# expect:` line names (so it is rejected
+  # for that mistake, not for something else).
+  for dir in k8s/tests/broken/*/; do
+    dir=${dir%/}
+    name=broken-$(basename "$dir")
+    edge_n=$((edge_n + 1))
+    n=$((n + 1))
+    expect=$(sed -n 's/^# expect: //p' "$dir/kustomization.yaml" | head -1)
+    echo "== self-test: $dir must be rejected by the edge check"
+    if [ -z "$expect" ]; then
+      echo "   FAILED: no '# expect:' line in $dir/kustomization.yaml"
+      failures+=("self-test: $dir has no '# expect:' line")
+      continue
+    fi
+    if ! render "$name" "$dir"; then
+      echo "   FAILED: it does not render (it must render, so that only the edge check can catch it)"
+      failures+=("self-test: $dir does not render")
+      continue
+    fi
+    if out=$(check_edge "$OUT/$name.yaml" require); then
+      echo "   FAILED: the edge check accepted it"
+      failures+=("self-test: $dir was accepted")
+    elif grep -qF -- "$expect" <<<"$out"; then
+      echo "   rejected, as it should be:"
+      grep -F -- "$expect" <<<"$out"
+      rejected=$((rejected + 1))
+    else
+      echo "   FAILED: rejected, but without the expected finding ($expect):"
+      echo "$out"
+      failures+=("self-test: $dir rejected for another reason")
+    fi
+  done
+  if [ "$edge_n" -lt 10 ]; then
+    failures+=("self-test: expected at least 10 fixtures in k8s/tests/broken/, found $edge_n")
+  fi
+
   echo "== self-test: checkov must reject $fixture"
   if check_policies broken "$fixture" >/dev/null; then
     echo "   FAILED: checkov accepted it"
