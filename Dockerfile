@@ -4,7 +4,9 @@
 # with no shell, no package manager and a non-root user.
 #
 #   docker build -t ferrocast:latest .
-#   docker run --rm -p 8080:8080 ferrocast:latest                     # single-node edge
+#   docker run --rm -p 8080:8080 -p 9090:9090 \
+#     -e FERROCAST_JWT_SECRET="$(openssl rand -base64 48)" ferrocast:latest  # single-node edge
+#   (without a secret the edge runs in development mode, on the container's loopback only)
 #   docker run --rm --entrypoint /usr/local/bin/emitter ferrocast:latest send --help
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache mounts.
@@ -28,8 +30,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/edge /out/emitter /out/loadtest /usr/local/bin/
 USER 65532:65532
-EXPOSE 8080
-# Liveness and readiness are HTTP probes on :8080 (/healthz, /readyz) that Kubernetes runs; the
+# 8080: WebSockets (public). 9090: /healthz, /readyz, /metrics (internal, never public).
+EXPOSE 8080 9090
+# Liveness and readiness are HTTP probes on :9090 (/healthz, /readyz) that Kubernetes runs; the
 # image has no shell or curl to run a Docker HEALTHCHECK with, so it has none:
 # checkov:skip=CKV_DOCKER_2: no shell or HTTP client in the image; Kubernetes probes /healthz and /readyz
 ENTRYPOINT ["/usr/local/bin/edge"]
