@@ -1,4 +1,9 @@
 //! The `emitter` command line: publish from cron jobs, scripts and shells.
+//!
+//! Its exit status tells a script what to do next (see [`Outcome`]): 0 all done, 2 fix the
+//! input, 3 try again later, 1 anything else.
+
+mod stdin;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,20 +14,98 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use ferrocast_protocol::keys::Target;
 use ferrocast_protocol::{Scope, script};
-use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::io::AsyncBufReadExt;
 
-use crate::{Emitter, Inbox, Message, Received, StartFrom};
+use crate::{EmitError, Emitter, Inbox, InboxError, Message, Received, StartFrom};
 use ferrocast_protocol::Envelope;
+use ferrocast_protocol::envelope::EnvelopeError;
+use ferrocast_protocol::names::NameError;
 
-/// Lines published per pipeline in `--stdin` mode.
-const STDIN_BATCH: usize = 256;
+/// The exit statuses, for `--help`: kept in step with [`Outcome`].
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  everything was published (or done)
+  1  something else failed (e.g. Redis refused a publish, standard output closed)
+  2  bad input: an invalid argument (usage errors included) or --stdin line; with --stdin, every
+     valid line was still published
+  3  Redis unavailable: something was not published (with --stdin, stderr names the lines); try
+     again later";
+
+/// How a run ended, as the process's exit status. A run with several problems ends with the
+/// most pressing: `Unavailable`, then `Failed`, then `BadInput`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Everything was published (or done): 0.
+    Done,
+    /// Some input (an argument, a `--stdin` line) was invalid; everything valid was published: 2.
+    BadInput,
+    /// Something else failed, e.g. Redis refused a publish or standard output closed: 1.
+    Failed,
+    /// Redis could not be reached, so something was not published; trying again later may
+    /// work: 3.
+    Unavailable,
+}
+
+impl Outcome {
+    /// The exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Failed => 1,
+            Outcome::BadInput => 2,
+            Outcome::Unavailable => 3,
+        }
+    }
+
+    /// How a run that failed with `error` ended, from the typed errors in its chain.
+    pub fn of_error(error: &anyhow::Error) -> Outcome {
+        for cause in error.chain() {
+            if let Some(e) = cause.downcast_ref::<EmitError>() {
+                return Outcome::of_emit(e);
+            }
+            if let Some(e) = cause.downcast_ref::<InboxError>() {
+                return match e {
+                    InboxError::InvalidUrl(_) | InboxError::InvalidSetting(_) => Outcome::BadInput,
+                    e if e.is_transient() => Outcome::Unavailable,
+                    _ => Outcome::Failed,
+                };
+            }
+            if cause.is::<NameError>() || cause.is::<EnvelopeError>() || cause.is::<BadArgument>() {
+                return Outcome::BadInput;
+            }
+        }
+        Outcome::Failed
+    }
+
+    /// How a message that failed with `error` counts.
+    pub fn of_emit(error: &EmitError) -> Outcome {
+        match error {
+            EmitError::Unavailable(_) => Outcome::Unavailable,
+            EmitError::Redis(_) | EmitError::Reply(_) => Outcome::Failed,
+            EmitError::InvalidName(_)
+            | EmitError::InvalidJson(_)
+            | EmitError::UnsupportedData(_)
+            | EmitError::InvalidUrl(_)
+            | EmitError::Envelope(_) => Outcome::BadInput,
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> ExitCode {
+        ExitCode::from(outcome.code())
+    }
+}
+
+/// An argument that clap accepted but the command cannot use (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadArgument(String);
 
 /// Publish Ferrocast messages through Redis to a room, a user, a client or everyone; move or
 /// disconnect sessions; read what clients send upstream.
 #[derive(Debug, Parser)]
-#[command(name = "emitter", version)]
+#[command(name = "emitter", version, after_help = EXIT_STATUS)]
 pub struct Cli {
     /// Redis to publish through.
     #[arg(
@@ -151,6 +234,7 @@ pub struct ConsumeArgs {
 
 /// `emitter send`.
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS)]
 #[command(group(ArgGroup::new("target").required(true).args(["room", "user", "client", "all", "stdin"])))]
 #[command(group(ArgGroup::new("payload").args(["data", "data_file"])))]
 pub struct SendArgs {
@@ -179,8 +263,11 @@ pub struct SendArgs {
     #[arg(long = "except", value_name = "CLIENT")]
     pub except: Vec<String>,
     /// Read one JSON object per line, e.g. {"room":"chat:1","event":"say","data":{...}}
-    /// (targets: "room", "user", "client" or "all":true; optional "except":[..]). Bad lines are
-    /// reported on stderr with their number and the rest are still published.
+    /// (targets: "room", "user", "client" or "all":true; optional "except":[..]), and publish
+    /// each as it arrives (so `tail -f events | emitter send --stdin` works), printing its offset.
+    /// Bad lines are reported on stderr with their number and reason, and the rest are still
+    /// published; if Redis becomes unavailable, reading stops and stderr names the lines not
+    /// published. A summary line on stderr ends every run.
     #[arg(long)]
     pub stdin: bool,
 }
@@ -207,8 +294,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    /// Runs the command. Errors that concern the whole run come back as `Err`; per-line failures
-    /// in `--stdin` mode are reported as they happen and make the exit code 1.
+    /// Runs the command. Errors that concern the whole run come back as `Err`
+    /// ([`Outcome::of_error`] gives their exit status); per-line failures in `--stdin` mode are
+    /// reported as they happen and set the status returned.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match &self.command {
             Command::Send(args) if args.stdin => self.send_stdin(args).await,
@@ -223,7 +311,7 @@ impl Cli {
         let target = match (&args.user, &args.client) {
             (Some(user), _) => Target::new(Scope::User, user),
             (_, Some(client)) => Target::new(Scope::Client, client),
-            _ => anyhow::bail!("give --user or --client"),
+            _ => return Err(BadArgument("give --user or --client".into()).into()),
         }?;
         let envelope = match self.command {
             Command::Join(_) => Envelope::join(&target, &args.room),
@@ -331,10 +419,12 @@ impl Cli {
         }?;
         let json = match (&args.data, &args.data_file) {
             (Some(data), _) => data.clone().into_bytes(),
-            (_, Some(path)) => {
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?
+            (_, Some(path)) => std::fs::read(path)
+                .map_err(|e| BadArgument(format!("cannot read {}: {e}", path.display())))?,
+            _ => {
+                let missing = "give the message with --data JSON or --data-file FILE";
+                return Err(BadArgument(missing.into()).into());
             }
-            _ => anyhow::bail!("give the message with --data JSON or --data-file FILE"),
         };
         let event = args.event.as_deref().unwrap_or_default();
         let message = Message::new(target, event, json, args.except.clone(), None)?;
@@ -354,65 +444,12 @@ impl Cli {
     }
 
     async fn send_stdin(&self, args: &SendArgs) -> anyhow::Result<ExitCode> {
+        // Connected before the first line is read: a Redis that is down from the start fails
+        // the run with nothing read, which a script can simply run again.
         let emitter = self.connect().await?;
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        let (mut published, mut failed, mut number) = (0usize, 0usize, 0usize);
-        let mut batch: Vec<(usize, Message)> = Vec::with_capacity(STDIN_BATCH);
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .context("cannot read standard input")?;
-            if let Some(line) = &line {
-                number += 1;
-                if !line.trim().is_empty() {
-                    match parse_line(line, &args.except) {
-                        Ok(message) => batch.push((number, message)),
-                        Err(e) => {
-                            eprintln!("line {number}: {e}");
-                            failed += 1;
-                        }
-                    }
-                }
-            }
-            if batch.len() >= STDIN_BATCH || (line.is_none() && !batch.is_empty()) {
-                let (ok, bad) = publish_batch(&emitter, &mut batch).await?;
-                published += ok;
-                failed += bad;
-            }
-            if line.is_none() {
-                break;
-            }
-        }
-        if failed > 0 {
-            eprintln!("{failed} line(s) failed, {published} published");
-            return Ok(ExitCode::FAILURE);
-        }
-        Ok(ExitCode::SUCCESS)
+        let input = tokio::io::BufReader::with_capacity(stdin::BUFFER, tokio::io::stdin());
+        Ok(stdin::send(&emitter, input, &args.except).await.into())
     }
-}
-
-async fn publish_batch(
-    emitter: &Emitter,
-    batch: &mut Vec<(usize, Message)>,
-) -> anyhow::Result<(usize, usize)> {
-    let messages: Vec<Message> = batch.iter().map(|(_, m)| m.clone()).collect();
-    let results = emitter.emit_batch(&messages).await?;
-    let mut stdout = std::io::stdout().lock();
-    let (mut ok, mut bad) = (0, 0);
-    for ((number, _), result) in batch.drain(..).zip(results) {
-        match result {
-            Ok(offset) => {
-                writeln!(stdout, "{offset}")?;
-                ok += 1;
-            }
-            Err(e) => {
-                eprintln!("line {number}: {e}");
-                bad += 1;
-            }
-        }
-    }
-    Ok((ok, bad))
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -468,38 +505,6 @@ fn json_line(received: &Received) -> anyhow::Result<String> {
     })?)
 }
 
-/// One `--stdin` line.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line<'a> {
-    room: Option<String>,
-    user: Option<String>,
-    client: Option<String>,
-    #[serde(default)]
-    all: bool,
-    event: String,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    except: Vec<String>,
-}
-
-fn parse_line(line: &str, except: &[String]) -> anyhow::Result<Message> {
-    let line: Line =
-        serde_json::from_str(line).context("not a JSON object of the expected shape")?;
-    let target = match (line.room, line.user, line.client, line.all) {
-        (Some(room), None, None, false) => Target::new(Scope::Room, &room)?,
-        (None, Some(user), None, false) => Target::new(Scope::User, &user)?,
-        (None, None, Some(client), false) => Target::new(Scope::Client, &client)?,
-        (None, None, None, true) => Target::All,
-        _ => anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true"),
-    };
-    let data = line.data.map_or("null", RawValue::get).as_bytes().to_vec();
-    let mut all_except = line.except;
-    all_except.extend_from_slice(except);
-    Ok(Message::new(target, &line.event, data, all_except, None)?)
-}
-
 /// Cluster nodes as URLs: `host:port` gets `redis://` in front.
 pub fn node_urls(nodes: &[String]) -> Vec<String> {
     nodes
@@ -538,16 +543,6 @@ mod tests {
         assert!(parse_duration("1d").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
-    }
-
-    #[test]
-    fn lines() {
-        assert!(parse_line(r#"{"room":"r","event":"e","data":{"a":1}}"#, &[]).is_ok());
-        assert!(parse_line(r#"{"all":true,"event":"e"}"#, &[]).is_ok());
-        assert!(parse_line(r#"{"room":"r","user":"u","event":"e"}"#, &[]).is_err());
-        assert!(parse_line(r#"{"room":"bad room","event":"e"}"#, &[]).is_err());
-        assert!(parse_line(r#"{"room":"r","event":"e","data":{"#, &[]).is_err());
-        assert!(parse_line(r#"{"room":"r","event":"e","colour":1}"#, &[]).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use ferrocast_protocol::keys::{Keys, Target};
 use ferrocast_protocol::names::NameError;
 use ferrocast_protocol::offset::Offset;
 use ferrocast_protocol::script::{self, PUBLISH_SCRIPT};
-use ferrocast_protocol::{Envelope, Scope};
+use ferrocast_protocol::{Envelope, Kind, Scope, data};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -591,15 +591,56 @@ impl Message {
     }
 
     /// Checks and encodes a complete envelope (for control kinds, or a caller that builds its
-    /// own).
+    /// own). A `msg`'s data must be JSON that every client can be sent, MessagePack ones
+    /// included: otherwise [`EmitError::UnsupportedData`].
     pub fn from_envelope(envelope: &Envelope) -> Result<Message, EmitError> {
+        let is_msg = envelope.kind == Kind::Msg;
+        if is_msg && nests_too_deep(&envelope.data) {
+            // `validate` parses with serde_json, which gives up at this depth as well and would
+            // call deep but valid JSON "not valid JSON"; `data::check` names the real reason.
+            data::check(&envelope.data)?;
+        }
         envelope.validate()?;
+        if is_msg {
+            // `validate` checks only the JSON's syntax: it decodes no number or escape, so
+            // `1e400` and `"\ud800"` pass it though no MessagePack client could be sent them.
+            data::check(&envelope.data)?;
+        }
         Ok(Message {
             target: envelope.target()?,
             envelope: envelope.encode()?,
             chosen_id: None,
         })
     }
+}
+
+/// Whether arrays and objects in `json` nest as deep as [`data::MAX_DEPTH`] or deeper, counted
+/// without parsing so that any depth can be measured. Brackets inside strings do not count.
+fn nests_too_deep(json: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= data::MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The W3C traceparent of the current `tracing` span, when it carries an OpenTelemetry context.
@@ -627,6 +668,54 @@ mod tests {
 
     fn trace_of(message: &Message) -> Option<String> {
         Envelope::decode(&message.envelope).ok()?.trace
+    }
+
+    // A runtime, for the emitter's (unconnected) pool.
+    #[tokio::test]
+    async fn data_that_msgpack_cannot_carry_is_refused_when_the_message_is_made() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let deep = nested(data::MAX_DEPTH + 1);
+        for bad in [
+            &b"1e400"[..],
+            b"-1e400",
+            br#""\ud800""#,
+            br#"{"a":[1,"x\udc00y"]}"#,
+            deep.as_bytes(),
+        ] {
+            let result = Message::new(Target::All, "e", bad.to_vec(), vec![], None);
+            assert!(
+                matches!(result, Err(EmitError::UnsupportedData(_))),
+                "{}: {result:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // The publication API makes its messages the same way.
+        let emitter = Emitter::builder("redis://127.0.0.1:1").build().unwrap();
+        let result = emitter.to_room("r").message_raw("e", b"1e400".to_vec());
+        assert!(
+            matches!(result, Err(EmitError::UnsupportedData(_))),
+            "{result:?}"
+        );
+        let error = Message::new(Target::All, "e", deep.into_bytes(), vec![], None).unwrap_err();
+        assert!(error.to_string().contains("MessagePack"), "{error}");
+
+        // JSON that is not JSON is still called that; what MessagePack carries still passes.
+        for bad in [&b"{oops"[..], b"[", &[0xff, b'1']] {
+            let result = Message::new(Target::All, "e", bad.to_vec(), vec![], None);
+            assert!(
+                matches!(result, Err(EmitError::InvalidJson(_))),
+                "{result:?}"
+            );
+        }
+        let brackets_in_a_string = format!("\"{}\"", "[".repeat(1000));
+        for good in [
+            nested(data::MAX_DEPTH - 1),
+            brackets_in_a_string,
+            r#"{"max":1.7976931348623157e308,"pair":"\ud83d\ude00","q":"\\\"["}"#.to_owned(),
+        ] {
+            let result = Message::new(Target::All, "e", good.clone().into_bytes(), vec![], None);
+            assert!(result.is_ok(), "{good}: {result:?}");
+        }
     }
 
     #[test]

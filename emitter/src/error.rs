@@ -1,5 +1,6 @@
 //! What can go wrong when publishing.
 
+use ferrocast_protocol::data::DataError;
 use ferrocast_protocol::envelope::EnvelopeError;
 use ferrocast_protocol::names::NameError;
 use thiserror::Error;
@@ -13,6 +14,12 @@ pub enum EmitError {
     /// `data` is not valid JSON.
     #[error("data is not valid JSON: {0}")]
     InvalidJson(String),
+    /// `data` is JSON that MessagePack clients cannot be sent: a number out of `f64` range
+    /// (`1e400`), a string with a lone UTF-16 surrogate (`"\ud800"`), or arrays and objects
+    /// nested [`ferrocast_protocol::data::MAX_DEPTH`] levels deep. Refused before publishing,
+    /// since edges would otherwise skip the message for those clients without telling anyone.
+    #[error(transparent)]
+    UnsupportedData(#[from] DataError),
     /// The Redis URL cannot be used.
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(String),

@@ -3,15 +3,30 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferrocast_emitter::cli::Cli;
+use ferrocast_emitter::cli::{Cli, Outcome};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    match Cli::parse().run().await {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(cli.run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            Outcome::of_error(&e).into()
         }
-    }
+    };
+    // Standard input is read on a blocking thread that cannot be interrupted: a `--stdin` run
+    // that stopped early (Redis unavailable) would otherwise wait for a line that may never
+    // come before exiting.
+    runtime.shutdown_background();
+    code
 }
