@@ -22,6 +22,10 @@ pub struct Claims {
     /// Room patterns the client may publish to.
     #[serde(default, rename = "pub")]
     pub publish: Patterns,
+    /// Event patterns the client may `send` upstream; absent, the edge's `--upstream-events`
+    /// alone decide (present, both must allow the event).
+    #[serde(default)]
+    pub send: Option<Patterns>,
     /// Application data kept with the session and handed to workers.
     #[serde(default)]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,

@@ -178,14 +178,29 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_UPSTREAM_EVENTS", value_delimiter = ',')]
     pub upstream_events: Vec<String>,
 
+    /// `send` frames one connection may send per second (token bucket refill rate); beyond it
+    /// RATE_LIMITED with `retry_after`.
+    #[arg(long, env = "FERROCAST_UPSTREAM_RATE", default_value_t = 10.0)]
+    pub upstream_rate: f64,
+
+    /// `send` frames one connection may send in a burst.
+    #[arg(long, env = "FERROCAST_UPSTREAM_BURST", default_value_t = 20)]
+    pub upstream_burst: u32,
+
+    /// Bytes of `send` data one connection may send per second (bursts of a second's worth, or
+    /// of one --max-data-size message if larger); beyond it RATE_LIMITED with `retry_after`.
+    #[arg(long, env = "FERROCAST_UPSTREAM_BYTES_RATE", default_value_t = 64 * 1024)]
+    pub upstream_bytes_rate: usize,
+
     /// Partitions of the upstream inbox (`P:{inbox:0}` ..., each in its own Redis Cluster
     /// slot, so upstream traffic can spread over shards); 1 keeps the single stream `P:{inbox}`. A client's sends
     /// always go to the same partition, in order. Workers must read as many.
     #[arg(long, env = "FERROCAST_INBOX_PARTITIONS", default_value_t = 1)]
     pub inbox_partitions: u16,
 
-    /// Approximate cap on the upstream inbox stream (entries, per partition). Past it the oldest entries are
-    /// trimmed, read or not, so a stalled worker fleet cannot fill Redis's memory.
+    /// Most entries each upstream inbox stream (partition) holds. At the cap, entries every
+    /// consumer group has read and acknowledged are trimmed; unread ones never are: a `send`
+    /// then gets UNAVAILABLE with `retry_after` until the workers catch up (ferrocast_inbox_lag).
     #[arg(long, env = "FERROCAST_INBOX_MAX_LEN", default_value_t = 100_000)]
     pub inbox_max_len: u64,
 
@@ -193,6 +208,12 @@ pub struct Config {
     /// TOO_LARGE. By default as large as a frame may be, so only --max-frame-size applies.
     #[arg(long, env = "FERROCAST_MAX_DATA_SIZE", default_value_t = 64 * 1024)]
     pub max_data_size: usize,
+
+    /// Bytes of history replay (`since` on join, auth or resume) the edge holds at once, across
+    /// all connections; replays beyond it wait their turn. Each replay holds one page (256 KiB,
+    /// or one larger message) at a time.
+    #[arg(long, env = "FERROCAST_REPLAY_MEMORY", default_value_t = 64 * 1024 * 1024)]
+    pub replay_memory: usize,
 
     /// Messages kept per target by the in-process bus (single-node mode).
     #[arg(long, env = "FERROCAST_HISTORY_LEN", default_value_t = script::DEFAULT_HISTORY_LEN)]

@@ -2,7 +2,7 @@
 //! the same shared buffer handed to every recipient.
 
 use bytes::Bytes;
-use ferrocast_protocol::frame::server::MsgFrame;
+use ferrocast_protocol::frame::server::{MsgFrame, ServerFrame};
 use ferrocast_protocol::{Encoding, Envelope, Kind, Offset, Scope};
 use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
@@ -87,6 +87,22 @@ fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Messag
             // language's worker, say). Counted, so it is seen.
             tracing::warn!(id = %envelope.id, ?encoding, %error, "cannot encode message; skipped");
             crate::metrics::metrics().dropped("unencodable");
+            None
+        }
+    }
+}
+
+/// A frame of the edge's own (everything but `msg`) as a WebSocket message in `encoding`.
+pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
+    match frame.encode(encoding) {
+        Ok(bytes) => match encoding {
+            Encoding::Json => String::from_utf8(bytes)
+                .ok()
+                .map(|text| Message::Text(Utf8Bytes::from(text))),
+            Encoding::MsgPack => Some(Message::Binary(Bytes::from(bytes))),
+        },
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a frame of the edge's own");
             None
         }
     }

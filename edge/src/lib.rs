@@ -56,6 +56,8 @@ pub struct Shared<B> {
     pub ws_config: WebSocketConfig,
     /// Every open connection.
     pub connections: Arc<Connections>,
+    /// Bytes of history replay the edge may hold at once (`--replay-memory`).
+    pub replay_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl<B: Bus> Shared<B> {
@@ -202,6 +204,9 @@ async fn start<B: Bus>(
         .max_write_buffer_size(16 * 1024 * 1024)
         .max_message_size(Some(config.max_frame_size))
         .max_frame_size(Some(config.max_frame_size));
+    if !config.upstream_events.is_empty() {
+        tokio::spawn(watch_inbox(bus.clone()));
+    }
     let connections = Arc::new(Connections::default());
     tokio::spawn(connections::sweep_forever(
         connections.clone(),
@@ -215,6 +220,7 @@ async fn start<B: Bus>(
              List your front ends' origins in production."
         );
     }
+    let replay_memory = config.replay_memory;
     let shared = Arc::new(Shared {
         public_rooms: Patterns::from(config.public_rooms.clone()),
         upstream_events: Patterns::from(config.upstream_events.clone()),
@@ -225,6 +231,10 @@ async fn start<B: Bus>(
         bus,
         ws_config,
         connections: connections.clone(),
+        replay_budget: Arc::new(tokio::sync::Semaphore::new(
+            // At least a page, or no replay could ever start.
+            replay_memory.clamp(bus::replay::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     });
     tracing::info!(
         listen = %listeners.public.local_addr()?,
@@ -260,6 +270,34 @@ async fn start<B: Bus>(
     let _ = probing.await;
     tracing::info!("drained; exiting");
     Ok(())
+}
+
+/// How often the upstream inbox's size and lag are read for /metrics.
+const INBOX_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps the inbox metrics current: how much the streams hold, and how far behind each consumer
+/// group is (what makes `send` answer UNAVAILABLE once the inbox is full).
+async fn watch_inbox<B: Bus>(bus: Arc<B>) {
+    let mut interval = tokio::time::interval(INBOX_WATCH_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match bus.inbox_stats().await {
+            Ok(Some(stats)) => {
+                let m = metrics::metrics();
+                m.inbox_entries
+                    .set(i64::try_from(stats.entries).unwrap_or(i64::MAX));
+                m.inbox_lag.clear();
+                for (group, lag) in stats.lag {
+                    m.inbox_lag
+                        .get_or_create(&metrics::GroupLabel { group })
+                        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+                }
+            }
+            Ok(None) => return,
+            Err(error) => tracing::debug!(%error, "cannot read the inbox's lag"),
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -49,6 +49,13 @@ impl CodeLabel {
     }
 }
 
+/// Label: an upstream inbox consumer group (named by the operator's workers: few).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    /// The group.
+    pub group: String,
+}
+
 /// Label: why something was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -96,6 +103,10 @@ pub struct Metrics {
     pub upstream_appends: Counter,
     /// Workers' control messages (join, leave, disconnect) applied to sessions.
     pub controls_applied: Counter,
+    /// Entries the upstream inbox streams hold (read every few seconds).
+    pub inbox_entries: Gauge,
+    /// Per consumer group, inbox entries not delivered to it yet (read every few seconds).
+    pub inbox_lag: Family<GroupLabel, Gauge>,
 }
 
 impl Metrics {
@@ -119,6 +130,8 @@ impl Metrics {
             rate_limited: Counter::default(),
             upstream_appends: Counter::default(),
             controls_applied: Counter::default(),
+            inbox_entries: Gauge::default(),
+            inbox_lag: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -205,6 +218,16 @@ impl Metrics {
             "controls_applied",
             "Workers' control messages (join, leave, disconnect) applied to sessions",
             m.controls_applied.clone(),
+        );
+        registry.register(
+            "inbox_entries",
+            "Entries the upstream inbox streams hold",
+            m.inbox_entries.clone(),
+        );
+        registry.register(
+            "inbox_lag",
+            "Upstream inbox entries not yet delivered to each consumer group",
+            m.inbox_lag.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -157,6 +157,22 @@ impl Outbox {
         false
     }
 
+    /// Counts `bytes` written outside the queue (a page of replay) against the connection's
+    /// byte bound until [`Outbox::release`]: live frames queued meanwhile have that much less
+    /// room. False, and the connection asked to close as a slow consumer, if they do not fit.
+    pub fn reserve(&self, bytes: usize) -> bool {
+        if self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > self.max_bytes {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return self.overflow();
+        }
+        true
+    }
+
+    /// Gives back bytes counted by [`Outbox::reserve`], once written.
+    pub fn release(&self, bytes: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
     /// Asks the connection to close with `code`.
     pub fn close(&self, code: u16) {
         self.kick.ask(code);

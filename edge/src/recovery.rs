@@ -12,10 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use ferrocast_protocol::{Encoding, Offset};
 use tungstenite::Message;
 
-use crate::bus::Replay;
 use crate::delivery::Delivery;
 
 /// Seams of the targets this connection resumed.
@@ -70,13 +70,17 @@ impl Written {
     }
 }
 
-/// The frames of a replay for a connection: messages it is not excluded from, not already
-/// `written`, in its encoding, in order.
-/// A message id stored twice in the history (a retried publish) is sent once.
-pub fn frames(replay: &Replay, client: &str, encoding: Encoding, written: Written) -> Vec<Message> {
-    let mut ids = HashSet::new();
-    replay
-        .entries
+/// The frames of a page of replay for a connection: messages it is not excluded from, not
+/// already `written`, in its encoding, in order. A message id stored twice in the history (a
+/// retried publish) is sent once: `ids` holds those already sent.
+pub fn frames(
+    entries: &[(Offset, Bytes)],
+    client: &str,
+    encoding: Encoding,
+    written: Written,
+    ids: &mut HashSet<uuid::Uuid>,
+) -> Vec<Message> {
+    entries
         .iter()
         .filter(|(offset, _)| !written.contains(*offset))
         .filter_map(|(offset, bytes)| Delivery::decode(*offset, bytes))

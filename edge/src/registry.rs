@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
@@ -186,14 +187,40 @@ impl Registry {
         }
     }
 
-    /// Messages of `target` may have been lost (its history vanished while the bus was
-    /// reconnecting): closes its local members, who resume and are told `recovered: false`.
-    pub fn lost(&self, target: &TargetKey) {
+    /// Messages of `target` up to `offset` may have been lost (its history vanished while the
+    /// bus was reconnecting): tells its local members with a `gap` frame, queued in order with
+    /// their messages. They stay connected; delivery goes on after `offset`.
+    pub fn gap(&self, target: &TargetKey, offset: Option<Offset>) {
+        let (scope, room) = target.scope_and_room();
+        let offset = offset.map(|o| o.to_string());
+        let gap = ServerFrame::Gap {
+            scope,
+            room,
+            offset,
+        };
         let state = self.state.lock();
-        if let Some(topic) = state.topics.get(target) {
-            tracing::warn!(%target, members = topic.members.len(), "history lost; closing members so they resume");
-            for member in topic.members.values() {
-                member.outbox.close(ferrocast_protocol::close::INTERNAL);
+        let Some(topic) = state.topics.get(target) else {
+            return;
+        };
+        tracing::warn!(%target, members = topic.members.len(), "history lost; telling members of the gap");
+        let mut frames: [Option<Option<Arc<Frame>>>; 2] = [None, None];
+        for member in topic.members.values() {
+            let slot = &mut frames[match member.encoding {
+                Encoding::Json => 0,
+                Encoding::MsgPack => 1,
+            }];
+            let frame = slot.get_or_insert_with(|| {
+                crate::delivery::message(&gap, member.encoding).map(|message| {
+                    Arc::new(Frame {
+                        message,
+                        topic: topic.id,
+                        offset: None,
+                        ts: 0,
+                    })
+                })
+            });
+            if let Some(frame) = frame {
+                member.outbox.push(Outbound::Frame(frame.clone()));
             }
         }
     }

@@ -9,13 +9,16 @@
 
 use thiserror::Error;
 
-/// Deepest nesting of arrays and objects accepted: serde_json's own recursion limit, which the
-/// MessagePack transcoding uses.
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting of arrays and objects accepted: one below serde_json's recursion limit (128),
+/// which the MessagePack transcoding runs into.
+pub const MAX_DEPTH: usize = 127;
 
 /// `data` that cannot be delivered to every client.
 #[derive(Debug, Error)]
-#[error("data cannot be carried as MessagePack: {0}")]
+#[error(
+    "data cannot be carried as MessagePack (numbers must fit a 64-bit float, strings be valid \
+     Unicode with no lone surrogate, nesting at most 127 deep): {0}"
+)]
 pub struct DataError(String);
 
 /// Checks that `json` is one JSON value that MessagePack clients can be sent.
@@ -56,7 +59,7 @@ mod tests {
         ] {
             assert!(check(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        let shallow = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let shallow = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(check(shallow.as_bytes()).is_ok());
     }
 }

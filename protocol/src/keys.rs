@@ -116,6 +116,16 @@ impl TargetKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key's scope, and the room name for a room (what a `gap` frame names).
+    pub fn scope_and_room(&self) -> (Scope, Option<&str>) {
+        match self.0.split_once(':') {
+            Some(("room", room)) => (Scope::Room, Some(room)),
+            Some(("user" | "user64", _)) => (Scope::User, None),
+            Some(("client", _)) => (Scope::Client, None),
+            _ => (Scope::All, None),
+        }
+    }
 }
 
 impl fmt::Display for TargetKey {

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings, Replay};
+use bytes::Bytes;
+use ferrocast_edge::bus::replay::PAGE_BYTES;
+use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
 use ferrocast_edge::outbox::{self, Inbox, Outbound};
 use ferrocast_edge::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
@@ -41,6 +43,38 @@ async fn next_text(inbox: &mut Inbox) -> serde_json::Value {
     serde_json::from_str(text).expect("json")
 }
 
+/// What a replay of `target` after `since` holds, read page by page to the end.
+#[derive(Debug, PartialEq)]
+struct Replay {
+    recovered: bool,
+    entries: Vec<(Offset, Bytes)>,
+    last: Option<Offset>,
+    /// Bytes of the largest page.
+    largest_page: usize,
+}
+
+async fn read<B: Bus>(
+    bus: &B,
+    target: &ferrocast_protocol::TargetKey,
+    since: Option<Offset>,
+) -> Replay {
+    let mut cursor = bus.open_replay(target, since).await.expect("open");
+    let mut entries = Vec::new();
+    let mut largest_page = 0;
+    while !cursor.is_done() {
+        let page = bus.replay_page(target, &mut cursor).await.expect("page");
+        largest_page = largest_page.max(page.iter().map(|(_, e)| e.len()).sum());
+        entries.extend(page);
+    }
+    assert!(!cursor.was_interrupted());
+    Replay {
+        recovered: cursor.recovered,
+        entries,
+        last: cursor.last,
+        largest_page,
+    }
+}
+
 async fn publish<B: Bus>(bus: &B, target: &Target, event: &str, data: &str) -> Offset {
     let envelope = Envelope::message(target, event, data.as_bytes().to_vec());
     bus.publish(&envelope).await.expect("publish")
@@ -53,7 +87,15 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     ));
     let room = Target::Room("r".into());
     let key = room.key();
-    assert_eq!(bus.read(&key, None).await.expect("read"), Replay::default());
+    assert_eq!(
+        read(&*bus, &key, None).await,
+        Replay {
+            recovered: false,
+            entries: Vec::new(),
+            last: None,
+            largest_page: 0
+        }
+    );
 
     let mut inbox = member(&registry, &room, 1, Encoding::Json).await;
     let mut offsets = Vec::new();
@@ -68,10 +110,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         offsets.iter().all(|o| o.epoch == offsets[0].epoch),
         "one epoch"
     );
-    assert_eq!(
-        bus.read(&key, None).await.expect("read").last,
-        offsets.last().copied()
-    );
+    assert_eq!(read(&*bus, &key, None).await.last, offsets.last().copied());
     for (i, offset) in offsets.iter().enumerate() {
         let value = next_text(&mut inbox).await;
         assert_eq!(value["data"], i);
@@ -79,14 +118,14 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     }
 
     // Replay after an offset: exactly what followed it, in order.
-    let replay = bus.read(&key, Some(offsets[14])).await.expect("read");
+    let replay = read(&*bus, &key, Some(offsets[14])).await;
     assert!(replay.recovered);
     assert_eq!(
         replay.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
         offsets[15..]
     );
     assert_eq!(replay.last, offsets.last().copied());
-    let replay = bus.read(&key, offsets.last().copied()).await.expect("read");
+    let replay = read(&*bus, &key, offsets.last().copied()).await;
     assert!(replay.recovered && replay.entries.is_empty());
     // An offset from another epoch (Redis lost the stream meanwhile): not recovered, and the
     // whole current history is offered.
@@ -94,17 +133,12 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         id: offsets[3].id,
         epoch: StreamId { ms: 1, seq: 0 },
     };
-    let replay = bus.read(&key, Some(foreign)).await.expect("read");
+    let replay = read(&*bus, &key, Some(foreign)).await;
     assert!(!replay.recovered);
     assert_eq!(replay.entries.len(), 20);
     // A target with no history at all: nothing recovered.
     let empty = Target::Room("never".into()).key();
-    assert!(
-        !bus.read(&empty, Some(offsets[0]))
-            .await
-            .expect("read")
-            .recovered
-    );
+    assert!(!read(&*bus, &empty, Some(offsets[0])).await.recovered);
 
     // Excluded clients and other targets get nothing; the next frame is the one for c1.
     let mut skipped = Envelope::message(&room, "skipped", b"0".to_vec());
@@ -130,6 +164,28 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     assert!(bus.is_ready());
 }
 
+/// A long replay of large messages comes a bounded page at a time, complete and in order.
+async fn paged_history<B: Bus>(bus: &B) {
+    let room = Target::Room("large".into());
+    let data = format!("\"{}\"", "x".repeat(100 * 1024));
+    let first = publish(bus, &room, "e", "0").await;
+    let mut offsets = Vec::new();
+    for _ in 0..30 {
+        offsets.push(publish(bus, &room, "e", &data).await);
+    }
+    let replay = read(bus, &room.key(), Some(first)).await;
+    assert!(replay.recovered);
+    assert_eq!(
+        replay.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+        offsets
+    );
+    assert!(
+        replay.largest_page <= PAGE_BYTES,
+        "a page of {} bytes",
+        replay.largest_page
+    );
+}
+
 /// More messages than the history keeps: a client behind the cut is told it was not recovered,
 /// and gets what is still there, in order.
 async fn trimmed_history<B: Bus>(bus: &B) {
@@ -139,7 +195,7 @@ async fn trimmed_history<B: Bus>(bus: &B) {
     for i in 1..400 {
         last = publish(bus, &room, "e", &i.to_string()).await;
     }
-    let replay = bus.read(&room.key(), Some(first)).await.expect("read");
+    let replay = read(bus, &room.key(), Some(first)).await;
     assert!(
         !replay.recovered,
         "history was trimmed past the client's offset"
@@ -147,6 +203,34 @@ async fn trimmed_history<B: Bus>(bus: &B) {
     assert!(!replay.entries.is_empty() && replay.entries.len() < 399);
     assert!(replay.entries.windows(2).all(|w| w[0].0.id < w[1].0.id));
     assert_eq!(replay.last, Some(last));
+
+    // Trimmed again while a replay is under way: it stops at the hole (interrupted), rather
+    // than skip over it unannounced.
+    let room = Target::Room("trimmed-while-read".into());
+    let data = format!("\"{}\"", "x".repeat(10 * 1024));
+    let oldest = publish(bus, &room, "e", &data).await;
+    for _ in 0..80 {
+        publish(bus, &room, "e", &data).await;
+    }
+    let mut cursor = bus
+        .open_replay(&room.key(), Some(oldest))
+        .await
+        .expect("open");
+    assert!(cursor.recovered);
+    let page = bus
+        .replay_page(&room.key(), &mut cursor)
+        .await
+        .expect("page");
+    assert!(!page.is_empty() && !cursor.is_done(), "more than a page");
+    for i in 0..400 {
+        publish(bus, &room, "e", &i.to_string()).await;
+    }
+    while !cursor.is_done() {
+        bus.replay_page(&room.key(), &mut cursor)
+            .await
+            .expect("page");
+    }
+    assert!(cursor.was_interrupted());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +243,7 @@ async fn memory_bus_keeps_the_contract() {
     ));
     contract(registry, bus.clone()).await;
     trimmed_history(&*bus).await;
+    paged_history(&*bus).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,4 +265,5 @@ async fn redis_bus_keeps_the_contract() {
     }
     contract(registry, bus.clone()).await;
     trimmed_history(&*bus).await;
+    paged_history(&*bus).await;
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferrocast_emitter::Emitter;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
@@ -26,8 +27,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::history::{self, FROM_START, InboxWriter, Positions, unavailable};
-use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, RedisSettings, Replay, TIMEOUT};
+use super::history::{self, FROM_START, Positions, unavailable};
+use super::inbox::InboxWriter;
+use super::{
+    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, TIMEOUT,
+};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -303,15 +307,22 @@ impl Bus for ClusterBus {
         result
     }
 
-    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
-        let Some(since) = since else {
-            return Ok(Replay {
-                last: self.newest(target).await?,
-                ..Replay::default()
-            });
-        };
+    async fn open_replay(
+        &self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.connection()?;
-        history::read(&mut conn, &self.keys, target, since).await
+        history::open(&mut conn, &self.keys, target, since).await
+    }
+
+    async fn replay_page(
+        &self,
+        target: &TargetKey,
+        cursor: &mut ReplayCursor,
+    ) -> Result<Vec<(Offset, Bytes)>, BusError> {
+        let mut conn = self.connection()?;
+        history::page(&mut conn, &self.keys, target, cursor).await
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -321,6 +332,11 @@ impl Bus for ClusterBus {
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
         let mut conn = self.connection()?;
         self.inbox.append(&mut conn, upstream).await
+    }
+
+    async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
+        let mut conn = self.connection()?;
+        self.inbox.stats(&mut conn).await.map(Some)
     }
 
     fn is_ready(&self) -> bool {

@@ -9,11 +9,8 @@ use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Keys, Offset, TargetKey};
 use redis::aio::ConnectionLike;
 
-use super::{BusError, MAX_REPLAY, MAX_REPLAY_BYTES, Replay, cap_replay};
+use super::{BusError, ReplayCursor};
 use crate::registry::Registry;
-
-/// Stream entries read per XRANGE.
-const PAGE: usize = 500;
 
 /// Replay position of a target whose history was empty when it was subscribed: everything
 /// its stream holds later is news. No real stream has this epoch.
@@ -59,77 +56,105 @@ pub async fn newest<C: ConnectionLike>(
     Ok(out)
 }
 
-/// What `target`'s history holds after `since`.
-pub async fn read<C: ConnectionLike>(
+/// Opens a replay of `target` after `since` (see [`ReplayCursor`]): the epoch, the newest entry
+/// and whether `since` itself is still there, in one transaction, so `recovered` and `last` are
+/// one consistent look at the history. No entry is read yet: a client whose offset belongs to
+/// another epoch costs no wasted page.
+pub async fn open<C: ConnectionLike>(
     conn: &mut C,
     keys: &Keys,
     target: &TargetKey,
-    since: Offset,
-) -> Result<Replay, BusError> {
+    since: Option<Offset>,
+) -> Result<ReplayCursor, BusError> {
     let stream = keys.stream(target);
-    // The epoch and the first page in one transaction: the page starts *at* `since`, so
-    // finding `since` itself proves the history still reaches back that far.
-    let (epoch, first_page) = redis::pipe()
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .get(keys.epoch(target))
+        .cmd("XREVRANGE")
+        .arg(&stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1);
+    if let Some(since) = since {
+        // Finding `since` itself proves the history still reaches back that far.
+        pipe.cmd("XRANGE")
+            .arg(&stream)
+            .arg(since.id.to_string())
+            .arg(since.id.to_string());
+    }
+    let mut values = pipe
+        .query_async::<Vec<redis::Value>>(conn)
+        .await
+        .map_err(unavailable)?
+        .into_iter();
+    let (Some(epoch), Some(newest)) = (values.next(), values.next()) else {
+        return Err(unavailable("short reply"));
+    };
+    let epoch: Option<String> = redis::from_redis_value(epoch).map_err(unavailable)?;
+    let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
+        // No epoch: the history expired or Redis lost it.
+        return Ok(ReplayCursor::finished(false, None));
+    };
+    let last = entries(newest, epoch)?.pop().map(|(o, _)| o);
+    let Some(since) = since else {
+        return Ok(ReplayCursor::finished(false, last));
+    };
+    if since.epoch != epoch {
+        // A new incarnation of the stream: everything in it is news to this client.
+        return Ok(ReplayCursor::new(false, last, None));
+    }
+    let found = values
+        .next()
+        .map(|v| entries(v, epoch))
+        .transpose()?
+        .is_some_and(|e| !e.is_empty());
+    Ok(ReplayCursor::new(
+        found,
+        last.or(found.then_some(since)),
+        Some(since.id),
+    ))
+}
+
+/// Reads the next page of a replay (empty once it is done), checking in the same transaction
+/// that the history is still the epoch the replay started in.
+pub async fn page<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+    target: &TargetKey,
+    cursor: &mut ReplayCursor,
+) -> Result<Vec<(Offset, Bytes)>, BusError> {
+    let Some(last) = cursor.last.filter(|_| !cursor.is_done()) else {
+        return Ok(Vec::new());
+    };
+    let start = match cursor.after() {
+        Some(after) => format!("({after}"),
+        None => "-".to_owned(),
+    };
+    let stream = keys.stream(target);
+    // The entry the page follows, to tell a history trimmed past the cursor meanwhile.
+    let after = cursor.after().map(|a| a.to_string());
+    let follows = after.as_deref().unwrap_or("0-1");
+    let (epoch, reply, previous) = redis::pipe()
         .atomic()
         .get(keys.epoch(target))
         .cmd("XRANGE")
         .arg(&stream)
-        .arg(since.id.to_string())
-        .arg("+")
+        .arg(start)
+        .arg(last.id.to_string())
         .arg("COUNT")
-        .arg(PAGE)
-        .query_async::<(Option<String>, redis::Value)>(conn)
+        .arg(cursor.count())
+        .cmd("XRANGE")
+        .arg(&stream)
+        .arg(follows)
+        .arg(follows)
+        .query_async::<(Option<String>, redis::Value, redis::Value)>(conn)
         .await
         .map_err(unavailable)?;
-    let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
-        // No epoch: the history expired or Redis lost it.
-        return Ok(Replay::default());
-    };
-    let (mut recovered, mut collected, mut full) = if epoch == since.epoch {
-        let mut page = entries(first_page, epoch)?;
-        let full = page.len() == PAGE;
-        let found = page.first().is_some_and(|(o, _)| o.id == since.id);
-        if found {
-            page.remove(0);
-        }
-        (found, page, full)
-    } else {
-        // A new incarnation of the stream: everything in it is news to this client.
-        (false, Vec::new(), true)
-    };
-    let mut bytes: usize = collected.iter().map(|(_, e)| e.len()).sum();
-    while full && collected.len() <= MAX_REPLAY && bytes <= MAX_REPLAY_BYTES {
-        let start = match collected.last() {
-            Some((offset, _)) => format!("({}", offset.id),
-            None if epoch == since.epoch => format!("({}", since.id),
-            None => "-".to_owned(),
-        };
-        let reply = redis::cmd("XRANGE")
-            .arg(&stream)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async::<redis::Value>(conn)
-            .await
-            .map_err(unavailable)?;
-        let page = entries(reply, epoch)?;
-        full = page.len() == PAGE;
-        bytes += page.iter().map(|(_, e)| e.len()).sum::<usize>();
-        collected.extend(page);
-    }
-    if cap_replay(&mut collected) {
-        recovered = false;
-    }
-    let last = collected
-        .last()
-        .map(|(o, _)| *o)
-        .or(recovered.then_some(since));
-    Ok(Replay {
-        recovered,
-        entries: collected,
-        last,
-    })
+    let epoch = epoch.map(|e| parse_id(&e)).transpose()?;
+    let page = entries(reply, cursor.epoch())?;
+    let still_there = after.is_none() || !entries(previous, cursor.epoch())?.is_empty();
+    Ok(cursor.take(page, epoch, still_there))
 }
 
 /// Newest offset handed to the registry, per subscribed target.
@@ -188,10 +213,10 @@ impl Positions {
     }
 
     /// Replays `target` from `position`: what was published while its live messages could not
-    /// arrive reaches the members, in order. A history that did not survive (Redis lost it, or
-    /// it was trimmed past the position) closes the members, so they resume and are told
-    /// `recovered: false`; one that expired quietly, past its TTL with nothing after the
-    /// position, is not a loss.
+    /// arrive reaches the members, in order, a page at a time. A history that did not survive
+    /// (Redis lost it, or it was trimmed past the position) is a gap: the members are told with
+    /// a `gap` frame and delivery goes on after the history's newest offset. One that expired
+    /// quietly, past its TTL with nothing after the position, is not a loss.
     pub async fn catch_up<C: ConnectionLike>(
         &self,
         conn: &mut C,
@@ -201,21 +226,26 @@ impl Positions {
         position: Offset,
         history_ttl_ms: u64,
     ) -> Result<(), BusError> {
-        let replay = read(conn, keys, target, position).await?;
-        for (offset, envelope) in &replay.entries {
-            self.deliver_if_new(registry, target, *offset, envelope);
-        }
-        if replay.recovered || position == FROM_START {
-            return Ok(());
+        let mut cursor = open(conn, keys, target, Some(position)).await?;
+        if cursor.recovered || position == FROM_START {
+            while !cursor.is_done() {
+                for (offset, envelope) in page(conn, keys, target, &mut cursor).await? {
+                    self.deliver_if_new(registry, target, offset, &envelope);
+                }
+            }
+            if !cursor.was_interrupted() {
+                return Ok(());
+            }
+            // Redis lost the history while it was being read: a gap after all.
+            cursor = open(conn, keys, target, None).await?;
         }
         let now = ferrocast_protocol::envelope::now_ms();
         let expired_quietly =
-            replay.last.is_none() && position.id.ms.saturating_add(history_ttl_ms) < now;
-        if expired_quietly {
-            self.set(target.clone(), FROM_START);
-        } else {
-            registry.lost(target);
+            cursor.last.is_none() && position.id.ms.saturating_add(history_ttl_ms) < now;
+        if !expired_quietly {
+            registry.gap(target, cursor.last);
         }
+        self.set(target.clone(), cursor.last.unwrap_or(FROM_START));
         Ok(())
     }
 }
@@ -237,49 +267,6 @@ pub async fn publish(
         Some(Ok(offset)) => Ok(offset),
         Some(Err(e)) => Err(unavailable(e)),
         None => Err(unavailable("no reply")),
-    }
-}
-
-/// Appends client `send`s to the upstream inbox, each client's to one partition.
-pub struct InboxWriter {
-    keys: Keys,
-    max_len: u64,
-    partitions: u16,
-}
-
-impl InboxWriter {
-    /// An inbox of `partitions` streams, each capped (approximately) at `max_len` entries.
-    pub fn new(keys: Keys, max_len: u64, partitions: u16) -> InboxWriter {
-        InboxWriter {
-            keys,
-            max_len: max_len.max(1),
-            partitions: partitions.max(1),
-        }
-    }
-
-    /// Appends `upstream`; its stream id once Redis has it.
-    pub async fn append<C: ConnectionLike>(
-        &self,
-        conn: &mut C,
-        upstream: &ferrocast_protocol::Upstream,
-    ) -> Result<String, BusError> {
-        let bytes = upstream
-            .encode()
-            .map_err(|e| BusError::Refused(e.to_string()))?;
-        let partition = Keys::inbox_partition_of(&upstream.client, self.partitions);
-        // Any failure (unreachable, out of memory, a read-only replica mid-failover) is one
-        // the client can retry.
-        redis::cmd("XADD")
-            .arg(self.keys.inbox_partition(partition, self.partitions))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.max_len)
-            .arg("*")
-            .arg(ferrocast_protocol::upstream::FIELD)
-            .arg(bytes)
-            .query_async::<String>(conn)
-            .await
-            .map_err(unavailable)
     }
 }
 

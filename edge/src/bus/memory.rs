@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::{Bus, BusError, MAX_REPLAY, Replay, cap_replay};
+use super::{Bus, BusError, InboxStats, ReplayCursor};
 use crate::registry::Registry;
 
 /// How often expired histories are swept away (on the next publish after this long).
@@ -76,46 +76,68 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
+    async fn open_replay(
+        &self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, BusError> {
         let state = self.state.lock();
         let Some(history) = state.streams.get(target).filter(|h| h.live(Instant::now())) else {
-            return Ok(Replay::default());
+            return Ok(ReplayCursor::finished(false, None));
         };
-        let offset = |id| Offset {
-            id,
+        let last = history.entries.back().map(|(id, _)| Offset {
+            id: *id,
             epoch: history.epoch,
-        };
-        let last = history.entries.back().map(|(id, _)| offset(*id));
+        });
         let Some(since) = since else {
-            return Ok(Replay {
-                last,
-                ..Replay::default()
-            });
+            return Ok(ReplayCursor::finished(false, last));
         };
-        // Ids are increasing, so the entries after `since` are a suffix.
-        let same_epoch = since.epoch == history.epoch;
-        let start = if same_epoch {
-            history.entries.partition_point(|(id, _)| *id <= since.id)
-        } else {
-            0
+        if since.epoch != history.epoch {
+            return Ok(ReplayCursor::new(false, last, None));
+        }
+        let found = history
+            .entries
+            .binary_search_by(|(id, _)| id.cmp(&since.id))
+            .is_ok();
+        Ok(ReplayCursor::new(found, last, Some(since.id)))
+    }
+
+    async fn replay_page(
+        &self,
+        target: &TargetKey,
+        cursor: &mut ReplayCursor,
+    ) -> Result<Vec<(Offset, Bytes)>, BusError> {
+        if cursor.is_done() {
+            return Ok(Vec::new());
+        }
+        let state = self.state.lock();
+        let Some(history) = state.streams.get(target).filter(|h| h.live(Instant::now())) else {
+            return Ok(cursor.take(Vec::new(), None, false));
         };
-        let reaches_back = history
+        // Ids are increasing, so the entries after the cursor are a suffix.
+        let (start, still_there) = match cursor.after() {
+            Some(after) => (
+                history.entries.partition_point(|(id, _)| *id <= after),
+                history
+                    .entries
+                    .binary_search_by(|(id, _)| id.cmp(&after))
+                    .is_ok(),
+            ),
+            None => (0, true),
+        };
+        let page = history
             .entries
-            .front()
-            .is_some_and(|(id, _)| *id <= since.id);
-        let mut entries: Vec<(Offset, Bytes)> = history
-            .entries
-            .iter()
-            .skip(start)
-            .take(MAX_REPLAY + 1)
-            .map(|(id, bytes)| (offset(*id), bytes.clone()))
+            .range(start..)
+            .take(cursor.count())
+            .map(|(id, bytes)| {
+                let offset = Offset {
+                    id: *id,
+                    epoch: history.epoch,
+                };
+                (offset, bytes.clone())
+            })
             .collect();
-        let complete = !cap_replay(&mut entries);
-        Ok(Replay {
-            recovered: same_epoch && reaches_back && complete,
-            entries,
-            last,
-        })
+        Ok(cursor.take(page, Some(history.epoch), still_there))
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -184,6 +206,10 @@ impl Bus for MemoryBus {
         Err(BusError::Unavailable(
             "upstream messages need Redis (--redis-url)".into(),
         ))
+    }
+
+    async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
+        Ok(None)
     }
 
     fn is_ready(&self) -> bool {

@@ -13,12 +13,16 @@ use thiserror::Error;
 
 pub mod cluster;
 pub mod history;
+pub mod inbox;
 pub mod memory;
 pub mod redis;
+pub mod replay;
 
 pub use cluster::ClusterBus;
+pub use inbox::InboxStats;
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
+pub use replay::ReplayCursor;
 
 /// The bus could not do what was asked.
 #[derive(Debug, Error)]
@@ -29,6 +33,9 @@ pub enum BusError {
     /// The message was refused.
     #[error("publish refused: {0}")]
     Refused(String),
+    /// The upstream inbox is full of messages workers have not read: retry once they catch up.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// How long the Redis buses wait for Redis to answer.
@@ -49,7 +56,7 @@ pub struct RedisSettings {
     pub history_len: u64,
     /// How long histories live after their last publish.
     pub history_ttl: Duration,
-    /// Approximate cap on each upstream inbox stream.
+    /// Most entries each upstream inbox stream holds.
     pub inbox_max_len: u64,
     /// Partitions of the upstream inbox.
     pub inbox_partitions: u16,
@@ -83,48 +90,13 @@ impl RedisSettings {
     }
 
     /// Where client `send`s go.
-    fn inbox(&self) -> history::InboxWriter {
-        history::InboxWriter::new(
+    fn inbox(&self) -> inbox::InboxWriter {
+        inbox::InboxWriter::new(
             Keys::new(&self.prefix),
             self.inbox_max_len,
             self.inbox_partitions,
         )
     }
-}
-
-/// Most messages one replay returns; a longer gap is reported as not recovered.
-pub const MAX_REPLAY: usize = 10_000;
-/// Most bytes of envelopes one replay returns, likewise: a replay is written outside the
-/// connection's byte-bounded queue, so it has a bound of its own.
-pub const MAX_REPLAY_BYTES: usize = 8 * 1024 * 1024;
-
-/// Cuts `entries` to the replay limits; true if anything was cut.
-pub fn cap_replay(entries: &mut Vec<(Offset, Bytes)>) -> bool {
-    let mut bytes = 0;
-    let keep = entries
-        .iter()
-        .take(MAX_REPLAY)
-        .take_while(|(_, envelope)| {
-            bytes += envelope.len();
-            bytes <= MAX_REPLAY_BYTES
-        })
-        .count();
-    let cut = keep < entries.len();
-    entries.truncate(keep);
-    cut
-}
-
-/// What a target's history holds after an offset.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Replay {
-    /// True only if `entries` holds every message published after `since`: the history still
-    /// reaches back to `since` and has the same epoch (Redis did not lose it meanwhile).
-    pub recovered: bool,
-    /// The messages after `since` (all of the current history when not recovered), oldest first:
-    /// their offsets and encoded envelopes.
-    pub entries: Vec<(Offset, Bytes)>,
-    /// The newest offset in the history, if it has any.
-    pub last: Option<Offset>,
 }
 
 /// Where messages come from, and where an edge's own publishes go.
@@ -139,12 +111,20 @@ pub trait Bus: Send + Sync + 'static {
         targets: &[TargetKey],
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 
-    /// Reads `target`'s history after `since` (or, without `since`, just its newest offset).
-    fn read(
+    /// Opens a replay of `target`'s history after `since`: whether it is complete, and its
+    /// newest offset. Without `since` there is nothing to replay, just the newest offset.
+    fn open_replay(
         &self,
         target: &TargetKey,
         since: Option<Offset>,
-    ) -> impl Future<Output = Result<Replay, BusError>> + Send;
+    ) -> impl Future<Output = Result<ReplayCursor, BusError>> + Send;
+
+    /// The next page of a replay, oldest first; empty once the cursor is done.
+    fn replay_page(
+        &self,
+        target: &TargetKey,
+        cursor: &mut ReplayCursor,
+    ) -> impl Future<Output = Result<Vec<(Offset, Bytes)>, BusError>> + Send;
 
     /// Publishes a checked envelope to its target (history, then live).
     fn publish(&self, envelope: &Envelope)
@@ -155,6 +135,9 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         upstream: &Upstream,
     ) -> impl Future<Output = Result<String, BusError>> + Send;
+
+    /// How far behind the workers reading the upstream inbox are (`None` without an inbox).
+    fn inbox_stats(&self) -> impl Future<Output = Result<Option<InboxStats>, BusError>> + Send;
 
     /// Whether the bus can take new subscriptions and publishes right now.
     fn is_ready(&self) -> bool;

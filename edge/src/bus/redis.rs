@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferrocast_emitter::Emitter;
 use ferrocast_emitter::pool::{Conn, Manager};
 use ferrocast_protocol::script::LiveMessage;
@@ -23,7 +24,9 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
 use super::history::{self, FROM_START, Positions, unavailable};
-use super::{Bus, BusError, MAX_BACKOFF, PING_EVERY, RedisSettings, Replay, TIMEOUT};
+use super::{
+    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, TIMEOUT,
+};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 
@@ -47,7 +50,7 @@ pub struct RedisBus {
     /// How long histories live after their last publish.
     history_ttl: Duration,
     /// Where client `send`s go.
-    inbox: history::InboxWriter,
+    inbox: super::inbox::InboxWriter,
     ready: AtomicBool,
 }
 
@@ -272,21 +275,24 @@ impl Bus for RedisBus {
             .map_err(unavailable)
     }
 
-    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, BusError> {
-        let Some(since) = since else {
-            let last = self
-                .newest(std::slice::from_ref(target))
-                .await?
-                .pop()
-                .flatten();
-            return Ok(Replay {
-                last,
-                ..Replay::default()
-            });
-        };
+    async fn open_replay(
+        &self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let replay = history::read(conn.get(), &self.keys, target, since).await;
-        checked(&mut conn, replay)
+        let opened = history::open(conn.get(), &self.keys, target, since).await;
+        checked(&mut conn, opened)
+    }
+
+    async fn replay_page(
+        &self,
+        target: &TargetKey,
+        cursor: &mut ReplayCursor,
+    ) -> Result<Vec<(Offset, Bytes)>, BusError> {
+        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let page = history::page(conn.get(), &self.keys, target, cursor).await;
+        checked(&mut conn, page)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
@@ -297,6 +303,12 @@ impl Bus for RedisBus {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
         let appended = self.inbox.append(conn.get(), upstream).await;
         checked(&mut conn, appended)
+    }
+
+    async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
+        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let stats = self.inbox.stats(conn.get()).await;
+        checked(&mut conn, stats).map(Some)
     }
 
     fn is_ready(&self) -> bool {

@@ -1,9 +1,9 @@
 //! Applying a worker's control message to this connection.
 
 use ferrocast_protocol::frame::server::ServerFrame;
-use tungstenite::Message;
 
 use super::Session;
+use super::handlers::Reply;
 use crate::bus::Bus;
 use crate::control::Control;
 use crate::metrics::metrics;
@@ -13,25 +13,25 @@ const BY_SERVER: &str = "server";
 
 impl<B: Bus> Session<B> {
     /// Applies `control`: the frames to send, or the close code and reason to close with.
-    pub(super) async fn apply(&mut self, control: &Control) -> Result<Vec<Message>, (u16, String)> {
+    pub(super) async fn apply(&mut self, control: &Control) -> Result<Reply, (u16, String)> {
         metrics().controls_applied.inc();
         match control {
             Control::Join(room) => {
                 if self.rooms.contains_key(room) {
-                    return Ok(Vec::new());
+                    return Ok(Reply::default());
                 }
                 match self.join(room, None, None, Some(BY_SERVER)).await {
-                    Ok(frames) => Ok(frames),
-                    Err((code, error)) => {
+                    Ok(reply) => Ok(reply),
+                    Err(refusal) => {
                         // Nobody asked, so nobody to answer: the worker's log is the place.
-                        tracing::warn!(%room, ?code, %error, "cannot apply a worker's join");
-                        Ok(Vec::new())
+                        tracing::warn!(%room, ?refusal, "cannot apply a worker's join");
+                        Ok(Reply::default())
                     }
                 }
             }
             Control::Leave(room) => {
                 if !self.leave(room) {
-                    return Ok(Vec::new());
+                    return Ok(Reply::default());
                 }
                 Ok(self
                     .encode(&ServerFrame::Left {
@@ -39,8 +39,7 @@ impl<B: Bus> Session<B> {
                         reference: None,
                         by: Some(BY_SERVER),
                     })
-                    .into_iter()
-                    .collect())
+                    .into())
             }
             Control::Disconnect { code, reason } => Err((*code, reason.clone())),
         }

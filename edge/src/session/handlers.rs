@@ -6,23 +6,52 @@ use ferrocast_protocol::frame::server::{Recovered, ServerFrame};
 use ferrocast_protocol::{Envelope, Offset, Target, TargetKey, Upstream};
 use tungstenite::Message;
 
+use super::rate::UpstreamQuota;
+use super::replay::Replaying;
 use super::{ALL, Refusal, Room, Session, USER, wait_live};
-use crate::bus::{Bus, BusError, Replay};
+use crate::bus::{Bus, BusError, ReplayCursor};
 use crate::metrics::metrics;
-use crate::recovery::{self, Written};
+use crate::recovery::Written;
+
+/// Rate-limit tokens a `since` costs beyond its frame: a replay makes Redis read history, so
+/// join/leave loops with `since` must run out of tokens long before they cost Redis much.
+const SINCE_COST: f64 = 4.0;
+
+/// What answering a frame writes: its frames, then any replays, a page at a time.
+#[derive(Default)]
+pub(super) struct Reply {
+    /// Frames to write first.
+    pub frames: Vec<Message>,
+    /// Replays to stream after them.
+    pub replays: Vec<Replaying>,
+}
+
+impl From<Option<Message>> for Reply {
+    fn from(frame: Option<Message>) -> Reply {
+        Reply {
+            frames: frame.into_iter().collect(),
+            replays: Vec::new(),
+        }
+    }
+}
 
 impl<B: Bus> Session<B> {
-    /// Answers one frame: the answer first, then any replayed messages.
-    pub(super) async fn handle(&mut self, frame: ClientFrame) -> Vec<Message> {
+    /// Answers one frame: the answer first, then any replays.
+    pub(super) async fn handle(&mut self, frame: ClientFrame) -> Reply {
         let answer = match frame {
             ClientFrame::Join {
                 room,
                 since,
                 reference,
-            } => match self.join(&room, since.as_deref(), reference, None).await {
-                Ok(frames) => return frames,
-                Err((code, message)) => self.error(reference, code, &message),
-            },
+            } => {
+                if since.is_some() {
+                    self.rate.charge(SINCE_COST);
+                }
+                match self.join(&room, since.as_deref(), reference, None).await {
+                    Ok(reply) => return reply,
+                    Err(refusal) => self.refuse(reference, &refusal),
+                }
+            }
             ClientFrame::Leave { room, reference } => {
                 if self.leave(&room) {
                     self.encode(&ServerFrame::Left {
@@ -46,7 +75,7 @@ impl<B: Bus> Session<B> {
                     offset: Some(offset),
                     id: None,
                 }),
-                Err((code, message)) => self.error(reference, code, &message),
+                Err(refusal) => self.refuse(reference, &refusal),
             },
             ClientFrame::Send {
                 event,
@@ -58,26 +87,35 @@ impl<B: Bus> Session<B> {
                     offset: None,
                     id: Some(id),
                 }),
-                Err((code, message)) => self.error(reference, code, &message),
+                Err(refusal) => self.refuse(reference, &refusal),
             },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
-            ClientFrame::Resume { since, reference } => match self.resume(&since).await {
-                Ok((recovered, replayed)) => {
-                    let answer = self.encode(&ServerFrame::Resumed {
-                        reference,
-                        recovered,
-                    });
-                    return answer.into_iter().chain(replayed).collect();
+            ClientFrame::Resume { since, reference } => {
+                self.rate.charge(SINCE_COST);
+                match self.resume(&since).await {
+                    Ok((recovered, replays)) => {
+                        let answer = self.encode(&ServerFrame::Resumed {
+                            reference,
+                            recovered,
+                        });
+                        return Reply {
+                            frames: answer.into_iter().collect(),
+                            replays,
+                        };
+                    }
+                    Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
                 }
-                Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
-            },
+            }
             ClientFrame::Refresh { token } => match self.shared.verifier.verify(&token) {
                 Ok(claims) if claims.sub == self.claims.sub => {
                     let exp = claims.exp;
                     self.claims = claims;
                     self.life.set_exp(exp);
                     let refreshed = self.encode(&ServerFrame::Refreshed { exp });
-                    return refreshed.into_iter().chain(self.revoke_rooms()).collect();
+                    return Reply {
+                        frames: refreshed.into_iter().chain(self.revoke_rooms()).collect(),
+                        replays: Vec::new(),
+                    };
                 }
                 Ok(_) => self.error(
                     None,
@@ -90,11 +128,11 @@ impl<B: Bus> Session<B> {
                 self.error(None, ErrorCode::BadFrame, "already authenticated")
             }
         };
-        answer.into_iter().collect()
+        answer.into()
     }
 
-    /// Joins a room: subscribes, then reads its history after `since`. Answers `joined` followed
-    /// by the replayed messages. `by` is `Some("server")` for a worker's join, which needs no
+    /// Joins a room: subscribes, then opens its history after `since`. Answers `joined`, to be
+    /// followed by the replay. `by` is `Some("server")` for a worker's join, which needs no
     /// permission from the token.
     pub(super) async fn join(
         &mut self,
@@ -102,31 +140,28 @@ impl<B: Bus> Session<B> {
         since: Option<&str>,
         reference: Option<u64>,
         by: Option<&'static str>,
-    ) -> Result<Vec<Message>, Refusal> {
+    ) -> Result<Reply, Refusal> {
         let target = Target::Room(room.to_owned()).key();
         if self.rooms.contains_key(room) {
             // Already live here: nothing to replay, just the current position.
-            let replay = self.read(&target, None).await?;
-            return Ok(self
-                .joined(room, reference, &replay, by)
-                .into_iter()
-                .collect());
+            let cursor = self.open(&target, None).await?;
+            return Ok(self.joined(room, reference, &cursor, by).into());
         }
         if !self.shared.bus.is_ready() {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Unavailable,
-                "the bus is reconnecting; retry".into(),
+                "the bus is reconnecting; retry",
             ));
         }
         if by.is_none() && !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room)
         {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "the token does not allow this room".into(),
+                "the token does not allow this room",
             ));
         }
         if self.rooms.len() >= self.shared.config.max_rooms {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::TooManyRooms,
                 format!(
                     "at most {} rooms per connection",
@@ -135,12 +170,13 @@ impl<B: Bus> Session<B> {
             ));
         }
         let joined = self.shared.registry.join(&target, self.id, self.member());
-        let replay = match wait_live(joined.state).await {
-            Ok(()) => self.read(&target, since.and_then(|s| s.parse().ok())).await,
+        let since = since.and_then(|s| s.parse::<Offset>().ok());
+        let cursor = match wait_live(joined.state).await {
+            Ok(()) => self.open(&target, since).await,
             Err(refusal) => Err(refusal),
         };
-        let replay = match replay {
-            Ok(replay) => replay,
+        let cursor = match cursor {
+            Ok(cursor) => cursor,
             Err(refusal) => {
                 self.shared.registry.leave(&target, self.id);
                 self.fence(joined.topic);
@@ -156,31 +192,36 @@ impl<B: Bus> Session<B> {
             },
         );
         metrics().room_memberships.inc();
-        // A seam only where there was a replay: with no usable `since`, queued live messages
+        // A seam only where there is a replay: with no usable `since`, queued live messages
         // are all new to the client.
-        if let (Some(Ok(_)), Some(last)) = (since.map(str::parse::<Offset>), replay.last) {
+        if let (Some(_), Some(last)) = (since, cursor.last) {
             self.seams.set(joined.topic, last);
         }
-        let frames = recovery::frames(&replay, &self.client, self.encoding, Written::default());
-        Ok(self
-            .joined(room, reference, &replay, by)
-            .into_iter()
-            .chain(frames)
-            .collect())
+        Ok(Reply {
+            frames: self
+                .joined(room, reference, &cursor, by)
+                .into_iter()
+                .collect(),
+            replays: vec![Replaying {
+                target,
+                cursor,
+                written: Written::default(),
+            }],
+        })
     }
 
     fn joined(
         &self,
         room: &str,
         reference: Option<u64>,
-        replay: &Replay,
+        cursor: &ReplayCursor,
         by: Option<&str>,
     ) -> Option<Message> {
         self.encode(&ServerFrame::Joined {
             room,
             reference,
-            offset: replay.last.map(|o| o.to_string()),
-            recovered: replay.recovered,
+            offset: cursor.last.map(|o| o.to_string()),
+            recovered: cursor.recovered,
             by,
         })
     }
@@ -233,47 +274,50 @@ impl<B: Bus> Session<B> {
         frames
     }
 
-    /// Reads the user and `all` scopes' history after the offsets the client sent; returns what
-    /// was recovered and the frames to send after the answer.
+    /// Opens the user and `all` scopes' history after the offsets the client sent; returns what
+    /// was recovered and the replays to stream after the answer.
     pub(super) async fn resume(
         &mut self,
         since: &ScopeSince,
-    ) -> Result<(Recovered, Vec<Message>), BusError> {
+    ) -> Result<(Recovered, Vec<Replaying>), BusError> {
         let mut recovered = Recovered::default();
-        let mut frames = Vec::new();
+        let mut replays = Vec::new();
         for (index, since) in [(USER, &since.user), (ALL, &since.all)] {
             let Some(since) = since else {
                 continue;
             };
-            let replay = self
+            let target = self.auto[index].clone();
+            let cursor = self
                 .shared
                 .bus
-                .read(&self.auto[index], since.parse().ok())
+                .open_replay(&target, since.parse().ok())
                 .await?;
             match index {
-                USER => recovered.user = replay.recovered,
-                _ => recovered.all = replay.recovered,
+                USER => recovered.user = cursor.recovered,
+                _ => recovered.all = cursor.recovered,
             }
-            let written = self.written[usize::from(index == ALL)];
-            frames.extend(recovery::frames(
-                &replay,
-                &self.client,
-                self.encoding,
-                written,
-            ));
-            if let Some(last) = replay.last {
+            if let Some(last) = cursor.last {
                 self.seams.set(self.auto_topics[index], last);
             }
+            replays.push(Replaying {
+                target,
+                cursor,
+                written: self.written[usize::from(index == ALL)],
+            });
         }
-        Ok((recovered, frames))
+        Ok((recovered, replays))
     }
 
-    async fn read(&self, target: &TargetKey, since: Option<Offset>) -> Result<Replay, Refusal> {
+    async fn open(
+        &self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, Refusal> {
         self.shared
             .bus
-            .read(target, since)
+            .open_replay(target, since)
             .await
-            .map_err(|e| (ErrorCode::Unavailable, e.to_string()))
+            .map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))
     }
 
     async fn publish(
@@ -284,15 +328,15 @@ impl<B: Bus> Session<B> {
         echo: bool,
     ) -> Result<String, Refusal> {
         if !self.claims.publish.allows(&room) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Forbidden,
-                "the token does not allow publishing to this room".into(),
+                "the token does not allow publishing to this room",
             ));
         }
         if !self.rooms.contains_key(&room) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::NotJoined,
-                "join the room before publishing to it".into(),
+                "join the room before publishing to it",
             ));
         }
         self.check_data(&data)?;
@@ -300,11 +344,7 @@ impl<B: Bus> Session<B> {
         if !echo {
             envelope.except.push(self.client.to_string());
         }
-        match self.shared.bus.publish(&envelope).await {
-            Ok(offset) => Ok(offset.to_string()),
-            Err(BusError::Unavailable(e)) => Err((ErrorCode::Unavailable, e)),
-            Err(BusError::Refused(e)) => Err((ErrorCode::BadFrame, e)),
-        }
+        Ok(self.shared.bus.publish(&envelope).await?.to_string())
     }
 
     /// Checks `data` of a `publish` or `send`: not over `--max-data-size`, and JSON that every
@@ -312,12 +352,13 @@ impl<B: Bus> Session<B> {
     fn check_data(&self, data: &[u8]) -> Result<(), Refusal> {
         let max = self.shared.config.max_data_size;
         if data.len() > max {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::TooLarge,
                 format!("data is {} bytes; at most {max} allowed", data.len()),
             ));
         }
-        ferrocast_protocol::data::check(data).map_err(|e| (ErrorCode::BadFrame, e.to_string()))
+        ferrocast_protocol::data::check(data)
+            .map_err(|e| Refusal::new(ErrorCode::BadFrame, e.to_string()))
     }
 
     /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it.
@@ -328,13 +369,38 @@ impl<B: Bus> Session<B> {
             } else {
                 "this event may not be sent upstream"
             };
-            return Err((ErrorCode::Forbidden, message.into()));
+            return Err(Refusal::new(ErrorCode::Forbidden, message));
+        }
+        if let Some(send) = &self.claims.send
+            && !send.allows(&event)
+        {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the token does not allow sending this event",
+            ));
         }
         self.check_data(&data)?;
+        let config = &self.shared.config;
+        // Made on the first `send`: most connections never send, and idle ones stay small.
+        let quota = self.upstream_quota.get_or_insert_with(|| {
+            Box::new(UpstreamQuota::new(
+                config.upstream_rate,
+                config.upstream_burst,
+                config.upstream_bytes_rate,
+                config.max_data_size,
+            ))
+        });
+        if let Err(wait) = quota.take(data.len(), std::time::Instant::now()) {
+            metrics().rate_limited.inc();
+            return Err(Refusal::rate_limited(
+                "upstream quota exceeded (--upstream-rate, --upstream-bytes-rate)",
+                wait,
+            ));
+        }
         if !self.shared.bus.is_ready() {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::Unavailable,
-                "the bus is reconnecting; retry".into(),
+                "the bus is reconnecting; retry",
             ));
         }
         let span = tracing::info_span!("upstream", %event);
@@ -354,14 +420,9 @@ impl<B: Bus> Session<B> {
             ts: ferrocast_protocol::envelope::now_ms(),
             trace: span.in_scope(ferrocast_emitter::current_traceparent),
         };
-        match self.shared.bus.send_upstream(&upstream).await {
-            Ok(id) => {
-                metrics().upstream_appends.inc();
-                Ok(id)
-            }
-            Err(BusError::Unavailable(e)) => Err((ErrorCode::Unavailable, e)),
-            Err(BusError::Refused(e)) => Err((ErrorCode::Internal, e)),
-        }
+        let id = self.shared.bus.send_upstream(&upstream).await?;
+        metrics().upstream_appends.inc();
+        Ok(id)
     }
 
     /// Joins the user, client and `all` targets and waits until they are live.
@@ -373,8 +434,8 @@ impl<B: Bus> Session<B> {
             .collect();
         for (index, joined) in joined.into_iter().enumerate() {
             self.auto_topics[index] = joined.topic;
-            if let Err((_, error)) = wait_live(joined.state).await {
-                tracing::warn!(%error, "cannot subscribe a new connection's own targets");
+            if let Err(refusal) = wait_live(joined.state).await {
+                tracing::warn!(?refusal, "cannot subscribe a new connection's own targets");
                 return false;
             }
         }

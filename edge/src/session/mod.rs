@@ -7,6 +7,7 @@
 mod control;
 mod handlers;
 mod rate;
+mod replay;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,13 +33,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::Shared;
 use crate::auth::Claims;
-use crate::bus::Bus;
+use crate::bus::{Bus, BusError};
 use crate::connections::{Life, Pending, Slot};
 use crate::control::Control;
 use crate::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::outbox::{self, Fences, Inbox, Outbound, Outbox};
 use crate::recovery::{Seams, Written};
 use crate::registry::{Member, SubState};
+use handlers::Reply;
 use rate::{TokenBucket, Verdict};
 
 /// The socket, after the upgrade.
@@ -124,6 +126,7 @@ async fn serve_connection<B: Bus>(
         outbox,
         life,
         rate: TokenBucket::new(config.rate, config.burst),
+        upstream_quota: None,
         rooms: HashMap::new(),
         fences: Fences::default(),
         auto,
@@ -185,6 +188,8 @@ struct Session<B: Bus> {
     outbox: Outbox,
     life: Arc<Life>,
     rate: TokenBucket,
+    /// What it may still `send` upstream (made on its first `send`).
+    upstream_quota: Option<Box<rate::UpstreamQuota>>,
     /// Joined rooms.
     rooms: HashMap<String, Room>,
     /// Topics left whose earlier frames may still be queued.
@@ -198,8 +203,55 @@ struct Session<B: Bus> {
     written: [Written; 2],
 }
 
-/// An error answer: code and message.
-type Refusal = (ErrorCode, String);
+/// How long a client is told to wait after `UNAVAILABLE` (the bus reconnects within about this).
+const UNAVAILABLE_RETRY_MS: u64 = 1000;
+
+/// Why a frame was refused: what its `error` answer says.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    code: ErrorCode,
+    message: String,
+    /// Milliseconds before the same frame can succeed (`RATE_LIMITED`, `UNAVAILABLE`).
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    /// A refusal with `code`; `UNAVAILABLE` says to retry after a second.
+    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            retry_after: (code == ErrorCode::Unavailable).then_some(UNAVAILABLE_RETRY_MS),
+        }
+    }
+
+    /// `RATE_LIMITED`, to retry after `ms`.
+    fn rate_limited(message: impl Into<String>, ms: u64) -> Refusal {
+        Refusal {
+            code: ErrorCode::RateLimited,
+            message: message.into(),
+            retry_after: Some(ms),
+        }
+    }
+}
+
+/// How long a client is told to wait when the upstream inbox is full: workers need a moment.
+const INBOX_FULL_RETRY_MS: u64 = 5000;
+
+/// The one mapping from what the bus says to what the client is told.
+impl From<BusError> for Refusal {
+    fn from(error: BusError) -> Refusal {
+        match error {
+            BusError::Unavailable(e) => Refusal::new(ErrorCode::Unavailable, e),
+            BusError::Full(e) => Refusal {
+                code: ErrorCode::Unavailable,
+                message: e,
+                retry_after: Some(INBOX_FULL_RETRY_MS),
+            },
+            BusError::Refused(e) => Refusal::new(ErrorCode::BadFrame, e),
+        }
+    }
+}
 
 /// A room the connection is in.
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +275,7 @@ impl<B: Bus> Session<B> {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return close::TRY_LATER;
         }
-        let Ok((recovered, replayed)) = Box::pin(self.resume(&since)).await else {
+        let Ok((recovered, replays)) = Box::pin(self.resume(&since)).await else {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return close::TRY_LATER;
         };
@@ -241,13 +293,11 @@ impl<B: Bus> Session<B> {
         tokio::pin!(kick_request);
         // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
         // must still be closed when the edge asks, not hold its task and memory forever.
-        match send_unless_kicked(
-            ws,
-            kick_request.as_mut(),
-            welcome.into_iter().chain(replayed),
-        )
-        .await
-        {
+        let welcome = Reply {
+            frames: welcome.into_iter().collect(),
+            replays,
+        };
+        match Box::pin(self.answer(ws, kick_request.as_mut(), welcome)).await {
             Ok(()) => {}
             Err(Some(code)) => return self.kicked(ws, code).await,
             Err(None) => return ABNORMAL,
@@ -267,14 +317,14 @@ impl<B: Bus> Session<B> {
                         code = &mut kick_request => return self.kicked(ws, code).await,
                     };
                     let Some(control) = control else { continue };
-                    let frames = match Box::pin(self.apply(&control)).await {
-                        Ok(frames) => frames,
+                    let reply = match Box::pin(self.apply(&control)).await {
+                        Ok(reply) => reply,
                         Err((code, reason)) => {
                             close_with(ws, code, &reason).await;
                             return code;
                         }
                     };
-                    match send_unless_kicked(ws, kick_request.as_mut(), frames).await {
+                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
                         Ok(()) => {}
                         Err(Some(code)) => return self.kicked(ws, code).await,
                         Err(None) => return ABNORMAL,
@@ -316,17 +366,18 @@ impl<B: Bus> Session<B> {
                             continue;
                         }
                     };
-                    let replies = match self.rate.take(Instant::now()) {
+                    let reply = match self.rate.take(Instant::now()) {
                         Verdict::Allow => match frame {
                             Ok(frame) => Box::pin(self.handle(frame)).await,
                             Err(FrameError { reference, code, message }) => {
-                                self.error(reference, code, &message).into_iter().collect()
+                                self.error(reference, code, &message).into()
                             }
                         },
                         Verdict::Refuse => {
                             metrics().rate_limited.inc();
                             let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
-                            self.error(reference, ErrorCode::RateLimited, "slow down").into_iter().collect()
+                            let wait = self.rate.retry_after_ms(Instant::now());
+                            self.refuse(reference, &Refusal::rate_limited("slow down", wait)).into()
                         }
                         Verdict::Close => {
                             metrics().rate_limited.inc();
@@ -334,7 +385,7 @@ impl<B: Bus> Session<B> {
                             return close::RATE_LIMITED;
                         }
                     };
-                    match send_unless_kicked(ws, kick_request.as_mut(), replies).await {
+                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
                         Ok(()) => {}
                         Err(Some(code)) => return self.kicked(ws, code).await,
                         Err(None) => return ABNORMAL,
@@ -342,6 +393,20 @@ impl<B: Bus> Session<B> {
                 }
             }
         }
+    }
+
+    /// Writes a reply: its frames, then each of its replays a page at a time.
+    async fn answer(
+        &mut self,
+        ws: &mut Ws,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+        reply: Reply,
+    ) -> Result<(), Option<u16>> {
+        send_unless_kicked(ws, kick.as_mut(), reply.frames).await?;
+        for replay in reply.replays {
+            self.stream(ws, kick.as_mut(), replay).await?;
+        }
+        Ok(())
     }
 
     /// Closes the connection as the edge asked (slow consumer, heartbeat, expiry, drain, ...).
@@ -439,10 +504,16 @@ impl<B: Bus> Session<B> {
     }
 
     fn error(&self, reference: Option<u64>, code: ErrorCode, message: &str) -> Option<Message> {
+        self.refuse(reference, &Refusal::new(code, message))
+    }
+
+    /// The `error` answer to the frame `reference` for `refusal`.
+    fn refuse(&self, reference: Option<u64>, refusal: &Refusal) -> Option<Message> {
         self.encode(&ServerFrame::Error {
             reference,
-            code,
-            message,
+            code: refusal.code,
+            message: &refusal.message,
+            retry_after: refusal.retry_after,
         })
     }
 
@@ -467,13 +538,13 @@ impl<B: Bus> Session<B> {
 async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> {
     match tokio::time::timeout(SUBSCRIBE_WAIT, state.wait_for(|s| *s == SubState::Live)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err((
+        Ok(Err(_)) => Err(Refusal::new(
             ErrorCode::Unavailable,
-            "the bus is unavailable; retry".into(),
+            "the bus is unavailable; retry",
         )),
-        Err(_) => Err((
+        Err(_) => Err(Refusal::new(
             ErrorCode::Unavailable,
-            "subscribing timed out; retry".into(),
+            "subscribing timed out; retry",
         )),
     }
 }

@@ -1,4 +1,5 @@
-//! The inbound rate limit of one connection: a token bucket, checked without timers.
+//! The inbound rate limits of one connection: token buckets, checked without timers. One for
+//! every frame; and, for connections that `send` upstream, one for messages and one for bytes.
 
 use std::time::Instant;
 
@@ -36,6 +37,44 @@ impl TokenBucket {
         }
     }
 
+    /// Takes `tokens` more for work a frame caused beyond itself (a replay's pages). The bucket
+    /// may go into debt, down to one burst: later frames are refused until it has refilled.
+    pub fn charge(&mut self, tokens: f64) {
+        self.tokens = (self.tokens - tokens).max(-self.burst);
+    }
+
+    /// Refills the bucket up to `now`.
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    /// Milliseconds from `now` until `n` tokens are there (0: now).
+    fn wait_for(&mut self, n: f64, now: Instant) -> u64 {
+        self.refill(now);
+        if self.tokens >= n {
+            0
+        } else if self.rate <= 0.0 {
+            u64::MAX
+        } else {
+            ((n - self.tokens) / self.rate * 1000.0).ceil() as u64
+        }
+    }
+
+    /// Milliseconds from `now` until a frame would be allowed again.
+    pub fn retry_after_ms(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if tokens >= 1.0 {
+            return 0;
+        }
+        if self.rate <= 0.0 {
+            return u64::MAX;
+        }
+        ((1.0 - tokens) / self.rate * 1000.0).ceil() as u64
+    }
+
     /// Takes a token for a frame arriving now. After `burst` refusals in a row the verdict is
     /// [`Verdict::Close`].
     pub fn take(&mut self, now: Instant) -> Verdict {
@@ -53,6 +92,40 @@ impl TokenBucket {
         } else {
             Verdict::Refuse
         }
+    }
+}
+
+/// What one connection may `send` upstream: messages per second, and bytes of data per second.
+pub struct UpstreamQuota {
+    messages: TokenBucket,
+    bytes: TokenBucket,
+}
+
+impl UpstreamQuota {
+    /// `rate` messages a second (bursts of `burst`) and `bytes_rate` bytes of data a second.
+    /// The byte bucket holds a second's worth or one message of `max_data` bytes, whichever is
+    /// more, so the largest allowed message can always pass eventually.
+    pub fn new(rate: f64, burst: u32, bytes_rate: usize, max_data: usize) -> UpstreamQuota {
+        let bytes_burst = u32::try_from(bytes_rate.max(max_data)).unwrap_or(u32::MAX);
+        UpstreamQuota {
+            messages: TokenBucket::new(rate, burst),
+            bytes: TokenBucket::new(bytes_rate as f64, bytes_burst),
+        }
+    }
+
+    /// Takes a message of `len` bytes arriving `now`, or says how many milliseconds to wait.
+    pub fn take(&mut self, len: usize, now: Instant) -> Result<(), u64> {
+        let len = len as f64;
+        let wait = self
+            .messages
+            .wait_for(1.0, now)
+            .max(self.bytes.wait_for(len, now));
+        if wait > 0 {
+            return Err(wait);
+        }
+        self.messages.tokens -= 1.0;
+        self.bytes.tokens -= len;
+        Ok(())
     }
 }
 
@@ -103,5 +176,39 @@ mod tests {
             bucket.take(start + Duration::from_millis(100)),
             Verdict::Refuse
         );
+    }
+
+    #[test]
+    fn charges_put_the_bucket_in_debt_that_refills_at_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 5);
+        bucket.take(start);
+        bucket.charge(100.0);
+        assert_eq!(bucket.take(start), Verdict::Refuse, "in debt, down to -5");
+        // 4 + 5 tokens of debt take 0.9 s to pay back, plus 0.1 s for the next token.
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(900)),
+            Verdict::Refuse
+        );
+        assert_eq!(
+            bucket.take(start + Duration::from_millis(1100)),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn the_upstream_quota_limits_messages_and_bytes_and_says_how_long_to_wait() {
+        let start = Instant::now();
+        let mut quota = UpstreamQuota::new(2.0, 2, 1000, 500);
+        assert_eq!(quota.take(400, start), Ok(()));
+        assert_eq!(quota.take(400, start), Ok(()));
+        assert_eq!(quota.take(1, start), Err(500), "a message per 500 ms");
+        let later = start + Duration::from_millis(500);
+        assert_eq!(
+            quota.take(800, later),
+            Err(100),
+            "700 bytes there; 100 ms to 800"
+        );
+        assert_eq!(quota.take(700, later), Ok(()));
     }
 }

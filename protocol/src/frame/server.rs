@@ -88,6 +88,18 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<u64>,
     },
+    /// Messages of a scope published before `offset` may never reach this client (v1.1): Redis
+    /// lost them, or history needed to catch up was gone. Delivery goes on after `offset` (after
+    /// whatever comes next, when it is null: the history was empty).
+    Gap {
+        /// The scope.
+        scope: Scope,
+        /// The room, for room scope.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<&'a str>,
+        /// The newest offset of the history when the gap was found, if it had any.
+        offset: Option<String>,
+    },
     /// A token refresh was accepted.
     Refreshed {
         /// The new expiry, Unix seconds.
@@ -102,6 +114,10 @@ pub enum ServerFrame<'a> {
         code: ErrorCode,
         /// Human-readable detail.
         message: &'a str,
+        /// For `RATE_LIMITED` and `UNAVAILABLE` (v1.1): milliseconds to wait before the same
+        /// frame can succeed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -273,11 +289,40 @@ mod tests {
             reference: Some(2),
             code: ErrorCode::NotJoined,
             message: "m",
+            retry_after: None,
         };
         let text = String::from_utf8(e.encode(Encoding::Json).unwrap()).unwrap();
         assert_eq!(
             text,
             r#"{"type":"error","ref":2,"code":"NOT_JOINED","message":"m"}"#
         );
+        let e = ServerFrame::Error {
+            reference: None,
+            code: ErrorCode::RateLimited,
+            message: "m",
+            retry_after: Some(250),
+        };
+        let text = String::from_utf8(e.encode(Encoding::Json).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"error","code":"RATE_LIMITED","message":"m","retry_after":250}"#
+        );
+        let g = ServerFrame::Gap {
+            scope: Scope::Room,
+            room: Some("r"),
+            offset: Some("5-0_1-0".into()),
+        };
+        let text = String::from_utf8(g.encode(Encoding::Json).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"gap","scope":"room","room":"r","offset":"5-0_1-0"}"#
+        );
+        let g = ServerFrame::Gap {
+            scope: Scope::All,
+            room: None,
+            offset: None,
+        };
+        let text = String::from_utf8(g.encode(Encoding::Json).unwrap()).unwrap();
+        assert_eq!(text, r#"{"type":"gap","scope":"all","offset":null}"#);
     }
 }

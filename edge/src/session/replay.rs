@@ -1,0 +1,106 @@
+//! Streaming a replay to the client: one page read, written, and forgotten before the next.
+//!
+//! A page's memory is reserved twice before it is read: from the edge-wide replay budget
+//! (`--replay-memory`), so that many replays at once wait their turn instead of each holding
+//! pages, and then, once its frames are built, from the connection's own outbound byte bound, so
+//! a replay and the live messages queued behind it together stay within that bound (over it,
+//! the client is a slow consumer and closed with 4009). Each page also costs a token of the
+//! connection's rate limit: a client cannot make Redis read history faster than it is allowed
+//! to send frames.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use ferrocast_protocol::TargetKey;
+use ferrocast_protocol::close;
+use ferrocast_protocol::frame::server::ServerFrame;
+use tungstenite::Message;
+
+use super::{Session, Ws, send_unless_kicked};
+use crate::bus::replay::PAGE_BYTES;
+use crate::bus::{Bus, ReplayCursor};
+use crate::recovery::{self, Written};
+
+/// Message ids remembered to drop a message stored twice (a retried publish), across pages.
+const RECENT_IDS: usize = 1024;
+/// Longest a page may take to be written. A client that does not read its replay would
+/// otherwise hold its share of the edge-wide budget, and with enough such clients no replay
+/// anywhere could start; past this it is a slow consumer (4009), and may resume later.
+const PAGE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A replay opened by an answer, to stream after it.
+pub(super) struct Replaying {
+    /// Whose history.
+    pub target: TargetKey,
+    /// Where it stands.
+    pub cursor: ReplayCursor,
+    /// What was written live already (for the user and `all` scopes), left out of the replay.
+    pub written: Written,
+}
+
+impl<B: Bus> Session<B> {
+    /// Writes `replay` a page at a time, then a `gap` frame if it was cut short (Redis lost the
+    /// history or could not be read meanwhile). `Err(Some(code))`: the edge asked the connection
+    /// to close; `Err(None)`: the socket failed.
+    pub(super) async fn stream(
+        &mut self,
+        ws: &mut Ws,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+        mut replay: Replaying,
+    ) -> Result<(), Option<u16>> {
+        let budget = self.shared.replay_budget.clone();
+        let mut ids = HashSet::new();
+        while !replay.cursor.is_done() {
+            let permit = tokio::select! {
+                permit = budget.clone().acquire_many_owned(PAGE_BYTES as u32) => permit.map_err(|_| None)?,
+                code = kick.as_mut() => return Err(Some(code)),
+            };
+            let page = match self
+                .shared
+                .bus
+                .replay_page(&replay.target, &mut replay.cursor)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::debug!(%error, target = %replay.target, "replay cut short");
+                    replay.cursor.interrupt();
+                    break;
+                }
+            };
+            self.rate.charge(1.0);
+            if ids.len() > RECENT_IDS {
+                ids.clear();
+            }
+            let frames =
+                recovery::frames(&page, &self.client, self.encoding, replay.written, &mut ids);
+            drop(page);
+            let bytes: usize = frames.iter().map(Message::len).sum();
+            if !self.outbox.reserve(bytes) {
+                return Err(Some(close::SLOW_CONSUMER));
+            }
+            let written = tokio::time::timeout(
+                PAGE_WRITE_TIMEOUT,
+                send_unless_kicked(ws, kick.as_mut(), frames),
+            )
+            .await;
+            self.outbox.release(bytes);
+            drop(permit);
+            match written {
+                Ok(written) => written?,
+                Err(_) => return Err(Some(close::SLOW_CONSUMER)),
+            }
+        }
+        if replay.cursor.was_interrupted() {
+            let (scope, room) = replay.target.scope_and_room();
+            let gap = self.encode(&ServerFrame::Gap {
+                scope,
+                room,
+                offset: replay.cursor.last.map(|o| o.to_string()),
+            });
+            send_unless_kicked(ws, kick, gap).await?;
+        }
+        Ok(())
+    }
+}
