@@ -52,15 +52,18 @@ async fn a_narrower_refreshed_token_takes_its_rooms_away() {
     let edge = Edge::with_redis(&redis, &["--public-rooms", "lobby"]).await;
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
     let (mut client, _) =
-        Client::connect(&edge.ws_url(), &Token::user("u", &["a", "b"]).dev()).await;
-    for room in ["a", "b", "lobby"] {
+        Client::connect(&edge.ws_url(), &Token::user("u", &["a", "b", "c"]).dev()).await;
+    for room in ["a", "b", "c", "lobby"] {
         client.join(room).await;
     }
-    emitter
-        .to_user("u")
-        .join_room("vip")
-        .await
-        .expect("worker join");
+    // A worker joins the client to `c`, where it already is (nothing to tell it), and to `vip`.
+    for room in ["c", "vip"] {
+        emitter
+            .to_user("u")
+            .join_room(room)
+            .await
+            .expect("worker join");
+    }
     assert_eq!(client.expect("joined").await["room"], "vip");
 
     let narrower = Token::user("u", &["a"]).dev();

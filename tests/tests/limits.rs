@@ -356,6 +356,10 @@ async fn a_ping_flood_counts_against_the_rate_limit_and_is_closed_with_4008() {
             .send_raw(tungstenite::Message::Ping(Vec::new().into()))
             .await;
     }
+    // Refused like any frame: RATE_LIMITED with how long to wait, then the close.
+    let refused = flood.expect("error").await;
+    assert_eq!(refused["code"], "RATE_LIMITED", "{refused}");
+    assert!(refused["retry_after"].as_u64().is_some(), "{refused}");
     assert_eq!(flood.closed().await.0, 4008);
 }
 

@@ -10,8 +10,8 @@
 //! what was published in between reaches the members, in order, before newer live messages.
 //! Which targets a dropped node served is not known, so a drop resyncs them all. A history that
 //! did not survive (asynchronous replication can lose the newest entries, a node can restart
-//! empty) closes the members, who resume and are told `recovered: false`. The edge reports not
-//! ready until every target is resynced.
+//! empty) is a `gap`, told to the members, who stay connected. The edge reports not ready until
+//! every target is resynced.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 //! when the pub/sub connection drops (or stops answering pings), the bus reports not ready,
 //! reconnects with backoff, subscribes again to every target, and replays each one from its
 //! position before going live again, so a Redis blip loses nothing still in the history. A target
-//! whose history did not survive (Redis restarted empty, or trimmed past the position) has its
-//! members closed, so they resume and are told `recovered: false`.
+//! whose history did not survive (Redis restarted empty, or trimmed past the position) gets a
+//! `gap` frame to its members, who stay connected (see [`Positions::catch_up`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -17,7 +17,9 @@ impl<B: Bus> Session<B> {
         metrics().controls_applied.inc();
         match control {
             Control::Join(room) => {
-                if self.rooms.contains_key(room) {
+                if let Some(joined) = self.rooms.get_mut(room) {
+                    // The worker's say-so now keeps the client there, whatever a later refresh.
+                    joined.by_server = true;
                     return Ok(Reply::default());
                 }
                 match self.join(room, None, None, Some(BY_SERVER)).await {

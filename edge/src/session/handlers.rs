@@ -90,22 +90,19 @@ impl<B: Bus> Session<B> {
                 Err(refusal) => self.refuse(reference, &refusal),
             },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
-            ClientFrame::Resume { since, reference } => {
-                self.rate.charge(SINCE_COST);
-                match self.resume(&since).await {
-                    Ok((recovered, replays)) => {
-                        let answer = self.encode(&ServerFrame::Resumed {
-                            reference,
-                            recovered,
-                        });
-                        return Reply {
-                            frames: answer.into_iter().collect(),
-                            replays,
-                        };
-                    }
-                    Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
+            ClientFrame::Resume { since, reference } => match self.resume(&since).await {
+                Ok((recovered, replays)) => {
+                    let answer = self.encode(&ServerFrame::Resumed {
+                        reference,
+                        recovered,
+                    });
+                    return Reply {
+                        frames: answer.into_iter().collect(),
+                        replays,
+                    };
                 }
-            }
+                Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
+            },
             ClientFrame::Refresh { token } => match self.shared.verifier.verify(&token) {
                 Ok(claims) if claims.sub == self.claims.sub => {
                     let exp = claims.exp;
@@ -280,6 +277,9 @@ impl<B: Bus> Session<B> {
         &mut self,
         since: &ScopeSince,
     ) -> Result<(Recovered, Vec<Replaying>), BusError> {
+        if since.user.is_some() || since.all.is_some() {
+            self.rate.charge(SINCE_COST);
+        }
         let mut recovered = Recovered::default();
         let mut replays = Vec::new();
         for (index, since) in [(USER, &since.user), (ALL, &since.all)] {

@@ -350,12 +350,19 @@ impl<B: Bus> Session<B> {
                         Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
                         Some(Ok(_)) => {
                             // Pings and pongs count against the rate limit like any frame: a
-                            // ping flood is a flood (tungstenite answers each ping on its own;
-                            // refused ones get no error frame, which would only add to it).
+                            // ping flood is a flood. tungstenite answers each ping on its own;
+                            // a refused one also gets RATE_LIMITED, as every refused frame does.
                             match self.rate.take(Instant::now()) {
                                 Verdict::Allow => {}
                                 Verdict::Refuse => {
                                     metrics().rate_limited.inc();
+                                    let wait = self.rate.retry_after_ms(Instant::now());
+                                    let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
+                                    match send_unless_kicked(ws, kick_request.as_mut(), refused).await {
+                                        Ok(()) => {}
+                                        Err(Some(code)) => return self.kicked(ws, code).await,
+                                        Err(None) => return ABNORMAL,
+                                    }
                                 }
                                 Verdict::Close => {
                                     metrics().rate_limited.inc();
@@ -576,7 +583,6 @@ async fn write_all(
 fn kick_reason(code: u16) -> &'static str {
     match code {
         close::SLOW_CONSUMER => "slow consumer",
-        close::INTERNAL => "message history lost; reconnect and resume",
         close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
         close::TOKEN_EXPIRED => "token expired",
         close::GOING_AWAY => "edge going away; reconnect and resume",

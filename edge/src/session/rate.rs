@@ -185,13 +185,13 @@ mod tests {
         bucket.take(start);
         bucket.charge(100.0);
         assert_eq!(bucket.take(start), Verdict::Refuse, "in debt, down to -5");
-        // 4 + 5 tokens of debt take 0.9 s to pay back, plus 0.1 s for the next token.
+        // 5 tokens of debt take 0.5 s to pay back, and 0.1 s more for the next token.
         assert_eq!(
-            bucket.take(start + Duration::from_millis(900)),
+            bucket.take(start + Duration::from_millis(500)),
             Verdict::Refuse
         );
         assert_eq!(
-            bucket.take(start + Duration::from_millis(1100)),
+            bucket.take(start + Duration::from_millis(600)),
             Verdict::Allow
         );
     }
