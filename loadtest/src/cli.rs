@@ -195,6 +195,10 @@ pub enum Scenario {
         /// Clients in the flooded room that never read.
         #[arg(long, default_value_t = 100)]
         stalled: usize,
+        /// Clients that, halfway through, join the flooded room with `since` its first message
+        /// (asking for its whole history) and never read the replay.
+        #[arg(long, default_value_t = 0)]
+        replayers: usize,
         /// How long the abuse lasts.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,

@@ -1,5 +1,6 @@
-//! `abuse`: clients that never authenticate, flood, or never read, against one edge, beside a
-//! well-behaved canary. What the edge's memory peaks at, and whether the canary notices.
+//! `abuse`: clients that never authenticate, flood, never read, or ask for the whole history
+//! and never read it, against one edge, beside a well-behaved canary. What the edge's memory
+//! peaks at, and whether the canary notices.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ pub async fn run(
     silent: usize,
     flooders: usize,
     stalled: usize,
+    replayers: usize,
     duration: Duration,
 ) -> anyhow::Result<Report> {
     let before = proc::sample(common.edge_pid)?;
@@ -77,6 +79,43 @@ pub async fn run(
             }
         }));
     }
+    // Replayers: once the flood has made a history, ask for all of it and never read.
+    if replayers > 0 {
+        let connector = connector.clone();
+        let halfway = tokio::time::Instant::now() + duration / 2;
+        let token = connector.token("recorder", &[ROOM])?;
+        let mut recorder = connector.open(Some(&token), false).await?;
+        clients::join(&mut recorder, ROOM).await?;
+        tasks.push(tokio::spawn(async move {
+            let first = loop {
+                match clients::next_json(&mut recorder).await {
+                    Ok(frame) if frame["type"] == "msg" => break frame["offset"].clone(),
+                    Ok(_) => continue,
+                    Err(_) => return,
+                }
+            };
+            drop(recorder);
+            tokio::time::sleep_until(halfway).await;
+            let mut held = Vec::with_capacity(replayers);
+            for i in 0..replayers {
+                let Ok(token) = connector.token(&format!("replay-{i}"), &[ROOM]) else {
+                    return;
+                };
+                if let Ok(mut ws) = connector.open(Some(&token), true).await {
+                    let join = json!({"type": "join", "room": ROOM, "since": first});
+                    if ws
+                        .send(Message::Text(join.to_string().into()))
+                        .await
+                        .is_ok()
+                    {
+                        held.push(ws);
+                    }
+                }
+            }
+            tokio::time::sleep_until(deadline).await;
+            drop(held);
+        }));
+    }
     // The canary pings and measures round trips; the edge's memory is sampled meanwhile.
     let canary_token = connector.token("canary", &["canary"])?;
     let mut canary = connector.open(Some(&canary_token), false).await?;
@@ -112,6 +151,7 @@ pub async fn run(
     report.add("silent", silent);
     report.add("flooders", flooders);
     report.add("stalled", stalled);
+    report.add("replayers", replayers);
     report.add("duration_s", duration.as_secs_f64());
     report.add("abuser_reconnects", reconnects.load(Ordering::Relaxed));
     report.add("canary_pings", rtt.len());

@@ -83,6 +83,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             silent,
             flooders,
             stalled,
+            replayers,
             duration,
         } => {
             abuse::run(
@@ -91,6 +92,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
                 *silent,
                 *flooders,
                 *stalled,
+                *replayers,
                 *duration,
             )
             .await
