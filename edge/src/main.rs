@@ -11,9 +11,9 @@ async fn main() -> ExitCode {
     // The node id names the edge in traces too, so it is settled before anything logs.
     let node = config
         .node_id
-        .get_or_insert_with(|| format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+        .get_or_insert_with(ferrocast_edge::random_node_id)
         .clone();
-    let _telemetry = ferrocast_edge::telemetry::init(
+    let _telemetry = ferrocast_edge::ops::telemetry::init(
         config.log_format,
         &config.log,
         config.otlp_endpoint.as_deref(),

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrocast_edge::bus::replay::PAGE_BYTES;
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
-use ferrocast_edge::outbox::{self, Inbox, Outbound};
-use ferrocast_edge::registry::{Member, Registry, SubState};
+use ferrocast_edge::fanout::outbox::{self, Inbox, Outbound};
+use ferrocast_edge::fanout::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
 use ferrocast_tests::{DEADLINE, RedisServer};
@@ -81,7 +81,7 @@ async fn publish<B: Bus>(bus: &B, target: &Target, event: &str, data: &str) -> O
 }
 
 async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
-    tokio::spawn(ferrocast_edge::subscriptions::run(
+    tokio::spawn(ferrocast_edge::fanout::subscriptions::run(
         registry.clone(),
         bus.clone(),
     ));

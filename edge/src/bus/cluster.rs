@@ -30,10 +30,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::history::{self, FROM_START, Positions, unavailable};
 use super::inbox::InboxWriter;
 use super::{
-    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, TIMEOUT,
+    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT,
 };
-use crate::metrics::metrics;
-use crate::registry::Registry;
+use crate::ops::metrics::metrics;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.
 const RESYNC_EVERY: Duration = Duration::from_millis(500);
@@ -44,7 +43,7 @@ pub struct ClusterBus {
     /// Set once the first connection is made; it reconnects by itself after that.
     conn: tokio::sync::OnceCell<ClusterConnection>,
     emitter: Emitter,
-    registry: Arc<Registry>,
+    sink: Arc<dyn Sink>,
     positions: Positions,
     /// Targets to subscribe again and replay from these saved positions; their live messages
     /// are set aside meanwhile.
@@ -52,6 +51,8 @@ pub struct ClusterBus {
     inbox: InboxWriter,
     history_ttl: Duration,
     ready: AtomicBool,
+    /// The task keeping the connection, stopped by [`Bus::shutdown`].
+    task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl ClusterBus {
@@ -60,7 +61,7 @@ impl ClusterBus {
     pub fn start(
         nodes: Vec<String>,
         settings: &RedisSettings,
-        registry: Arc<Registry>,
+        sink: Arc<dyn Sink>,
     ) -> Result<Arc<ClusterBus>, BusError> {
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
         let client = ClusterClientBuilder::new(nodes.clone())
@@ -75,14 +76,16 @@ impl ClusterBus {
             keys: Keys::new(&settings.prefix),
             conn: tokio::sync::OnceCell::new(),
             emitter,
-            registry,
+            sink,
             positions: Positions::default(),
             pending: parking_lot::Mutex::new(HashMap::new()),
             inbox: settings.inbox(),
             history_ttl: settings.history_ttl,
             ready: AtomicBool::new(false),
+            task: parking_lot::Mutex::new(None),
         });
-        tokio::spawn(bus.clone().maintain(client, received));
+        let task = tokio::spawn(bus.clone().maintain(client, received));
+        *bus.task.lock() = Some(task.abort_handle());
         Ok(bus)
     }
 
@@ -146,7 +149,7 @@ impl ClusterBus {
                 }
                 match LiveMessage::parse(payload) {
                     Some(live) => self.positions.deliver_if_new(
-                        &self.registry,
+                        &*self.sink,
                         &target,
                         live.offset,
                         live.envelope,
@@ -234,7 +237,7 @@ impl ClusterBus {
         let mut conn = self.connection()?;
         let ttl = self.history_ttl.as_millis() as u64;
         self.positions
-            .catch_up(&mut conn, &self.keys, &self.registry, target, position, ttl)
+            .catch_up(&mut conn, &self.keys, &*self.sink, target, position, ttl)
             .await
     }
 
@@ -337,6 +340,12 @@ impl Bus for ClusterBus {
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         let mut conn = self.connection()?;
         self.inbox.stats(&mut conn).await.map(Some)
+    }
+
+    fn shutdown(&self) {
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
     }
 
     fn is_ready(&self) -> bool {

@@ -9,8 +9,7 @@ use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Keys, Offset, TargetKey};
 use redis::aio::ConnectionLike;
 
-use super::{BusError, ReplayCursor};
-use crate::registry::Registry;
+use super::{BusError, ReplayCursor, Sink};
 
 /// Replay position of a target whose history was empty when it was subscribed: everything
 /// its stream holds later is news. No real stream has this epoch.
@@ -157,7 +156,7 @@ pub async fn page<C: ConnectionLike>(
     Ok(cursor.take(page, epoch, still_there))
 }
 
-/// Newest offset handed to the registry, per subscribed target.
+/// Newest offset handed to the sink, per subscribed target.
 #[derive(Default)]
 pub struct Positions(parking_lot::Mutex<HashMap<TargetKey, Offset>>);
 
@@ -187,11 +186,11 @@ impl Positions {
         self.0.lock().get(target).copied()
     }
 
-    /// Hands a message to the registry unless it is at or below the target's position: live
+    /// Hands a message to the sink unless it is at or below the target's position: live
     /// messages that a catch-up already delivered, and the reverse, are dropped here.
     pub fn deliver_if_new(
         &self,
-        registry: &Registry,
+        sink: &dyn Sink,
         target: &TargetKey,
         offset: Offset,
         envelope: &[u8],
@@ -209,7 +208,7 @@ impl Positions {
             }
             *position = offset;
         }
-        registry.deliver(target, offset, envelope);
+        sink.deliver(target, offset, envelope);
     }
 
     /// Replays `target` from `position`: what was published while its live messages could not
@@ -221,7 +220,7 @@ impl Positions {
         &self,
         conn: &mut C,
         keys: &Keys,
-        registry: &Registry,
+        sink: &dyn Sink,
         target: &TargetKey,
         position: Offset,
         history_ttl_ms: u64,
@@ -230,7 +229,7 @@ impl Positions {
         if cursor.recovered || position == FROM_START {
             while !cursor.is_done() {
                 for (offset, envelope) in page(conn, keys, target, &mut cursor).await? {
-                    self.deliver_if_new(registry, target, offset, &envelope);
+                    self.deliver_if_new(sink, target, offset, &envelope);
                 }
             }
             if !cursor.was_interrupted() {
@@ -243,7 +242,7 @@ impl Positions {
         let expired_quietly =
             cursor.last.is_none() && position.id.ms.saturating_add(history_ttl_ms) < now;
         if !expired_quietly {
-            registry.gap(target, cursor.last);
+            sink.gap(target, cursor.last);
         }
         self.set(target.clone(), cursor.last.unwrap_or(FROM_START));
         Ok(())

@@ -12,15 +12,14 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::{Bus, BusError, InboxStats, ReplayCursor};
-use crate::registry::Registry;
+use super::{Bus, BusError, InboxStats, ReplayCursor, Sink};
 
 /// How often expired histories are swept away (on the next publish after this long).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// An in-process bus.
 pub struct MemoryBus {
-    registry: Arc<Registry>,
+    sink: Arc<dyn Sink>,
     history_len: usize,
     history_ttl: Duration,
     state: Mutex<State>,
@@ -40,11 +39,11 @@ struct History {
 }
 
 impl MemoryBus {
-    /// A bus delivering to `registry`, keeping `history_len` messages per target for
+    /// A bus delivering to `sink`, keeping `history_len` messages per target for
     /// `history_ttl` after the last publish.
-    pub fn new(registry: Arc<Registry>, history_len: u64, history_ttl: Duration) -> MemoryBus {
+    pub fn new(sink: Arc<dyn Sink>, history_len: u64, history_ttl: Duration) -> MemoryBus {
         MemoryBus {
-            registry,
+            sink,
             history_len: usize::try_from(history_len).unwrap_or(usize::MAX).max(1),
             history_ttl,
             state: Mutex::new(State {
@@ -196,7 +195,7 @@ impl Bus for MemoryBus {
         };
         // Delivered under the lock, so two publishers to one target deliver in offset order.
         if state.subscribed.contains(&target) {
-            self.registry.deliver(&target, offset, &bytes);
+            self.sink.deliver(&target, offset, &bytes);
         }
         Ok(offset)
     }

@@ -1,8 +1,8 @@
 //! The bus: how messages reach this edge from publishers. A trait with three implementations:
 //! one Redis or a Redis Cluster (many edges), and in-process (one edge, no set-up).
 //!
-//! A bus delivers every message of a subscribed target to the [`Registry`](crate::registry::Registry)
-//! it was built with, in the target's offset order.
+//! A bus hands every message of a subscribed target to the [`Sink`] it was built with, in the
+//! target's offset order. It knows nothing of what is above it: the edge's fan-out is the sink.
 
 use std::future::Future;
 use std::time::Duration;
@@ -99,6 +99,16 @@ impl RedisSettings {
     }
 }
 
+/// Where a bus hands what it receives, in each target's offset order.
+pub trait Sink: Send + Sync + 'static {
+    /// A message (or a worker's control message) of `target` at `offset`: its envelope bytes.
+    fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]);
+
+    /// Messages of `target` up to `offset` may have been lost (its history vanished while the
+    /// bus was reconnecting); delivery goes on after `offset`.
+    fn gap(&self, target: &TargetKey, offset: Option<Offset>);
+}
+
 /// Where messages come from, and where an edge's own publishes go.
 pub trait Bus: Send + Sync + 'static {
     /// Starts delivery of `targets`; returns once messages published from now on will arrive.
@@ -141,4 +151,7 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Whether the bus can take new subscriptions and publishes right now.
     fn is_ready(&self) -> bool;
+
+    /// Stops the bus's own background tasks (its connection to Redis), for an edge that stops.
+    fn shutdown(&self) {}
 }

@@ -1,7 +1,7 @@
 //! The Redis bus: one pub/sub connection per edge for live delivery, a small pool for reads, and
 //! the emitter for the edge's own publishes.
 //!
-//! The bus remembers, per subscribed target, the newest offset it has handed to the registry.
+//! The bus remembers, per subscribed target, the newest offset it has handed to the sink.
 //! That position does two jobs: a live message at or below it is a duplicate and is dropped, and
 //! when the pub/sub connection drops (or stops answering pings), the bus reports not ready,
 //! reconnects with backoff, subscribes again to every target, and replays each one from its
@@ -25,10 +25,9 @@ use tokio::sync::Mutex;
 
 use super::history::{self, FROM_START, Positions, unavailable};
 use super::{
-    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, TIMEOUT,
+    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT,
 };
-use crate::metrics::metrics;
-use crate::registry::Registry;
+use crate::ops::metrics::metrics;
 
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -41,17 +40,19 @@ pub struct RedisBus {
     client: redis::Client,
     reads: bb8::Pool<Manager>,
     emitter: Emitter,
-    registry: Arc<Registry>,
+    sink: Arc<dyn Sink>,
     /// The live connection's command half and every target it is subscribed to. One lock, so a
     /// reconnect and a subscribe cannot interleave.
     live: Mutex<Live>,
-    /// Newest offset handed to the registry, per subscribed target.
+    /// Newest offset handed to the sink, per subscribed target.
     positions: Positions,
     /// How long histories live after their last publish.
     history_ttl: Duration,
     /// Where client `send`s go.
     inbox: super::inbox::InboxWriter,
     ready: AtomicBool,
+    /// The task keeping the connection, stopped by [`Bus::shutdown`].
+    task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -66,7 +67,7 @@ impl RedisBus {
     pub fn start(
         url: &str,
         settings: &RedisSettings,
-        registry: Arc<Registry>,
+        sink: Arc<dyn Sink>,
     ) -> Result<Arc<RedisBus>, BusError> {
         let client = redis::Client::open(url)
             .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
@@ -81,14 +82,16 @@ impl RedisBus {
             client,
             reads,
             emitter,
-            registry,
+            sink,
             live: Mutex::new(Live::default()),
             positions: Positions::default(),
             history_ttl: settings.history_ttl,
             inbox: settings.inbox(),
             ready: AtomicBool::new(false),
+            task: parking_lot::Mutex::new(None),
         });
-        tokio::spawn(bus.clone().maintain());
+        let task = tokio::spawn(bus.clone().maintain());
+        *bus.task.lock() = Some(task.abort_handle());
         Ok(bus)
     }
 
@@ -160,14 +163,7 @@ impl RedisBus {
             let mut conn = self.reads.get().await.map_err(unavailable)?;
             let caught_up = self
                 .positions
-                .catch_up(
-                    conn.get(),
-                    &self.keys,
-                    &self.registry,
-                    &target,
-                    position,
-                    ttl,
-                )
+                .catch_up(conn.get(), &self.keys, &*self.sink, &target, position, ttl)
                 .await;
             checked(&mut conn, caught_up)?;
         }
@@ -186,7 +182,7 @@ impl RedisBus {
                         continue;
                     };
                     match LiveMessage::parse(msg.get_payload_bytes()) {
-                        Some(live) => self.positions.deliver_if_new(&self.registry, &target, live.offset, live.envelope),
+                        Some(live) => self.positions.deliver_if_new(&*self.sink, &target, live.offset, live.envelope),
                         None => tracing::warn!(%target, "malformed live message skipped"),
                     }
                 }
@@ -309,6 +305,12 @@ impl Bus for RedisBus {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
         let stats = self.inbox.stats(conn.get()).await;
         checked(&mut conn, stats).map(Some)
+    }
+
+    fn shutdown(&self) {
+        if let Some(task) = self.task.lock().take() {
+            task.abort();
+        }
     }
 
     fn is_ready(&self) -> bool {

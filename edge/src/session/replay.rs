@@ -17,10 +17,11 @@ use ferrocast_protocol::close;
 use ferrocast_protocol::frame::server::ServerFrame;
 use tungstenite::Message;
 
-use super::{Session, Ws, send_unless_kicked};
+use super::writer::send_unless_kicked;
+use super::{Session, Ws};
 use crate::bus::replay::PAGE_BYTES;
 use crate::bus::{Bus, ReplayCursor};
-use crate::recovery::{self, Written};
+use crate::fanout::recovery::{self, Written};
 
 /// Message ids remembered to drop a message stored twice (a retried publish), across pages.
 const RECENT_IDS: usize = 1024;

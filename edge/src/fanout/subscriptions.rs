@@ -10,8 +10,8 @@ use std::sync::Arc;
 use ferrocast_protocol::TargetKey;
 
 use crate::bus::Bus;
-use crate::metrics::metrics;
-use crate::registry::Registry;
+use crate::fanout::registry::Registry;
+use crate::ops::metrics::metrics;
 
 /// Runs until the process ends.
 pub async fn run<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {

@@ -86,7 +86,7 @@ fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Messag
             // Entrances refuse such data; this is a publisher that did not check (another
             // language's worker, say). Counted, so it is seen.
             tracing::warn!(id = %envelope.id, ?encoding, %error, "cannot encode message; skipped");
-            crate::metrics::metrics().dropped("unencodable");
+            crate::ops::metrics::metrics().dropped("unencodable");
             None
         }
     }

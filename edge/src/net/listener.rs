@@ -1,5 +1,5 @@
 //! The public accept loop: the WebSocket endpoint and nothing else (probes and metrics live on
-//! the [`internal`](crate::internal) listener, where no client load can starve them). The upgrade
+//! the [`internal`](crate::net::internal) listener, where no client load can starve them). The upgrade
 //! is checked (subprotocol, `Authorization` header) before anything is allocated for a session.
 
 use std::future::Future;
@@ -11,13 +11,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::Role;
 
-use crate::Shared;
-use crate::auth::Claims;
 use crate::bus::Bus;
-use crate::connections::{Pending, PendingRefusal, Slot};
-use crate::http::{self, ReadError, Request};
-use crate::metrics::{ReasonLabel, metrics};
+use crate::net::http::{self, ReadError, Request};
+use crate::ops::metrics::{ReasonLabel, metrics};
 use crate::session;
+use crate::session::Shared;
+use crate::session::auth::Claims;
+use crate::session::connections::{Pending, PendingRefusal, Slot};
 
 /// Accepts connections until `shutdown` completes.
 pub async fn serve<B: Bus>(

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tungstenite::Message;
 
-use crate::outbox::{Frame, Outbound, Outbox};
+use crate::fanout::outbox::{Frame, Outbound, Outbox};
 
 /// What the sweep needs to know about a connection, updated by the connection itself.
 pub struct Life {

@@ -2,7 +2,7 @@
 //!
 //! The registry is the edge's only shared membership state. It decides *what* the edge should be
 //! subscribed to (a target with at least one local member) and queues the change; the
-//! [`subscriptions`](crate::subscriptions) task makes the bus match, one target at a time in
+//! [`subscriptions`](crate::fanout::subscriptions) task makes the bus match, one target at a time in
 //! order, and reports back through each target's state so a join can wait until the target is
 //! live before answering `joined`.
 
@@ -15,11 +15,12 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::control::Control;
-use crate::dedup::RecentIds;
-use crate::delivery::Delivery;
-use crate::metrics::metrics;
-use crate::outbox::{Frame, Outbound, Outbox};
+use crate::bus::Sink;
+use crate::fanout::control::Control;
+use crate::fanout::dedup::RecentIds;
+use crate::fanout::delivery::Delivery;
+use crate::fanout::outbox::{Frame, Outbound, Outbox};
+use crate::ops::metrics::metrics;
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,10 +117,13 @@ impl Registry {
             self.changed.notify_one();
         }
     }
+}
 
+/// The registry is where the bus hands what it receives.
+impl Sink for Registry {
     /// Delivers a message (or a worker's control message) from the bus to every local member
     /// of `target`.
-    pub fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
+    fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
         let m = metrics();
         m.bus_messages.inc();
         let envelope = match Envelope::decode(envelope) {
@@ -140,7 +144,7 @@ impl Registry {
         // Only messages published inside a trace get a span: it continues the publisher's trace.
         let span = envelope.trace.as_deref().map(|traceparent| {
             let span = tracing::info_span!("deliver", %target, id = %envelope.id, kind = ?envelope.kind, members = tracing::field::Empty);
-            crate::telemetry::continue_trace(&span, traceparent);
+            crate::ops::telemetry::continue_trace(&span, traceparent);
             span
         });
         let _entered = span.as_ref().map(tracing::Span::enter);
@@ -190,7 +194,7 @@ impl Registry {
     /// Messages of `target` up to `offset` may have been lost (its history vanished while the
     /// bus was reconnecting): tells its local members with a `gap` frame, queued in order with
     /// their messages. They stay connected; delivery goes on after `offset`.
-    pub fn gap(&self, target: &TargetKey, offset: Option<Offset>) {
+    fn gap(&self, target: &TargetKey, offset: Option<Offset>) {
         let (scope, room) = target.scope_and_room();
         let offset = offset.map(|o| o.to_string());
         let gap = ServerFrame::Gap {
@@ -210,7 +214,7 @@ impl Registry {
                 Encoding::MsgPack => 1,
             }];
             let frame = slot.get_or_insert_with(|| {
-                crate::delivery::message(&gap, member.encoding).map(|message| {
+                crate::fanout::delivery::message(&gap, member.encoding).map(|message| {
                     Arc::new(Frame {
                         message,
                         topic: topic.id,
@@ -224,7 +228,9 @@ impl Registry {
             }
         }
     }
+}
 
+impl Registry {
     /// Waits until some target's wanted subscription may have changed.
     pub async fn changed(&self) {
         self.changed.notified().await

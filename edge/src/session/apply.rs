@@ -5,8 +5,8 @@ use ferrocast_protocol::frame::server::ServerFrame;
 use super::Session;
 use super::handlers::Reply;
 use crate::bus::Bus;
-use crate::control::Control;
-use crate::metrics::metrics;
+use crate::fanout::control::Control;
+use crate::ops::metrics::metrics;
 
 /// How a worker's move is marked in `joined` and `left`.
 const BY_SERVER: &str = "server";

@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::Shared;
 use crate::bus::Bus;
-use crate::http::{self, ReadError};
-use crate::metrics::metrics;
+use crate::net::http::{self, ReadError};
+use crate::ops::metrics::metrics;
+use crate::session::Shared;
 
 /// Requests served at once; more wait in the accept queue. Probes and scrapes are a handful.
 const CONCURRENT: usize = 64;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
-use crate::control::Control;
+use crate::fanout::control::Control;
 
 use ferrocast_protocol::close;
 
@@ -13,7 +13,7 @@ use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
 use tungstenite::Message;
 
-use crate::metrics::metrics;
+use crate::ops::metrics::metrics;
 
 /// What a connection is asked to do, in order: two words, whatever the message, because every
 /// connection's queue allocates a block of these up front (idle connections pay for its size).

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ferrocast_protocol::{Encoding, Offset};
 use tungstenite::Message;
 
-use crate::delivery::Delivery;
+use crate::fanout::delivery::Delivery;
 
 /// Seams of the targets this connection resumed.
 #[derive(Default)]

@@ -1,0 +1,15 @@
+//! Fan-out: from a message the bus received to the queues of the local connections it is for.
+//!
+//! [`registry`] tracks which connections are in which target and keeps the bus subscribed to
+//! exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
+//! and hands the same bytes to every member's [`outbox`]; [`dedup`] drops messages seen twice,
+//! and [`recovery`] keeps the seam between a replay and live delivery clean. [`control`] is a
+//! worker's control message (join, leave, disconnect) on its way to the sessions it acts on.
+
+pub mod control;
+pub mod dedup;
+pub mod delivery;
+pub mod outbox;
+pub mod recovery;
+pub mod registry;
+pub mod subscriptions;

@@ -1,0 +1,206 @@
+//! A running edge as one value: [`Edge::start`] wires the parts together and starts their tasks,
+//! [`Edge::stop`] drains the clients and stops every task in order. So a whole edge can be
+//! started and stopped inside a test, and the binary is a signal handler around the two.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::bus::{self, Bus, ClusterBus, MemoryBus, RedisBus, RedisSettings};
+use crate::config::Config;
+use crate::fanout::registry::Registry;
+use crate::fanout::subscriptions;
+use crate::net::{internal, listener};
+use crate::session::Shared;
+use crate::session::auth::{Patterns, Verifier};
+use crate::session::connections::{self, Connections};
+
+/// The two listeners of an edge.
+pub struct Listeners {
+    /// The WebSocket endpoint.
+    pub public: TcpListener,
+    /// Probes and metrics.
+    pub internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses (loopback only in development mode).
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let (public, internal) = config.bind_addresses();
+        Ok(Listeners {
+            public: TcpListener::bind(public)
+                .await
+                .with_context(|| format!("cannot listen on {public}"))?,
+            internal: TcpListener::bind(internal)
+                .await
+                .with_context(|| format!("cannot listen on {internal} (--internal-listen)"))?,
+        })
+    }
+}
+
+/// A running edge, owning its tasks.
+pub struct Edge {
+    public: SocketAddr,
+    internal: SocketAddr,
+    connections: Arc<Connections>,
+    drain_timeout: Duration,
+    /// Tells the listeners to stop accepting (after the drain: probes answer until then).
+    stop_listening: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    /// Tasks that run as long as the edge: subscriptions, the sweep, the inbox watch.
+    background: JoinSet<()>,
+    /// Stops the bus's own tasks (its connection to Redis).
+    stop_bus: Box<dyn FnOnce() + Send>,
+}
+
+impl Edge {
+    /// Checks `config`, connects the bus (in the background: the edge reports not ready until it
+    /// is up) and serves on `listeners`.
+    pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Edge> {
+        let verifier = crate::preflight::check(&config, [&listeners.public, &listeners.internal])?;
+        // Each connection is a file descriptor; container runtimes often set a low soft limit
+        // under a high hard one.
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => tracing::info!(limit, "open file limit"),
+            Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+        }
+        let registry = Registry::new();
+        let settings = RedisSettings::from_config(&config);
+        if !config.redis_cluster_nodes.is_empty() {
+            let nodes = ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes);
+            let bus = ClusterBus::start(nodes, &settings, registry.clone())?;
+            return Edge::launch(config, verifier, registry, bus, listeners);
+        }
+        match &config.redis_url {
+            Some(url) => {
+                let bus = RedisBus::start(url, &settings, registry.clone())?;
+                Edge::launch(config, verifier, registry, bus, listeners)
+            }
+            None => {
+                let bus = Arc::new(MemoryBus::new(
+                    registry.clone(),
+                    config.history_len,
+                    config.history_ttl,
+                ));
+                Edge::launch(config, verifier, registry, bus, listeners)
+            }
+        }
+    }
+
+    fn launch<B: Bus>(
+        config: Config,
+        verifier: Verifier,
+        registry: Arc<Registry>,
+        bus: Arc<B>,
+        listeners: Listeners,
+    ) -> anyhow::Result<Edge> {
+        let mut background = JoinSet::new();
+        background.spawn(subscriptions::run(registry.clone(), bus.clone()));
+        if !config.upstream_events.is_empty() {
+            background.spawn(bus::inbox::watch(bus.clone()));
+        }
+        let connections = Arc::new(Connections::default());
+        background.spawn(connections::sweep_forever(
+            connections.clone(),
+            config.heartbeat,
+            config.idle_timeout,
+            config.jwt_leeway,
+        ));
+        let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
+        let drain_timeout = config.drain_timeout;
+        let shared = Arc::new(Shared {
+            public_rooms: Patterns::from(config.public_rooms.clone()),
+            upstream_events: Patterns::from(config.upstream_events.clone()),
+            ws_config: ws_config(&config),
+            replay_budget: Arc::new(tokio::sync::Semaphore::new(
+                // At least a page, or no replay could ever start.
+                config
+                    .replay_memory
+                    .clamp(bus::replay::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            config,
+            node_id,
+            verifier,
+            registry,
+            bus: bus.clone(),
+            connections: connections.clone(),
+        });
+        let (public, internal) = (
+            listeners.public.local_addr()?,
+            listeners.internal.local_addr()?,
+        );
+        tracing::info!(
+            listen = %public,
+            %internal,
+            node = %shared.node_id,
+            path = %shared.config.ws_path,
+            "edge listening"
+        );
+        let (stop_listening, stopped) = watch::channel(false);
+        let stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let listeners = vec![
+            tokio::spawn(listener::serve(shared.clone(), listeners.public, stopped())),
+            tokio::spawn(internal::serve(shared, listeners.internal, stopped())),
+        ];
+        Ok(Edge {
+            public,
+            internal,
+            connections,
+            drain_timeout,
+            stop_listening,
+            listeners,
+            background,
+            stop_bus: Box::new(move || bus.shutdown()),
+        })
+    }
+
+    /// The public (WebSocket) address.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+    }
+
+    /// The internal (probes, metrics) address.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal
+    }
+
+    /// Drains: reports not ready, closes every client with 1001 spread over the drain window,
+    /// then stops accepting and stops every task.
+    pub async fn stop(mut self) {
+        self.connections.drain(self.drain_timeout).await;
+        let _ = self.stop_listening.send(true);
+        for listener in self.listeners.drain(..) {
+            let _ = listener.await;
+        }
+        self.background.shutdown().await;
+        (self.stop_bus)();
+        tracing::info!("drained; stopped");
+    }
+}
+
+/// A random node id, when none is configured.
+pub fn random_node_id() -> String {
+    format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// WebSocket limits and buffer sizes.
+fn ws_config(config: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        // Small: idle connections are what an edge has most of; it grows for a large frame.
+        .read_buffer_size(1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(16 * 1024 * 1024)
+        .max_message_size(Some(config.max_frame_size))
+        .max_frame_size(Some(config.max_frame_size))
+}

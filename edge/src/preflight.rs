@@ -1,0 +1,74 @@
+//! What is checked before an edge starts: configuration it must refuse, and settings it serves
+//! with but warns about. Refusals are errors here rather than surprises in production.
+
+use tokio::net::TcpListener;
+
+use crate::config::{self, Config};
+use crate::session::auth::{AuthConfigError, Verifier};
+
+/// Refuses what must not run, warns about what should not, and builds the token verifier.
+pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Verifier> {
+    // clap reads an empty environment variable as unset, which would quietly turn an empty
+    // FERROCAST_JWT_SECRET into development mode: it is a configured secret, and too short.
+    if config.jwt_secret.is_none()
+        && std::env::var_os("FERROCAST_JWT_SECRET").is_some_and(|v| v.is_empty())
+    {
+        return Err(AuthConfigError::WeakSecret(0).into());
+    }
+    let verifier = Verifier::from_config(config)?;
+    for listener in listeners {
+        let address = listener.local_addr()?;
+        anyhow::ensure!(
+            !verifier.is_dev_secret || address.ip().is_loopback(),
+            "development mode (no JWT key configured) listens on loopback only, not {address}"
+        );
+    }
+    if !config.upstream_events.is_empty()
+        && config.redis_url.is_none()
+        && config.redis_cluster_nodes.is_empty()
+    {
+        anyhow::bail!(
+            "--upstream-events needs --redis-url or --redis-cluster-nodes: workers read upstream messages from Redis"
+        );
+    }
+    if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
+        anyhow::bail!("--prefix must be non-empty printable ASCII without braces");
+    }
+    warn(config, &verifier);
+    Ok(verifier)
+}
+
+fn warn(config: &Config, verifier: &Verifier) {
+    if verifier.is_dev_secret {
+        tracing::warn!(
+            "DEVELOPMENT MODE: no JWT key configured, so the published development secret {:?} \
+             verifies tokens and anyone can mint them; listening on loopback only. Set \
+             --jwt-secret (32+ bytes) or --jwt-public-key-file in production.",
+            config::DEV_JWT_SECRET
+        );
+    }
+    if config.jwt_public_key_file.is_some() && config.jwt_audience.is_none() {
+        tracing::warn!(
+            "no --jwt-audience: any token signed by this key gets in, including those your \
+             identity provider issues for other applications. Set --jwt-audience."
+        );
+    }
+    if config.echo {
+        tracing::warn!(
+            "ECHO MODE: the WebSocket endpoint echoes every message with no authentication. \
+             For protocol conformance tests only."
+        );
+    }
+    if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+        tracing::warn!(
+            "SINGLE-NODE MODE: no --redis-url, so messages travel on an in-process bus and only \
+             clients of this edge see them. Set --redis-url to run several edges."
+        );
+    }
+    if config.allowed_origins.is_empty() {
+        tracing::warn!(
+            "no --allowed-origins: pages on any site may open WebSockets to this edge. \
+             List your front ends' origins in production."
+        );
+    }
+}

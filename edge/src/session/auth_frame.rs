@@ -1,0 +1,42 @@
+//! A connection's first frame, when it was not authenticated by header: it must be `auth`.
+
+use ferrocast_protocol::frame::client::{ClientFrame, ScopeSince};
+use futures_util::StreamExt;
+use tungstenite::Message;
+
+use crate::bus::Bus;
+use crate::session::auth::Claims;
+
+use super::Ws;
+use super::shared::Shared;
+
+/// Waits for the `auth` frame and checks its token. The error is the close reason and the
+/// metric label.
+pub(super) async fn authenticate<B: Bus>(
+    shared: &Shared<B>,
+    ws: &mut Ws,
+) -> Result<(Claims, ScopeSince), (&'static str, &'static str)> {
+    let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return Err(("authentication timed out", "timeout")),
+            Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
+                return Err(("frame too large", "too_large"));
+            }
+            Ok(None | Some(Err(_))) => {
+                return Err(("connection closed before authentication", "closed"));
+            }
+            Ok(Some(Ok(Message::Text(text)))) => ClientFrame::from_json(text.as_bytes()),
+            Ok(Some(Ok(Message::Binary(bytes)))) => ClientFrame::from_msgpack(&bytes),
+            Ok(Some(Ok(_))) => continue,
+        };
+        return match frame {
+            Ok(ClientFrame::Auth { token, since }) => shared
+                .verifier
+                .verify(&token)
+                .map(|c| (c, since))
+                .map_err(|e| ("invalid token", e.reason())),
+            _ => Err(("the first frame must be auth", "no_auth_frame")),
+        };
+    }
+}

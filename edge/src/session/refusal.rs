@@ -1,0 +1,58 @@
+//! Why a client frame was refused, as its `error` answer says it; and the one mapping from what
+//! the bus says to what the client is told.
+
+use ferrocast_protocol::close::ErrorCode;
+
+use crate::bus::BusError;
+
+/// How long a client is told to wait after `UNAVAILABLE` (the bus reconnects within about this).
+const UNAVAILABLE_RETRY_MS: u64 = 1000;
+
+/// Why a frame was refused: what its `error` answer says.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    /// The error code.
+    pub(super) code: ErrorCode,
+    /// What went wrong, for people.
+    pub(super) message: String,
+    /// Milliseconds before the same frame can succeed (`RATE_LIMITED`, `UNAVAILABLE`).
+    pub(super) retry_after: Option<u64>,
+}
+
+impl Refusal {
+    /// A refusal with `code`; `UNAVAILABLE` says to retry after a second.
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            retry_after: (code == ErrorCode::Unavailable).then_some(UNAVAILABLE_RETRY_MS),
+        }
+    }
+
+    /// `RATE_LIMITED`, to retry after `ms`.
+    pub(super) fn rate_limited(message: impl Into<String>, ms: u64) -> Refusal {
+        Refusal {
+            code: ErrorCode::RateLimited,
+            message: message.into(),
+            retry_after: Some(ms),
+        }
+    }
+}
+
+/// How long a client is told to wait when the upstream inbox is full: workers need a moment.
+const INBOX_FULL_RETRY_MS: u64 = 5000;
+
+/// The one mapping from what the bus says to what the client is told.
+impl From<BusError> for Refusal {
+    fn from(error: BusError) -> Refusal {
+        match error {
+            BusError::Unavailable(e) => Refusal::new(ErrorCode::Unavailable, e),
+            BusError::Full(e) => Refusal {
+                code: ErrorCode::Unavailable,
+                message: e,
+                retry_after: Some(INBOX_FULL_RETRY_MS),
+            },
+            BusError::Refused(e) => Refusal::new(ErrorCode::BadFrame, e),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Joining and leaving rooms, and the connection's own targets (its user, itself, everyone):
+//! membership, the replay a `since` asks for, and what a refresh takes away.
+
+use ferrocast_protocol::close::ErrorCode;
+use ferrocast_protocol::frame::client::ScopeSince;
+use ferrocast_protocol::frame::server::{Recovered, ServerFrame};
+use ferrocast_protocol::{Offset, Scope, Target, TargetKey};
+use tungstenite::Message;
+
+use super::handlers::{Reply, SINCE_COST};
+use super::refusal::Refusal;
+use super::replay::Replaying;
+use super::{Room, Session, wait_live};
+use crate::bus::{Bus, BusError, ReplayCursor};
+use crate::fanout::recovery::Written;
+use crate::ops::metrics::metrics;
+
+impl<B: Bus> Session<B> {
+    /// Joins a room: subscribes, then opens its history after `since`. Answers `joined`, to be
+    /// followed by the replay. `by` is `Some("server")` for a worker's join, which needs no
+    /// permission from the token.
+    pub(super) async fn join(
+        &mut self,
+        room: &str,
+        since: Option<&str>,
+        reference: Option<u64>,
+        by: Option<&'static str>,
+    ) -> Result<Reply, Refusal> {
+        let target = Target::Room(room.to_owned()).key();
+        if self.rooms.contains_key(room) {
+            // Already live here: nothing to replay, just the current position.
+            let cursor = self.open(&target, None).await?;
+            return Ok(self.joined(room, reference, &cursor, by).into());
+        }
+        if !self.shared.bus.is_ready() {
+            return Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the bus is reconnecting; retry",
+            ));
+        }
+        if by.is_none() && !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room)
+        {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the token does not allow this room",
+            ));
+        }
+        if self.rooms.len() >= self.shared.config.max_rooms {
+            return Err(Refusal::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "at most {} rooms per connection",
+                    self.shared.config.max_rooms
+                ),
+            ));
+        }
+        let joined = self.shared.registry.join(&target, self.id, self.member());
+        let since = since.and_then(|s| s.parse::<Offset>().ok());
+        let cursor = match wait_live(joined.state).await {
+            Ok(()) => self.open(&target, since).await,
+            Err(refusal) => Err(refusal),
+        };
+        let cursor = match cursor {
+            Ok(cursor) => cursor,
+            Err(refusal) => {
+                self.shared.registry.leave(&target, self.id);
+                self.fence(joined.topic);
+                return Err(refusal);
+            }
+        };
+        let by_server = by.is_some();
+        self.rooms.insert(
+            room.to_owned(),
+            Room {
+                topic: joined.topic,
+                by_server,
+            },
+        );
+        metrics().room_memberships.inc();
+        // A seam only where there is a replay: with no usable `since`, queued live messages
+        // are all new to the client.
+        if let (Some(_), Some(last)) = (since, cursor.last) {
+            self.seams.set(joined.topic, last);
+        }
+        Ok(Reply {
+            frames: self
+                .joined(room, reference, &cursor, by)
+                .into_iter()
+                .collect(),
+            replays: vec![Replaying {
+                target,
+                cursor,
+                written: Written::default(),
+            }],
+        })
+    }
+
+    pub(super) fn joined(
+        &self,
+        room: &str,
+        reference: Option<u64>,
+        cursor: &ReplayCursor,
+        by: Option<&str>,
+    ) -> Option<Message> {
+        self.encode(&ServerFrame::Joined {
+            room,
+            reference,
+            offset: cursor.last.map(|o| o.to_string()),
+            recovered: cursor.recovered,
+            by,
+        })
+    }
+
+    /// Leaves a room; false if the connection was not in it. Nothing of the room is written
+    /// after this, even what was queued before.
+    pub(super) fn leave(&mut self, room: &str) -> bool {
+        let Some(Room { topic, .. }) = self.rooms.remove(room) else {
+            return false;
+        };
+        self.shared
+            .registry
+            .leave(&Target::Room(room.to_owned()).key(), self.id);
+        self.seams.forget(topic);
+        self.fence(topic);
+        metrics().room_memberships.dec();
+        true
+    }
+
+    /// Drops whatever of `topic`, which the registry no longer holds this connection in, is
+    /// still queued (see [`Fences`](crate::fanout::outbox::Fences)).
+    pub(super) fn fence(&mut self, topic: u64) {
+        self.fences.raise(topic);
+        self.outbox
+            .push(crate::fanout::outbox::Outbound::Fence(topic));
+    }
+
+    /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
+    /// public pattern, nor a worker's join allow any longer (after a `refresh`).
+    pub(super) fn revoke_rooms(&mut self) -> Vec<Message> {
+        let revoked: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(room, joined)| {
+                !joined.by_server
+                    && !self.claims.rooms.allows(room)
+                    && !self.shared.public_rooms.allows(room)
+            })
+            .map(|(room, _)| room.clone())
+            .collect();
+        let mut frames = Vec::with_capacity(revoked.len());
+        for room in revoked {
+            if self.leave(&room) {
+                frames.extend(self.encode(&ServerFrame::Left {
+                    room: &room,
+                    reference: None,
+                    by: Some("server"),
+                }));
+            }
+        }
+        frames
+    }
+
+    /// Opens the user and `all` scopes' history after the offsets the client sent; returns what
+    /// was recovered and the replays to stream after the answer.
+    pub(super) async fn resume(
+        &mut self,
+        since: &ScopeSince,
+    ) -> Result<(Recovered, Vec<Replaying>), BusError> {
+        if since.user.is_some() || since.all.is_some() {
+            self.rate.charge(SINCE_COST);
+        }
+        let mut recovered = Recovered::default();
+        let mut replays = Vec::new();
+        for (scope, since) in [(Scope::User, &since.user), (Scope::All, &since.all)] {
+            let Some(since) = since else {
+                continue;
+            };
+            let own = self.own.get(scope);
+            let (target, topic, written) = (own.key.clone(), own.topic, own.written);
+            let cursor = self
+                .shared
+                .bus
+                .open_replay(&target, since.parse().ok())
+                .await?;
+            match scope {
+                Scope::User => recovered.user = cursor.recovered,
+                _ => recovered.all = cursor.recovered,
+            }
+            if let Some(last) = cursor.last {
+                self.seams.set(topic, last);
+            }
+            replays.push(Replaying {
+                target,
+                cursor,
+                written,
+            });
+        }
+        Ok((recovered, replays))
+    }
+
+    pub(super) async fn open(
+        &self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, Refusal> {
+        self.shared
+            .bus
+            .open_replay(target, since)
+            .await
+            .map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))
+    }
+
+    /// Joins the user, client and `all` targets and waits until they are live.
+    pub(super) async fn join_own(&mut self) -> bool {
+        let mut waiting = Vec::with_capacity(3);
+        for scope in [Scope::User, Scope::Client, Scope::All] {
+            let member = self.member();
+            let own = self.own.get_mut(scope);
+            let joined = self.shared.registry.join(&own.key, self.id, member);
+            own.topic = joined.topic;
+            waiting.push(joined.state);
+        }
+        for state in waiting {
+            if let Err(refusal) = wait_live(state).await {
+                tracing::warn!(?refusal, "cannot subscribe a new connection's own targets");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One of the targets every connection is in: its user, itself, or everyone.
+pub(super) struct OwnTarget {
+    /// The target.
+    pub(super) key: TargetKey,
+    /// Its registry topic, once joined.
+    pub(super) topic: u64,
+    /// What was written of it live (see [`Written`]): a `resume` leaves that out of its replay.
+    pub(super) written: Written,
+}
+
+/// The targets every connection is in, by scope.
+pub(super) struct OwnTargets {
+    user: OwnTarget,
+    client: OwnTarget,
+    all: OwnTarget,
+}
+
+impl OwnTargets {
+    /// The targets of user `user`'s connection `client`, not joined yet.
+    pub(super) fn new(user: &str, client: &str) -> OwnTargets {
+        let own = |target: Target| OwnTarget {
+            key: target.key(),
+            topic: 0,
+            written: Written::default(),
+        };
+        OwnTargets {
+            user: own(Target::User(user.to_owned())),
+            client: own(Target::Client(client.to_owned())),
+            all: own(Target::All),
+        }
+    }
+
+    /// All three.
+    pub(super) fn each(&self) -> [&OwnTarget; 3] {
+        [&self.user, &self.client, &self.all]
+    }
+
+    /// The one of `scope` (a room is none of them: the `all` target stands in).
+    fn get(&self, scope: Scope) -> &OwnTarget {
+        match scope {
+            Scope::User => &self.user,
+            Scope::Client => &self.client,
+            Scope::Room | Scope::All => &self.all,
+        }
+    }
+
+    fn get_mut(&mut self, scope: Scope) -> &mut OwnTarget {
+        match scope {
+            Scope::User => &mut self.user,
+            Scope::Client => &mut self.client,
+            Scope::Room | Scope::All => &mut self.all,
+        }
+    }
+
+    /// The one delivered through registry topic `topic`, if any.
+    pub(super) fn by_topic(&mut self, topic: u64) -> Option<&mut OwnTarget> {
+        [&mut self.user, &mut self.client, &mut self.all]
+            .into_iter()
+            .find(|own| own.topic == topic)
+    }
+}

@@ -1,0 +1,183 @@
+//! The connection's loop: frames from the client answered in order, queued frames written a
+//! burst at a time, and the edge's requests to close honoured, whichever comes first.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use ferrocast_protocol::close::{self};
+use ferrocast_protocol::frame::client::{ClientFrame, FrameError, ScopeSince};
+use ferrocast_protocol::frame::server::ServerFrame;
+use futures_util::StreamExt;
+use tungstenite::Message;
+
+use crate::bus::Bus;
+use crate::fanout::outbox::Inbox;
+use crate::ops::metrics::metrics;
+
+use super::handlers::Reply;
+use super::rate::Verdict;
+use super::refusal::Refusal;
+use super::writer::{CLOSE_WAIT, close_with, kick_reason, send_unless_kicked};
+use super::{ABNORMAL, Session, Ws};
+
+impl<B: Bus> Session<B> {
+    /// Serves the authenticated connection until it ends; returns the close code.
+    pub(super) async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox, since: ScopeSince) -> u16 {
+        // The rarely taken paths are boxed: an async state machine is as large as its largest
+        // await, and an idle connection's task would otherwise carry a join's or a bus
+        // call's worth of state all its life.
+        if !Box::pin(self.join_own()).await {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return close::TRY_LATER;
+        }
+        let Ok((recovered, replays)) = Box::pin(self.resume(&since)).await else {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return close::TRY_LATER;
+        };
+        let welcome = self.encode(&ServerFrame::Welcome {
+            client: &self.client,
+            user: &self.claims.sub,
+            node: &self.shared.node_id,
+            heartbeat: self.shared.config.heartbeat.as_millis() as u64,
+            recovered,
+        });
+        let kick = inbox.kick.clone();
+        // One wait for the whole connection, not one per loop turn: registering and dropping a
+        // waiter on every wake-up was a measurable share of a delivery's user-space cost.
+        let kick_request = kick.requested();
+        tokio::pin!(kick_request);
+        // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
+        // must still be closed when the edge asks, not hold its task and memory forever.
+        let welcome = Reply {
+            frames: welcome.into_iter().collect(),
+            replays,
+        };
+        match Box::pin(self.answer(ws, kick_request.as_mut(), welcome)).await {
+            Ok(()) => {}
+            Err(Some(code)) => return self.kicked(ws, code).await,
+            Err(None) => return ABNORMAL,
+        }
+        loop {
+            // Not biased: a connection whose queue never empties must still have its frames
+            // (and pongs) read.
+            tokio::select! {
+                code = &mut kick_request => return self.kicked(ws, code).await,
+                Some(first) = inbox.rx.recv() => {
+                    // A write stuck on a client that does not read must not outlive its queue.
+                    let control = tokio::select! {
+                        written = self.write_burst(ws, first, &mut inbox) => match written {
+                            Ok(control) => control,
+                            Err(_) => return ABNORMAL,
+                        },
+                        code = &mut kick_request => return self.kicked(ws, code).await,
+                    };
+                    let Some(control) = control else { continue };
+                    let reply = match Box::pin(self.apply(&control)).await {
+                        Ok(reply) => reply,
+                        Err((code, reason)) => {
+                            close_with(ws, code, &reason).await;
+                            return code;
+                        }
+                    };
+                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
+                        Ok(()) => {}
+                        Err(Some(code)) => return self.kicked(ws, code).await,
+                        Err(None) => return ABNORMAL,
+                    }
+                }
+                incoming = ws.next() => {
+                    self.life.heard(&self.shared.connections.clock);
+                    let frame = match incoming {
+                        Some(Err(tungstenite::Error::Capacity(_))) => {
+                            close_with(ws, close::TOO_BIG, "frame too large").await;
+                            return close::TOO_BIG;
+                        }
+                        None | Some(Err(_)) => return ABNORMAL,
+                        Some(Ok(Message::Close(frame))) => {
+                            // tungstenite answers the close; read on until the socket ends.
+                            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                                while let Some(Ok(_)) = ws.next().await {}
+                            })
+                            .await;
+                            return frame.map_or(1005, |f| u16::from(f.code));
+                        }
+                        Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
+                        Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
+                        Some(Ok(_)) => {
+                            // Pings and pongs count against the rate limit like any frame: a
+                            // ping flood is a flood. tungstenite answers each ping on its own;
+                            // a refused one also gets RATE_LIMITED, as every refused frame does.
+                            match self.rate.take(Instant::now()) {
+                                Verdict::Allow => {}
+                                Verdict::Refuse => {
+                                    metrics().rate_limited.inc();
+                                    let wait = self.rate.retry_after_ms(Instant::now());
+                                    let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
+                                    match send_unless_kicked(ws, kick_request.as_mut(), refused).await {
+                                        Ok(()) => {}
+                                        Err(Some(code)) => return self.kicked(ws, code).await,
+                                        Err(None) => return ABNORMAL,
+                                    }
+                                }
+                                Verdict::Close => {
+                                    metrics().rate_limited.inc();
+                                    close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                                    return close::RATE_LIMITED;
+                                }
+                            }
+                            continue;
+                        }
+                    };
+                    let reply = match self.rate.take(Instant::now()) {
+                        Verdict::Allow => match frame {
+                            Ok(frame) => Box::pin(self.handle(frame)).await,
+                            Err(FrameError { reference, code, message }) => {
+                                self.error(reference, code, &message).into()
+                            }
+                        },
+                        Verdict::Refuse => {
+                            metrics().rate_limited.inc();
+                            let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
+                            let wait = self.rate.retry_after_ms(Instant::now());
+                            self.refuse(reference, &Refusal::rate_limited("slow down", wait)).into()
+                        }
+                        Verdict::Close => {
+                            metrics().rate_limited.inc();
+                            close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                            return close::RATE_LIMITED;
+                        }
+                    };
+                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
+                        Ok(()) => {}
+                        Err(Some(code)) => return self.kicked(ws, code).await,
+                        Err(None) => return ABNORMAL,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a reply: its frames, then each of its replays a page at a time.
+    pub(super) async fn answer(
+        &mut self,
+        ws: &mut Ws,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+        reply: Reply,
+    ) -> Result<(), Option<u16>> {
+        send_unless_kicked(ws, kick.as_mut(), reply.frames).await?;
+        for replay in reply.replays {
+            self.stream(ws, kick.as_mut(), replay).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the connection as the edge asked (slow consumer, heartbeat, expiry, drain, ...).
+    pub(super) async fn kicked(&self, ws: &mut Ws, code: u16) -> u16 {
+        if code == close::SLOW_CONSUMER {
+            metrics().slow_consumer_closes.inc();
+        }
+        close_with(ws, code, kick_reason(code)).await;
+        code
+    }
+}

@@ -1,0 +1,140 @@
+//! Writing to the socket: queued frames a burst per flush, answers, and the closing handshake.
+//! Every write races the edge's request to close, so a client that stops reading cannot hold its
+//! task (and memory) past that.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocast_protocol::close::{self};
+use futures_util::{SinkExt, StreamExt};
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::bus::Bus;
+use crate::fanout::control::Control;
+use crate::fanout::outbox::{Inbox, Outbound};
+use crate::ops::metrics::metrics;
+
+use super::{Session, Ws};
+
+/// How long a closing handshake may take before the socket is simply dropped.
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Most queued frames written per flush, so one busy connection cannot starve its own reads.
+const BURST: usize = 256;
+
+impl<B: Bus> Session<B> {
+    /// Writes `first` and whatever else is queued (up to a burst), then flushes once. Frames a
+    /// replay already sent are dropped. A control message ends the burst and is returned, to be
+    /// applied after what came before it and before what follows.
+    pub(super) async fn write_burst(
+        &mut self,
+        ws: &mut Ws,
+        first: Outbound,
+        inbox: &mut Inbox,
+    ) -> Result<Option<Arc<Control>>, tungstenite::Error> {
+        let m = metrics();
+        m.outbound_queue_depth.observe(inbox.rx.len() as f64 + 1.0);
+        let now_ms = ferrocast_protocol::envelope::now_ms();
+        let mut next = Some(first);
+        let mut count = 0;
+        let mut delivered = 0;
+        let mut oldest_ts = None;
+        let mut control = None;
+        while let Some(item) = next {
+            inbox.taken(&item);
+            let frame = match item {
+                Outbound::Frame(frame) => Some(frame),
+                Outbound::Control(c) => {
+                    control = Some(c);
+                    break;
+                }
+                Outbound::Fence(topic) => {
+                    self.fences.passed(topic);
+                    None
+                }
+            };
+            if let Some(frame) = frame
+                && !self.fences.holds(frame.topic)
+                && self.seams.admit(frame.topic, frame.offset)
+            {
+                if let Some(offset) = frame.offset {
+                    if let Some(own) = self.own.by_topic(frame.topic) {
+                        own.written.note(offset);
+                    }
+                    delivered += 1;
+                    oldest_ts.get_or_insert(frame.ts);
+                }
+                ws.feed(frame.message.clone()).await?;
+            }
+            count += 1;
+            next = if count < BURST {
+                inbox.rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        // Shared metrics are touched once per burst, not per frame: every connection's task
+        // updates them, and the latency histogram takes a lock. The latency is the burst's
+        // first (so longest-waiting) message's.
+        if delivered > 0 {
+            m.deliveries.inc_by(delivered);
+        }
+        if let Some(ts) = oldest_ts {
+            m.delivery_latency
+                .observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
+        }
+        ws.flush().await?;
+        Ok(control)
+    }
+}
+
+/// Writes frames and flushes once, unless the edge asks the connection to close first.
+/// `Err(Some(code))`: closing was asked for; `Err(None)`: the socket failed.
+pub(super) async fn send_unless_kicked(
+    ws: &mut Ws,
+    kick_request: Pin<&mut impl Future<Output = u16>>,
+    frames: impl IntoIterator<Item = Message>,
+) -> Result<(), Option<u16>> {
+    tokio::select! {
+        written = write_all(ws, frames) => written.map_err(|_| None),
+        code = kick_request => Err(Some(code)),
+    }
+}
+
+/// Writes frames and flushes once.
+async fn write_all(
+    ws: &mut Ws,
+    frames: impl IntoIterator<Item = Message>,
+) -> Result<(), tungstenite::Error> {
+    for frame in frames {
+        ws.feed(frame).await?;
+    }
+    ws.flush().await
+}
+
+pub(super) fn kick_reason(code: u16) -> &'static str {
+    match code {
+        close::SLOW_CONSUMER => "slow consumer",
+        close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
+        close::TOKEN_EXPIRED => "token expired",
+        close::GOING_AWAY => "edge going away; reconnect and resume",
+        _ => "closed by the edge",
+    }
+}
+
+/// Sends a close frame and waits briefly for the client's answer.
+pub(super) async fn close_with(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+}
