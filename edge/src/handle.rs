@@ -14,6 +14,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::bus::{self, Bus, ClusterBus, MemoryBus, RedisBus, RedisSettings};
 use crate::config::Config;
+use crate::fanout::feed::Feed;
 use crate::fanout::registry::Registry;
 use crate::fanout::subscriptions;
 use crate::net::{internal, listener};
@@ -71,23 +72,20 @@ impl Edge {
             Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
         }
         let registry = Registry::new();
+        let feed = Feed::new(registry.clone());
         let settings = RedisSettings::from_config(&config);
         if !config.redis_cluster_nodes.is_empty() {
             let nodes = ferrocast_emitter::cli::node_urls(&config.redis_cluster_nodes);
-            let bus = ClusterBus::start(nodes, &settings, registry.clone())?;
+            let bus = ClusterBus::start(nodes, &settings, feed)?;
             return Edge::launch(config, verifier, registry, bus, listeners);
         }
         match &config.redis_url {
             Some(url) => {
-                let bus = RedisBus::start(url, &settings, registry.clone())?;
+                let bus = RedisBus::start(url, &settings, feed)?;
                 Edge::launch(config, verifier, registry, bus, listeners)
             }
             None => {
-                let bus = Arc::new(MemoryBus::new(
-                    registry.clone(),
-                    config.history_len,
-                    config.history_ttl,
-                ));
+                let bus = Arc::new(MemoryBus::new(feed, config.history_len, config.history_ttl));
                 Edge::launch(config, verifier, registry, bus, listeners)
             }
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrocast_edge::bus::replay::PAGE_BYTES;
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
+use ferrocast_edge::fanout::feed::Feed;
 use ferrocast_edge::fanout::outbox::{self, Inbox, Outbound};
 use ferrocast_edge::fanout::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
@@ -237,7 +238,7 @@ async fn trimmed_history<B: Bus>(bus: &B) {
 async fn memory_bus_keeps_the_contract() {
     let registry = Registry::new();
     let bus = Arc::new(MemoryBus::new(
-        registry.clone(),
+        Feed::new(registry.clone()),
         100,
         Duration::from_secs(60),
     ));
@@ -257,7 +258,7 @@ async fn redis_bus_keeps_the_contract() {
         inbox_max_len: 1000,
         inbox_partitions: 1,
     };
-    let bus = RedisBus::start(&redis.url(), &settings, registry.clone()).expect("bus");
+    let bus = RedisBus::start(&redis.url(), &settings, Feed::new(registry.clone())).expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !bus.is_ready() {
         assert!(tokio::time::Instant::now() < deadline, "bus never ready");

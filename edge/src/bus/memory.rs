@@ -195,7 +195,8 @@ impl Bus for MemoryBus {
         };
         // Delivered under the lock, so two publishers to one target deliver in offset order.
         if state.subscribed.contains(&target) {
-            self.sink.deliver(&target, offset, &bytes);
+            self.sink
+                .deliver_envelope(&target, offset, envelope.clone());
         }
         Ok(offset)
     }

@@ -101,8 +101,12 @@ impl RedisSettings {
 
 /// Where a bus hands what it receives, in each target's offset order.
 pub trait Sink: Send + Sync + 'static {
-    /// A message (or a worker's control message) of `target` at `offset`: its envelope bytes.
+    /// A message (or a worker's control message) of `target` at `offset`: its envelope bytes,
+    /// as Redis holds them.
     fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]);
+
+    /// The same, already decoded and checked (the in-process bus has the envelope at hand).
+    fn deliver_envelope(&self, target: &TargetKey, offset: Offset, envelope: Envelope);
 
     /// Messages of `target` up to `offset` may have been lost (its history vanished while the
     /// bus was reconnecting); delivery goes on after `offset`.

@@ -1,16 +1,30 @@
-//! Recently delivered message ids, so a message published twice (an emitter retry whose first
-//! attempt did reach Redis) reaches clients once.
+//! Every way a message could reach a client twice, and what stops each. All of it is here but
+//! the first, which lives with the bus because it is the bus's position in each history:
 //!
-//! A fixed-size window: the newest `capacity` (target, id) pairs. Memory stays bounded whatever
-//! the traffic; a duplicate arriving after more than `capacity` other messages is not caught,
-//! which retries (milliseconds apart) never come close to.
+//! 1. **Live and catch-up overlap** (offsets): after a Redis reconnect a target is replayed from
+//!    the newest offset the bus handed on, while live messages start arriving again. The bus
+//!    ([`Positions`](crate::bus::history::Positions)) hands a message on only if its offset is
+//!    newer than that position, so each offset passes once.
+//! 2. **A message published twice** (ids): an emitter retry whose first attempt did reach Redis
+//!    stores the same message id at two offsets. [`RecentIds`] drops the second live; a replay
+//!    drops it by id within the replay ([`recovery::frames`](super::recovery::frames)).
+//! 3. **Replay and live overlap** (per connection): a joined or resumed target is subscribed
+//!    *before* its history is read, so a message published in between is in the replay and in
+//!    the connection's queue. [`Seams`] drops queued live messages at or below the replay's end.
+//! 4. **Resume after live** (per connection): the user and `all` scopes are live from the
+//!    connection's start, so a later `resume` must leave out what was written live already;
+//!    [`Written`] keeps that range.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
-use ferrocast_protocol::TargetKey;
+use ferrocast_protocol::{Offset, TargetKey};
 use uuid::Uuid;
 
+/// Recently delivered (target, id) pairs: a fixed-size window of the newest `capacity`. Memory
+/// stays bounded whatever the traffic; a duplicate arriving after more than `capacity` other
+/// messages is not caught, which retries (milliseconds apart) never come close to.
+///
 /// Pairs remembered by default.
 pub const DEFAULT_WINDOW: usize = 16 * 1024;
 
@@ -55,6 +69,58 @@ impl Default for RecentIds {
     }
 }
 
+/// Seams of the targets this connection resumed.
+#[derive(Default)]
+pub struct Seams(HashMap<u64, Offset>);
+
+impl Seams {
+    /// Live messages of `topic` at or below `floor` were replayed already.
+    pub fn set(&mut self, topic: u64, floor: Offset) {
+        self.0.insert(topic, floor);
+    }
+
+    /// Whether a queued live message should be written.
+    pub fn admit(&mut self, topic: u64, offset: Option<Offset>) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let (Some(offset), Some(floor)) = (offset, self.0.get(&topic)) else {
+            return true;
+        };
+        if offset.epoch == floor.epoch && offset.id <= floor.id {
+            return false;
+        }
+        self.0.remove(&topic);
+        true
+    }
+
+    /// Forgets a topic the connection left.
+    pub fn forget(&mut self, topic: u64) {
+        self.0.remove(&topic);
+    }
+}
+
+/// The range of offsets a connection has written live for one topic: first and newest.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written(Option<(Offset, Offset)>);
+
+impl Written {
+    /// Notes a live message written.
+    pub fn note(&mut self, offset: Offset) {
+        self.0 = match self.0 {
+            Some((first, _)) if first.epoch == offset.epoch => Some((first, offset)),
+            _ => Some((offset, offset)),
+        };
+    }
+
+    /// Whether the message at `offset` was already written live.
+    pub fn contains(&self, offset: Offset) -> bool {
+        self.0.is_some_and(|(first, last)| {
+            first.epoch == offset.epoch && first.id <= offset.id && offset.id <= last.id
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +136,42 @@ mod tests {
         assert!(recent.first_time(&a, y));
         assert!(recent.first_time(&a, z));
         assert!(recent.first_time(&a, x), "forgotten once out of the window");
+    }
+
+    use ferrocast_protocol::offset::StreamId;
+
+    fn at(ms: u64, epoch: u64) -> Offset {
+        Offset {
+            id: StreamId { ms, seq: 0 },
+            epoch: StreamId { ms: epoch, seq: 0 },
+        }
+    }
+
+    #[test]
+    fn a_seam_drops_what_was_replayed_and_closes_on_the_first_new_message() {
+        let mut seams = Seams::default();
+        seams.set(1, at(5, 1));
+        assert!(!seams.admit(1, Some(at(4, 1))));
+        assert!(!seams.admit(1, Some(at(5, 1))));
+        assert!(seams.admit(2, Some(at(3, 1))), "other topics pass");
+        assert!(seams.admit(1, Some(at(6, 1))));
+        assert!(
+            seams.admit(1, Some(at(2, 1))),
+            "closed after the first new message"
+        );
+        seams.set(1, at(5, 1));
+        assert!(seams.admit(1, Some(at(1, 2))), "a new epoch is new history");
+    }
+
+    #[test]
+    fn written_ranges() {
+        let mut written = Written::default();
+        assert!(!written.contains(at(1, 1)));
+        written.note(at(3, 1));
+        written.note(at(5, 1));
+        assert!(written.contains(at(4, 1)));
+        assert!(!written.contains(at(2, 1)));
+        assert!(!written.contains(at(6, 1)));
+        assert!(!written.contains(at(4, 2)));
     }
 }

@@ -32,14 +32,9 @@ impl Delivery {
     /// sessions connected when they were sent and are never replayed (a replayed disconnect
     /// would close every resuming session again).
     pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Delivery> {
-        match Envelope::decode(bytes) {
-            Ok(envelope) if envelope.kind == Kind::Msg => Some(Delivery::new(envelope, offset)),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::warn!(%offset, %error, "undecodable envelope skipped");
-                None
-            }
-        }
+        decode(offset, bytes)
+            .filter(|envelope| envelope.kind == Kind::Msg)
+            .map(|envelope| Delivery::new(envelope, offset))
     }
 
     /// Whether the client `client` is excluded by the publisher.
@@ -87,6 +82,20 @@ fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Messag
             // language's worker, say). Counted, so it is seen.
             tracing::warn!(id = %envelope.id, ?encoding, %error, "cannot encode message; skipped");
             crate::ops::metrics::metrics().dropped("unencodable");
+            None
+        }
+    }
+}
+
+/// Decodes the envelope stored at `offset`: the one decoding of live and replayed messages alike.
+/// One that cannot be decoded is logged, counted and skipped: one bad envelope never stops the
+/// others.
+pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Envelope> {
+    match Envelope::decode(bytes) {
+        Ok(envelope) => Some(envelope),
+        Err(error) => {
+            tracing::warn!(%offset, %error, "undecodable envelope skipped");
+            crate::ops::metrics::metrics().dropped("undecodable");
             None
         }
     }

@@ -1,5 +1,8 @@
 //! Fan-out: from a message the bus received to the queues of the local connections it is for.
 //!
+//! The [`feed`] takes what the bus receives: it decodes it once, drops what [`dedup`] has seen,
+//! and hands a worker's [`control`] message to the sessions it acts on, or has [`delivery`]
+//! build the message's frame once per encoding and the [`registry`] queue it for every member.
 //! [`registry`] tracks which connections are in which target and keeps the bus subscribed to
 //! exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
 //! and hands the same bytes to every member's [`outbox`]; [`dedup`] drops messages seen twice,
@@ -9,6 +12,7 @@
 pub mod control;
 pub mod dedup;
 pub mod delivery;
+pub mod feed;
 pub mod outbox;
 pub mod recovery;
 pub mod registry;

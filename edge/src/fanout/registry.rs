@@ -1,6 +1,8 @@
-//! Which local connections belong to which target, and delivery to them.
+//! Which local connections belong to which target: the edge's only shared membership state.
+//! Delivery asks it who a message is for ([`Registry::audience`]), builds the frames outside any
+//! lock, and has it queue them ([`Registry::fan_out`]).
 //!
-//! The registry is the edge's only shared membership state. It decides *what* the edge should be
+//! It decides *what* the edge should be
 //! subscribed to (a target with at least one local member) and queues the change; the
 //! [`subscriptions`](crate::fanout::subscriptions) task makes the bus match, one target at a time in
 //! order, and reports back through each target's state so a join can wait until the target is
@@ -9,18 +11,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ferrocast_protocol::frame::server::ServerFrame;
-use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Encoding, TargetKey};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::bus::Sink;
-use crate::fanout::control::Control;
-use crate::fanout::dedup::RecentIds;
-use crate::fanout::delivery::Delivery;
-use crate::fanout::outbox::{Frame, Outbound, Outbox};
-use crate::ops::metrics::metrics;
+use crate::fanout::outbox::{Outbound, Outbox};
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +48,7 @@ struct Topic {
 
 /// A membership just added: the topic's id, and its subscription state to wait on.
 pub struct Joined {
-    /// The topic's id (see [`Frame::topic`]).
+    /// The topic's id (see [`Frame::topic`](crate::fanout::outbox::Frame::topic)).
     pub topic: u64,
     /// Turns `Live` once the target's messages reach the session; closes if the subscription
     /// failed.
@@ -62,7 +58,6 @@ pub struct Joined {
 #[derive(Default)]
 struct State {
     next_topic: u64,
-    recent: RecentIds,
     topics: HashMap<TargetKey, Topic>,
     /// Targets whose wanted subscription may differ from the bus's, for the subscriptions task.
     changed: HashSet<TargetKey>,
@@ -119,118 +114,70 @@ impl Registry {
     }
 }
 
-/// The registry is where the bus hands what it receives.
-impl Sink for Registry {
-    /// Delivers a message (or a worker's control message) from the bus to every local member
-    /// of `target`.
-    fn deliver(&self, target: &TargetKey, offset: Offset, envelope: &[u8]) {
-        let m = metrics();
-        m.bus_messages.inc();
-        let envelope = match Envelope::decode(envelope) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%target, %offset, %error, "undecodable envelope skipped");
-                m.dropped("undecodable");
-                return;
-            }
-        };
-        let mut state = self.state.lock();
-        if !state.recent.first_time(target, envelope.id) {
-            m.dropped("duplicate");
-            tracing::debug!(%target, id = %envelope.id, "duplicate message dropped");
-            return;
-        }
-        let ts = envelope.ts;
-        // Only messages published inside a trace get a span: it continues the publisher's trace.
-        let span = envelope.trace.as_deref().map(|traceparent| {
-            let span = tracing::info_span!("deliver", %target, id = %envelope.id, kind = ?envelope.kind, members = tracing::field::Empty);
-            crate::ops::telemetry::continue_trace(&span, traceparent);
-            span
-        });
-        let _entered = span.as_ref().map(tracing::Span::enter);
-        let Some(topic) = state.topics.get(target) else {
-            return;
-        };
-        if let Some(span) = &span {
-            span.record("members", topic.members.len());
-        }
-        if let Some(control) = Control::from_envelope(&envelope) {
-            let control = Arc::new(control);
-            for member in topic.members.values() {
-                if !envelope.except.iter().any(|c| **c == *member.client) {
-                    // No offset: a seam must never drop a control, which replays leave out.
-                    member.outbox.push(Outbound::Control(control.clone()));
-                }
-            }
-            return;
-        }
-        let mut delivery = Delivery::new(envelope, offset);
-        // Built once per encoding, shared by every member using it.
-        let mut frames: [Option<Option<Arc<Frame>>>; 2] = [None, None];
-        for member in topic.members.values() {
-            if delivery.excludes(&member.client) {
-                continue;
-            }
-            let slot = &mut frames[match member.encoding {
-                Encoding::Json => 0,
-                Encoding::MsgPack => 1,
-            }];
-            let frame = slot.get_or_insert_with(|| {
-                delivery.frame(member.encoding).map(|message| {
-                    Arc::new(Frame {
-                        message,
-                        topic: topic.id,
-                        offset: Some(offset),
-                        ts,
-                    })
-                })
-            });
-            if let Some(frame) = frame {
-                member.outbox.push(Outbound::Frame(frame.clone()));
-            }
-        }
-    }
+/// Who a message of a target goes to right now.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience {
+    /// The target's topic (see [`Frame::topic`](crate::fanout::outbox::Frame::topic)).
+    pub topic: u64,
+    /// Whether some member uses each encoding, indexed by [`encoding_index`].
+    pub encodings: [bool; 2],
+    /// How many members it has.
+    pub members: usize,
+}
 
-    /// Messages of `target` up to `offset` may have been lost (its history vanished while the
-    /// bus was reconnecting): tells its local members with a `gap` frame, queued in order with
-    /// their messages. They stay connected; delivery goes on after `offset`.
-    fn gap(&self, target: &TargetKey, offset: Option<Offset>) {
-        let (scope, room) = target.scope_and_room();
-        let offset = offset.map(|o| o.to_string());
-        let gap = ServerFrame::Gap {
-            scope,
-            room,
-            offset,
-        };
-        let state = self.state.lock();
-        let Some(topic) = state.topics.get(target) else {
-            return;
-        };
-        tracing::warn!(%target, members = topic.members.len(), "history lost; telling members of the gap");
-        let mut frames: [Option<Option<Arc<Frame>>>; 2] = [None, None];
-        for member in topic.members.values() {
-            let slot = &mut frames[match member.encoding {
-                Encoding::Json => 0,
-                Encoding::MsgPack => 1,
-            }];
-            let frame = slot.get_or_insert_with(|| {
-                crate::fanout::delivery::message(&gap, member.encoding).map(|message| {
-                    Arc::new(Frame {
-                        message,
-                        topic: topic.id,
-                        offset: None,
-                        ts: 0,
-                    })
-                })
-            });
-            if let Some(frame) = frame {
-                member.outbox.push(Outbound::Frame(frame.clone()));
-            }
-        }
+/// Where `encoding` stands in per-encoding arrays.
+pub fn encoding_index(encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Json => 0,
+        Encoding::MsgPack => 1,
     }
 }
 
 impl Registry {
+    /// Who `target`'s messages go to now, if it has local members.
+    pub fn audience(&self, target: &TargetKey) -> Option<Audience> {
+        let state = self.state.lock();
+        let topic = state.topics.get(target)?;
+        let mut encodings = [false; 2];
+        for member in topic.members.values() {
+            encodings[encoding_index(member.encoding)] = true;
+        }
+        Some(Audience {
+            topic: topic.id,
+            encodings,
+            members: topic.members.len(),
+        })
+    }
+
+    /// Queues `items[encoding]` for every member of `target` whose client is not in `except`:
+    /// the same shared item for every member of an encoding, so the lock is held only to push.
+    /// False, and nothing queued, if `target` is no longer the topic `topic` (its members all
+    /// left and others joined since [`Registry::audience`]): the caller builds anew.
+    pub fn fan_out(
+        &self,
+        target: &TargetKey,
+        topic: u64,
+        except: &[String],
+        items: &[Option<Outbound>; 2],
+    ) -> bool {
+        let state = self.state.lock();
+        let Some(current) = state.topics.get(target) else {
+            return true;
+        };
+        if current.id != topic {
+            return false;
+        }
+        for member in current.members.values() {
+            if except.iter().any(|c| **c == *member.client) {
+                continue;
+            }
+            if let Some(item) = &items[encoding_index(member.encoding)] {
+                member.outbox.push(item.clone());
+            }
+        }
+        true
+    }
+
     /// Waits until some target's wanted subscription may have changed.
     pub async fn changed(&self) {
         self.changed.notified().await

@@ -40,8 +40,8 @@ use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::bus::Bus;
+use crate::fanout::dedup::Seams;
 use crate::fanout::outbox::{self, Fences, Outbox};
-use crate::fanout::recovery::Seams;
 use crate::fanout::registry::{Member, SubState};
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::session::auth::Claims;

@@ -21,7 +21,8 @@ use super::writer::send_unless_kicked;
 use super::{Session, Ws};
 use crate::bus::replay::PAGE_BYTES;
 use crate::bus::{Bus, ReplayCursor};
-use crate::fanout::recovery::{self, Written};
+use crate::fanout::dedup::Written;
+use crate::fanout::recovery;
 
 /// Message ids remembered to drop a message stored twice (a retried publish), across pages.
 const RECENT_IDS: usize = 1024;

@@ -12,7 +12,7 @@ use super::refusal::Refusal;
 use super::replay::Replaying;
 use super::{Room, Session, wait_live};
 use crate::bus::{Bus, BusError, ReplayCursor};
-use crate::fanout::recovery::Written;
+use crate::fanout::dedup::Written;
 use crate::ops::metrics::metrics;
 
 impl<B: Bus> Session<B> {
