@@ -12,9 +12,13 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 redis-server --port $redis_port --save '' --appendonly no --dir "$work" >/dev/null &
 until redis-cli -p $redis_port ping >/dev/null 2>&1; do sleep 0.1; done
-"$before" --listen 127.0.0.1:9111 --redis-url redis://127.0.0.1:$redis_port --log error &
+# Edges from before the internal listener (--internal-listen) have none to give a port.
+internal() { "$1" --help | grep -q -- --internal-listen && echo "--internal-listen 127.0.0.1:$2"; }
+# shellcheck disable=SC2046 # word splitting of internal's output is intended
+"$before" --listen 127.0.0.1:9111 $(internal "$before" 9121) --redis-url redis://127.0.0.1:$redis_port --log error &
 pid_before=$!
-"$after" --listen 127.0.0.1:9112 --redis-url redis://127.0.0.1:$redis_port --log error &
+# shellcheck disable=SC2046
+"$after" --listen 127.0.0.1:9112 $(internal "$after" 9122) --redis-url redis://127.0.0.1:$redis_port --log error &
 pid_after=$!
 sleep 1
 for _ in $(seq "$rounds"); do
