@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ferrocast_emitter::cli::parse_duration;
+use ferrocast_emitter::settings::parse_duration;
 use ferrocast_protocol::script;
 
 /// The JWT secret of development mode (no key configured). It is published, so anyone can mint

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::settings::{node_urls, parse_duration};
+
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use ferrocast_protocol::keys::Target;
@@ -272,27 +274,6 @@ pub struct SendArgs {
     pub stdin: bool,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is not a duration like 500ms, 30s, 10m or 1h"))
-}
-
 impl Cli {
     /// Runs the command. Errors that concern the whole run come back as `Err`
     /// ([`Outcome::of_error`] gives their exit status); per-line failures in `--stdin` mode are
@@ -505,22 +486,6 @@ fn json_line(received: &Received) -> anyhow::Result<String> {
     })?)
 }
 
-/// Cluster nodes as URLs: `host:port` gets `redis://` in front.
-pub fn node_urls(nodes: &[String]) -> Vec<String> {
-    nodes
-        .iter()
-        .map(|n| n.trim())
-        .filter(|n| !n.is_empty())
-        .map(|n| {
-            if n.contains("://") {
-                n.to_owned()
-            } else {
-                format!("redis://{n}")
-            }
-        })
-        .collect()
-}
-
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -534,16 +499,6 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert!(parse_duration("1d").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-    }
 
     #[test]
     fn redacts_passwords() {

@@ -25,7 +25,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::EmitError;
-use crate::pool::Manager;
+use crate::redis::Backoff;
+use crate::redis::pool::Manager;
 
 /// Longest wait between two attempts of a publish.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -282,7 +283,7 @@ impl Emitter {
     /// connection reconnects per node by itself.
     pub async fn revalidate(&self) {
         if let Backend::Single(pool) = &self.inner.backend {
-            crate::pool::revalidate(pool, std::time::Duration::from_secs(1)).await;
+            crate::redis::pool::revalidate(pool, std::time::Duration::from_secs(1)).await;
         }
     }
 
@@ -330,7 +331,7 @@ impl Emitter {
         let mut results: Vec<Option<Result<Offset, EmitError>>> =
             chunk.iter().map(|_| None).collect();
         let mut todo: Vec<usize> = (0..chunk.len()).collect();
-        let mut backoff = self.inner.retry_backoff;
+        let mut backoff = Backoff::new(self.inner.retry_backoff, MAX_BACKOFF);
         for attempt in 0..=self.inner.retries {
             let replies = futures_util::future::join_all(todo.iter().map(|&i| {
                 let mut conn = conn.clone();
@@ -344,7 +345,10 @@ impl Emitter {
             let mut again = Vec::new();
             for (&i, reply) in todo.iter().zip(replies) {
                 match reply {
-                    Err(e) if crate::error::is_unreachable(&e) && attempt < self.inner.retries => {
+                    Err(e)
+                        if crate::redis::errors::is_transient(&e)
+                            && attempt < self.inner.retries =>
+                    {
                         again.push(i);
                     }
                     other => {
@@ -355,9 +359,8 @@ impl Emitter {
             if again.is_empty() {
                 break;
             }
-            tracing::debug!(failed = again.len(), ?backoff, "publishes failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tracing::debug!(failed = again.len(), "publishes failed; retrying");
+            backoff.wait().await;
             todo = again;
         }
         results
@@ -366,7 +369,9 @@ impl Emitter {
             .collect()
     }
 
-    async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {
+    /// Publishes one message (history, then live) and returns its offset: the same script as a
+    /// batch, in one round trip, retried like one.
+    pub async fn publish(&self, message: &Message) -> Result<Offset, EmitError> {
         self.retrying(|| async {
             match &self.inner.backend {
                 Backend::Single(pool) => {
@@ -393,14 +398,13 @@ impl Emitter {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, EmitError>>,
     {
-        let mut backoff = self.inner.retry_backoff;
+        let mut backoff = Backoff::new(self.inner.retry_backoff, MAX_BACKOFF);
         let mut retries = 0;
         loop {
             match attempt().await {
                 Err(EmitError::Unavailable(error)) if retries < self.inner.retries => {
-                    tracing::debug!(%error, ?backoff, "publish failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::debug!(%error, "publish failed; retrying");
+                    backoff.wait().await;
                     retries += 1;
                 }
                 other => return other,

@@ -54,22 +54,9 @@ impl From<serde_json::Error> for EmitError {
     }
 }
 
-/// Whether `e` means Redis could not be reached (worth retrying), rather than an answer. A
-/// cluster that is failing over (down, or a master moved) counts as unreachable for now.
-pub(crate) fn is_unreachable(e: &redis::RedisError) -> bool {
-    e.is_io_error()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_timeout()
-        || matches!(
-            e.code(),
-            Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "LOADING")
-        )
-}
-
 impl From<redis::RedisError> for EmitError {
     fn from(e: redis::RedisError) -> Self {
-        if is_unreachable(&e) {
+        if crate::redis::errors::is_transient(&e) {
             EmitError::Unavailable(e.to_string())
         } else {
             EmitError::Redis(e)

@@ -9,10 +9,11 @@
 
 mod emitter;
 mod error;
-mod inbox;
-pub mod pool;
+pub mod inbox;
 
 pub mod cli;
+pub mod redis;
+pub mod settings;
 
 pub use emitter::{Emitter, EmitterBuilder, Message, Publication, current_traceparent};
 pub use error::EmitError;

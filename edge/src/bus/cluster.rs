@@ -28,11 +28,9 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::history::{self, FROM_START, Positions, unavailable};
-use super::inbox::InboxWriter;
-use super::{
-    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT,
-};
+use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
+use ferrocast_emitter::inbox::InboxWriter;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.
 const RESYNC_EVERY: Duration = Duration::from_millis(500);
@@ -95,14 +93,13 @@ impl ClusterBus {
         client: ClusterClient,
         mut pushes: UnboundedReceiver<PushInfo>,
     ) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = super::reconnect_backoff();
         let conn = loop {
             match client.get_async_connection().await {
                 Ok(conn) => break conn,
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "cannot reach the Redis Cluster");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(%error, "cannot reach the Redis Cluster");
+                    backoff.wait().await;
                 }
             }
         };
@@ -334,12 +331,16 @@ impl Bus for ClusterBus {
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
         let mut conn = self.connection()?;
-        self.inbox.append(&mut conn, upstream).await
+        Ok(self.inbox.append(&mut conn, upstream).await?)
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         let mut conn = self.connection()?;
-        self.inbox.stats(&mut conn).await.map(Some)
+        self.inbox
+            .stats(&mut conn)
+            .await
+            .map(Some)
+            .map_err(unavailable)
     }
 
     fn shutdown(&self) {

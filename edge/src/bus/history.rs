@@ -256,17 +256,9 @@ pub async fn publish(
 ) -> Result<Offset, BusError> {
     let message = ferrocast_emitter::Message::from_envelope(envelope)
         .map_err(|e| BusError::Refused(e.to_string()))?;
-    let mut results = emitter
-        .emit_batch(std::slice::from_ref(&message))
-        .await
-        .map_err(unavailable)?;
     // The message itself was checked above: what fails now is Redis (out of memory, a
     // read-only replica after a failover, ...), which the client should retry.
-    match results.pop() {
-        Some(Ok(offset)) => Ok(offset),
-        Some(Err(e)) => Err(unavailable(e)),
-        None => Err(unavailable("no reply")),
-    }
+    emitter.publish(&message).await.map_err(unavailable)
 }
 
 /// Parses a stream id from Redis.

@@ -19,7 +19,7 @@ pub mod redis;
 pub mod replay;
 
 pub use cluster::ClusterBus;
-pub use inbox::InboxStats;
+pub use ferrocast_emitter::inbox::InboxStats;
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 pub use replay::ReplayCursor;
@@ -38,14 +38,31 @@ pub enum BusError {
     Full(String),
 }
 
+/// What the inbox writer says, as the bus says it.
+impl From<ferrocast_emitter::inbox::WriteError> for BusError {
+    fn from(error: ferrocast_emitter::inbox::WriteError) -> BusError {
+        use ferrocast_emitter::inbox::WriteError;
+        match error {
+            WriteError::Full(_) => {
+                crate::ops::metrics::metrics().dropped("inbox_full");
+                BusError::Full(error.to_string())
+            }
+            WriteError::Encode(e) => BusError::Refused(e),
+            WriteError::Redis(e) => BusError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 /// How long the Redis buses wait for Redis to answer.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the Redis buses ping Redis to decide whether it is reachable.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
-/// Longest wait between the Redis buses' attempts to connect. Short, because the edge is not
-/// ready meanwhile: it must be ready again within a second of Redis answering. A refused
-/// connection attempt costs Redis (and the edge) next to nothing.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// The Redis buses' waits between attempts to connect: 100 ms doubling up to 500 ms. Short,
+/// because the edge is not ready meanwhile: it must be ready again within a second of Redis
+/// answering. A refused connection attempt costs Redis (and the edge) next to nothing.
+pub(crate) fn reconnect_backoff() -> ferrocast_emitter::redis::Backoff {
+    ferrocast_emitter::redis::Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
+}
 
 /// What both Redis buses (one Redis, or a cluster) are configured with.
 #[derive(Debug, Clone)]
@@ -90,8 +107,8 @@ impl RedisSettings {
     }
 
     /// Where client `send`s go.
-    fn inbox(&self) -> inbox::InboxWriter {
-        inbox::InboxWriter::new(
+    fn inbox(&self) -> ferrocast_emitter::inbox::InboxWriter {
+        ferrocast_emitter::inbox::InboxWriter::new(
             Keys::new(&self.prefix),
             self.inbox_max_len,
             self.inbox_partitions,

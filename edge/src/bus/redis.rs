@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_emitter::pool::{Conn, Manager};
+use ferrocast_emitter::redis::pool::{Conn, Manager};
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
@@ -24,9 +24,7 @@ use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
 use super::history::{self, FROM_START, Positions, unavailable};
-use super::{
-    Bus, BusError, InboxStats, MAX_BACKOFF, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT,
-};
+use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
 
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
@@ -49,7 +47,7 @@ pub struct RedisBus {
     /// How long histories live after their last publish.
     history_ttl: Duration,
     /// Where client `send`s go.
-    inbox: super::inbox::InboxWriter,
+    inbox: ferrocast_emitter::inbox::InboxWriter,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].
     task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
@@ -97,7 +95,7 @@ impl RedisBus {
 
     /// Connects, catches up, reads until the connection is lost, and again, forever.
     async fn maintain(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = super::reconnect_backoff();
         loop {
             let connected = match self.connect().await {
                 Ok(stream) => self.catch_up().await.map(|()| stream),
@@ -107,7 +105,7 @@ impl RedisBus {
                 Ok(stream) => {
                     // Pooled connections from before a Redis restart are dead: find them now,
                     // not one failed client command (and 1013) at a time after saying ready.
-                    ferrocast_emitter::pool::revalidate(&self.reads, PING_TIMEOUT).await;
+                    ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
                     self.emitter.revalidate().await;
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
@@ -118,16 +116,14 @@ impl RedisBus {
                     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
                     // A connection that keeps failing right after it is made backs off too.
                     if connected_at.elapsed() < STABLE {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        backoff.wait().await;
                     } else {
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "cannot reach Redis");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(%error, "cannot reach Redis");
+                    backoff.wait().await;
                 }
             }
         }
@@ -297,13 +293,17 @@ impl Bus for RedisBus {
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let appended = self.inbox.append(conn.get(), upstream).await;
+        let appended = self
+            .inbox
+            .append(conn.get(), upstream)
+            .await
+            .map_err(BusError::from);
         checked(&mut conn, appended)
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let stats = self.inbox.stats(conn.get()).await;
+        let stats = self.inbox.stats(conn.get()).await.map_err(unavailable);
         checked(&mut conn, stats).map(Some)
     }
 

@@ -1,9 +1,9 @@
 //! One client connection, from its first frame to its close.
 //!
-//! A single task owns the socket. After the first frame ([`auth_frame`], unless the upgrade
-//! carried a token) its loop ([`serve`]) reads client frames and answers them in order
-//! ([`handlers`], [`rooms`]), streams replays ([`replay`]), applies workers' moves ([`apply`])
-//! and writes what the registry queued for it, a burst per flush ([`writer`]). Everything it
+//! A single task owns the socket. After the first frame (`auth_frame`, unless the upgrade
+//! carried a token) its loop (`serve`) reads client frames and answers them in order
+//! (`handlers`, `rooms`), streams replays (`replay`), applies workers' moves (`apply`)
+//! and writes what the registry queued for it, a burst per flush (`writer`). Everything it
 //! joined is left when it ends, whatever the reason.
 
 pub mod auth;

@@ -30,10 +30,7 @@ impl Conn {
     /// is no longer usable.
     pub fn check<T>(&mut self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
         if let Err(e) = &result
-            && (e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_unrecoverable_error())
+            && super::errors::breaks_connection(e)
         {
             self.broken = true;
         }

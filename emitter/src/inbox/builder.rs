@@ -1,0 +1,146 @@
+//! How an [`Inbox`] is configured and connected.
+
+use std::time::Duration;
+
+use ferrocast_protocol::Keys;
+use redis::aio::ConnectionManagerConfig;
+
+use super::reader::{Conn, Partition};
+use super::{Inbox, InboxError, StartFrom};
+
+/// Settings for an [`Inbox`]; [`Inbox::builder`] starts from the defaults.
+#[derive(Debug, Clone)]
+pub struct InboxBuilder {
+    pub(super) url: String,
+    pub(super) cluster_nodes: Vec<String>,
+    pub(super) partitions: u16,
+    pub(super) prefix: String,
+    pub(super) group: String,
+    pub(super) consumer: String,
+    pub(super) batch: usize,
+    pub(super) block: Duration,
+    pub(super) claim_idle: Duration,
+    pub(super) max_deliveries: u64,
+    pub(super) dead_letter_len: u64,
+    pub(super) start: StartFrom,
+    pub(super) timeout: Duration,
+}
+
+impl InboxBuilder {
+    /// Key prefix shared with the edges (default `fc`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How many partitions the inbox is split into: the edges' `--inbox-partitions` (default 1).
+    /// Every partition is read, in turn, each waiting its share of `block`, so a message can
+    /// wait up to about `block` for its turn in a quiet inbox. Changing the count strands what
+    /// the old partitions still hold: drain them first (or read them with the old count).
+    pub fn partitions(mut self, partitions: u16) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Reads the inbox in a Redis Cluster, given some of its nodes (`redis://host:port` each),
+    /// instead of the single Redis given to [`Inbox::builder`].
+    pub fn cluster(mut self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Most messages read at once (default 64).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How long one read waits for new messages before returning empty (default 2 s). Also how
+    /// long a claim of stale messages can be delayed by a quiet inbox.
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long a message may stay unacknowledged with one consumer before another claims it
+    /// (default 30 s). Make it at least twice your slowest handler's time, or a message can be
+    /// handled twice. ([`Inbox::run`] keeps the messages of a batch waiting behind slow
+    /// handlers from being claimed.)
+    pub fn claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How many deliveries a message gets before it moves to the dead-letter stream (default 5).
+    pub fn max_deliveries(mut self, n: u64) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// Approximate cap on the dead-letter stream (default 10 000 entries).
+    pub fn dead_letter_len(mut self, len: u64) -> Self {
+        self.dead_letter_len = len.max(1);
+        self
+    }
+
+    /// Where a consumer group this inbox creates starts (default [`StartFrom::Beginning`]). An
+    /// existing group keeps its position.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// How long to wait for Redis to connect or answer, on top of a read's `block` (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects and creates the consumer group if it is missing.
+    pub async fn connect(self) -> Result<Inbox, InboxError> {
+        if self.group.is_empty() || self.consumer.is_empty() {
+            return Err(InboxError::InvalidSetting(
+                "group and consumer names must not be empty",
+            ));
+        }
+        if !Keys::is_valid_prefix(&self.prefix) {
+            return Err(InboxError::InvalidSetting(
+                "the prefix must be printable ASCII without braces",
+            ));
+        }
+        let conn = if self.cluster_nodes.is_empty() {
+            let client = redis::Client::open(self.url.as_str())
+                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.block + self.timeout))
+                .set_number_of_retries(1);
+            Conn::Single(client.get_connection_manager_with_config(config).await?)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
+                .connection_timeout(self.timeout)
+                .response_timeout(self.block + self.timeout)
+                .build()
+                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
+            Conn::Cluster(client.get_async_connection().await?)
+        };
+        let keys = Keys::new(&self.prefix);
+        let parts = (0..self.partitions)
+            .map(|i| Partition {
+                stream: keys.inbox_partition(i, self.partitions),
+                dead: keys.dead_letter_partition(i, self.partitions),
+                claim_cursor: "0-0".to_owned(),
+                last_claim: None,
+            })
+            .collect();
+        let mut inbox = Inbox {
+            conn,
+            parts,
+            turn: 0,
+            settings: self,
+        };
+        inbox.create_group().await?;
+        inbox.forget_departed().await;
+        Ok(inbox)
+    }
+}
