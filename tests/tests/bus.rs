@@ -7,7 +7,7 @@ use bytes::Bytes;
 use ferrocast_edge::bus::replay::PAGE_BYTES;
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
 use ferrocast_edge::fanout::feed::Feed;
-use ferrocast_edge::fanout::outbox::{self, Inbox, Outbound};
+use ferrocast_edge::fanout::outbox::{self, Outbound, Queued};
 use ferrocast_edge::fanout::registry::{Member, Registry, SubState};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
@@ -15,8 +15,8 @@ use ferrocast_tests::{DEADLINE, RedisServer};
 use tungstenite::Message;
 
 /// Joins `client` to `target` and waits until the subscription is live.
-async fn member(registry: &Registry, target: &Target, session: u64, encoding: Encoding) -> Inbox {
-    let (out, inbox) = outbox::channel(64, 1 << 20);
+async fn member(registry: &Registry, target: &Target, session: u64, encoding: Encoding) -> Queued {
+    let (out, queued) = outbox::channel(64, 1 << 20);
     let member = Member {
         client: format!("c{session}").into(),
         encoding,
@@ -27,11 +27,11 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
         .await
         .expect("live in time")
         .expect("subscribed");
-    inbox
+    queued
 }
 
-async fn next_text(inbox: &mut Inbox) -> serde_json::Value {
-    let item = tokio::time::timeout(DEADLINE, inbox.rx.recv())
+async fn next_text(queued: &mut Queued) -> serde_json::Value {
+    let item = tokio::time::timeout(DEADLINE, queued.rx.recv())
         .await
         .expect("in time")
         .expect("frame");
@@ -98,7 +98,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         }
     );
 
-    let mut inbox = member(&registry, &room, 1, Encoding::Json).await;
+    let mut queued = member(&registry, &room, 1, Encoding::Json).await;
     let mut offsets = Vec::new();
     for i in 0..20 {
         offsets.push(publish(&*bus, &room, "e", &i.to_string()).await);
@@ -113,7 +113,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     );
     assert_eq!(read(&*bus, &key, None).await.last, offsets.last().copied());
     for (i, offset) in offsets.iter().enumerate() {
-        let value = next_text(&mut inbox).await;
+        let value = next_text(&mut queued).await;
         assert_eq!(value["data"], i);
         assert_eq!(value["offset"], offset.to_string());
     }
@@ -147,13 +147,13 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     bus.publish(&skipped).await.expect("publish");
     publish(&*bus, &Target::Room("other".into()), "other", "0").await;
     publish(&*bus, &room, "last", "0").await;
-    assert_eq!(next_text(&mut inbox).await["event"], "last");
+    assert_eq!(next_text(&mut queued).await["event"], "last");
 
     // After the last member leaves, a new member gets new messages in its own encoding.
     registry.leave(&key, 1);
-    let mut inbox = member(&registry, &room, 2, Encoding::MsgPack).await;
+    let mut queued = member(&registry, &room, 2, Encoding::MsgPack).await;
     publish(&*bus, &room, "again", "[1]").await;
-    let item = tokio::time::timeout(DEADLINE, inbox.rx.recv())
+    let item = tokio::time::timeout(DEADLINE, queued.rx.recv())
         .await
         .expect("in time")
         .expect("frame");
@@ -161,7 +161,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         matches!(&item, Outbound::Frame(f) if matches!(f.message, Message::Binary(_))),
         "msgpack member gets binary frames"
     );
-    assert!(inbox.rx.try_recv().is_err());
+    assert!(queued.rx.try_recv().is_err());
     assert!(bus.is_ready());
 }
 

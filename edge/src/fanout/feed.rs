@@ -159,7 +159,7 @@ impl Sink for Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::outbox::{self, Inbox};
+    use crate::fanout::outbox::{self, Queued};
     use crate::fanout::registry::Member;
     use ferrocast_protocol::offset::StreamId;
     use ferrocast_protocol::{Encoding, Target};
@@ -172,19 +172,19 @@ mod tests {
         }
     }
 
-    fn member(registry: &Registry, target: &TargetKey, session: u64, encoding: Encoding) -> Inbox {
-        let (outbox, inbox) = outbox::channel(16, 1 << 20);
+    fn member(registry: &Registry, target: &TargetKey, session: u64, encoding: Encoding) -> Queued {
+        let (outbox, queued) = outbox::channel(16, 1 << 20);
         let member = Member {
             client: format!("c{session}").into(),
             encoding,
             outbox,
         };
         registry.join(target, session, member);
-        inbox
+        queued
     }
 
-    fn queued(inbox: &mut Inbox) -> Vec<Outbound> {
-        std::iter::from_fn(|| inbox.rx.try_recv().ok()).collect()
+    fn items_of(queued: &mut Queued) -> Vec<Outbound> {
+        std::iter::from_fn(|| queued.rx.try_recv().ok()).collect()
     }
 
     #[test]
@@ -200,25 +200,25 @@ mod tests {
         envelope.except = vec!["c4".into()];
         feed.deliver(&key, at(5), &envelope.encode().expect("encode"));
 
-        let [a, b] = json.each_mut().map(queued);
+        let [a, b] = json.each_mut().map(items_of);
         let (Outbound::Frame(a), Outbound::Frame(b)) = (&a[0], &b[0]) else {
             panic!("frames expected");
         };
         assert!(Arc::ptr_eq(a, b), "one frame, shared");
         assert_eq!(a.offset, Some(at(5)));
         assert!(matches!(a.message, Message::Text(_)));
-        let m = queued(&mut msgpack);
+        let m = items_of(&mut msgpack);
         assert!(matches!(&m[0], Outbound::Frame(f) if matches!(f.message, Message::Binary(_))));
-        assert!(queued(&mut excluded).is_empty(), "except is honoured");
+        assert!(items_of(&mut excluded).is_empty(), "except is honoured");
 
         // The same message again (a retried publish at another offset) is dropped.
         feed.deliver(&key, at(6), &envelope.encode().expect("encode"));
-        assert!(queued(&mut msgpack).is_empty());
+        assert!(items_of(&mut msgpack).is_empty());
         // So is an undecodable one, without stopping the next.
         feed.deliver(&key, at(7), b"not msgpack");
         let next = Envelope::message(&room, "e", b"2".to_vec());
         feed.deliver_envelope(&key, at(8), next);
-        assert_eq!(queued(&mut msgpack).len(), 1);
+        assert_eq!(items_of(&mut msgpack).len(), 1);
     }
 
     #[test]
@@ -227,11 +227,11 @@ mod tests {
         let feed = Feed::new(registry.clone());
         let user = Target::User("7".into());
         let key = user.key();
-        let mut inbox = member(&registry, &key, 1, Encoding::Json);
+        let mut queued = member(&registry, &key, 1, Encoding::Json);
         feed.deliver_envelope(&key, at(1), Envelope::message(&user, "e", b"1".to_vec()));
         feed.deliver_envelope(&key, at(2), Envelope::join(&user, "vip"));
         feed.gap(&key, Some(at(9)));
-        let items = queued(&mut inbox);
+        let items = items_of(&mut queued);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[0], Outbound::Frame(f) if f.offset == Some(at(1))));
         assert!(matches!(&items[1], Outbound::Control(c) if **c == Control::Join("vip".into())));

@@ -96,7 +96,7 @@ impl Kick {
 }
 
 /// The receiving side, owned by the connection's task.
-pub struct Inbox {
+pub struct Queued {
     /// Frames to write.
     pub rx: mpsc::Receiver<Outbound>,
     /// Fires when the connection must close: 4009 when the queue overflowed, or another code
@@ -105,7 +105,7 @@ pub struct Inbox {
     bytes: Arc<AtomicUsize>,
 }
 
-impl Inbox {
+impl Queued {
     /// Gives back the bytes of a frame taken off the queue.
     pub fn taken(&self, frame: &Outbound) {
         self.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
@@ -113,7 +113,7 @@ impl Inbox {
 }
 
 /// A queue of at most `capacity` frames holding at most `max_bytes` bytes.
-pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Inbox) {
+pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Queued) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let kick = Arc::new(Kick::default());
     let bytes = Arc::new(AtomicUsize::new(0));
@@ -124,7 +124,7 @@ pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Inbox) {
             bytes: bytes.clone(),
             max_bytes,
         },
-        Inbox { rx, kick, bytes },
+        Queued { rx, kick, bytes },
     )
 }
 
@@ -224,27 +224,27 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
         let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
-        let (outbox, mut inbox) = channel(2, 1024);
+        let (outbox, mut queued) = channel(2, 1024);
         assert!(outbox.push(frame("1")));
         assert!(outbox.push(frame("2")));
         assert!(!outbox.push(frame("3")));
         // The permit stored by notify_one makes this return at once.
-        assert_eq!(inbox.kick.requested().await, close::SLOW_CONSUMER);
+        assert_eq!(queued.kick.requested().await, close::SLOW_CONSUMER);
         outbox.close(close::INTERNAL);
-        assert_eq!(inbox.rx.recv().await, Some(frame("1")));
-        assert_eq!(inbox.rx.recv().await, Some(frame("2")));
-        assert!(inbox.rx.try_recv().is_err());
+        assert_eq!(queued.rx.recv().await, Some(frame("1")));
+        assert_eq!(queued.rx.recv().await, Some(frame("2")));
+        assert!(queued.rx.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
         let frame = |len: usize| Outbound::Frame(Frame::own(Message::Binary(vec![0; len].into())));
-        let (outbox, mut inbox) = channel(100, 10);
+        let (outbox, mut queued) = channel(100, 10);
         assert!(outbox.push(frame(6)));
         assert!(!outbox.push(frame(6)), "12 bytes would exceed 10");
-        assert_eq!(inbox.kick.requested().await, close::SLOW_CONSUMER);
-        let taken = inbox.rx.recv().await.expect("frame");
-        inbox.taken(&taken);
+        assert_eq!(queued.kick.requested().await, close::SLOW_CONSUMER);
+        let taken = queued.rx.recv().await.expect("frame");
+        queued.taken(&taken);
         assert!(outbox.push(frame(10)), "room again once written");
     }
 

@@ -112,7 +112,7 @@ async fn serve_connection<B: Bus>(
     };
     drop(unauthenticated);
     let config = &shared.config;
-    let (outbox, inbox) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
+    let (outbox, queued) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let life = shared.connections.add(id, outbox.clone(), claims.exp);
     let client: Arc<str> = uuid::Uuid::new_v4().hyphenated().to_string().into();
@@ -134,7 +134,7 @@ async fn serve_connection<B: Bus>(
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    let serving = session.serve(ws, inbox, since);
+    let serving = session.serve(ws, queued, since);
     // A disabled span still costs an enter and an exit on every poll.
     let code = if span.is_disabled() {
         serving.await

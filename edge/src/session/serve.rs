@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use tungstenite::Message;
 
 use crate::bus::Bus;
-use crate::fanout::outbox::Inbox;
+use crate::fanout::outbox::Queued;
 use crate::ops::metrics::metrics;
 
 use super::handlers::Reply;
@@ -23,7 +23,12 @@ use super::{ABNORMAL, Session, Ws};
 
 impl<B: Bus> Session<B> {
     /// Serves the authenticated connection until it ends; returns the close code.
-    pub(super) async fn serve(&mut self, ws: &mut Ws, mut inbox: Inbox, since: ScopeSince) -> u16 {
+    pub(super) async fn serve(
+        &mut self,
+        ws: &mut Ws,
+        mut queued: Queued,
+        since: ScopeSince,
+    ) -> u16 {
         // The rarely taken paths are boxed: an async state machine is as large as its largest
         // await, and an idle connection's task would otherwise carry a join's or a bus
         // call's worth of state all its life.
@@ -42,7 +47,7 @@ impl<B: Bus> Session<B> {
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
         });
-        let kick = inbox.kick.clone();
+        let kick = queued.kick.clone();
         // One wait for the whole connection, not one per loop turn: registering and dropping a
         // waiter on every wake-up was a measurable share of a delivery's user-space cost.
         let kick_request = kick.requested();
@@ -63,10 +68,10 @@ impl<B: Bus> Session<B> {
             // (and pongs) read.
             tokio::select! {
                 code = &mut kick_request => return self.kicked(ws, code).await,
-                Some(first) = inbox.rx.recv() => {
+                Some(first) = queued.rx.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
                     let control = tokio::select! {
-                        written = self.write_burst(ws, first, &mut inbox) => match written {
+                        written = self.write_burst(ws, first, &mut queued) => match written {
                             Ok(control) => control,
                             Err(_) => return ABNORMAL,
                         },

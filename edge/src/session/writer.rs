@@ -15,7 +15,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::bus::Bus;
 use crate::fanout::control::Control;
-use crate::fanout::outbox::{Inbox, Outbound};
+use crate::fanout::outbox::{Outbound, Queued};
 use crate::ops::metrics::metrics;
 
 use super::{Session, Ws};
@@ -33,10 +33,10 @@ impl<B: Bus> Session<B> {
         &mut self,
         ws: &mut Ws,
         first: Outbound,
-        inbox: &mut Inbox,
+        queued: &mut Queued,
     ) -> Result<Option<Arc<Control>>, tungstenite::Error> {
         let m = metrics();
-        m.outbound_queue_depth.observe(inbox.rx.len() as f64 + 1.0);
+        m.outbound_queue_depth.observe(queued.rx.len() as f64 + 1.0);
         let now_ms = ferrocast_protocol::envelope::now_ms();
         let mut next = Some(first);
         let mut count = 0;
@@ -44,7 +44,7 @@ impl<B: Bus> Session<B> {
         let mut oldest_ts = None;
         let mut control = None;
         while let Some(item) = next {
-            inbox.taken(&item);
+            queued.taken(&item);
             let frame = match item {
                 Outbound::Frame(frame) => Some(frame),
                 Outbound::Control(c) => {
@@ -71,7 +71,7 @@ impl<B: Bus> Session<B> {
             }
             count += 1;
             next = if count < BURST {
-                inbox.rx.try_recv().ok()
+                queued.rx.try_recv().ok()
             } else {
                 None
             };
