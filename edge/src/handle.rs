@@ -120,7 +120,7 @@ impl Edge {
                 // At least a page, or no replay could ever start.
                 config
                     .replay_memory
-                    .clamp(bus::replay::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
+                    .clamp(bus::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
             )),
             config,
             node_id,

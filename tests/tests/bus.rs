@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_edge::bus::replay::PAGE_BYTES;
+use ferrocast_edge::bus::PAGE_BYTES;
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
 use ferrocast_edge::fanout::feed::Feed;
 use ferrocast_edge::fanout::outbox::{self, Outbound, Queued};
@@ -267,4 +267,84 @@ async fn redis_bus_keeps_the_contract() {
     contract(registry, bus.clone()).await;
     trimmed_history(&*bus).await;
     paged_history(&*bus).await;
+}
+
+/// The items queued for a member, as (type, offset) of each frame.
+fn frames_of(queued: &mut Queued) -> Vec<(String, Option<String>)> {
+    std::iter::from_fn(|| queued.rx.try_recv().ok())
+        .filter_map(|item| match item {
+            Outbound::Frame(frame) => {
+                let Message::Text(text) = &frame.message else {
+                    return None;
+                };
+                let value: serde_json::Value = serde_json::from_str(text).ok()?;
+                Some((
+                    value["type"].as_str()?.to_owned(),
+                    value["offset"].as_str().map(str::to_owned),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
+    use ferrocast_edge::bus::history::Positions;
+    let redis = RedisServer::start();
+    let emitter = ferrocast_emitter::Emitter::connect(redis.url())
+        .await
+        .expect("emitter");
+    let registry = Registry::new();
+    let feed = Feed::new(registry.clone());
+    let room = Target::Room("r".into());
+    let key = room.key();
+    let (out, mut queued) = outbox::channel(64, 1 << 20);
+    let member = Member {
+        client: "c1".into(),
+        encoding: Encoding::Json,
+        outbox: out,
+    };
+    registry.join(&key, 1, member);
+    let mut offsets = Vec::new();
+    for i in 0..5 {
+        let offset = emitter.to_room("r").emit("e", &i).await.expect("publish");
+        offsets.push(offset);
+    }
+    let mut conn = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys = ferrocast_protocol::Keys::default();
+    let positions = Positions::default();
+    positions.set(key.clone(), offsets[1]);
+    positions
+        .catch_up(&mut conn, &keys, &*feed, &key, offsets[1], 600_000)
+        .await
+        .expect("catch up");
+    let expected: Vec<_> = offsets[2..]
+        .iter()
+        .map(|o| ("msg".to_owned(), Some(o.to_string())))
+        .collect();
+    assert_eq!(
+        frames_of(&mut queued),
+        expected,
+        "what followed the position, in order"
+    );
+    assert_eq!(positions.get(&key), Some(offsets[4]));
+
+    // Redis loses everything, and a message is published into the new history: a gap up to
+    // the newest offset, and the position moves there.
+    redis.cli(&["FLUSHALL"]).expect("FLUSHALL");
+    let fresh = emitter.to_room("r").emit("e", &9).await.expect("publish");
+    positions
+        .catch_up(&mut conn, &keys, &*feed, &key, offsets[4], 600_000)
+        .await
+        .expect("catch up");
+    assert_eq!(
+        frames_of(&mut queued),
+        [("gap".to_owned(), Some(fresh.to_string()))]
+    );
+    assert_eq!(positions.get(&key), Some(fresh));
 }

@@ -27,6 +27,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use ferrocast_emitter::redis::history as reads;
+
 use super::history::{self, FROM_START, Positions, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
@@ -249,7 +251,7 @@ impl ClusterBus {
         let mut conn = self.connection()?;
         // One target per call: a call must stay in one slot.
         Ok(
-            history::newest(&mut conn, &self.keys, std::slice::from_ref(target))
+            reads::newest(&mut conn, &self.keys, std::slice::from_ref(target))
                 .await?
                 .pop()
                 .flatten(),
@@ -313,7 +315,9 @@ impl Bus for ClusterBus {
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.connection()?;
-        history::open(&mut conn, &self.keys, target, since).await
+        reads::open(&mut conn, &self.keys, target, since)
+            .await
+            .map_err(unavailable)
     }
 
     async fn replay_page(
@@ -322,7 +326,9 @@ impl Bus for ClusterBus {
         cursor: &mut ReplayCursor,
     ) -> Result<Vec<(Offset, Bytes)>, BusError> {
         let mut conn = self.connection()?;
-        history::page(&mut conn, &self.keys, target, cursor).await
+        reads::page(&mut conn, &self.keys, target, cursor)
+            .await
+            .map_err(unavailable)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {

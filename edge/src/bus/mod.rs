@@ -16,13 +16,12 @@ pub mod history;
 pub mod inbox;
 pub mod memory;
 pub mod redis;
-pub mod replay;
 
 pub use cluster::ClusterBus;
 pub use ferrocast_emitter::inbox::InboxStats;
+pub use ferrocast_emitter::redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
-pub use replay::ReplayCursor;
 
 /// The bus could not do what was asked.
 #[derive(Debug, Error)]
@@ -36,6 +35,14 @@ pub enum BusError {
     /// The upstream inbox is full of messages workers have not read: retry once they catch up.
     #[error("{0}")]
     Full(String),
+}
+
+/// Redis failed: whatever the reason, the client may retry (what cannot be retried, a refused
+/// message, is checked before it reaches Redis).
+impl From<::redis::RedisError> for BusError {
+    fn from(error: ::redis::RedisError) -> BusError {
+        BusError::Unavailable(error.to_string())
+    }
 }
 
 /// What the inbox writer says, as the bus says it.

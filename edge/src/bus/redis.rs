@@ -23,6 +23,8 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
+use ferrocast_emitter::redis::history as reads;
+
 use super::history::{self, FROM_START, Positions, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
@@ -206,7 +208,9 @@ impl RedisBus {
     /// The newest offset of each target, in one round trip.
     async fn newest(&self, targets: &[TargetKey]) -> Result<Vec<Option<Offset>>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let newest = history::newest(conn.get(), &self.keys, targets).await;
+        let newest = reads::newest(conn.get(), &self.keys, targets)
+            .await
+            .map_err(unavailable);
         checked(&mut conn, newest)
     }
 }
@@ -273,7 +277,9 @@ impl Bus for RedisBus {
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let opened = history::open(conn.get(), &self.keys, target, since).await;
+        let opened = reads::open(conn.get(), &self.keys, target, since)
+            .await
+            .map_err(unavailable);
         checked(&mut conn, opened)
     }
 
@@ -283,7 +289,9 @@ impl Bus for RedisBus {
         cursor: &mut ReplayCursor,
     ) -> Result<Vec<(Offset, Bytes)>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let page = history::page(conn.get(), &self.keys, target, cursor).await;
+        let page = reads::page(conn.get(), &self.keys, target, cursor)
+            .await
+            .map_err(unavailable);
         checked(&mut conn, page)
     }
 

@@ -19,7 +19,7 @@ use tungstenite::Message;
 
 use super::writer::send_unless_kicked;
 use super::{Session, Ws};
-use crate::bus::replay::PAGE_BYTES;
+use crate::bus::PAGE_BYTES;
 use crate::bus::{Bus, ReplayCursor};
 use crate::fanout::dedup::Written;
 use crate::fanout::recovery;

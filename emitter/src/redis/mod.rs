@@ -10,6 +10,8 @@
 
 pub mod backoff;
 pub mod errors;
+pub mod history;
 pub mod pool;
+pub mod replay;
 
 pub use backoff::Backoff;

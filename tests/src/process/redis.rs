@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 use crate::DEADLINE;
 
 use super::{free_port, signal};
