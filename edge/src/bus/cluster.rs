@@ -21,35 +21,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
 use ferrocast_protocol::script::LiveMessage;
-use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
+use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use ferrocast_emitter::redis::history as reads;
-
-use super::history::{self, FROM_START, Positions, unavailable};
+use super::core::RedisCore;
+use super::history::{FROM_START, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
-use ferrocast_emitter::inbox::InboxWriter;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.
 const RESYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// A bus over a Redis Cluster.
 pub struct ClusterBus {
-    keys: Keys,
+    core: RedisCore,
     /// Set once the first connection is made; it reconnects by itself after that.
     conn: tokio::sync::OnceCell<ClusterConnection>,
-    emitter: Emitter,
-    sink: Arc<dyn Sink>,
-    positions: Positions,
     /// Targets to subscribe again and replay from these saved positions; their live messages
     /// are set aside meanwhile.
     pending: parking_lot::Mutex<HashMap<TargetKey, Offset>>,
-    inbox: InboxWriter,
-    history_ttl: Duration,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].
     task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
@@ -71,16 +64,10 @@ impl ClusterBus {
             .response_timeout(TIMEOUT)
             .build()
             .map_err(|e| BusError::Refused(format!("invalid Redis Cluster nodes: {e}")))?;
-        let emitter = settings.emitter(Emitter::cluster_builder(nodes))?;
         let bus = Arc::new(ClusterBus {
-            keys: Keys::new(&settings.prefix),
+            core: RedisCore::new(settings, Emitter::cluster_builder(nodes), sink)?,
             conn: tokio::sync::OnceCell::new(),
-            emitter,
-            sink,
-            positions: Positions::default(),
             pending: parking_lot::Mutex::new(HashMap::new()),
-            inbox: settings.inbox(),
-            history_ttl: settings.history_ttl,
             ready: AtomicBool::new(false),
             task: parking_lot::Mutex::new(None),
         });
@@ -140,15 +127,15 @@ impl ClusterBus {
                 else {
                     return;
                 };
-                let Some(target) = self.keys.target_of_live(channel) else {
+                let Some(target) = self.core.keys.target_of_live(channel) else {
                     return;
                 };
                 if self.pending.lock().contains_key(&target) {
                     return; // Its replay from the saved position will carry it.
                 }
                 match LiveMessage::parse(payload) {
-                    Some(live) => self.positions.deliver_if_new(
-                        &*self.sink,
+                    Some(live) => self.core.positions.deliver_if_new(
+                        &*self.core.sink,
                         &target,
                         live.offset,
                         live.envelope,
@@ -162,8 +149,8 @@ impl ClusterBus {
                 let Some(Value::BulkString(channel)) = push.data.first() else {
                     return;
                 };
-                if let Some(target) = self.keys.target_of_live(channel)
-                    && let Some(position) = self.positions.get(&target)
+                if let Some(target) = self.core.keys.target_of_live(channel)
+                    && let Some(position) = self.core.positions.get(&target)
                 {
                     tracing::info!(%target, "shard channel moved; resubscribing");
                     self.pending.lock().entry(target).or_insert(position);
@@ -172,7 +159,7 @@ impl ClusterBus {
             PushKind::Disconnection => {
                 metrics().bus_reconnects.inc();
                 let mut pending = self.pending.lock();
-                for (target, position) in self.positions.snapshot() {
+                for (target, position) in self.core.positions.snapshot() {
                     pending.entry(target).or_insert(position);
                 }
                 tracing::warn!("a Redis Cluster connection dropped; resubscribing every target");
@@ -196,18 +183,18 @@ impl ClusterBus {
             .collect();
         let mut failed = 0;
         for (target, saved) in pending {
-            if self.positions.get(&target).is_none() {
+            if self.core.positions.get(&target).is_none() {
                 // Left meanwhile: nothing to resubscribe.
                 self.pending.lock().remove(&target);
                 continue;
             }
-            let channel = self.keys.live(&target);
+            let channel = self.core.keys.live(&target);
             let resynced = async {
                 tokio::time::timeout(TIMEOUT, conn.ssubscribe(&channel))
                     .await
                     .map_err(|_| unavailable("subscribe timed out"))?
                     .map_err(unavailable)?;
-                if self.positions.get(&target).is_none() {
+                if self.core.positions.get(&target).is_none() {
                     // Left while subscribing: undo, or the cluster keeps sending it.
                     let _ = conn.sunsubscribe(&channel).await;
                     return Ok(());
@@ -234,10 +221,7 @@ impl ClusterBus {
 
     async fn catch_up(&self, target: &TargetKey, position: Offset) -> Result<(), BusError> {
         let mut conn = self.connection()?;
-        let ttl = self.history_ttl.as_millis() as u64;
-        self.positions
-            .catch_up(&mut conn, &self.keys, &*self.sink, target, position, ttl)
-            .await
+        self.core.catch_up(&mut conn, target, position).await
     }
 
     fn connection(&self) -> Result<ClusterConnection, BusError> {
@@ -250,12 +234,11 @@ impl ClusterBus {
     async fn newest(&self, target: &TargetKey) -> Result<Option<Offset>, BusError> {
         let mut conn = self.connection()?;
         // One target per call: a call must stay in one slot.
-        Ok(
-            reads::newest(&mut conn, &self.keys, std::slice::from_ref(target))
-                .await?
-                .pop()
-                .flatten(),
-        )
+        let newest = self
+            .core
+            .newest(&mut conn, std::slice::from_ref(target))
+            .await?;
+        Ok(newest.into_iter().next().flatten())
     }
 }
 
@@ -267,7 +250,7 @@ impl Bus for ClusterBus {
         let subscribed = futures_util::future::join_all(targets.iter().map(|target| {
             let mut conn = conn.clone();
             async move {
-                tokio::time::timeout(TIMEOUT, conn.ssubscribe(self.keys.live(target)))
+                tokio::time::timeout(TIMEOUT, conn.ssubscribe(self.core.keys.live(target)))
                     .await
                     .map_err(|_| unavailable("subscribe timed out"))?
                     .map_err(unavailable)?;
@@ -284,7 +267,8 @@ impl Bus for ClusterBus {
         }
         for (target, newest) in targets.iter().zip(subscribed) {
             if let Ok(newest) = newest {
-                self.positions
+                self.core
+                    .positions
                     .set(target.clone(), newest.unwrap_or(FROM_START));
             }
         }
@@ -295,10 +279,10 @@ impl Bus for ClusterBus {
         let mut conn = self.connection()?;
         let mut result = Ok(());
         for target in targets {
-            self.positions.remove(target);
+            self.core.positions.remove(target);
             self.pending.lock().remove(target);
             let unsubscribed =
-                tokio::time::timeout(TIMEOUT, conn.sunsubscribe(self.keys.live(target)))
+                tokio::time::timeout(TIMEOUT, conn.sunsubscribe(self.core.keys.live(target)))
                     .await
                     .map_err(|_| unavailable("unsubscribe timed out"))
                     .and_then(|r| r.map_err(unavailable));
@@ -315,9 +299,7 @@ impl Bus for ClusterBus {
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.connection()?;
-        reads::open(&mut conn, &self.keys, target, since)
-            .await
-            .map_err(unavailable)
+        self.core.open_replay(&mut conn, target, since).await
     }
 
     async fn replay_page(
@@ -326,27 +308,21 @@ impl Bus for ClusterBus {
         cursor: &mut ReplayCursor,
     ) -> Result<Vec<(Offset, Bytes)>, BusError> {
         let mut conn = self.connection()?;
-        reads::page(&mut conn, &self.keys, target, cursor)
-            .await
-            .map_err(unavailable)
+        self.core.replay_page(&mut conn, target, cursor).await
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        history::publish(&self.emitter, envelope).await
+        self.core.publish(envelope).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
         let mut conn = self.connection()?;
-        Ok(self.inbox.append(&mut conn, upstream).await?)
+        self.core.send_upstream(&mut conn, upstream).await
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         let mut conn = self.connection()?;
-        self.inbox
-            .stats(&mut conn)
-            .await
-            .map(Some)
-            .map_err(unavailable)
+        self.core.inbox_stats(&mut conn).await.map(Some)
     }
 
     fn shutdown(&self) {

@@ -12,6 +12,7 @@ use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
 pub mod cluster;
+pub mod core;
 pub mod history;
 pub mod inbox;
 pub mod memory;

@@ -18,14 +18,13 @@ use bytes::Bytes;
 use ferrocast_emitter::Emitter;
 use ferrocast_emitter::redis::pool::{Conn, Manager};
 use ferrocast_protocol::script::LiveMessage;
-use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
+use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
-use ferrocast_emitter::redis::history as reads;
-
-use super::history::{self, FROM_START, Positions, unavailable};
+use super::core::RedisCore;
+use super::history::{FROM_START, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
 
@@ -36,20 +35,12 @@ const STABLE: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// A bus over one Redis.
 pub struct RedisBus {
-    keys: Keys,
+    core: RedisCore,
     client: redis::Client,
     reads: bb8::Pool<Manager>,
-    emitter: Emitter,
-    sink: Arc<dyn Sink>,
     /// The live connection's command half and every target it is subscribed to. One lock, so a
     /// reconnect and a subscribe cannot interleave.
     live: Mutex<Live>,
-    /// Newest offset handed to the sink, per subscribed target.
-    positions: Positions,
-    /// How long histories live after their last publish.
-    history_ttl: Duration,
-    /// Where client `send`s go.
-    inbox: ferrocast_emitter::inbox::InboxWriter,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].
     task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
@@ -76,17 +67,11 @@ impl RedisBus {
             .test_on_check_out(false)
             .connection_timeout(TIMEOUT)
             .build_unchecked(Manager::new(client.clone(), TIMEOUT, TIMEOUT));
-        let emitter = settings.emitter(Emitter::builder(url))?;
         let bus = Arc::new(RedisBus {
-            keys: Keys::new(&settings.prefix),
+            core: RedisCore::new(settings, Emitter::builder(url), sink)?,
             client,
             reads,
-            emitter,
-            sink,
             live: Mutex::new(Live::default()),
-            positions: Positions::default(),
-            history_ttl: settings.history_ttl,
-            inbox: settings.inbox(),
             ready: AtomicBool::new(false),
             task: parking_lot::Mutex::new(None),
         });
@@ -108,7 +93,7 @@ impl RedisBus {
                     // Pooled connections from before a Redis restart are dead: find them now,
                     // not one failed client command (and 1013) at a time after saying ready.
                     ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
-                    self.emitter.revalidate().await;
+                    self.core.emitter.revalidate().await;
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
                     let connected_at = tokio::time::Instant::now();
@@ -141,7 +126,11 @@ impl RedisBus {
             .map_err(unavailable)?;
         let (mut sink, stream) = pubsub.split();
         if !live.targets.is_empty() {
-            let channels: Vec<String> = live.targets.iter().map(|t| self.keys.live(t)).collect();
+            let channels: Vec<String> = live
+                .targets
+                .iter()
+                .map(|t| self.core.keys.live(t))
+                .collect();
             tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
                 .await
                 .map_err(|_| unavailable("subscribe timed out"))?
@@ -149,20 +138,16 @@ impl RedisBus {
         }
         live.sink = Some(sink);
         let targets = &live.targets;
-        self.positions.retain(|t| targets.contains(t));
+        self.core.positions.retain(|t| targets.contains(t));
         Ok(stream)
     }
 
     /// Replays every target from its position: what was published while the connection was
     /// down reaches the members, in order, before anything newer.
     async fn catch_up(&self) -> Result<(), BusError> {
-        let ttl = self.history_ttl.as_millis() as u64;
-        for (target, position) in self.positions.snapshot() {
+        for (target, position) in self.core.positions.snapshot() {
             let mut conn = self.reads.get().await.map_err(unavailable)?;
-            let caught_up = self
-                .positions
-                .catch_up(conn.get(), &self.keys, &*self.sink, &target, position, ttl)
-                .await;
+            let caught_up = self.core.catch_up(conn.get(), &target, position).await;
             checked(&mut conn, caught_up)?;
         }
         Ok(())
@@ -176,11 +161,11 @@ impl RedisBus {
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { return };
-                    let Some(target) = self.keys.target_of_live(msg.get_channel_name().as_bytes()) else {
+                    let Some(target) = self.core.keys.target_of_live(msg.get_channel_name().as_bytes()) else {
                         continue;
                     };
                     match LiveMessage::parse(msg.get_payload_bytes()) {
-                        Some(live) => self.positions.deliver_if_new(&*self.sink, &target, live.offset, live.envelope),
+                        Some(live) => self.core.positions.deliver_if_new(&*self.core.sink, &target, live.offset, live.envelope),
                         None => tracing::warn!(%target, "malformed live message skipped"),
                     }
                 }
@@ -208,9 +193,7 @@ impl RedisBus {
     /// The newest offset of each target, in one round trip.
     async fn newest(&self, targets: &[TargetKey]) -> Result<Vec<Option<Offset>>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let newest = reads::newest(conn.get(), &self.keys, targets)
-            .await
-            .map_err(unavailable);
+        let newest = self.core.newest(conn.get(), targets).await;
         checked(&mut conn, newest)
     }
 }
@@ -231,7 +214,7 @@ impl Bus for RedisBus {
             .sink
             .as_mut()
             .ok_or_else(|| unavailable("not connected"))?;
-        let channels: Vec<String> = targets.iter().map(|t| self.keys.live(t)).collect();
+        let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
         tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
             .await
             .map_err(|_| unavailable("subscribe timed out"))?
@@ -248,7 +231,8 @@ impl Bus for RedisBus {
             }
         };
         for (target, newest) in targets.iter().zip(newest) {
-            self.positions
+            self.core
+                .positions
                 .set(target.clone(), newest.unwrap_or(FROM_START));
         }
         Ok(())
@@ -258,13 +242,13 @@ impl Bus for RedisBus {
         let mut live = self.live.lock().await;
         for target in targets {
             live.targets.remove(target);
-            self.positions.remove(target);
+            self.core.positions.remove(target);
         }
         let sink = live
             .sink
             .as_mut()
             .ok_or_else(|| unavailable("not connected"))?;
-        let channels: Vec<String> = targets.iter().map(|t| self.keys.live(t)).collect();
+        let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
         tokio::time::timeout(TIMEOUT, sink.unsubscribe(&channels))
             .await
             .map_err(|_| unavailable("unsubscribe timed out"))?
@@ -277,9 +261,7 @@ impl Bus for RedisBus {
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let opened = reads::open(conn.get(), &self.keys, target, since)
-            .await
-            .map_err(unavailable);
+        let opened = self.core.open_replay(conn.get(), target, since).await;
         checked(&mut conn, opened)
     }
 
@@ -289,29 +271,23 @@ impl Bus for RedisBus {
         cursor: &mut ReplayCursor,
     ) -> Result<Vec<(Offset, Bytes)>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let page = reads::page(conn.get(), &self.keys, target, cursor)
-            .await
-            .map_err(unavailable);
+        let page = self.core.replay_page(conn.get(), target, cursor).await;
         checked(&mut conn, page)
     }
 
     async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        history::publish(&self.emitter, envelope).await
+        self.core.publish(envelope).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let appended = self
-            .inbox
-            .append(conn.get(), upstream)
-            .await
-            .map_err(BusError::from);
+        let appended = self.core.send_upstream(conn.get(), upstream).await;
         checked(&mut conn, appended)
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         let mut conn = self.reads.get().await.map_err(unavailable)?;
-        let stats = self.inbox.stats(conn.get()).await.map_err(unavailable);
+        let stats = self.core.inbox_stats(conn.get()).await;
         checked(&mut conn, stats).map(Some)
     }
 

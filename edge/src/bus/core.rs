@@ -1,0 +1,116 @@
+//! What both Redis buses share: the keys, the emitter for the edge's own publishes, the inbox
+//! writer, each target's position, and every operation that runs on any connection to a target's
+//! slot. The buses differ only in what Redis Cluster really changes: how they subscribe, and how
+//! they get a connection and notice it broke.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrocast_emitter::Emitter;
+use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
+use ferrocast_emitter::redis::history as reads;
+use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
+use redis::aio::ConnectionLike;
+
+use super::history::{self, Positions};
+use super::{BusError, RedisSettings, ReplayCursor, Sink};
+
+/// The state and operations the single-Redis and cluster buses share.
+pub struct RedisCore {
+    /// Key names.
+    pub keys: Keys,
+    /// The edge's own publishes (client `publish` frames).
+    pub emitter: Emitter,
+    /// Where what arrives goes.
+    pub sink: Arc<dyn Sink>,
+    /// Newest offset handed to the sink, per subscribed target.
+    pub positions: Positions,
+    /// How long histories live after their last publish.
+    pub history_ttl: Duration,
+    /// Where client `send`s go.
+    pub inbox: InboxWriter,
+}
+
+impl RedisCore {
+    /// The core of a bus configured with `settings`, publishing through `emitter` (one Redis or
+    /// a cluster) and delivering to `sink`.
+    pub fn new(
+        settings: &RedisSettings,
+        emitter: ferrocast_emitter::EmitterBuilder,
+        sink: Arc<dyn Sink>,
+    ) -> Result<RedisCore, BusError> {
+        Ok(RedisCore {
+            keys: Keys::new(&settings.prefix),
+            emitter: settings.emitter(emitter)?,
+            sink,
+            positions: Positions::default(),
+            history_ttl: settings.history_ttl,
+            inbox: settings.inbox(),
+        })
+    }
+
+    /// The newest offset of each target, in one round trip (a cluster: one target per call).
+    pub async fn newest<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        targets: &[TargetKey],
+    ) -> Result<Vec<Option<Offset>>, BusError> {
+        Ok(reads::newest(conn, &self.keys, targets).await?)
+    }
+
+    /// Opens a replay of `target` after `since`.
+    pub async fn open_replay<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<ReplayCursor, BusError> {
+        Ok(reads::open(conn, &self.keys, target, since).await?)
+    }
+
+    /// The next page of a replay.
+    pub async fn replay_page<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        target: &TargetKey,
+        cursor: &mut ReplayCursor,
+    ) -> Result<Vec<(Offset, Bytes)>, BusError> {
+        Ok(reads::page(conn, &self.keys, target, cursor).await?)
+    }
+
+    /// Replays `target` from `position` to the sink (see [`Positions::catch_up`]).
+    pub async fn catch_up<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        target: &TargetKey,
+        position: Offset,
+    ) -> Result<(), BusError> {
+        let ttl = self.history_ttl.as_millis() as u64;
+        self.positions
+            .catch_up(conn, &self.keys, &*self.sink, target, position, ttl)
+            .await
+    }
+
+    /// Publishes a checked envelope (history, then live).
+    pub async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
+        history::publish(&self.emitter, envelope).await
+    }
+
+    /// Appends a client's `send` to the inbox.
+    pub async fn send_upstream<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        upstream: &Upstream,
+    ) -> Result<String, BusError> {
+        Ok(self.inbox.append(conn, upstream).await?)
+    }
+
+    /// How far behind the inbox's workers are.
+    pub async fn inbox_stats<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+    ) -> Result<InboxStats, BusError> {
+        Ok(self.inbox.stats(conn).await?)
+    }
+}
