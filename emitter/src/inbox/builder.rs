@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use ferrocast_protocol::Keys;
-use redis::aio::ConnectionManagerConfig;
-
-use super::reader::{Conn, Partition};
-use super::{Inbox, InboxError, StartFrom};
+use super::StartFrom;
 
 /// Settings for an [`Inbox`]; [`Inbox::builder`] starts from the defaults.
 #[derive(Debug, Clone)]
@@ -94,53 +90,5 @@ impl InboxBuilder {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
-    }
-
-    /// Connects and creates the consumer group if it is missing.
-    pub async fn connect(self) -> Result<Inbox, InboxError> {
-        if self.group.is_empty() || self.consumer.is_empty() {
-            return Err(InboxError::InvalidSetting(
-                "group and consumer names must not be empty",
-            ));
-        }
-        if !Keys::is_valid_prefix(&self.prefix) {
-            return Err(InboxError::InvalidSetting(
-                "the prefix must be printable ASCII without braces",
-            ));
-        }
-        let conn = if self.cluster_nodes.is_empty() {
-            let client = redis::Client::open(self.url.as_str())
-                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.block + self.timeout))
-                .set_number_of_retries(1);
-            Conn::Single(client.get_connection_manager_with_config(config).await?)
-        } else {
-            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
-                .connection_timeout(self.timeout)
-                .response_timeout(self.block + self.timeout)
-                .build()
-                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
-            Conn::Cluster(client.get_async_connection().await?)
-        };
-        let keys = Keys::new(&self.prefix);
-        let parts = (0..self.partitions)
-            .map(|i| Partition {
-                stream: keys.inbox_partition(i, self.partitions),
-                dead: keys.dead_letter_partition(i, self.partitions),
-                claim_cursor: "0-0".to_owned(),
-                last_claim: None,
-            })
-            .collect();
-        let mut inbox = Inbox {
-            conn,
-            parts,
-            turn: 0,
-            settings: self,
-        };
-        inbox.create_group().await?;
-        inbox.forget_departed().await;
-        Ok(inbox)
     }
 }
