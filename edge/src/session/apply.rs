@@ -4,6 +4,7 @@ use ferrocast_protocol::frame::server::ServerFrame;
 
 use super::Session;
 use super::handlers::Reply;
+use super::refusal::Closing;
 use crate::bus::Bus;
 use crate::fanout::control::Control;
 use crate::ops::metrics::metrics;
@@ -13,7 +14,7 @@ const BY_SERVER: &str = "server";
 
 impl<B: Bus> Session<B> {
     /// Applies `control`: the frames to send, or the close code and reason to close with.
-    pub(super) async fn apply(&mut self, control: &Control) -> Result<Reply, (u16, String)> {
+    pub(super) async fn apply(&mut self, control: &Control) -> Result<Reply, Closing> {
         metrics().controls_applied.inc();
         match control {
             Control::Join(room) => {
@@ -43,7 +44,10 @@ impl<B: Bus> Session<B> {
                     })
                     .into())
             }
-            Control::Disconnect { code, reason } => Err((*code, reason.clone())),
+            Control::Disconnect { code, reason } => Err(Closing {
+                code: *code,
+                reason: reason.clone(),
+            }),
         }
     }
 }

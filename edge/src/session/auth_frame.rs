@@ -8,6 +8,7 @@ use crate::bus::Bus;
 use crate::session::auth::Claims;
 
 use super::Ws;
+use super::refusal::AuthFailure;
 use super::shared::Shared;
 
 /// Waits for the `auth` frame and checks its token. The error is the close reason and the
@@ -15,16 +16,19 @@ use super::shared::Shared;
 pub(super) async fn authenticate<B: Bus>(
     shared: &Shared<B>,
     ws: &mut Ws,
-) -> Result<(Claims, ScopeSince), (&'static str, &'static str)> {
+) -> Result<(Claims, ScopeSince), AuthFailure> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
     loop {
         let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return Err(("authentication timed out", "timeout")),
+            Err(_) => return Err(AuthFailure::new("authentication timed out", "timeout")),
             Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
-                return Err(("frame too large", "too_large"));
+                return Err(AuthFailure::new("frame too large", "too_large"));
             }
             Ok(None | Some(Err(_))) => {
-                return Err(("connection closed before authentication", "closed"));
+                return Err(AuthFailure::new(
+                    "connection closed before authentication",
+                    "closed",
+                ));
             }
             Ok(Some(Ok(Message::Text(text)))) => ClientFrame::from_json(text.as_bytes()),
             Ok(Some(Ok(Message::Binary(bytes)))) => ClientFrame::from_msgpack(&bytes),
@@ -35,8 +39,11 @@ pub(super) async fn authenticate<B: Bus>(
                 .verifier
                 .verify(&token)
                 .map(|c| (c, since))
-                .map_err(|e| ("invalid token", e.reason())),
-            _ => Err(("the first frame must be auth", "no_auth_frame")),
+                .map_err(|e| AuthFailure::new("invalid token", e.reason())),
+            _ => Err(AuthFailure::new(
+                "the first frame must be auth",
+                "no_auth_frame",
+            )),
         };
     }
 }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_protocol::close::{self, ErrorCode};
+use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::client::ScopeSince;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Target};
@@ -94,19 +94,16 @@ async fn serve_connection<B: Bus>(
         Some(claims) => (claims, ScopeSince::default()),
         None => match Box::pin(auth_frame::authenticate(shared, ws)).await {
             Ok(claims) => claims,
-            Err((reason, label)) => {
+            Err(failure) => {
                 metrics()
                     .auth_failures
-                    .get_or_create(&ReasonLabel { reason: label })
+                    .get_or_create(&ReasonLabel {
+                        reason: failure.label,
+                    })
                     .inc();
-                tracing::debug!(reason, "authentication failed");
-                let code = if label == "too_large" {
-                    close::TOO_BIG
-                } else {
-                    close::AUTH_FAILED
-                };
-                close_with(ws, code, reason).await;
-                return code;
+                tracing::debug!(reason = failure.reason, "authentication failed");
+                close_with(ws, failure.code(), failure.reason).await;
+                return failure.code();
             }
         },
     };

@@ -1,5 +1,6 @@
-//! Why a client frame was refused, as its `error` answer says it; and the one mapping from what
-//! the bus says to what the client is told.
+//! Why a client frame was refused, as its `error` answer says it, and the one mapping from what
+//! the bus says to what the client is told; and why a connection is closed, as its close frame
+//! says it.
 
 use ferrocast_protocol::close::ErrorCode;
 
@@ -53,6 +54,40 @@ impl From<BusError> for Refusal {
                 retry_after: Some(INBOX_FULL_RETRY_MS),
             },
             BusError::Refused(e) => Refusal::new(ErrorCode::BadFrame, e),
+        }
+    }
+}
+
+/// Why the edge closes a connection: the close frame's code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Closing {
+    /// The close code.
+    pub(super) code: u16,
+    /// The close frame's reason (short: it must fit a control frame).
+    pub(super) reason: String,
+}
+
+/// Why authentication by `auth` frame failed: how to close, and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AuthFailure {
+    /// The close frame's reason.
+    pub(super) reason: &'static str,
+    /// The `auth_failures` metric label.
+    pub(super) label: &'static str,
+}
+
+impl AuthFailure {
+    /// The failure `label`, closing with `reason`.
+    pub(super) fn new(reason: &'static str, label: &'static str) -> AuthFailure {
+        AuthFailure { reason, label }
+    }
+
+    /// The close code: 1009 for a frame over the limit, 4001 for everything else.
+    pub(super) fn code(self) -> u16 {
+        if self.label == "too_large" {
+            ferrocast_protocol::close::TOO_BIG
+        } else {
+            ferrocast_protocol::close::AUTH_FAILED
         }
     }
 }

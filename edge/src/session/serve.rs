@@ -80,9 +80,9 @@ impl<B: Bus> Session<B> {
                     let Some(control) = control else { continue };
                     let reply = match Box::pin(self.apply(&control)).await {
                         Ok(reply) => reply,
-                        Err((code, reason)) => {
-                            close_with(ws, code, &reason).await;
-                            return code;
+                        Err(closing) => {
+                            close_with(ws, closing.code, &closing.reason).await;
+                            return closing.code;
                         }
                     };
                     match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
