@@ -6,6 +6,10 @@
 //! with a matching client delivers it. Control messages (make sessions join or leave a room,
 //! disconnect them) travel the same way. Upstream, [`Inbox`] reads the clients' `send`s from the
 //! inbox stream through a consumer group.
+//!
+//! This crate is also the one Redis layer of the project: the edge uses its [`redis`] module
+//! (pools, error classes, backoff, history reads), its [`Emitter`] for client publishes, and the
+//! writing end of the [`inbox`], so both sides talk to Redis the same way.
 
 mod emitter;
 mod error;
