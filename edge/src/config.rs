@@ -145,7 +145,7 @@ pub struct Config {
     pub max_pending_per_ip: usize,
 
     /// Browser origins allowed to open WebSockets, comma-separated (e.g.
-    /// https://app.example.com), or `*`. Upgrades from other origins get HTTP 403; requests
+    /// `https://app.example.com`), or `*`. Upgrades from other origins get HTTP 403; requests
     /// without an Origin header (non-browser clients) are allowed. Unset: any origin, with a
     /// warning in the log.
     #[arg(long, env = "FERROCAST_ALLOWED_ORIGINS", value_delimiter = ',')]

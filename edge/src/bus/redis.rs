@@ -7,7 +7,7 @@
 //! reconnects with backoff, subscribes again to every target, and replays each one from its
 //! position before going live again, so a Redis blip loses nothing still in the history. A target
 //! whose history did not survive (Redis restarted empty, or trimmed past the position) gets a
-//! `gap` frame to its members, who stay connected (see [`Positions::catch_up`]).
+//! `gap` frame to its members, who stay connected (see [`Positions::catch_up`](super::history::Positions::catch_up)).
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Every open connection of the edge, for what concerns them all at once: the connection
 //! limits, the heartbeat sweep, token expiry and the drain.
 //!
-//! A connection registers a [`Handle`]: its outbox (to ping it or ask it to close) and its
+//! A connection registers a `Handle`: its outbox (to ping it or ask it to close) and its
 //! [`Life`] (when it was last heard from, when its token expires). One task sweeps the table once
 //! a second; connections own no timers of their own.
 

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::StartFrom;
 
-/// Settings for an [`Inbox`]; [`Inbox::builder`] starts from the defaults.
+/// Settings for an [`Inbox`](super::Inbox); [`Inbox::builder`](super::Inbox::builder) starts
+/// from the defaults.
 #[derive(Debug, Clone)]
 pub struct InboxBuilder {
     pub(super) url: String,
@@ -39,7 +40,7 @@ impl InboxBuilder {
     }
 
     /// Reads the inbox in a Redis Cluster, given some of its nodes (`redis://host:port` each),
-    /// instead of the single Redis given to [`Inbox::builder`].
+    /// instead of the single Redis given to [`Inbox::builder`](super::Inbox::builder).
     pub fn cluster(mut self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
         self
@@ -60,7 +61,7 @@ impl InboxBuilder {
 
     /// How long a message may stay unacknowledged with one consumer before another claims it
     /// (default 30 s). Make it at least twice your slowest handler's time, or a message can be
-    /// handled twice. ([`Inbox::run`] keeps the messages of a batch waiting behind slow
+    /// handled twice. ([`Inbox::run`](super::Inbox::run) keeps the messages of a batch waiting behind slow
     /// handlers from being claimed.)
     pub fn claim_idle(mut self, idle: Duration) -> Self {
         self.claim_idle = idle.max(Duration::from_millis(1));
