@@ -56,3 +56,56 @@ pub async fn run<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferrocast_protocol::{Encoding, Target};
+
+    use super::*;
+    use crate::bus::MemoryBus;
+    use crate::fanout::feed::Feed;
+    use crate::fanout::outbox;
+    use crate::fanout::registry::{Member, SubState};
+
+    fn member(session: u64) -> Member {
+        let (outbox, _queued) = outbox::channel(4, 1024);
+        Member {
+            client: format!("c{session}").into(),
+            encoding: Encoding::Json,
+            outbox,
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_with_members_are_subscribed_and_the_last_leave_unsubscribes() {
+        let registry = Registry::new();
+        let bus = Arc::new(MemoryBus::new(
+            Feed::new(registry.clone()),
+            10,
+            Duration::from_secs(60),
+        ));
+        let task = tokio::spawn(run(registry.clone(), bus.clone()));
+        let room = Target::Room("r".into()).key();
+        let mut first = registry.join(&room, 1, member(1)).state;
+        first
+            .wait_for(|s| *s == SubState::Live)
+            .await
+            .expect("live");
+        // A second member joins a live target: live at once, nothing to subscribe.
+        let second = registry.join(&room, 2, member(2)).state;
+        assert_eq!(*second.borrow(), SubState::Live);
+        assert_eq!(registry.targets(), 1);
+        registry.leave(&room, 1);
+        registry.leave(&room, 2);
+        assert_eq!(registry.targets(), 0);
+        // Joined again after everyone left: subscribed again, live again.
+        let mut again = registry.join(&room, 3, member(3)).state;
+        again
+            .wait_for(|s| *s == SubState::Live)
+            .await
+            .expect("live again");
+        task.abort();
+    }
+}
