@@ -190,10 +190,15 @@ impl From<Vec<String>> for Patterns {
 impl Patterns {
     /// Whether `room` matches any pattern.
     pub fn allows(&self, room: &str) -> bool {
-        self.0.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => room.starts_with(prefix),
-            None => p == room,
-        })
+        self.0.iter().any(|p| matches(p, room))
+    }
+}
+
+/// Whether `name` matches `pattern`: the same name, or a prefix ending in `*`.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
     }
 }
 

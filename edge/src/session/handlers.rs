@@ -7,7 +7,7 @@ use ferrocast_protocol::{Envelope, Target, Upstream};
 use tungstenite::Message;
 
 use super::Session;
-use super::rate::UpstreamQuota;
+use super::rate::{TokenBucket, UpstreamQuota, Verdict};
 use super::refusal::Refusal;
 use super::replay::Replaying;
 use crate::bus::Bus;
@@ -17,6 +17,10 @@ use crate::ops::metrics::metrics;
 /// join/leave loops with `since` must run out of tokens long before they cost Redis much.
 pub(super) const SINCE_COST: f64 = 4.0;
 
+/// Refusals in a row by one `--event-rate` rule (at least; its burst if larger) after which the
+/// client is closed with 4008: it is not waiting as long as it is told.
+const EVENT_RATE_PATIENCE: u32 = 10;
+
 /// What answering a frame writes: its frames, then any replays, a page at a time.
 #[derive(Default)]
 pub(super) struct Reply {
@@ -24,6 +28,8 @@ pub(super) struct Reply {
     pub frames: Vec<Message>,
     /// Replays to stream after them.
     pub replays: Vec<Replaying>,
+    /// The close code to close the connection with once they are written.
+    pub close: Option<u16>,
 }
 
 impl From<Option<Message>> for Reply {
@@ -31,6 +37,7 @@ impl From<Option<Message>> for Reply {
         Reply {
             frames: frame.into_iter().collect(),
             replays: Vec::new(),
+            close: None,
         }
     }
 }
@@ -75,7 +82,7 @@ impl<B: Bus> Session<B> {
                     offset: Some(offset),
                     id: None,
                 }),
-                Err(refusal) => self.refuse(reference, &refusal),
+                Err(refusal) => return self.refused(reference, &refusal),
             },
             ClientFrame::Send {
                 event,
@@ -87,7 +94,7 @@ impl<B: Bus> Session<B> {
                     offset: None,
                     id: Some(id),
                 }),
-                Err(refusal) => self.refuse(reference, &refusal),
+                Err(refusal) => return self.refused(reference, &refusal),
             },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
             ClientFrame::Resume { since, reference } => match self.resume(&since).await {
@@ -99,6 +106,7 @@ impl<B: Bus> Session<B> {
                     return Reply {
                         frames: answer.into_iter().collect(),
                         replays,
+                        close: None,
                     };
                 }
                 Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
@@ -112,6 +120,7 @@ impl<B: Bus> Session<B> {
                     return Reply {
                         frames: refreshed.into_iter().chain(self.revoke_rooms()).collect(),
                         replays: Vec::new(),
+                        close: None,
                     };
                 }
                 Ok(_) => self.error(
@@ -141,6 +150,7 @@ impl<B: Bus> Session<B> {
                 "the token does not allow publishing to this room",
             ));
         }
+        self.check_event_rate(event)?;
         if !self.rooms.contains_key(&room) {
             return Err(Refusal::new(
                 ErrorCode::NotJoined,
@@ -153,6 +163,55 @@ impl<B: Bus> Session<B> {
             envelope.except.push(self.client.to_string());
         }
         Ok(self.shared.bus.publish(&envelope).await?.to_string())
+    }
+
+    /// The error answer to frame `reference` for `refusal`, and the close after it if the
+    /// refusal asks for one.
+    fn refused(&self, reference: Option<u64>, refusal: &Refusal) -> Reply {
+        let mut reply = Reply::from(self.refuse(reference, refusal));
+        reply.close = refusal.close_after;
+        reply
+    }
+
+    /// Applies the first `--event-rate` rule `event` matches, if any: its bucket is made on the
+    /// connection's first frame of that rule.
+    fn check_event_rate(&mut self, event: &str) -> Result<(), Refusal> {
+        let rules = &self.shared.config.event_rates;
+        let Some(index) = rules
+            .iter()
+            .position(|rule| crate::session::auth::matches(&rule.pattern, event))
+        else {
+            return Ok(());
+        };
+        let buckets = self
+            .event_limits
+            .get_or_insert_with(|| rules.iter().map(|_| None).collect());
+        let rule = &rules[index];
+        // A small burst must not make a client that retries a little late a flooder.
+        let patience = rule.burst.max(EVENT_RATE_PATIENCE);
+        let bucket = buckets[index].get_or_insert_with(|| {
+            TokenBucket::with_patience(rule.per_second, rule.burst, patience)
+        });
+        let now = std::time::Instant::now();
+        let refused = |bucket: &TokenBucket| {
+            metrics().rate_limited.inc();
+            Refusal::rate_limited(
+                format!(
+                    "at most {} {} frames a second (--event-rate)",
+                    rule.per_second, rule.pattern
+                ),
+                bucket.retry_after_ms(now),
+            )
+        };
+        match bucket.take(now) {
+            Verdict::Allow => Ok(()),
+            Verdict::Refuse => Err(refused(bucket)),
+            Verdict::Close => {
+                let mut refusal = refused(bucket);
+                refusal.close_after = Some(ferrocast_protocol::close::RATE_LIMITED);
+                Err(refusal)
+            }
+        }
     }
 
     /// Checks `data` of a `publish` or `send`: not over `--max-data-size`, and JSON that every
@@ -183,6 +242,7 @@ impl<B: Bus> Session<B> {
             };
             return Err(Refusal::new(ErrorCode::Forbidden, message));
         }
+        self.check_event_rate(&event)?;
         if let Some(send) = &self.claims.send
             && !send.allows(&event)
         {

@@ -124,6 +124,7 @@ async fn serve_connection<B: Bus>(
         life,
         rate: TokenBucket::new(config.rate, config.burst),
         upstream_quota: None,
+        event_limits: None,
         rooms: HashMap::new(),
         fences: Fences::default(),
         own,
@@ -154,6 +155,8 @@ struct Session<B: Bus> {
     rate: TokenBucket,
     /// What it may still `send` upstream (made on its first `send`).
     upstream_quota: Option<Box<rate::UpstreamQuota>>,
+    /// Its buckets for the `--event-rate` rules, by rule (made on first use).
+    event_limits: Option<Box<[Option<TokenBucket>]>>,
     /// Joined rooms.
     rooms: HashMap<String, Room>,
     /// Topics left whose earlier frames may still be queued.

@@ -11,6 +11,8 @@ pub struct TokenBucket {
     last: Instant,
     /// Frames refused since the last one allowed.
     refused_in_a_row: u32,
+    /// Refusals in a row after which the client is closed.
+    patience: u32,
 }
 
 /// What to do with one inbound frame.
@@ -25,8 +27,13 @@ pub enum Verdict {
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// A full bucket; `burst` refusals in a row close the client.
     pub fn new(rate: f64, burst: u32) -> TokenBucket {
+        TokenBucket::with_patience(rate, burst, burst)
+    }
+
+    /// A full bucket; `patience` refusals in a row close the client.
+    pub fn with_patience(rate: f64, burst: u32, patience: u32) -> TokenBucket {
         let burst = f64::from(burst.max(1));
         TokenBucket {
             rate: rate.max(0.0),
@@ -34,6 +41,7 @@ impl TokenBucket {
             tokens: burst,
             last: Instant::now(),
             refused_in_a_row: 0,
+            patience: patience.max(1),
         }
     }
 
@@ -87,7 +95,7 @@ impl TokenBucket {
             return Verdict::Allow;
         }
         self.refused_in_a_row += 1;
-        if f64::from(self.refused_in_a_row) >= self.burst {
+        if self.refused_in_a_row >= self.patience {
             Verdict::Close
         } else {
             Verdict::Refuse

@@ -18,6 +18,9 @@ pub(crate) struct Refusal {
     pub(super) message: String,
     /// Milliseconds before the same frame can succeed (`RATE_LIMITED`, `UNAVAILABLE`).
     pub(super) retry_after: Option<u64>,
+    /// The close code to close the connection with after the answer, for a client that kept
+    /// ignoring its refusals.
+    pub(super) close_after: Option<u16>,
 }
 
 impl Refusal {
@@ -27,6 +30,7 @@ impl Refusal {
             code,
             message: message.into(),
             retry_after: (code == ErrorCode::Unavailable).then_some(UNAVAILABLE_RETRY_MS),
+            close_after: None,
         }
     }
 
@@ -36,6 +40,7 @@ impl Refusal {
             code: ErrorCode::RateLimited,
             message: message.into(),
             retry_after: Some(ms),
+            close_after: None,
         }
     }
 }
@@ -52,6 +57,7 @@ impl From<BusError> for Refusal {
                 code: ErrorCode::Unavailable,
                 message: e,
                 retry_after: Some(INBOX_FULL_RETRY_MS),
+                close_after: None,
             },
             BusError::Refused(e) => Refusal::new(ErrorCode::BadFrame, e),
         }

@@ -92,6 +92,7 @@ impl<B: Bus> Session<B> {
                 cursor,
                 written: Written::default(),
             }],
+            close: None,
         })
     }
 

@@ -57,6 +57,7 @@ impl<B: Bus> Session<B> {
         let welcome = Reply {
             frames: welcome.into_iter().collect(),
             replays,
+            close: None,
         };
         match Box::pin(self.answer(ws, kick_request.as_mut(), welcome)).await {
             Ok(()) => {}
@@ -174,7 +175,10 @@ impl<B: Bus> Session<B> {
         for replay in reply.replays {
             self.stream(ws, kick.as_mut(), replay).await?;
         }
-        Ok(())
+        match reply.close {
+            Some(code) => Err(Some(code)),
+            None => Ok(()),
+        }
     }
 
     /// Closes the connection as the edge asked (slow consumer, heartbeat, expiry, drain, ...).

@@ -120,6 +120,7 @@ pub(super) fn kick_reason(code: u16) -> &'static str {
         close::SLOW_CONSUMER => "slow consumer",
         close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
         close::TOKEN_EXPIRED => "token expired",
+        close::RATE_LIMITED => "rate limit exceeded",
         close::GOING_AWAY => "edge going away; reconnect and resume",
         _ => "closed by the edge",
     }
