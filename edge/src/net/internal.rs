@@ -18,6 +18,8 @@ use crate::session::Shared;
 
 /// Requests served at once; more wait in the accept queue. Probes and scrapes are a handful.
 const CONCURRENT: usize = 64;
+/// Longest one request may take, reading it and writing the answer included.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts internal requests until `shutdown` completes.
 pub async fn serve<B: Bus>(
@@ -28,8 +30,12 @@ pub async fn serve<B: Bus>(
     let permits = Arc::new(Semaphore::new(CONCURRENT));
     tokio::pin!(shutdown);
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            _ = &mut shutdown => return,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
         };
         tokio::select! {
             _ = &mut shutdown => return,
@@ -37,7 +43,8 @@ pub async fn serve<B: Bus>(
                 Ok((stream, _)) => {
                     let shared = shared.clone();
                     tokio::spawn(async move {
-                        answer(&shared, stream).await;
+                        // A scraper that stops reading must not hold its place for long.
+                        let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer(&shared, stream)).await;
                         drop(permit);
                     });
                 }

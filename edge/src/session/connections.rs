@@ -149,6 +149,15 @@ impl Connections {
                 ip: None,
             });
         }
+        // An IPv6 host usually has a whole /64 to pick addresses from: count it as one.
+        let ip = match ip {
+            IpAddr::V6(v6) => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+            v4 => v4,
+        };
         let mut table = self.pending_by_ip.lock();
         let held = table.entry(ip).or_insert(0);
         if *held >= max_per_ip {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_protocol::close::ErrorCode;
+use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::client::ScopeSince;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Target};
@@ -108,6 +108,16 @@ async fn serve_connection<B: Bus>(
         },
     };
     drop(unauthenticated);
+    // A connection that authenticated after a drain began would outlive it.
+    if shared.connections.is_draining() {
+        close_with(
+            ws,
+            close::GOING_AWAY,
+            "edge going away; reconnect and resume",
+        )
+        .await;
+        return close::GOING_AWAY;
+    }
     let config = &shared.config;
     let (outbox, queued) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);

@@ -15,6 +15,10 @@ pub struct TokenBucket {
     patience: u32,
 }
 
+/// Longest wait ever told to a client: a rate of zero (or a very slow rule) would otherwise say
+/// "forever", which no client can act on (browsers' timers, for one, fire at once past 2^31 ms).
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
 /// What to do with one inbound frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -64,9 +68,9 @@ impl TokenBucket {
         if self.tokens >= n {
             0
         } else if self.rate <= 0.0 {
-            u64::MAX
+            MAX_RETRY_AFTER_MS
         } else {
-            ((n - self.tokens) / self.rate * 1000.0).ceil() as u64
+            (((n - self.tokens) / self.rate * 1000.0).ceil() as u64).min(MAX_RETRY_AFTER_MS)
         }
     }
 
@@ -78,9 +82,9 @@ impl TokenBucket {
             return 0;
         }
         if self.rate <= 0.0 {
-            return u64::MAX;
+            return MAX_RETRY_AFTER_MS;
         }
-        ((1.0 - tokens) / self.rate * 1000.0).ceil() as u64
+        (((1.0 - tokens) / self.rate * 1000.0).ceil() as u64).min(MAX_RETRY_AFTER_MS)
     }
 
     /// Takes a token for a frame arriving now. After `burst` refusals in a row the verdict is

@@ -30,11 +30,16 @@ const RECENT_IDS: usize = 1024;
 /// otherwise hold its share of the edge-wide budget, and with enough such clients no replay
 /// anywhere could start; past this it is a slow consumer (4009), and may resume later.
 const PAGE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a replay waits for room in the edge-wide budget before it gives up with a `gap`: the
+/// client is not reading its socket meanwhile, and would be taken for idle.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A replay opened by an answer, to stream after it.
 pub(super) struct Replaying {
     /// Whose history.
     pub target: TargetKey,
+    /// Its registry topic, whose seam the replay set.
+    pub topic: u64,
     /// Where it stands.
     pub cursor: ReplayCursor,
     /// What was written live already (for the user and `all` scopes), left out of the replay.
@@ -55,7 +60,14 @@ impl<B: Bus> Session<B> {
         let mut ids = HashSet::new();
         while !replay.cursor.is_done() {
             let permit = tokio::select! {
-                permit = budget.clone().acquire_many_owned(PAGE_BYTES as u32) => permit.map_err(|_| None)?,
+                permit = tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(PAGE_BYTES as u32)) => match permit {
+                    Ok(permit) => permit.map_err(|_| None)?,
+                    Err(_) => {
+                        tracing::debug!(target = %replay.target, "no replay budget in time; replay cut short");
+                        replay.cursor.interrupt();
+                        break;
+                    }
+                },
                 code = kick.as_mut() => return Err(Some(code)),
             };
             let page = match self
@@ -93,8 +105,12 @@ impl<B: Bus> Session<B> {
                 Ok(written) => written?,
                 Err(_) => return Err(Some(close::SLOW_CONSUMER)),
             }
+            // A client reading its replay is alive, whatever the replay keeps it from sending.
+            self.life.heard(&self.shared.connections.clock);
         }
         if replay.cursor.was_interrupted() {
+            // What the seam held back is not in the replay any more: let it through.
+            self.seams.forget(replay.topic);
             let (scope, room) = replay.target.scope_and_room();
             let gap = self.encode(&ServerFrame::Gap {
                 scope,

@@ -89,6 +89,7 @@ impl<B: Bus> Session<B> {
                 .collect(),
             replays: vec![Replaying {
                 target,
+                topic: joined.topic,
                 cursor,
                 written: Written::default(),
             }],
@@ -187,14 +188,19 @@ impl<B: Bus> Session<B> {
                 Scope::User => recovered.user = cursor.recovered,
                 _ => recovered.all = cursor.recovered,
             }
-            if let Some(last) = cursor.last {
-                self.seams.set(topic, last);
-            }
             replays.push(Replaying {
                 target,
+                topic,
                 cursor,
                 written,
             });
+        }
+        // Seams only once every history is open: a failed open answers UNAVAILABLE, and a seam
+        // left behind would drop live messages that no replay brings.
+        for replay in &replays {
+            if let Some(last) = replay.cursor.last {
+                self.seams.set(replay.topic, last);
+            }
         }
         Ok((recovered, replays))
     }

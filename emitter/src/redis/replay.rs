@@ -129,8 +129,6 @@ impl ReplayCursor {
             self.interrupt();
             return Vec::new();
         }
-        let asked = self.count;
-        let read = page.len();
         page.retain(|(offset, _)| offset.id <= last.id);
         let mut bytes = 0;
         let keep = page
@@ -151,7 +149,9 @@ impl ReplayCursor {
         let kept_bytes: usize = page.iter().map(|(_, e)| e.len()).sum();
         let average = (kept_bytes / page.len()).max(1);
         self.count = (PAGE_BYTES / average).clamp(1, MAX_COUNT);
-        self.done = newest.id >= last.id || (read < asked && keep == read);
+        // Not "fewer than asked, so that was all": entries without an envelope are skipped before
+        // this, and one such would end a replay early. An empty page is what ends it.
+        self.done = newest.id >= last.id;
         page
     }
 }
