@@ -138,7 +138,8 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_MAX_UNAUTHENTICATED", default_value_t = 1_000)]
     pub max_unauthenticated: usize,
 
-    /// Most unauthenticated connections at once from one peer IP address, so one host cannot
+    /// Most unauthenticated connections at once from one peer IP address (IPv6: one /64, what
+    /// a host usually holds), so one host cannot
     /// hold every place under --max-unauthenticated; beyond it new connections get HTTP 503. 0:
     /// no per-address cap (behind a proxy whose address every connection shares).
     #[arg(long, env = "FERROCAST_MAX_PENDING_PER_IP", default_value_t = 256)]
