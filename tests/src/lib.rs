@@ -11,6 +11,7 @@ pub mod emitter_cli;
 pub mod follow;
 pub mod process;
 pub mod token;
+pub mod upstream;
 
 pub use client::Client;
 pub use emitter_cli::emitter;
@@ -56,4 +57,15 @@ pub async fn assert_nothing_else(emitter: &Emitter, clients: &mut [&mut Client])
         assert_eq!(frame["data"], json!(marker));
         assert_eq!(frame["scope"], "all");
     }
+}
+
+/// Joins `room` with `since` and returns the `joined` answer; panics unless joined.
+pub async fn join_since(client: &mut Client, room: &str, since: Option<&str>) -> serde_json::Value {
+    let mut frame = json!({"type": "join", "room": room});
+    if let Some(since) = since {
+        frame["since"] = json!(since);
+    }
+    let joined = client.request(frame).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    joined
 }

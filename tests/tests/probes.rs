@@ -11,6 +11,18 @@ fn token(sub: &str) -> String {
     Token::user(sub, &["r"]).dev()
 }
 
+/// A TCP connection to the edge's public port from local address `source` (127.0.0.x).
+async fn connect_from(edge: &Edge, source: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("address"))
+        .expect("bind");
+    socket
+        .connect(([127, 0, 0, 1], edge.port).into())
+        .await
+        .expect("connect")
+}
+
 /// Opens connections from `source` that never say anything, until `count` of them are held by
 /// the edge (a held one gets no answer; a refused one gets its 503 at once).
 async fn silent_sockets(edge: &Edge, source: &str, count: usize) -> Vec<TcpStream> {
@@ -19,14 +31,7 @@ async fn silent_sockets(edge: &Edge, source: &str, count: usize) -> Vec<TcpStrea
         if held.len() == count {
             break;
         }
-        let socket = TcpSocket::new_v4().expect("socket");
-        socket
-            .bind(format!("{source}:0").parse().expect("address"))
-            .expect("bind");
-        let mut stream = socket
-            .connect(([127, 0, 0, 1], edge.port).into())
-            .await
-            .expect("connect");
+        let mut stream = connect_from(edge, source).await;
         let mut byte = [0u8; 1];
         if tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte))
             .await
@@ -45,14 +50,7 @@ async fn silent_sockets(edge: &Edge, source: &str, count: usize) -> Vec<TcpStrea
 
 /// The status line of an upgrade attempt from `source`.
 async fn upgrade_status(edge: &Edge, source: &str) -> String {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(format!("{source}:0").parse().expect("address"))
-        .expect("bind");
-    let mut stream = socket
-        .connect(([127, 0, 0, 1], edge.port).into())
-        .await
-        .expect("connect");
+    let mut stream = connect_from(edge, source).await;
     let request = "GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
                    sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())

@@ -8,22 +8,12 @@ use std::time::Duration;
 
 use ferrocast_emitter::Emitter;
 use ferrocast_tests::follow::{Traffic, Urls, publisher};
+use ferrocast_tests::join_since;
 use ferrocast_tests::{Client, Edge, RedisServer, Token};
 use serde_json::{Value, json};
 
 fn token(sub: &str) -> String {
     Token::user(sub, &["r", "room:*"]).dev()
-}
-
-/// Joins `room` with `since` and returns the `joined` answer.
-async fn join_since(client: &mut Client, room: &str, since: Option<&str>) -> Value {
-    let mut frame = json!({"type": "join", "room": room});
-    if let Some(since) = since {
-        frame["since"] = json!(since);
-    }
-    let joined = client.request(frame).await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    joined
 }
 
 /// Checks numbered messages: each of `0..count` exactly once, in order.

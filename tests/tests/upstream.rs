@@ -4,18 +4,12 @@
 use std::time::Duration;
 
 use ferrocast_emitter::{Emitter, Inbox, Received};
-use ferrocast_tests::{Client, DEADLINE, Edge, RedisServer, Token, eventually};
+use ferrocast_tests::upstream::{chat_token, send, take};
+use ferrocast_tests::{Client, DEADLINE, Edge, RedisServer, eventually};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 const UPSTREAM: &[&str] = &["--upstream-events", "chat.*,typing"];
-
-fn token(sub: &str) -> String {
-    Token::user(sub, &["chat:*"])
-        .claim("pub", json!(["chat:*"]))
-        .claim("meta", json!({"plan": "pro", "team": 7}))
-        .dev()
-}
 
 /// A consumer for tests: short waits, so claims and dead-lettering happen within the deadline.
 async fn consumer(redis: &RedisServer, name: &str, max_deliveries: u64) -> Inbox {
@@ -28,37 +22,13 @@ async fn consumer(redis: &RedisServer, name: &str, max_deliveries: u64) -> Inbox
         .expect("inbox")
 }
 
-/// Sends upstream and returns the `ack`'s id.
-async fn send(client: &mut Client, event: &str, data: Value) -> String {
-    let ack = client
-        .request(json!({"type": "send", "event": event, "data": data}))
-        .await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    ack["id"].as_str().expect("ack id").to_owned()
-}
-
-/// Reads from `inbox` until `n` messages arrived.
-async fn take(inbox: &mut Inbox, n: usize) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {n} arrived",
-            out.len()
-        );
-        out.extend(inbox.next().await.expect("read inbox"));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_reaches_a_worker_which_answers_the_sender() {
     let redis = RedisServer::start();
     let a = Edge::with_redis(&redis, UPSTREAM).await;
     let b = Edge::with_redis(&redis, UPSTREAM).await;
-    let (mut alice, welcome) = Client::connect(&a.ws_url(), &token("alice")).await;
-    let (mut bob, _) = Client::connect_msgpack(&b.ws_url(), &token("bob")).await;
+    let (mut alice, welcome) = Client::connect(&a.ws_url(), &chat_token("alice")).await;
+    let (mut bob, _) = Client::connect_msgpack(&b.ws_url(), &chat_token("bob")).await;
     let data = r#"{"text":"hi é","n":1.50}"#;
 
     // The worker: answers each sender through the emitter, and reports what it got.
@@ -141,7 +111,7 @@ async fn a_send_reaches_a_worker_which_answers_the_sender() {
 async fn a_crashed_worker_s_message_goes_to_another_and_poison_goes_to_the_dead_letters() {
     let redis = RedisServer::start();
     let edge = Edge::with_redis(&redis, UPSTREAM).await;
-    let (mut alice, _) = Client::connect(&edge.ws_url(), &token("alice")).await;
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &chat_token("alice")).await;
 
     // Worker 1 takes a message and dies before acknowledging it.
     let lost = send(&mut alice, "chat.send", json!("first")).await;
@@ -231,8 +201,8 @@ async fn bad_sends_and_publishes_get_their_codes_and_disturb_no_one() {
     let mut args = UPSTREAM.to_vec();
     args.extend(["--max-data-size", "1024"]);
     let edge = Edge::with_redis(&redis, &args).await;
-    let (mut alice, _) = Client::connect(&edge.ws_url(), &token("alice")).await;
-    let (mut bob, _) = Client::connect(&edge.ws_url(), &token("bob")).await;
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &chat_token("alice")).await;
+    let (mut bob, _) = Client::connect(&edge.ws_url(), &chat_token("bob")).await;
     bob.join("chat:1").await;
     alice.join("chat:1").await;
     let big = "x".repeat(2000);

@@ -3,48 +3,18 @@
 
 use std::time::Duration;
 
-use ferrocast_emitter::{Emitter, Inbox, Received};
-use ferrocast_tests::{Client, DEADLINE, Edge, RedisServer, Running, Token, bin, emitter};
+use ferrocast_emitter::{Emitter, Inbox};
+use ferrocast_tests::upstream::{chat_token, send, take};
+use ferrocast_tests::{Client, Edge, RedisServer, Running, bin, emitter};
 use serde_json::{Value, json};
 
 const UPSTREAM: &[&str] = &["--upstream-events", "chat.*,typing"];
-
-fn token(sub: &str) -> String {
-    Token::user(sub, &["chat:*"])
-        .claim("pub", json!(["chat:*"]))
-        .claim("meta", json!({"plan": "pro", "team": 7}))
-        .dev()
-}
-
-/// Sends upstream and returns the `ack`'s id.
-async fn send(client: &mut Client, event: &str, data: Value) -> String {
-    let ack = client
-        .request(json!({"type": "send", "event": event, "data": data}))
-        .await;
-    assert_eq!(ack["type"], "ack", "{ack}");
-    ack["id"].as_str().expect("ack id").to_owned()
-}
-
-/// Reads from `inbox` until `n` messages arrived.
-async fn take(inbox: &mut Inbox, n: usize) -> Vec<Received> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {n} arrived",
-            out.len()
-        );
-        out.extend(inbox.next().await.expect("read inbox"));
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_is_off_unless_configured_and_needs_redis() {
     let redis = RedisServer::start();
     let edge = Edge::with_redis(&redis, &[]).await;
-    let (mut alice, _) = Client::connect(&edge.ws_url(), &token("alice")).await;
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &chat_token("alice")).await;
     let answer = alice
         .request(json!({"type": "send", "event": "chat.send", "data": 1}))
         .await;
@@ -88,7 +58,7 @@ fn consume(redis: &RedisServer, count: usize) -> Vec<Value> {
 async fn the_consume_command_prints_json_lines_and_acknowledges_them() {
     let redis = RedisServer::start();
     let edge = Edge::with_redis(&redis, UPSTREAM).await;
-    let (mut alice, welcome) = Client::connect(&edge.ws_url(), &token("alice")).await;
+    let (mut alice, welcome) = Client::connect(&edge.ws_url(), &chat_token("alice")).await;
     let ids = [
         send(&mut alice, "chat.send", json!({"text": "one"})).await,
         send(&mut alice, "typing", json!(true)).await,
@@ -128,8 +98,8 @@ async fn the_chat_worker_example_publishes_good_messages_and_answers_bad_ones() 
             .spawn()
             .expect("run the example (cargo build --examples)"),
     );
-    let (mut alice, _) = Client::connect(&edge.ws_url(), &token("alice")).await;
-    let (mut bob, _) = Client::connect(&edge.ws_url(), &token("bob")).await;
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &chat_token("alice")).await;
+    let (mut bob, _) = Client::connect(&edge.ws_url(), &chat_token("bob")).await;
     alice.join("chat:1").await;
     bob.join("chat:1").await;
     send(
@@ -172,7 +142,7 @@ async fn a_partitioned_inbox_keeps_each_client_in_one_partition_and_workers_read
     let edge = Edge::with_redis(&redis, &args).await;
     let mut clients = Vec::new();
     for i in 0..6 {
-        let (client, _) = Client::connect(&edge.ws_url(), &token(&format!("user-{i}"))).await;
+        let (client, _) = Client::connect(&edge.ws_url(), &chat_token(&format!("user-{i}"))).await;
         clients.push(client);
     }
     let mut ids = std::collections::HashSet::new();
