@@ -111,11 +111,15 @@ impl<B: Bus> Session<B> {
         if replay.cursor.was_interrupted() {
             // What the seam held back is not in the replay any more: let it through.
             self.seams.forget(replay.topic);
+            // The gap reaches to where the history stands now, which after Redis lost it is a
+            // new epoch's offset (as after a catch-up); the replay's end if it cannot be read.
+            let now = self.shared.bus.open_replay(&replay.target, None).await;
+            let offset = now.ok().and_then(|c| c.last).or(replay.cursor.last);
             let (scope, room) = replay.target.scope_and_room();
             let gap = self.encode(&ServerFrame::Gap {
                 scope,
                 room,
-                offset: replay.cursor.last.map(|o| o.to_string()),
+                offset: offset.map(|o| o.to_string()),
             });
             send_unless_kicked(ws, kick, gap).await?;
         }
