@@ -9,8 +9,11 @@ use ferrocast_emitter::settings::parse_duration;
 use ferrocast_protocol::script;
 
 mod event_rate;
+pub mod patterns;
+mod presence;
 
 pub use event_rate::{EventRate, parse_event_rate};
+pub use presence::PresenceConfig;
 
 /// The JWT secret of development mode (no key configured). It is published, so anyone can mint
 /// tokens with it: in development mode the edge listens on loopback only.
@@ -18,6 +21,10 @@ pub const DEV_JWT_SECRET: &str = "ferrocast-dev-secret";
 
 /// Shortest HS256 secret accepted, in bytes: RFC 7518 asks for a key at least as long as the hash.
 pub const MIN_SECRET_LEN: usize = 32;
+
+/// The HTTP API key of development mode (no JWT key and no --api-key configured). Published,
+/// like [`DEV_JWT_SECRET`]: development mode listens on loopback only.
+pub const DEV_API_KEY: &str = "ferrocast-dev-api-key";
 
 /// Ferrocast edge: a WebSocket server that authenticates clients with JWTs, lets them join rooms
 /// and delivers what workers publish through Redis. With no flags it runs as a single node with
@@ -229,6 +236,22 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_REPLAY_MEMORY", default_value_t = 64 * 1024 * 1024)]
     pub replay_memory: usize,
 
+    /// Presence: --presence-rooms, --presence-events, --presence-ttl, --presence-max.
+    #[command(flatten)]
+    pub presence: PresenceConfig,
+
+    /// Keys of the HTTP API on the internal listener (`Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`), comma-separated so a new key can be rolled out before the old one is
+    /// dropped. Unset: the API is off, except in development mode, where it takes
+    /// the published key `ferrocast-dev-api-key`.
+    #[arg(
+        long = "api-key",
+        env = "FERROCAST_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
     /// Messages kept per target by the in-process bus (single-node mode).
     #[arg(long, env = "FERROCAST_HISTORY_LEN", default_value_t = script::DEFAULT_HISTORY_LEN)]
     pub history_len: u64,
@@ -287,6 +310,22 @@ impl Config {
     /// Whether no JWT key is configured: development mode, with the published secret.
     pub fn is_development(&self) -> bool {
         self.jwt_secret.is_none() && self.jwt_public_key_file.is_none()
+    }
+
+    /// The keys the HTTP API accepts: the configured ones, or the development key in
+    /// development mode; none (the API is off) otherwise.
+    pub fn api_keys(&self) -> Vec<String> {
+        let keys: Vec<String> = self
+            .api_keys
+            .iter()
+            .filter(|k| !k.is_empty())
+            .cloned()
+            .collect();
+        if keys.is_empty() && self.is_development() {
+            vec![DEV_API_KEY.to_owned()]
+        } else {
+            keys
+        }
     }
 
     /// The public and internal addresses to bind: as configured, except that development mode

@@ -18,6 +18,7 @@ use crate::fanout::feed::Feed;
 use crate::fanout::registry::Registry;
 use crate::fanout::subscriptions;
 use crate::net::{internal, listener};
+use crate::presence::Presence;
 use crate::session::Shared;
 use crate::session::auth::{Patterns, Verifier};
 use crate::session::connections::{self, Connections};
@@ -112,6 +113,10 @@ impl Edge {
         ));
         let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
         let drain_timeout = config.drain_timeout;
+        let presence = Presence::new(&config.presence, &node_id);
+        if !config.presence.presence_rooms.is_empty() {
+            background.spawn(crate::presence::flush::run(presence.clone(), bus.clone()));
+        }
         let shared = Arc::new(Shared {
             public_rooms: Patterns::from(config.public_rooms.clone()),
             upstream_events: Patterns::from(config.upstream_events.clone()),
@@ -122,6 +127,7 @@ impl Edge {
                     .replay_memory
                     .clamp(bus::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            presence,
             config,
             node_id,
             verifier,

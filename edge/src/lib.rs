@@ -7,6 +7,7 @@
 //!   internal one;
 //! - [`session`]: one client connection, from authentication to close: its frames, its writer,
 //!   its replays, and the table of every connection (limits, heartbeats, drain);
+//! - [`presence`]: this edge's members of presence rooms, batched and refreshed onto the bus;
 //! - [`fanout`]: from a received message to the queues of the local members it is for;
 //! - [`bus`]: how messages reach the edge (Redis, a Redis Cluster, or in-process) and where its
 //!   own publishes and clients' `send`s go;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod fanout;
 pub mod net;
 pub mod ops;
+pub mod presence;
 pub mod session;
 
 pub use session::Shared;

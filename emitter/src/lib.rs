@@ -19,8 +19,12 @@ pub mod cli;
 pub mod redis;
 pub mod settings;
 
-pub use emitter::{Emitter, EmitterBuilder, Message, Publication, current_traceparent};
+pub use emitter::{
+    Emitter, EmitterBuilder, Message, PresenceChanges, PresenceList, PresenceUpdate, Publication,
+    current_traceparent,
+};
 pub use error::EmitError;
 pub use ferrocast_protocol::Offset;
 pub use ferrocast_protocol::Upstream;
+pub use ferrocast_protocol::presence::{PresenceMember, PresenceStats};
 pub use inbox::{Inbox, InboxBuilder, InboxError, Received, StartFrom};

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod keys;
 pub mod names;
 pub mod offset;
+pub mod presence;
 pub mod script;
 pub mod upstream;
 

@@ -78,7 +78,7 @@ async fn read<B: Bus>(
 
 async fn publish<B: Bus>(bus: &B, target: &Target, event: &str, data: &str) -> Offset {
     let envelope = Envelope::message(target, event, data.as_bytes().to_vec());
-    bus.publish(&envelope).await.expect("publish")
+    bus.publish(&envelope, false).await.expect("publish")
 }
 
 async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
@@ -144,7 +144,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     // Excluded clients and other targets get nothing; the next frame is the one for c1.
     let mut skipped = Envelope::message(&room, "skipped", b"0".to_vec());
     skipped.except = vec!["c1".into()];
-    bus.publish(&skipped).await.expect("publish");
+    bus.publish(&skipped, false).await.expect("publish");
     publish(&*bus, &Target::Room("other".into()), "other", "0").await;
     publish(&*bus, &room, "last", "0").await;
     assert_eq!(next_text(&mut queued).await["event"], "last");

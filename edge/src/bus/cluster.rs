@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_protocol::script::LiveMessage;
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -133,15 +134,7 @@ impl ClusterBus {
                 if self.pending.lock().contains_key(&target) {
                     return; // Its replay from the saved position will carry it.
                 }
-                match LiveMessage::parse(payload) {
-                    Some(live) => self.core.positions.deliver_if_new(
-                        &*self.core.sink,
-                        &target,
-                        live.offset,
-                        live.envelope,
-                    ),
-                    None => tracing::warn!(%target, "malformed live message skipped"),
-                }
+                self.core.live(&target, payload);
             }
             PushKind::SUnsubscribe => {
                 // Redis unsubscribes shard channels whose slot moved to another node (a
@@ -311,8 +304,29 @@ impl Bus for ClusterBus {
         self.core.replay_page(&mut conn, target, cursor).await
     }
 
-    async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        self.core.publish(envelope).await
+    async fn publish(&self, envelope: &Envelope, idempotent: bool) -> Result<Offset, BusError> {
+        self.core.publish(envelope, idempotent).await
+    }
+
+    async fn presence_update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> Result<PresenceChanges, BusError> {
+        self.core.presence_update(room, update, ttl).await
+    }
+
+    async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
+        self.core.presence_announce(room, events).await
+    }
+
+    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
+        self.core.presence_list(room, max).await
+    }
+
+    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
+        self.core.presence_stats(room).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_emitter::Emitter;
 use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
 use ferrocast_emitter::redis::history as reads;
+use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence;
+use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use redis::aio::ConnectionLike;
 
@@ -93,8 +95,56 @@ impl RedisCore {
     }
 
     /// Publishes a checked envelope (history, then live).
-    pub async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        history::publish(&self.emitter, envelope).await
+    pub async fn publish(&self, envelope: &Envelope, idempotent: bool) -> Result<Offset, BusError> {
+        history::publish(&self.emitter, envelope, idempotent).await
+    }
+
+    /// Hands a live channel's payload to the sink: a message, unless it is newer than the
+    /// target's position, or a presence batch.
+    pub fn live(&self, target: &TargetKey, payload: &[u8]) {
+        if let Some(batch) = payload.strip_prefix(presence::LIVE_MARK) {
+            match presence::PresenceEvents::decode(batch) {
+                Ok(events) => self.sink.presence(target, events),
+                Err(error) => tracing::warn!(%target, %error, "malformed presence batch skipped"),
+            }
+            return;
+        }
+        match LiveMessage::parse(payload) {
+            Some(live) => {
+                self.positions
+                    .deliver_if_new(&*self.sink, target, live.offset, live.envelope)
+            }
+            None => tracing::warn!(%target, "malformed live message skipped"),
+        }
+    }
+
+    /// Applies an edge's presence changes to `room`.
+    pub async fn presence_update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> Result<PresenceChanges, BusError> {
+        Ok(self.emitter.presence_update(room, update, ttl).await?)
+    }
+
+    /// Announces presence changes of `room` to every edge.
+    pub async fn presence_announce(
+        &self,
+        room: &str,
+        events: &presence::PresenceEvents,
+    ) -> Result<(), BusError> {
+        Ok(self.emitter.presence_announce(room, events).await?)
+    }
+
+    /// `room`'s present clients, unless more than `max`.
+    pub async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
+        Ok(self.emitter.presence_limited(room, max).await?)
+    }
+
+    /// `room`'s presence counts.
+    pub async fn presence_stats(&self, room: &str) -> Result<presence::PresenceStats, BusError> {
+        Ok(self.emitter.presence_stats(room).await?)
     }
 
     /// Appends a client's `send` to the inbox.

@@ -126,9 +126,13 @@ impl Positions {
 pub async fn publish(
     emitter: &ferrocast_emitter::Emitter,
     envelope: &ferrocast_protocol::Envelope,
+    idempotent: bool,
 ) -> Result<Offset, BusError> {
-    let message = ferrocast_emitter::Message::from_envelope(envelope)
+    let mut message = ferrocast_emitter::Message::from_envelope(envelope)
         .map_err(|e| BusError::Refused(e.to_string()))?;
+    if idempotent {
+        message = message.once(envelope.id);
+    }
     // The message itself was checked above: what fails now is Redis (out of memory, a
     // read-only replica after a failover, ...), which the client should retry.
     emitter.publish(&message).await.map_err(unavailable)

@@ -12,7 +12,11 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
+use super::memory_presence::MemoryPresence;
 use super::{Bus, BusError, InboxStats, ReplayCursor, Sink};
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
+use ferrocast_protocol::{Scope, Target};
 
 /// How often expired histories are swept away (on the next publish after this long).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -23,6 +27,7 @@ pub struct MemoryBus {
     history_len: usize,
     history_ttl: Duration,
     state: Mutex<State>,
+    presence: Mutex<MemoryPresence>,
 }
 
 struct State {
@@ -35,6 +40,8 @@ struct History {
     epoch: StreamId,
     last: StreamId,
     entries: VecDeque<(StreamId, Bytes)>,
+    /// Publisher-chosen ids and their offsets, newest last: publishing one again is a no-op.
+    chosen: VecDeque<(Offset, uuid::Uuid)>,
     expires: Instant,
 }
 
@@ -51,6 +58,7 @@ impl MemoryBus {
                 subscribed: HashSet::new(),
                 last_sweep: Instant::now(),
             }),
+            presence: Mutex::new(MemoryPresence::default()),
         }
     }
 }
@@ -139,7 +147,7 @@ impl Bus for MemoryBus {
         Ok(cursor.take(page, Some(history.epoch), still_there))
     }
 
-    async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
+    async fn publish(&self, envelope: &Envelope, idempotent: bool) -> Result<Offset, BusError> {
         let target = envelope
             .target()
             .map_err(|e| BusError::Refused(e.to_string()))?
@@ -156,12 +164,23 @@ impl Bus for MemoryBus {
             state.last_sweep = now;
         }
         let ms = now_ms();
+        if idempotent
+            && let Some(offset) = state
+                .streams
+                .get(&target)
+                .filter(|h| h.live(now))
+                .and_then(|h| h.chosen.iter().find(|(_, id)| *id == envelope.id))
+                .map(|(offset, _)| *offset)
+        {
+            return Ok(offset);
+        }
         let history = state
             .streams
             .entry(target.clone())
             .and_modify(|h| {
                 if !h.live(now) {
                     h.entries.clear();
+                    h.chosen.clear();
                     h.epoch = StreamId::default();
                 }
             })
@@ -169,6 +188,7 @@ impl Bus for MemoryBus {
                 epoch: StreamId::default(),
                 last: StreamId::default(),
                 entries: VecDeque::new(),
+                chosen: VecDeque::new(),
                 expires: now,
             });
         // Ids like Redis's: time, then a sequence within the same millisecond (or a stuck clock).
@@ -193,6 +213,13 @@ impl Bus for MemoryBus {
             id,
             epoch: history.epoch,
         };
+        if idempotent {
+            history.chosen.push_back((offset, envelope.id));
+            // As long as the history holds the message, as the Redis key lives as long as it.
+            if history.chosen.len() > self.history_len {
+                history.chosen.pop_front();
+            }
+        }
         // Delivered under the lock, so two publishers to one target deliver in offset order.
         if state.subscribed.contains(&target) {
             self.sink
@@ -210,6 +237,35 @@ impl Bus for MemoryBus {
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
         Ok(None)
+    }
+
+    async fn presence_update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> Result<PresenceChanges, BusError> {
+        let now = now_ms();
+        let expiry = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        Ok(self.presence.lock().update(room, update, now, expiry))
+    }
+
+    async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
+        let target = Target::new(Scope::Room, room)
+            .map_err(|e| BusError::Refused(e.to_string()))?
+            .key();
+        if self.state.lock().subscribed.contains(&target) {
+            self.sink.presence(&target, events.clone());
+        }
+        Ok(())
+    }
+
+    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
+        Ok(self.presence.lock().list(room, max, now_ms()))
+    }
+
+    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
+        Ok(self.presence.lock().stats(room, now_ms()))
     }
 
     fn is_ready(&self) -> bool {

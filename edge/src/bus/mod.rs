@@ -8,6 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
@@ -16,6 +18,7 @@ pub mod core;
 pub mod history;
 pub mod inbox;
 pub mod memory;
+mod memory_presence;
 pub mod redis;
 
 pub use cluster::ClusterBus;
@@ -43,6 +46,17 @@ pub enum BusError {
 impl From<::redis::RedisError> for BusError {
     fn from(error: ::redis::RedisError) -> BusError {
         BusError::Unavailable(error.to_string())
+    }
+}
+
+/// What the emitter says, as the bus says it: a bad name is refused; anything else is Redis
+/// failing (unreachable, out of memory, a replica after a failover), which may be retried.
+impl From<ferrocast_emitter::EmitError> for BusError {
+    fn from(error: ferrocast_emitter::EmitError) -> BusError {
+        match error {
+            ferrocast_emitter::EmitError::InvalidName(e) => BusError::Refused(e.to_string()),
+            other => BusError::Unavailable(other.to_string()),
+        }
     }
 }
 
@@ -133,6 +147,9 @@ pub trait Sink: Send + Sync + 'static {
     /// The same, already decoded and checked (the in-process bus has the envelope at hand).
     fn deliver_envelope(&self, target: &TargetKey, offset: Offset, envelope: Envelope);
 
+    /// Joins and leaves of room `target`, from whichever edge saw them.
+    fn presence(&self, target: &TargetKey, events: PresenceEvents);
+
     /// Messages of `target` up to `offset` may have been lost (its history vanished while the
     /// bus was reconnecting); delivery goes on after `offset`.
     fn gap(&self, target: &TargetKey, offset: Option<Offset>);
@@ -165,9 +182,14 @@ pub trait Bus: Send + Sync + 'static {
         cursor: &mut ReplayCursor,
     ) -> impl Future<Output = Result<Vec<(Offset, Bytes)>, BusError>> + Send;
 
-    /// Publishes a checked envelope to its target (history, then live).
-    fn publish(&self, envelope: &Envelope)
-    -> impl Future<Output = Result<Offset, BusError>> + Send;
+    /// Publishes a checked envelope to its target (history, then live). With `idempotent`, the
+    /// envelope's id was chosen by the publisher: publishing it again answers the first offset
+    /// and publishes nothing (as the emitter's [`id`](ferrocast_emitter::Publication::id) does).
+    fn publish(
+        &self,
+        envelope: &Envelope,
+        idempotent: bool,
+    ) -> impl Future<Output = Result<Offset, BusError>> + Send;
 
     /// Appends a client's `send` to the upstream inbox; returns its stream id once stored.
     fn send_upstream(
@@ -177,6 +199,34 @@ pub trait Bus: Send + Sync + 'static {
 
     /// How far behind the workers reading the upstream inbox are (`None` without an inbox).
     fn inbox_stats(&self) -> impl Future<Output = Result<Option<InboxStats>, BusError>> + Send;
+
+    /// Applies this edge's presence changes to `room` (and removes some expired entries).
+    fn presence_update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<PresenceChanges, BusError>> + Send;
+
+    /// Tells every edge with members in `room` about joins and leaves (not stored).
+    fn presence_announce(
+        &self,
+        room: &str,
+        events: &PresenceEvents,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// `room`'s present clients, unless there are more than `max`.
+    fn presence_list(
+        &self,
+        room: &str,
+        max: u64,
+    ) -> impl Future<Output = Result<PresenceList, BusError>> + Send;
+
+    /// How many clients and users are present in `room`.
+    fn presence_stats(
+        &self,
+        room: &str,
+    ) -> impl Future<Output = Result<PresenceStats, BusError>> + Send;
 
     /// Whether the bus can take new subscriptions and publishes right now.
     fn is_ready(&self) -> bool;

@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
 use ferrocast_emitter::redis::pool::{Conn, Manager};
-use ferrocast_protocol::script::LiveMessage;
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
@@ -164,10 +165,7 @@ impl RedisBus {
                     let Some(target) = self.core.keys.target_of_live(msg.get_channel_name().as_bytes()) else {
                         continue;
                     };
-                    match LiveMessage::parse(msg.get_payload_bytes()) {
-                        Some(live) => self.core.positions.deliver_if_new(&*self.core.sink, &target, live.offset, live.envelope),
-                        None => tracing::warn!(%target, "malformed live message skipped"),
-                    }
+                    self.core.live(&target, msg.get_payload_bytes());
                 }
                 _ = ping.tick() => {
                     if !self.ping().await {
@@ -275,8 +273,29 @@ impl Bus for RedisBus {
         checked(&mut conn, page)
     }
 
-    async fn publish(&self, envelope: &Envelope) -> Result<Offset, BusError> {
-        self.core.publish(envelope).await
+    async fn publish(&self, envelope: &Envelope, idempotent: bool) -> Result<Offset, BusError> {
+        self.core.publish(envelope, idempotent).await
+    }
+
+    async fn presence_update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> Result<PresenceChanges, BusError> {
+        self.core.presence_update(room, update, ttl).await
+    }
+
+    async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
+        self.core.presence_announce(room, events).await
+    }
+
+    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
+        self.core.presence_list(room, max).await
+    }
+
+    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
+        self.core.presence_stats(room).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
 use parking_lot::Mutex;
 
@@ -19,6 +20,7 @@ use super::control::Control;
 use super::dedup::RecentIds;
 use super::delivery::{self, Delivery};
 use super::outbox::{Frame, Outbound};
+use super::presence::{self, PresenceFrames};
 use super::registry::{Audience, Registry, encoding_index};
 use crate::bus::Sink;
 use crate::ops::metrics::metrics;
@@ -123,6 +125,25 @@ impl Sink for Feed {
     fn deliver_envelope(&self, target: &TargetKey, offset: Offset, envelope: Envelope) {
         metrics().bus_messages.inc();
         self.dispatch(target, offset, envelope);
+    }
+
+    fn presence(&self, target: &TargetKey, events: PresenceEvents) {
+        let (_, Some(room)) = target.scope_and_room() else {
+            return;
+        };
+        self.fan_out(target, &[], |audience| {
+            let mut items = [None, None];
+            for encoding in [Encoding::Json, Encoding::MsgPack] {
+                let index = encoding_index(encoding);
+                if audience.encodings[index] {
+                    items[index] = Some(Outbound::Presence(Arc::new(PresenceFrames {
+                        topic: audience.topic,
+                        frames: presence::frames(room, &events, encoding),
+                    })));
+                }
+            }
+            items
+        });
     }
 
     fn gap(&self, target: &TargetKey, offset: Option<Offset>) {

@@ -7,13 +7,15 @@
 //! exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
 //! and hands the same bytes to every member's [`outbox`]; [`dedup`] drops messages seen twice,
 //! and [`recovery`] keeps the seam between a replay and live delivery clean. [`control`] is a
-//! worker's control message (join, leave, disconnect) on its way to the sessions it acts on.
+//! worker's control message (join, leave, disconnect) on its way to the sessions it acts on;
+//! [`presence`] is a batch of presence joins and leaves on its way to a room's members.
 
 pub mod control;
 pub mod dedup;
 pub mod delivery;
 pub mod feed;
 pub mod outbox;
+pub mod presence;
 pub mod recovery;
 pub mod registry;
 pub mod subscriptions;

@@ -23,6 +23,8 @@ pub enum Outbound {
     Frame(Arc<Frame>),
     /// Apply a worker's control message.
     Control(Arc<Control>),
+    /// Write these presence frames (but not those about the connection itself).
+    Presence(Arc<super::presence::PresenceFrames>),
     /// The connection left this topic (or was refused it) when this was queued: see
     /// [`Fences`].
     Fence(u64),
@@ -59,6 +61,7 @@ impl Outbound {
     pub fn size(&self) -> usize {
         match self {
             Outbound::Frame(frame) => frame.message.len(),
+            Outbound::Presence(batch) => batch.size(),
             Outbound::Control(_) | Outbound::Fence(_) => 0,
         }
     }

@@ -1,25 +1,31 @@
-//! The internal listener: `/healthz`, `/readyz` and `/metrics`, on an address of their own.
+//! The internal listener: `/healthz`, `/readyz`, `/metrics` and the HTTP API (PROTOCOL.md
+//! part C), on an address of their own.
 //!
 //! Probes share nothing with the public port (no accept queue, no cap on unauthenticated
 //! connections), so thousands of silent client sockets can never make a liveness probe fail and
-//! get a healthy pod restarted. It is meant to be reachable from inside the cluster only.
+//! get a healthy pod restarted. It is meant to be reachable from inside the cluster only. HTTP is
+//! hyper's; the routes are an axum router ([`api`](super::api)).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::bus::Bus;
-use crate::net::http::{self, ReadError};
-use crate::ops::metrics::metrics;
 use crate::session::Shared;
 
-/// Requests served at once; more wait in the accept queue. Probes and scrapes are a handful.
+/// Connections served at once; more wait in the accept queue. Probes, scrapes and API clients
+/// are a handful of connections.
 const CONCURRENT: usize = 64;
-/// Longest one request may take, reading it and writing the answer included.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one connection is served: a client that stops reading (or keeps one connection
+/// forever) must not hold its place for long.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Accepts internal requests until `shutdown` completes.
 pub async fn serve<B: Bus>(
@@ -27,6 +33,7 @@ pub async fn serve<B: Bus>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
+    let router = super::api::router(shared);
     let permits = Arc::new(Semaphore::new(CONCURRENT));
     tokio::pin!(shutdown);
     loop {
@@ -41,10 +48,14 @@ pub async fn serve<B: Bus>(
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let shared = shared.clone();
+                    let service = TowerToHyperService::new(router.clone());
                     tokio::spawn(async move {
-                        // A scraper that stops reading must not hold its place for long.
-                        let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer(&shared, stream)).await;
+                        let connection = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEAD_TIMEOUT)
+                            .max_buf_size(64 * 1024)
+                            .serve_connection(TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
                         drop(permit);
                     });
                 }
@@ -55,25 +66,4 @@ pub async fn serve<B: Bus>(
             },
         }
     }
-}
-
-async fn answer<B: Bus>(shared: &Shared<B>, mut stream: TcpStream) {
-    let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
-        Ok(request) => request,
-        Err(ReadError::Gone) => return,
-        Err(ReadError::Bad(status)) => {
-            http::respond(&mut stream, status, &[], "bad request").await;
-            return;
-        }
-    };
-    let (status, body) = match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/healthz") => (200, "ok".to_owned()),
-        ("GET", "/readyz") => match shared.not_ready() {
-            None => (200, "ready".to_owned()),
-            Some(why) => (503, format!("not ready: {why}")),
-        },
-        ("GET", "/metrics") => (200, metrics().render()),
-        _ => (404, "not found".to_owned()),
-    };
-    http::respond(&mut stream, status, &[], &body).await;
 }

@@ -2,6 +2,7 @@
 //! metrics) and the small HTTP reader both use. An upgraded connection is handed to
 //! [`session`](crate::session).
 
+pub mod api;
 pub mod http;
 pub mod internal;
 pub mod listener;

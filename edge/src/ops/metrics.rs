@@ -56,6 +56,15 @@ pub struct GroupLabel {
     pub group: String,
 }
 
+/// Labels: an HTTP API route (a fixed set) and the answer's status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// The route, e.g. `publish`; `other` for unknown paths.
+    pub route: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+}
+
 /// Label: why something was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -103,6 +112,10 @@ pub struct Metrics {
     pub upstream_appends: Counter,
     /// Workers' control messages (join, leave, disconnect) applied to sessions.
     pub controls_applied: Counter,
+    /// Presence batches (joins, leaves, refreshes of one room) applied to the bus.
+    pub presence_updates: Counter,
+    /// HTTP API requests, by route and status.
+    pub api_requests: Family<ApiLabel, Counter>,
     /// Entries the upstream inbox streams hold (read every few seconds).
     pub inbox_entries: Gauge,
     /// Per consumer group, inbox entries not delivered to it yet (read every few seconds).
@@ -130,6 +143,8 @@ impl Metrics {
             rate_limited: Counter::default(),
             upstream_appends: Counter::default(),
             controls_applied: Counter::default(),
+            presence_updates: Counter::default(),
+            api_requests: Family::default(),
             inbox_entries: Gauge::default(),
             inbox_lag: Family::default(),
             registry: Registry::default(),
@@ -213,6 +228,16 @@ impl Metrics {
             "upstream_appends",
             "Client send frames appended to the inbox",
             m.upstream_appends.clone(),
+        );
+        registry.register(
+            "presence_updates",
+            "Presence batches (one room's joins, leaves or refreshes) applied to the bus",
+            m.presence_updates.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "HTTP API requests, by route and status",
+            m.api_requests.clone(),
         );
         registry.register(
             "controls_applied",

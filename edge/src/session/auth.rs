@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub use crate::config::patterns::{Patterns, matches};
 use crate::config::{Config, DEV_JWT_SECRET, JwtAlg, MIN_SECRET_LEN};
 
 /// The claims Ferrocast reads from a token.
@@ -29,6 +30,10 @@ pub struct Claims {
     /// Application data kept with the session and handed to workers.
     #[serde(default)]
     pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What other members may see of this client through presence (at most 1 KiB encoded;
+    /// a larger one is not shown).
+    #[serde(default)]
+    pub info: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A token was refused. The text is safe to send to the client and to log: it never holds the
@@ -173,48 +178,5 @@ impl Verifier {
                 _ => error("invalid token", "malformed"),
             }),
         }
-    }
-}
-
-/// A list of room patterns: exact names, prefixes ending in `*`, or `*` for every room.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(from = "Vec<String>")]
-pub struct Patterns(Vec<String>);
-
-impl From<Vec<String>> for Patterns {
-    fn from(patterns: Vec<String>) -> Self {
-        Patterns(patterns)
-    }
-}
-
-impl Patterns {
-    /// Whether `room` matches any pattern.
-    pub fn allows(&self, room: &str) -> bool {
-        self.0.iter().any(|p| matches(p, room))
-    }
-}
-
-/// Whether `name` matches `pattern`: the same name, or a prefix ending in `*`.
-pub fn matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_match_exactly_or_by_prefix() {
-        let p = Patterns::from(vec!["chat:42".to_owned(), "room-*".to_owned()]);
-        assert!(p.allows("chat:42"));
-        assert!(!p.allows("chat:420"));
-        assert!(p.allows("room-1"));
-        assert!(p.allows("room-"));
-        assert!(!p.allows("room"));
-        assert!(Patterns::from(vec!["*".to_owned()]).allows("anything"));
-        assert!(!Patterns::default().allows("x"));
     }
 }

@@ -97,6 +97,25 @@ impl<B: Bus> Session<B> {
                 Err(refusal) => return self.refused(reference, &refusal),
             },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
+            ClientFrame::Presence { room, reference } => match self.presence(&room).await {
+                Ok(clients) => self.encode(&ServerFrame::Presence {
+                    room: &room,
+                    reference,
+                    clients,
+                }),
+                Err(refusal) => self.refuse(reference, &refusal),
+            },
+            ClientFrame::PresenceStats { room, reference } => {
+                match self.presence_stats(&room).await {
+                    Ok(stats) => self.encode(&ServerFrame::PresenceStats {
+                        room: &room,
+                        reference,
+                        clients: stats.clients,
+                        users: stats.users,
+                    }),
+                    Err(refusal) => self.refuse(reference, &refusal),
+                }
+            }
             ClientFrame::Resume { since, reference } => match self.resume(&since).await {
                 Ok((recovered, replays)) => {
                     let answer = self.encode(&ServerFrame::Resumed {
@@ -162,7 +181,7 @@ impl<B: Bus> Session<B> {
         if !echo {
             envelope.except.push(self.client.to_string());
         }
-        Ok(self.shared.bus.publish(&envelope).await?.to_string())
+        Ok(self.shared.bus.publish(&envelope, false).await?.to_string())
     }
 
     /// The error answer to frame `reference` for `refusal`, and the close after it if the

@@ -12,6 +12,7 @@ pub mod connections;
 mod apply;
 mod auth_frame;
 mod handlers;
+mod presence;
 mod rate;
 mod refusal;
 mod replay;
@@ -193,6 +194,7 @@ impl<B: Bus> Session<B> {
         }
         metrics().room_memberships.dec_by(self.rooms.len() as i64);
         for (room, _) in self.rooms.drain() {
+            self.shared.presence.leave(&room, &self.client);
             registry.leave(&Target::Room(room).key(), self.id);
         }
     }

@@ -77,6 +77,14 @@ impl<B: Bus> Session<B> {
             },
         );
         metrics().room_memberships.inc();
+        let info = self
+            .claims
+            .info
+            .as_ref()
+            .and_then(|i| serde_json::to_vec(i).ok());
+        self.shared
+            .presence
+            .join(room, &self.client, &self.claims.sub, info.as_deref());
         // A seam only where there is a replay: with no usable `since`, queued live messages
         // are all new to the client.
         if let (Some(_), Some(last)) = (since, cursor.last) {
@@ -122,6 +130,7 @@ impl<B: Bus> Session<B> {
         self.shared
             .registry
             .leave(&Target::Room(room.to_owned()).key(), self.id);
+        self.shared.presence.leave(room, &self.client);
         self.seams.forget(topic);
         self.fence(topic);
         metrics().room_memberships.dec();

@@ -55,6 +55,16 @@ impl<B: Bus> Session<B> {
                     self.fences.passed(topic);
                     None
                 }
+                Outbound::Presence(batch) => {
+                    if !self.fences.holds(batch.topic) {
+                        for (about, message) in &batch.frames {
+                            if **about != *self.client {
+                                ws.feed(message.clone()).await?;
+                            }
+                        }
+                    }
+                    None
+                }
             };
             if let Some(frame) = frame
                 && !self.fences.holds(frame.topic)

@@ -75,6 +75,15 @@ impl Message {
     }
 }
 
+impl Message {
+    /// Makes publishing this message idempotent under `id`, its envelope's id: publishing it
+    /// again answers the first offset and publishes nothing.
+    pub fn once(mut self, id: Uuid) -> Message {
+        self.chosen_id = Some(id);
+        self
+    }
+}
+
 /// Whether arrays and objects in `json` nest as deep as [`data::MAX_DEPTH`] or deeper, counted
 /// without parsing so that any depth can be measured. Brackets inside strings do not count.
 fn nests_too_deep(json: &[u8]) -> bool {

@@ -15,10 +15,12 @@
 
 mod builder;
 mod message;
+mod presence;
 mod publication;
 
 pub use builder::EmitterBuilder;
 pub use message::{Message, current_traceparent};
+pub use presence::{PresenceChanges, PresenceList, PresenceUpdate};
 pub use publication::Publication;
 
 use std::sync::Arc;

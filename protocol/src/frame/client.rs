@@ -82,6 +82,20 @@ pub enum ClientFrame {
         /// Echoed in the answer.
         reference: Option<u64>,
     },
+    /// List a joined room's present clients (v1.1).
+    Presence {
+        /// Room name.
+        room: String,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// Count a joined room's present clients and users (v1.1).
+    PresenceStats {
+        /// Room name.
+        room: String,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
     /// Replace the connection's token.
     Refresh {
         /// The new JWT.
@@ -109,6 +123,8 @@ impl ClientFrame {
             | ClientFrame::Leave { reference, .. }
             | ClientFrame::Publish { reference, .. }
             | ClientFrame::Send { reference, .. }
+            | ClientFrame::Presence { reference, .. }
+            | ClientFrame::PresenceStats { reference, .. }
             | ClientFrame::Ping { reference } => *reference,
             ClientFrame::Auth { .. } | ClientFrame::Refresh { .. } => None,
         }
@@ -271,6 +287,14 @@ fn decode<D: DeserializeOwned>(
             reference,
         },
         "ping" => ClientFrame::Ping { reference },
+        "presence" => ClientFrame::Presence {
+            room: room(raw.room)?,
+            reference,
+        },
+        "presence_stats" => ClientFrame::PresenceStats {
+            room: room(raw.room)?,
+            reference,
+        },
         "refresh" => ClientFrame::Refresh {
             token: need(raw.token, "token")?,
         },

@@ -100,6 +100,52 @@ pub enum ServerFrame<'a> {
         /// The newest offset of the history when the gap was found, if it had any.
         offset: Option<String>,
     },
+    /// Answer to `presence` (v1.1): the room's present clients.
+    Presence {
+        /// The room.
+        room: &'a str,
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// Who is there.
+        clients: Vec<PresenceClient>,
+    },
+    /// Answer to `presence_stats` (v1.1).
+    #[serde(rename = "presence_stats")]
+    PresenceStats {
+        /// The room.
+        room: &'a str,
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// Clients present.
+        clients: u64,
+        /// Distinct users among them.
+        users: u64,
+    },
+    /// A client joined a room whose presence events are on (v1.1).
+    #[serde(rename = "presence_join")]
+    PresenceJoin {
+        /// The room.
+        room: &'a str,
+        /// The client that joined.
+        client: &'a str,
+        /// Its user.
+        user: &'a str,
+        /// Its token's `info` claim.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        info: Option<&'a serde_json::Value>,
+    },
+    /// A client left a room whose presence events are on (v1.1).
+    #[serde(rename = "presence_leave")]
+    PresenceLeave {
+        /// The room.
+        room: &'a str,
+        /// The client that left.
+        client: &'a str,
+        /// Its user.
+        user: &'a str,
+    },
     /// A token refresh was accepted.
     Refreshed {
         /// The new expiry, Unix seconds.
@@ -119,6 +165,18 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
     },
+}
+
+/// One present client, in a `presence` answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PresenceClient {
+    /// Its client id.
+    pub client: String,
+    /// Its user.
+    pub user: String,
+    /// Its token's `info` claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
 }
 
 /// A frame could not be encoded.

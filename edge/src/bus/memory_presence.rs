@@ -1,0 +1,128 @@
+//! Presence for the in-process bus: the same rules as the Redis keys and scripts
+//! ([`ferrocast_protocol::presence`]): entries expire unless refreshed, an update removes a bounded
+//! number of expired ones and reports them as left, readers count only unexpired entries.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::presence::{
+    self, CLEANUP_LIMIT, PresenceLeft, PresenceMember, PresenceStats,
+};
+
+/// Every room's presence.
+#[derive(Default)]
+pub struct MemoryPresence {
+    rooms: HashMap<String, Room>,
+}
+
+#[derive(Default)]
+struct Room {
+    /// Client → (user, stored member, expiry in Unix ms).
+    members: HashMap<String, (String, Vec<u8>, u64)>,
+    /// (expiry, client), oldest first.
+    expiries: BTreeSet<(u64, String)>,
+    /// User → (clients present, latest expiry).
+    users: HashMap<String, (u64, u64)>,
+}
+
+impl Room {
+    fn drop_client(&mut self, client: &str) -> Option<PresenceLeft> {
+        let (user, _, expiry) = self.members.remove(client)?;
+        self.expiries.remove(&(expiry, client.to_owned()));
+        if let Some(entry) = self.users.get_mut(&user) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                self.users.remove(&user);
+            }
+        }
+        Some(PresenceLeft {
+            client: client.to_owned(),
+            user,
+        })
+    }
+}
+
+impl MemoryPresence {
+    /// Applies an update at `now` (Unix ms), entries expiring at `expiry`.
+    pub fn update(
+        &mut self,
+        room: &str,
+        update: &PresenceUpdate,
+        now: u64,
+        expiry: u64,
+    ) -> PresenceChanges {
+        let state = self.rooms.entry(room.to_owned()).or_default();
+        let mut changes = PresenceChanges::default();
+        let expired: Vec<String> = state
+            .expiries
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(CLEANUP_LIMIT)
+            .map(|(_, client)| client.clone())
+            .collect();
+        for client in expired {
+            changes.removed.extend(state.drop_client(&client));
+        }
+        for (client, user, stored) in &update.upsert {
+            match state.members.get_mut(client) {
+                Some(entry) => {
+                    state.expiries.remove(&(entry.2, client.clone()));
+                    entry.2 = expiry;
+                }
+                None => {
+                    state
+                        .members
+                        .insert(client.clone(), (user.clone(), stored.clone(), expiry));
+                    state.users.entry(user.clone()).or_default().0 += 1;
+                    changes.added.push(client.clone());
+                }
+            }
+            state.expiries.insert((expiry, client.clone()));
+            if let Some(entry) = state.users.get_mut(user) {
+                entry.1 = entry.1.max(expiry);
+            }
+        }
+        for client in &update.remove {
+            changes.removed.extend(state.drop_client(client));
+        }
+        if state.members.is_empty() {
+            self.rooms.remove(room);
+        }
+        changes
+    }
+
+    /// The unexpired members of `room`, unless more than `max`.
+    pub fn list(&self, room: &str, max: u64, now: u64) -> PresenceList {
+        let Some(state) = self.rooms.get(room) else {
+            return PresenceList::Members(Vec::new());
+        };
+        let live = state.expiries.iter().filter(|(at, _)| *at > now);
+        let count = live.clone().count() as u64;
+        if count > max {
+            return PresenceList::TooMany(count);
+        }
+        PresenceList::Members(
+            live.filter_map(|(_, client)| {
+                let (_, stored, _) = state.members.get(client)?;
+                let (user, _node, info) = presence::load(stored).ok()?;
+                Some(PresenceMember {
+                    client: client.clone(),
+                    user,
+                    info,
+                })
+            })
+            .collect(),
+        )
+    }
+
+    /// Unexpired clients and users of `room`.
+    pub fn stats(&self, room: &str, now: u64) -> PresenceStats {
+        let Some(state) = self.rooms.get(room) else {
+            return PresenceStats::default();
+        };
+        PresenceStats {
+            clients: state.expiries.iter().filter(|(at, _)| *at > now).count() as u64,
+            users: state.users.values().filter(|(_, at)| *at > now).count() as u64,
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `GET /api/presence?room=R` and `GET /api/presence_stats?room=R`: the same answers as the
+//! client frames, for any room that records presence (no membership needed: the caller holds an
+//! API key).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use ferrocast_emitter::PresenceList;
+use ferrocast_protocol::names;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Api, ApiError};
+use crate::bus::Bus;
+use crate::presence::flush;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RoomQuery {
+    room: Option<String>,
+}
+
+/// `GET /api/presence?room=R`.
+pub(super) async fn list<B: Bus>(
+    State(api): State<Arc<Api<B>>>,
+    Query(query): Query<RoomQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let room = api.presence_room(query)?;
+    // This edge's own pending joins first, as a `presence` frame does.
+    flush::flush(&api.shared.presence, &*api.shared.bus, Some(&room)).await?;
+    let max = api.shared.presence.max;
+    let list = api.shared.bus.presence_list(&room, max).await?;
+    match list {
+        PresenceList::Members(members) => {
+            let clients: Vec<Value> = members
+                .into_iter()
+                .map(|m| {
+                    let mut client = json!({"client": m.client, "user": m.user});
+                    if let Some(info) = m
+                        .info
+                        .and_then(|i| serde_json::from_slice::<Value>(&i).ok())
+                    {
+                        client["info"] = info;
+                    }
+                    client
+                })
+                .collect();
+            Ok(Json(json!({"room": room, "clients": clients})))
+        }
+        PresenceList::TooMany(n) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TOO_LARGE",
+            format!("{n} clients present; at most {max} are listed (use presence_stats)"),
+        )),
+    }
+}
+
+/// `GET /api/presence_stats?room=R`.
+pub(super) async fn stats<B: Bus>(
+    State(api): State<Arc<Api<B>>>,
+    Query(query): Query<RoomQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let room = api.presence_room(query)?;
+    flush::flush(&api.shared.presence, &*api.shared.bus, Some(&room)).await?;
+    let stats = api.shared.bus.presence_stats(&room).await?;
+    Ok(Json(
+        json!({"room": room, "clients": stats.clients, "users": stats.users}),
+    ))
+}
+
+impl<B: Bus> Api<B> {
+    /// The queried room, if valid and recording presence.
+    fn presence_room(&self, query: RoomQuery) -> Result<String, ApiError> {
+        let room = query.room.ok_or_else(|| ApiError::bad("missing ?room="))?;
+        names::validate_room(&room)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ROOM", e.to_string()))?;
+        if !self.shared.presence.tracks(&room) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "presence is not on for this room (--presence-rooms)",
+            ));
+        }
+        self.ready()?;
+        Ok(room)
+    }
+}
