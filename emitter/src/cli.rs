@@ -4,10 +4,12 @@
 //! input, 3 try again later, 1 anything else.
 
 mod args;
+mod edge;
 mod outcome;
 mod stdin;
 
-pub use args::{Cli, Command, ConsumeArgs, DisconnectArgs, MoveArgs, SendArgs};
+pub use args::{Cli, Command, ConsumeArgs, DisconnectArgs, MoveArgs, PresenceArgs, SendArgs};
+pub use edge::EdgeError;
 use outcome::BadArgument;
 pub use outcome::Outcome;
 
@@ -30,7 +32,11 @@ impl Cli {
     /// ([`Outcome::of_error`] gives their exit status); per-line failures in `--stdin` mode are
     /// reported as they happen and set the status returned.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(url) = &self.edge {
+            return self.over_edge(url).await;
+        }
         match &self.command {
+            Command::Presence(args) => self.presence(args).await,
             Command::Send(args) if args.stdin => self.send_stdin(args).await,
             Command::Send(args) => self.send_one(args).await,
             Command::Join(args) | Command::Leave(args) => self.move_sessions(args).await,
@@ -66,6 +72,20 @@ impl Cli {
     /// Checks a control envelope before connecting, publishes it and prints its offset.
     async fn publish_control(&self, envelope: &Envelope) -> anyhow::Result<ExitCode> {
         self.publish_one(&Message::from_envelope(envelope)?).await
+    }
+
+    async fn presence(&self, args: &PresenceArgs) -> anyhow::Result<ExitCode> {
+        Target::new(Scope::Room, &args.room)?;
+        let emitter = self.connect().await?;
+        let answer = if args.stats {
+            let stats = emitter.presence_stats(&args.room).await?;
+            serde_json::json!({"room": args.room, "clients": stats.clients, "users": stats.users})
+        } else {
+            let members = emitter.presence(&args.room).await?;
+            crate::presence_json(&args.room, members)
+        };
+        println!("{answer}");
+        Ok(ExitCode::SUCCESS)
     }
 
     async fn consume(&self, args: &ConsumeArgs) -> anyhow::Result<ExitCode> {

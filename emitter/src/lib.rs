@@ -21,7 +21,7 @@ pub mod settings;
 
 pub use emitter::{
     Emitter, EmitterBuilder, Message, PresenceChanges, PresenceList, PresenceUpdate, Publication,
-    current_traceparent,
+    current_traceparent, presence_json,
 };
 pub use error::EmitError;
 pub use ferrocast_protocol::Offset;

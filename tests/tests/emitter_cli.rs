@@ -188,7 +188,7 @@ fn exit_statuses_are_explained_in_the_help() {
             "Exit status",
             "0  everything was published",
             "2  bad input",
-            "3  Redis unavailable",
+            "3  Redis (or the --edge) unavailable",
         ] {
             assert!(run.stdout.contains(needle), "{args:?} lacks {needle:?}");
         }

@@ -54,6 +54,14 @@ pub struct Cli {
         global = true
     )]
     pub retries: u32,
+    /// Go through this edge's HTTP API instead of Redis: the edge's internal listener,
+    /// http://host:port (e.g. a single-node edge, or from a machine that cannot reach Redis).
+    /// Works for send (not --stdin), join, leave, disconnect (--user or --client) and presence.
+    #[arg(long, env = "FERROCAST_EDGE_URL", global = true)]
+    pub edge: Option<String>,
+    /// The edge's API key, with --edge (a single-node edge's is ferrocast-dev-api-key).
+    #[arg(long, env = "FERROCAST_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -70,6 +78,9 @@ pub enum Command {
     Leave(MoveArgs),
     /// Close the sessions of a user, a client, a room's members or everyone (close code 4010).
     Disconnect(DisconnectArgs),
+    /// Print who is present in a room (one JSON object: room and clients), or with --stats how
+    /// many clients and users. The room must match the edges' --presence-rooms.
+    Presence(PresenceArgs),
     /// Read what clients `send` upstream, as JSON lines on standard output, acknowledging each
     /// once printed. Runs until interrupted, or until --count messages.
     Consume(ConsumeArgs),
@@ -88,6 +99,17 @@ pub struct MoveArgs {
     /// The room.
     #[arg(long)]
     pub room: String,
+}
+
+/// `emitter presence`.
+#[derive(Debug, Args)]
+pub struct PresenceArgs {
+    /// The room.
+    #[arg(long)]
+    pub room: String,
+    /// Only count the clients and users present (never reads the member list).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// `emitter disconnect`.

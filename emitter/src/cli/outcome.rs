@@ -14,8 +14,8 @@ Exit status:
   1  something else failed (e.g. Redis refused a publish, standard output closed)
   2  bad input: an invalid argument (usage errors included) or --stdin line; with --stdin, every
      valid line was still published
-  3  Redis unavailable: something was not published (with --stdin, stderr names the lines); try
-     again later";
+  3  Redis (or the --edge) unavailable: something was not published (with --stdin, stderr names
+     the lines); try again later";
 
 /// How a run ended, as the process's exit status. A run with several problems ends with the
 /// most pressing: `Unavailable`, then `Failed`, then `BadInput`.
@@ -53,6 +53,13 @@ impl Outcome {
                 return match e {
                     InboxError::InvalidUrl(_) | InboxError::InvalidSetting(_) => Outcome::BadInput,
                     e if e.is_transient() => Outcome::Unavailable,
+                    _ => Outcome::Failed,
+                };
+            }
+            if let Some(e) = cause.downcast_ref::<super::EdgeError>() {
+                return match e {
+                    super::EdgeError::Unavailable(_) => Outcome::Unavailable,
+                    e if e.is_bad_input() => Outcome::BadInput,
                     _ => Outcome::Failed,
                 };
             }

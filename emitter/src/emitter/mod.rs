@@ -20,7 +20,7 @@ mod publication;
 
 pub use builder::EmitterBuilder;
 pub use message::{Message, current_traceparent};
-pub use presence::{PresenceChanges, PresenceList, PresenceUpdate};
+pub use presence::{PresenceChanges, PresenceList, PresenceUpdate, presence_json};
 pub use publication::Publication;
 
 use std::sync::Arc;

@@ -50,6 +50,24 @@ pub struct PresenceChanges {
     pub removed: Vec<PresenceLeft>,
 }
 
+/// A presence list as the API and the `presence` frame give it.
+pub fn presence_json(room: &str, members: Vec<PresenceMember>) -> serde_json::Value {
+    let clients: Vec<serde_json::Value> = members
+        .into_iter()
+        .map(|m| {
+            let mut client = serde_json::json!({"client": m.client, "user": m.user});
+            if let Some(info) = m
+                .info
+                .and_then(|i| serde_json::from_slice::<serde_json::Value>(&i).ok())
+            {
+                client["info"] = info;
+            }
+            client
+        })
+        .collect();
+    serde_json::json!({"room": room, "clients": clients})
+}
+
 impl Emitter {
     /// The present clients of `room`, with their users and `info` claims.
     pub async fn presence(&self, room: &str) -> Result<Vec<PresenceMember>, EmitError> {

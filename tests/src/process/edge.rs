@@ -115,9 +115,38 @@ impl Edge {
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         http_exchange(
             self.internal_port,
-            &format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n"),
+            &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
         )
         .await
+    }
+
+    /// An HTTP API request on the internal port, with API key `key` if given: status, response
+    /// head, and the body as JSON (`null` if it is not JSON). Panics if nothing came back.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> (u16, String, serde_json::Value) {
+        let auth = key
+            .map(|k| format!("authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let response = raw_exchange(self.internal_port, request.as_bytes())
+            .await
+            .unwrap_or_else(|| panic!("no answer to {method} {path}"));
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+        (status, head.to_ascii_lowercase(), json)
     }
 
     /// A plain HTTP GET on the public port.
@@ -203,6 +232,25 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends raw bytes to `port` on loopback and reads the response until the peer closes, or
+/// `None` if nothing came back within 5 s.
+async fn raw_exchange(port: u16, request: &[u8]) -> Option<String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        // A peer that answers before reading everything (413) may reset the rest.
+        let _ = stream.write_all(request).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        (!response.is_empty()).then(|| String::from_utf8_lossy(&response).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Sends a raw HTTP request to `port` on loopback and reads the response until the peer closes:

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use ferrocast_emitter::PresenceList;
+use ferrocast_emitter::{PresenceList, presence_json};
 use ferrocast_protocol::names;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,22 +32,7 @@ pub(super) async fn list<B: Bus>(
     let max = api.shared.presence.max;
     let list = api.shared.bus.presence_list(&room, max).await?;
     match list {
-        PresenceList::Members(members) => {
-            let clients: Vec<Value> = members
-                .into_iter()
-                .map(|m| {
-                    let mut client = json!({"client": m.client, "user": m.user});
-                    if let Some(info) = m
-                        .info
-                        .and_then(|i| serde_json::from_slice::<Value>(&i).ok())
-                    {
-                        client["info"] = info;
-                    }
-                    client
-                })
-                .collect();
-            Ok(Json(json!({"room": room, "clients": clients})))
-        }
+        PresenceList::Members(members) => Ok(Json(presence_json(&room, members))),
         PresenceList::TooMany(n) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "TOO_LARGE",
