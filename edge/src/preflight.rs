@@ -31,6 +31,26 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
             "--upstream-events needs --redis-url or --redis-cluster-nodes: workers read upstream messages from Redis"
         );
     }
+    // The API publishes to everyone and disconnects anyone: its keys must not be guessable.
+    if let Some(short) = config
+        .api_keys
+        .iter()
+        .find(|k| k.len() < MIN_API_KEY_LEN && k.as_str() != config::DEV_API_KEY)
+    {
+        anyhow::bail!(
+            "an --api-key is {} bytes; at least {MIN_API_KEY_LEN} are required (e.g. `openssl rand -hex 24`)",
+            short.len()
+        );
+    }
+    if config.api_keys.iter().any(|k| k == config::DEV_API_KEY) && !verifier.is_dev_secret {
+        anyhow::bail!(
+            "--api-key {} is the published development key: choose your own",
+            config::DEV_API_KEY
+        );
+    }
+    if config.presence.presence_ttl < std::time::Duration::from_secs(1) {
+        anyhow::bail!("--presence-ttl must be at least 1s");
+    }
     if !ferrocast_protocol::Keys::is_valid_prefix(&config.prefix) {
         anyhow::bail!("--prefix must be non-empty printable ASCII without braces");
     }
@@ -38,7 +58,22 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
     Ok(verifier)
 }
 
+/// Shortest API key accepted, in bytes.
+const MIN_API_KEY_LEN: usize = 16;
+
 fn warn(config: &Config, verifier: &Verifier) {
+    if verifier.is_dev_secret && config.api_keys.is_empty() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: the HTTP API on the internal listener takes the published key {:?}",
+            config::DEV_API_KEY
+        );
+    }
+    if !config.presence.presence_events.is_empty() && config.presence.presence_rooms.is_empty() {
+        tracing::warn!(
+            "--presence-events without --presence-rooms: no room records presence, so none is \
+             told about joins and leaves"
+        );
+    }
     if verifier.is_dev_secret {
         tracing::warn!(
             "DEVELOPMENT MODE: no JWT key configured, so the published development secret {:?} \

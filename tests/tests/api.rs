@@ -323,3 +323,13 @@ async fn the_cli_feeds_a_single_node_edge_and_reads_its_presence() {
     let run = emitter(&[&key[..], &["send", "--stdin"]].concat(), Some(""));
     assert_eq!(run.code, 2, "not over the API yet: {}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_or_published_api_keys_are_refused_at_start() {
+    let secret = "s".repeat(32);
+    for key in ["short", DEV_KEY] {
+        let mut edge = Edge::spawn(&["--jwt-secret", &secret, "--api-key", key], &[]);
+        let status = edge.exited(ferrocast_tests::DEADLINE).await;
+        assert!(!status.success(), "{key}: {status}");
+    }
+}
