@@ -96,6 +96,24 @@ pub enum Scenario {
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         hold: Duration,
     },
+    /// M members in one presence room (edge: --presence-rooms 'presence:*'): memory per member,
+    /// Redis calls per minute while they stay, `presence_stats` round trips; with --reconnect,
+    /// every member then drops and reconnects at once (add --presence-events 'presence:*' to
+    /// count the pushes).
+    Presence {
+        /// Members of the room.
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
+        /// How long they stay while Redis calls are counted.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        hold: Duration,
+        /// `presence_stats` round trips to time.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Then drop every member and reconnect them all at once.
+        #[arg(long)]
+        reconnect: bool,
+    },
     /// R rooms of M members, messages published through Redis at P per second: deliveries per
     /// second, end-to-end latency, loss, duplicates, order, and the edge's CPU per delivery.
     Fanout {

@@ -133,6 +133,24 @@ async fn wrong_keys_bad_bodies_and_huge_bodies_get_json_errors() {
         "{answer}"
     );
 
+    let (status, _, answer) = edge.api("GET", "/api/publish", Some(DEV_KEY), "").await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (405, json!("BAD_FRAME"))
+    );
+    let (status, _, answer) = edge
+        .api(
+            "GET",
+            "/api/presence_stats?room=%ZZ&room=a",
+            Some(DEV_KEY),
+            "",
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (400, json!("BAD_FRAME")),
+        "{answer}"
+    );
     let (status, _, answer) = edge.api("GET", "/api/nothing", Some(DEV_KEY), "").await;
     assert_eq!(
         (status, answer["error"]["code"].clone()),

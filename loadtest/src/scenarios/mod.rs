@@ -6,6 +6,7 @@ mod churn;
 mod direct;
 mod fanout;
 mod idle;
+mod presence;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,20 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             concurrency,
             duration,
         } => churn::run(&cli.common, connector, *concurrency, *duration).await,
+        Scenario::Presence {
+            members,
+            hold,
+            queries,
+            reconnect,
+        } => {
+            let load = presence::Load {
+                members: *members,
+                hold: *hold,
+                queries: *queries,
+                reconnect: *reconnect,
+            };
+            presence::run(&cli.common, connector, load).await
+        }
         Scenario::BaselineServer { listen } => crate::baseline::serve(*listen).await,
         Scenario::Chaos {
             clients,

@@ -58,6 +58,13 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "UNKNOWN_TYPE", "no such route")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_FRAME",
+                "wrong method for this route",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(count))
 }
@@ -84,7 +91,7 @@ async fn authorize<B: Bus>(
     if api.keys.is_empty() {
         return ApiError::new(
             StatusCode::NOT_FOUND,
-            "FORBIDDEN",
+            "UNKNOWN_TYPE",
             "the HTTP API is off: configure --api-key",
         )
         .into_response();

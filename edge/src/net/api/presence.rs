@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use ferrocast_emitter::{PresenceList, presence_json};
@@ -24,7 +25,7 @@ pub(super) struct RoomQuery {
 /// `GET /api/presence?room=R`.
 pub(super) async fn list<B: Bus>(
     State(api): State<Arc<Api<B>>>,
-    Query(query): Query<RoomQuery>,
+    query: Result<Query<RoomQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let room = api.presence_room(query)?;
     // This edge's own pending joins first, as a `presence` frame does.
@@ -44,7 +45,7 @@ pub(super) async fn list<B: Bus>(
 /// `GET /api/presence_stats?room=R`.
 pub(super) async fn stats<B: Bus>(
     State(api): State<Arc<Api<B>>>,
-    Query(query): Query<RoomQuery>,
+    query: Result<Query<RoomQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let room = api.presence_room(query)?;
     flush::flush(&api.shared.presence, &*api.shared.bus, Some(&room)).await?;
@@ -56,7 +57,11 @@ pub(super) async fn stats<B: Bus>(
 
 impl<B: Bus> Api<B> {
     /// The queried room, if valid and recording presence.
-    fn presence_room(&self, query: RoomQuery) -> Result<String, ApiError> {
+    fn presence_room(
+        &self,
+        query: Result<Query<RoomQuery>, QueryRejection>,
+    ) -> Result<String, ApiError> {
+        let Query(query) = query.map_err(|e| ApiError::bad(e.body_text()))?;
         let room = query.room.ok_or_else(|| ApiError::bad("missing ?room="))?;
         names::validate_room(&room)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ROOM", e.to_string()))?;
