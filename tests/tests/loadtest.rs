@@ -202,3 +202,59 @@ async fn fanout_runs_against_the_baseline_server_and_a_single_node_edge_alike() 
         assert!(report["edge_cpu_user_s"].is_number(), "{report}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
+    let redis = RedisServer::start();
+    let edge = ferrocast_tests::Edge::with_redis(
+        &redis,
+        &[
+            "--presence-rooms",
+            "presence:*",
+            "--presence-events",
+            "presence:*",
+            "--rate",
+            "100000",
+            "--burst",
+            "100000",
+        ],
+    )
+    .await;
+    let args: Vec<String> = [
+        "--json",
+        "--url",
+        &edge.ws_url(),
+        "--redis-url",
+        &redis.url(),
+        "--edge-pid",
+        &edge.pid().to_string(),
+        "presence",
+        "--members",
+        "100",
+        "--hold",
+        "1s",
+        "--queries",
+        "20",
+        "--reconnect",
+    ]
+    .map(String::from)
+    .to_vec();
+    let report = loadtest(&args);
+    eprintln!("presence report: {report}");
+    // The member that stayed hears of every one of the 100 leaving and coming back.
+    assert_eq!(
+        report["storm_pushes_to_a_staying_member_joins"], 100,
+        "{report}"
+    );
+    assert_eq!(
+        report["storm_pushes_to_a_staying_member_leaves"], 100,
+        "{report}"
+    );
+    assert_eq!(report["members_closed"], 0, "{report}");
+    // While the room filled, each member heard of everyone who joined after it (4950 in all,
+    // plus the asker's join: 100), and of those announced in the same batch as itself: at most
+    // all 99 others and the asker.
+    let seen = report["member_joins_seen"].as_u64().expect("member_joins_seen");
+    assert!((100 * 99 / 2 + 100..=100 * 100).contains(&seen), "{report}");
+    assert!(report["presence_stats_p50_ms"].is_number(), "{report}");
+}
