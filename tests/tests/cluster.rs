@@ -334,3 +334,99 @@ async fn two_edges_over_a_cluster_deliver_to_every_target_resume_and_send_upstre
         (ack["id"].as_str().expect("id"), "alice")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_works_across_a_cluster_s_masters_and_in_msgpack() {
+    use ferrocast_tests::{Client, Edge, Token};
+    use serde_json::json;
+
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = cluster.nodes_arg();
+    let args = [
+        "--redis-cluster-nodes",
+        nodes.as_str(),
+        "--presence-rooms",
+        "p-*",
+        "--presence-events",
+        "p-*",
+    ];
+    let a = Edge::start(&args).await;
+    let b = Edge::start(&args).await;
+    let token = |sub: &str| {
+        Token::user(sub, &["p-*"])
+            .claim("info", json!({"sub": sub}))
+            .dev()
+    };
+    let (mut alice, _) = Client::connect(&a.ws_url(), &token("alice")).await;
+    let (mut bob, bob_welcome) = Client::connect_msgpack(&b.ws_url(), &token("bob")).await;
+    let rooms: Vec<String> = (0..6).map(|i| format!("p-{i}")).collect();
+    for room in &rooms {
+        alice.join(room).await;
+    }
+    for room in &rooms {
+        bob.send(json!({"type": "join", "room": room})).await;
+    }
+    let mut joined = 0;
+    while joined < rooms.len() {
+        match bob.recv().await {
+            frame if frame["type"] == "joined" => joined += 1,
+            frame => assert_eq!(frame["type"], "presence_join", "{frame}"),
+        }
+    }
+    // Alice hears of Bob in every room, whichever master holds it.
+    let mut heard = HashSet::new();
+    while heard.len() < rooms.len() {
+        let pushed = alice.expect("presence_join").await;
+        assert_eq!(pushed["client"], bob_welcome["client"]);
+        assert_eq!(pushed["info"], json!({"sub": "bob"}));
+        heard.insert(pushed["room"].as_str().expect("room").to_owned());
+    }
+    let lib = Emitter::cluster_builder(cluster.urls())
+        .connect()
+        .await
+        .expect("emitter");
+    for room in &rooms {
+        let stats = lib.presence_stats(room).await.expect("stats");
+        assert_eq!((stats.clients, stats.users), (2, 2), "{room}");
+    }
+    // Bob, in MessagePack, asks and hears the same frames (Alice's joins, announced in the
+    // batches his own joins overlapped, may come first).
+    bob.send(json!({"type": "presence", "room": "p-2", "ref": 1}))
+        .await;
+    let listed = loop {
+        let frame = bob.recv().await;
+        if frame["type"] != "presence_join" {
+            break frame;
+        }
+        assert_eq!(frame["user"], "alice", "{frame}");
+    };
+    assert_eq!(listed["type"], "presence", "{listed}");
+    assert_eq!(listed["ref"], 1, "{listed}");
+    assert_eq!(
+        listed["clients"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    alice.request(json!({"type": "leave", "room": "p-4"})).await;
+    let left = loop {
+        let frame = bob.recv().await;
+        if frame["type"] != "presence_join" {
+            break frame;
+        }
+    };
+    assert_eq!(left["type"], "presence_leave", "{left}");
+    assert_eq!(
+        (left["room"].clone(), left["user"].clone()),
+        (json!("p-4"), json!("alice"))
+    );
+    let keys = Keys::default();
+    let holders: HashSet<u16> = rooms
+        .iter()
+        .filter_map(|r| {
+            let [_, expiries, _, _] =
+                ferrocast_protocol::presence::keys(&keys, &Target::Room(r.clone()).key());
+            cluster.holder_of(&expiries)
+        })
+        .collect();
+    assert!(holders.len() > 1, "rooms on several masters: {holders:?}");
+}

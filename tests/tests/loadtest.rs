@@ -254,7 +254,9 @@ async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
     // While the room filled, each member heard of everyone who joined after it (4950 in all,
     // plus the asker's join: 100), and of those announced in the same batch as itself: at most
     // all 99 others and the asker.
-    let seen = report["member_joins_seen"].as_u64().expect("member_joins_seen");
+    let seen = report["member_joins_seen"]
+        .as_u64()
+        .expect("member_joins_seen");
     assert!((100 * 99 / 2 + 100..=100 * 100).contains(&seen), "{report}");
     assert!(report["presence_stats_p50_ms"].is_number(), "{report}");
 }
