@@ -9,10 +9,12 @@ use ferrocast_emitter::settings::parse_duration;
 use ferrocast_protocol::script;
 
 mod event_rate;
+mod hooks;
 pub mod patterns;
 mod presence;
 
 pub use event_rate::{EventRate, parse_event_rate};
+pub use hooks::{HookConfig, LifecycleKind};
 pub use presence::PresenceConfig;
 
 /// The JWT secret of development mode (no key configured). It is published, so anyone can mint
@@ -236,6 +238,10 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_REPLAY_MEMORY", default_value_t = 64 * 1024 * 1024)]
     pub replay_memory: usize,
 
+    /// Back-end hooks: --connect-hook, --join-hook, --upstream-lifecycle and their settings.
+    #[command(flatten)]
+    pub hooks: HookConfig,
+
     /// Presence: --presence-rooms, --presence-events, --presence-ttl, --presence-max.
     #[command(flatten)]
     pub presence: PresenceConfig,
@@ -307,9 +313,12 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// Whether no JWT key is configured: development mode, with the published secret.
+    /// Whether no JWT key and no connect hook is configured: development mode, with the
+    /// published secret.
     pub fn is_development(&self) -> bool {
-        self.jwt_secret.is_none() && self.jwt_public_key_file.is_none()
+        self.jwt_secret.is_none()
+            && self.jwt_public_key_file.is_none()
+            && self.hooks.connect_hook.is_none()
     }
 
     /// The keys the HTTP API accepts: the configured ones, or the development key in

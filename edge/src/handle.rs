@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::fanout::feed::Feed;
 use crate::fanout::registry::Registry;
 use crate::fanout::subscriptions;
+use crate::hooks::Hooks;
 use crate::net::{internal, listener};
 use crate::presence::Presence;
 use crate::session::Shared;
@@ -101,7 +102,7 @@ impl Edge {
     ) -> anyhow::Result<Edge> {
         let mut background = JoinSet::new();
         background.spawn(subscriptions::run(registry.clone(), bus.clone()));
-        if !config.upstream_events.is_empty() {
+        if !config.upstream_events.is_empty() || !config.hooks.upstream_lifecycle.is_empty() {
             background.spawn(bus::inbox::watch(bus.clone()));
         }
         let connections = Arc::new(Connections::default());
@@ -114,6 +115,10 @@ impl Edge {
         let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
         let drain_timeout = config.drain_timeout;
         let presence = Presence::new(&config.presence, &node_id);
+        let (hooks, lifecycle) = Hooks::new(&config, &node_id);
+        if let Some(lifecycle) = lifecycle {
+            background.spawn(crate::hooks::lifecycle::run(lifecycle, bus.clone()));
+        }
         if !config.presence.presence_rooms.is_empty() {
             background.spawn(crate::presence::flush::run(presence.clone(), bus.clone()));
         }
@@ -128,6 +133,7 @@ impl Edge {
                     .clamp(bus::PAGE_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
             )),
             presence,
+            hooks,
             config,
             node_id,
             verifier,

@@ -7,6 +7,7 @@
 //!   internal one;
 //! - [`session`]: one client connection, from authentication to close: its frames, its writer,
 //!   its replays, and the table of every connection (limits, heartbeats, drain);
+//! - [`hooks`]: the application's say: connect and join hooks, lifecycle events to workers;
 //! - [`presence`]: this edge's members of presence rooms, batched and refreshed onto the bus;
 //! - [`fanout`]: from a received message to the queues of the local members it is for;
 //! - [`bus`]: how messages reach the edge (Redis, a Redis Cluster, or in-process) and where its
@@ -18,6 +19,7 @@
 pub mod bus;
 pub mod config;
 pub mod fanout;
+pub mod hooks;
 pub mod net;
 pub mod ops;
 pub mod presence;

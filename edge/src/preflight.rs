@@ -48,6 +48,7 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
             config::DEV_API_KEY
         );
     }
+    hooks(config)?;
     if config.presence.presence_ttl < std::time::Duration::from_secs(1) {
         anyhow::bail!("--presence-ttl must be at least 1s");
     }
@@ -56,6 +57,49 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
     }
     warn(config, &verifier);
     Ok(verifier)
+}
+
+/// Refuses hook settings that cannot work.
+fn hooks(config: &Config) -> anyhow::Result<()> {
+    let hooks = &config.hooks;
+    for (flag, url) in [
+        ("--connect-hook", &hooks.connect_hook),
+        ("--join-hook", &hooks.join_hook),
+    ] {
+        if let Some(url) = url {
+            let parsed: Result<hyper::Uri, _> = url.parse();
+            anyhow::ensure!(
+                parsed.is_ok_and(|u| u.scheme_str() == Some("http") && u.host().is_some()),
+                "{flag} must be an http:// URL (the hook is the application's, next to the edges), not {url:?}"
+            );
+        }
+    }
+    if !hooks.upstream_lifecycle.is_empty()
+        && config.redis_url.is_none()
+        && config.redis_cluster_nodes.is_empty()
+    {
+        anyhow::bail!(
+            "--upstream-lifecycle needs --redis-url or --redis-cluster-nodes: workers read lifecycle events from the inbox in Redis"
+        );
+    }
+    anyhow::ensure!(
+        !hooks.hook_timeout.is_zero(),
+        "--hook-timeout must be more than 0"
+    );
+    if hooks.join_hook.is_some() && hooks.join_hook_rooms.is_empty() {
+        tracing::warn!("--join-hook without --join-hook-rooms: no join will ever ask it");
+    }
+    if (hooks.connect_hook.is_some() || hooks.join_hook.is_some()) && hooks.hook_key.is_none() {
+        tracing::warn!(
+            "no --hook-key: hook requests are not signed, so a hook cannot tell the edges from anyone else"
+        );
+    }
+    if hooks.connect_hook.is_some()
+        && (config.jwt_secret.is_some() || config.jwt_public_key_file.is_some())
+    {
+        tracing::warn!("--connect-hook decides every authentication: the JWT flags are not used");
+    }
+    Ok(())
 }
 
 /// Shortest API key accepted, in bytes.

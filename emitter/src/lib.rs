@@ -26,5 +26,6 @@ pub use emitter::{
 pub use error::EmitError;
 pub use ferrocast_protocol::Offset;
 pub use ferrocast_protocol::Upstream;
+pub use ferrocast_protocol::lifecycle::Lifecycle;
 pub use ferrocast_protocol::presence::{PresenceMember, PresenceStats};
 pub use inbox::{Inbox, InboxBuilder, InboxError, Received, StartFrom};

@@ -8,6 +8,7 @@ pub mod data;
 pub mod envelope;
 pub mod frame;
 pub mod keys;
+pub mod lifecycle;
 pub mod names;
 pub mod offset;
 pub mod presence;

@@ -47,7 +47,10 @@ impl Upstream {
         if self.v != VERSION {
             return Err(EnvelopeError::Version(self.v));
         }
-        names::validate_event(&self.event)?;
+        // Lifecycle events are the edge's own: their `$` names no client can send.
+        if !crate::lifecycle::is_lifecycle(&self.event) {
+            names::validate_event(&self.event)?;
+        }
         check_json(&self.data)?;
         if let Some(meta) = &self.meta {
             check_json(meta)?;

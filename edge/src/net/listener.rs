@@ -3,6 +3,7 @@
 //! is checked (subprotocol, `Authorization` header) before anything is allocated for a session.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::session;
 use crate::session::Shared;
 use crate::session::auth::Claims;
 use crate::session::connections::{Pending, PendingRefusal, Slot};
+use crate::session::identify::{Denied, Peer};
 
 /// Accepts connections until `shutdown` completes.
 pub async fn serve<B: Bus>(
@@ -37,7 +39,7 @@ pub async fn serve<B: Bus>(
                     let config = &shared.config;
                     match shared.connections.reserve_pending(peer.ip(), config.max_unauthenticated, config.max_pending_per_ip) {
                         Ok(pending) => {
-                            tokio::spawn(connection(shared.clone(), stream, pending));
+                            tokio::spawn(connection(shared.clone(), stream, peer.ip(), pending));
                         }
                         Err(refusal) => {
                             let reason = match refusal {
@@ -62,19 +64,25 @@ pub async fn serve<B: Bus>(
 
 /// Serves one accepted connection. `unauthenticated` is its place under the cap on connections
 /// that have not authenticated yet, held until it authenticates or ends.
-async fn connection<B: Bus>(shared: Arc<Shared<B>>, stream: TcpStream, unauthenticated: Pending) {
+async fn connection<B: Bus>(
+    shared: Arc<Shared<B>>,
+    stream: TcpStream,
+    remote: IpAddr,
+    unauthenticated: Pending,
+) {
     // The HTTP exchange is boxed and freed once done: a task is as large as its largest state,
     // and a WebSocket connection lives on for hours after its handshake.
-    let upgraded = Box::pin(handshake(&shared, stream, unauthenticated)).await;
+    let upgraded = Box::pin(handshake(&shared, stream, remote, unauthenticated)).await;
     if let Some(Upgraded {
         ws,
         encoding,
         claims,
+        peer,
         open,
         unauthenticated,
     }) = upgraded
     {
-        session::run(shared, ws, encoding, claims, open, unauthenticated).await;
+        session::run(shared, ws, encoding, claims, peer, open, unauthenticated).await;
     }
 }
 
@@ -83,6 +91,7 @@ struct Upgraded {
     ws: WebSocketStream<TcpStream>,
     encoding: Encoding,
     claims: Option<Claims>,
+    peer: Peer,
     open: Slot,
     unauthenticated: Pending,
 }
@@ -91,6 +100,7 @@ struct Upgraded {
 async fn handshake<B: Bus>(
     shared: &Shared<B>,
     mut stream: TcpStream,
+    remote: IpAddr,
     unauthenticated: Pending,
 ) -> Option<Upgraded> {
     let request = match http::read_request(&mut stream, shared.config.handshake_timeout).await {
@@ -102,7 +112,7 @@ async fn handshake<B: Bus>(
         }
     };
     if request.path == shared.config.ws_path {
-        return upgrade(shared, stream, request, unauthenticated).await;
+        return upgrade(shared, stream, request, remote, unauthenticated).await;
     }
     http::respond(&mut stream, 404, &[], "not found").await;
     None
@@ -120,6 +130,7 @@ async fn upgrade<B: Bus>(
     shared: &Shared<B>,
     mut stream: TcpStream,
     request: Request,
+    remote: IpAddr,
     unauthenticated: Pending,
 ) -> Option<Upgraded> {
     if request.method != "GET" {
@@ -193,6 +204,11 @@ async fn upgrade<B: Bus>(
         .await;
         return None;
     };
+    let peer = Peer {
+        client: uuid::Uuid::new_v4().hyphenated().to_string().into(),
+        remote,
+        origin: request.header("origin").map(str::to_owned),
+    };
     // The token is read from the Authorization header only, never from the URL.
     let claims = match request.header("authorization") {
         None => None,
@@ -201,15 +217,30 @@ async fn upgrade<B: Bus>(
                 .split_once(' ')
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, token)| token.trim());
-            match token.map(|t| shared.verifier.verify(t)) {
+            let identified = match token {
+                Some(token) => Some(shared.identify(token, &peer).await),
+                None => None,
+            };
+            match identified {
                 Some(Ok(claims)) => Some(claims),
-                Some(Err(e)) => {
+                Some(Err(Denied::Refused { label, message })) => {
                     metrics()
                         .auth_failures
-                        .get_or_create(&ReasonLabel { reason: e.reason() })
+                        .get_or_create(&ReasonLabel { reason: label })
                         .inc();
-                    let body = format!("invalid token: {e}");
+                    let body = format!("invalid token: {message}");
                     http::respond(&mut stream, 401, &[("www-authenticate", "Bearer")], &body).await;
+                    return None;
+                }
+                Some(Err(Denied::Unavailable(_))) => {
+                    metrics()
+                        .auth_failures
+                        .get_or_create(&ReasonLabel {
+                            reason: "hook_unavailable",
+                        })
+                        .inc();
+                    let body = "authentication unavailable; try again later";
+                    http::respond(&mut stream, 503, &[("retry-after", "5")], body).await;
                     return None;
                 }
                 None => {
@@ -260,6 +291,7 @@ async fn upgrade<B: Bus>(
         ws,
         encoding: encoding.unwrap_or(Encoding::Json),
         claims,
+        peer,
         open,
         unauthenticated,
     })

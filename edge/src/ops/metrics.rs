@@ -65,6 +65,15 @@ pub struct ApiLabel {
     pub status: u16,
 }
 
+/// Labels: a hook (`connect`, `join`) and how its request ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    /// The hook.
+    pub hook: &'static str,
+    /// `answered` (any status below 500), `failed` (5xx), `timeout` or `unreachable`.
+    pub outcome: &'static str,
+}
+
 /// Label: why something was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -116,6 +125,12 @@ pub struct Metrics {
     pub presence_updates: Counter,
     /// HTTP API requests, by route and status.
     pub api_requests: Family<ApiLabel, Counter>,
+    /// Hook requests, by hook and outcome.
+    pub hook_requests: Family<HookLabel, Counter>,
+    /// Hook request durations, seconds, by hook and outcome.
+    pub hook_duration: Family<HookLabel, Histogram>,
+    /// Lifecycle events not appended to the inbox, by reason.
+    pub lifecycle_dropped: Family<ReasonLabel, Counter>,
     /// Entries the upstream inbox streams hold (read every few seconds).
     pub inbox_entries: Gauge,
     /// Per consumer group, inbox entries not delivered to it yet (read every few seconds).
@@ -145,6 +160,11 @@ impl Metrics {
             controls_applied: Counter::default(),
             presence_updates: Counter::default(),
             api_requests: Family::default(),
+            hook_requests: Family::default(),
+            hook_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_5, 2.5, 12))
+            }),
+            lifecycle_dropped: Family::default(),
             inbox_entries: Gauge::default(),
             inbox_lag: Family::default(),
             registry: Registry::default(),
@@ -238,6 +258,21 @@ impl Metrics {
             "api_requests",
             "HTTP API requests, by route and status",
             m.api_requests.clone(),
+        );
+        registry.register(
+            "hook_requests",
+            "Hook requests, by hook (connect, join) and outcome (answered, failed, timeout, unreachable)",
+            m.hook_requests.clone(),
+        );
+        registry.register(
+            "hook_duration_seconds",
+            "Hook request durations, by hook and outcome",
+            m.hook_duration.clone(),
+        );
+        registry.register(
+            "lifecycle_dropped",
+            "Lifecycle events not appended to the inbox, by reason",
+            m.lifecycle_dropped.clone(),
         );
         registry.register(
             "controls_applied",

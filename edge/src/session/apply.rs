@@ -20,7 +20,7 @@ impl<B: Bus> Session<B> {
             Control::Join(room) => {
                 if let Some(joined) = self.rooms.get_mut(room) {
                     // The worker's say-so now keeps the client there, whatever a later refresh.
-                    joined.by_server = true;
+                    joined.granted = true;
                     return Ok(Reply::default());
                 }
                 match self.join(room, None, None, Some(BY_SERVER)).await {
@@ -33,7 +33,7 @@ impl<B: Bus> Session<B> {
                 }
             }
             Control::Leave(room) => {
-                if !self.leave(room) {
+                if !self.leave(room, BY_SERVER) {
                     return Ok(Reply::default());
                 }
                 Ok(self

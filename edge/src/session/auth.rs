@@ -107,7 +107,9 @@ impl Verifier {
                     return Err(AuthConfigError::WeakSecret(secret.len()));
                 }
                 let key = DecodingKey::from_secret(secret.unwrap_or(DEV_JWT_SECRET).as_bytes());
-                (Algorithm::HS256, key, secret.is_none())
+                // With a connect hook, tokens never reach the verifier: no development mode.
+                let dev = secret.is_none() && config.hooks.connect_hook.is_none();
+                (Algorithm::HS256, key, dev)
             }
             (_, None) => {
                 return Err(AuthConfigError::Mismatch(

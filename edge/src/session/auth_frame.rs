@@ -6,6 +6,7 @@ use tungstenite::Message;
 
 use crate::bus::Bus;
 use crate::session::auth::Claims;
+use crate::session::identify::{Denied, Peer};
 
 use super::Ws;
 use super::refusal::AuthFailure;
@@ -16,6 +17,7 @@ use super::shared::Shared;
 pub(super) async fn authenticate<B: Bus>(
     shared: &Shared<B>,
     ws: &mut Ws,
+    peer: &Peer,
 ) -> Result<(Claims, ScopeSince), AuthFailure> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
     loop {
@@ -35,11 +37,19 @@ pub(super) async fn authenticate<B: Bus>(
             Ok(Some(Ok(_))) => continue,
         };
         return match frame {
-            Ok(ClientFrame::Auth { token, since }) => shared
-                .verifier
-                .verify(&token)
-                .map(|c| (c, since))
-                .map_err(|e| AuthFailure::new("invalid token", e.reason())),
+            // The connect hook's own timeout applies; the auth deadline bounds both.
+            Ok(ClientFrame::Auth { token, since }) => {
+                match tokio::time::timeout_at(deadline, shared.identify(&token, peer)).await {
+                    Ok(Ok(claims)) => Ok((claims, since)),
+                    Ok(Err(Denied::Refused { label, .. })) => {
+                        Err(AuthFailure::new("invalid token", label))
+                    }
+                    Ok(Err(Denied::Unavailable(_))) | Err(_) => Err(AuthFailure::new(
+                        "authentication unavailable; try again later",
+                        "hook_unavailable",
+                    )),
+                }
+            }
             _ => Err(AuthFailure::new(
                 "the first frame must be auth",
                 "no_auth_frame",

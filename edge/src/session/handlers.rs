@@ -7,6 +7,7 @@ use ferrocast_protocol::{Envelope, Target, Upstream};
 use tungstenite::Message;
 
 use super::Session;
+use super::identify::{Denied, Peer};
 use super::rate::{TokenBucket, UpstreamQuota, Verdict};
 use super::refusal::Refusal;
 use super::replay::Replaying;
@@ -60,7 +61,7 @@ impl<B: Bus> Session<B> {
                 }
             }
             ClientFrame::Leave { room, reference } => {
-                if self.leave(&room) {
+                if self.leave(&room, "client") {
                     self.encode(&ServerFrame::Left {
                         room: &room,
                         reference,
@@ -130,28 +131,51 @@ impl<B: Bus> Session<B> {
                 }
                 Err(e) => self.error(reference, ErrorCode::Unavailable, &e.to_string()),
             },
-            ClientFrame::Refresh { token } => match self.shared.verifier.verify(&token) {
-                Ok(claims) if claims.sub == self.claims.sub => {
-                    let exp = claims.exp;
-                    self.claims = claims;
-                    self.life.set_exp(exp);
-                    let refreshed = self.encode(&ServerFrame::Refreshed { exp });
-                    return Reply {
-                        frames: refreshed.into_iter().chain(self.revoke_rooms()).collect(),
-                        replays: Vec::new(),
-                        close: None,
-                    };
-                }
-                Ok(_) => self.error(
-                    None,
-                    ErrorCode::Forbidden,
-                    "a refreshed token must keep the same sub",
-                ),
-                Err(e) => self.error(None, ErrorCode::Forbidden, &format!("token refused: {e}")),
-            },
+            ClientFrame::Refresh { token } => return self.refresh(&token).await,
             ClientFrame::Auth { .. } => {
                 self.error(None, ErrorCode::BadFrame, "already authenticated")
             }
+        };
+        answer.into()
+    }
+
+    /// Replaces the connection's claims with those of `token` (same user), then leaves the
+    /// rooms they no longer allow.
+    async fn refresh(&mut self, token: &str) -> Reply {
+        let peer = Peer {
+            client: self.client.clone(),
+            remote: self.remote,
+            origin: None,
+        };
+        let answer = match self.shared.identify(token, &peer).await {
+            Ok(claims) if claims.sub == self.claims.sub => {
+                let exp = claims.exp;
+                self.claims = claims;
+                self.life.set_exp(exp);
+                let refreshed = self.encode(&ServerFrame::Refreshed { exp });
+                return Reply {
+                    frames: refreshed.into_iter().chain(self.revoke_rooms()).collect(),
+                    replays: Vec::new(),
+                    close: None,
+                };
+            }
+            Ok(_) => self.error(
+                None,
+                ErrorCode::Forbidden,
+                "a refreshed token must keep the same sub",
+            ),
+            Err(Denied::Refused { message, .. }) => self.error(
+                None,
+                ErrorCode::Forbidden,
+                &format!("token refused: {message}"),
+            ),
+            Err(Denied::Unavailable(_)) => self.refuse(
+                None,
+                &Refusal::new(
+                    ErrorCode::Unavailable,
+                    "authentication unavailable; retry the refresh",
+                ),
+            ),
         };
         answer.into()
     }

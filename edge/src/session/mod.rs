@@ -12,6 +12,7 @@ pub mod connections;
 mod apply;
 mod auth_frame;
 mod handlers;
+pub mod identify;
 mod presence;
 mod rate;
 mod refusal;
@@ -44,9 +45,12 @@ use crate::bus::Bus;
 use crate::fanout::dedup::Seams;
 use crate::fanout::outbox::{self, Fences, Outbox};
 use crate::fanout::registry::{Member, SubState};
+use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::session::auth::Claims;
 use crate::session::connections::{Life, Pending, Slot};
+use crate::session::identify::Peer;
+use ferrocast_protocol::lifecycle::Lifecycle;
 use rate::TokenBucket;
 use refusal::Refusal;
 use rooms::OwnTargets;
@@ -70,13 +74,14 @@ pub async fn run<B: Bus>(
     mut ws: Ws,
     encoding: Encoding,
     claims: Option<Claims>,
+    peer: Peer,
     open: Slot,
     unauthenticated: Pending,
 ) {
     let m = metrics();
     m.connections_opened.inc();
     m.connections.inc();
-    let code = serve_connection(&shared, &mut ws, encoding, claims, unauthenticated).await;
+    let code = serve_connection(&shared, &mut ws, encoding, claims, peer, unauthenticated).await;
     m.connections.dec();
     m.connections_closed
         .get_or_create(&CodeLabel::of(code))
@@ -89,11 +94,12 @@ async fn serve_connection<B: Bus>(
     ws: &mut Ws,
     encoding: Encoding,
     claims: Option<Claims>,
+    peer: Peer,
     unauthenticated: Pending,
 ) -> u16 {
     let (claims, since) = match claims {
         Some(claims) => (claims, ScopeSince::default()),
-        None => match Box::pin(auth_frame::authenticate(shared, ws)).await {
+        None => match Box::pin(auth_frame::authenticate(shared, ws, &peer)).await {
             Ok(claims) => claims,
             Err(failure) => {
                 metrics()
@@ -123,12 +129,13 @@ async fn serve_connection<B: Bus>(
     let (outbox, queued) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let life = shared.connections.add(id, outbox.clone(), claims.exp);
-    let client: Arc<str> = uuid::Uuid::new_v4().hyphenated().to_string().into();
+    let client = peer.client;
     let own = OwnTargets::new(&claims.sub, &client);
     let mut session = Session {
         id,
         shared: shared.clone(),
         client,
+        remote: peer.remote,
         claims,
         encoding,
         outbox,
@@ -143,6 +150,7 @@ async fn serve_connection<B: Bus>(
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
+    session.report(Lifecycle::Connect);
     let serving = session.serve(ws, queued, since);
     // A disabled span still costs an enter and an exit on every poll.
     let code = if span.is_disabled() {
@@ -151,14 +159,30 @@ async fn serve_connection<B: Bus>(
         serving.instrument(span).await
     };
     session.leave_everything();
+    session.report(Lifecycle::Disconnect {
+        code,
+        reason: close_reason(code).to_owned(),
+    });
     shared.connections.remove(id);
     code
+}
+
+/// What a close code means, for the `$disconnect` lifecycle event.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::NORMAL => "closed by the client",
+        ABNORMAL => "connection lost",
+        close::GOING_AWAY => "going away",
+        code => writer::kick_reason(code),
+    }
 }
 
 struct Session<B: Bus> {
     id: u64,
     shared: Arc<Shared<B>>,
     client: Arc<str>,
+    /// Its IP address, for the connect hook on `refresh`.
+    remote: std::net::IpAddr,
     claims: Claims,
     encoding: Encoding,
     outbox: Outbox,
@@ -182,8 +206,9 @@ struct Session<B: Bus> {
 struct Room {
     /// Its registry topic.
     topic: u64,
-    /// Whether a worker put the connection there (so no token claim is needed to stay).
-    by_server: bool,
+    /// Whether a worker or the join hook let the connection in (so no token claim is needed
+    /// to stay).
+    granted: bool,
 }
 
 impl<B: Bus> Session<B> {
@@ -193,9 +218,25 @@ impl<B: Bus> Session<B> {
             registry.leave(&own.key, self.id);
         }
         metrics().room_memberships.dec_by(self.rooms.len() as i64);
-        for (room, _) in self.rooms.drain() {
+        for (room, _) in std::mem::take(&mut self.rooms) {
             self.shared.presence.leave(&room, &self.client);
+            self.report(Lifecycle::Leave {
+                room: room.clone(),
+                by: "disconnect".into(),
+            });
             registry.leave(&Target::Room(room).key(), self.id);
+        }
+    }
+
+    /// Reports a lifecycle event to workers, if the edge reports that kind.
+    fn report(&self, event: Lifecycle) {
+        if let Some(lifecycle) = &self.shared.hooks.lifecycle {
+            let subject = Subject {
+                client: &self.client,
+                user: &self.claims.sub,
+                meta: self.claims.meta.as_ref(),
+            };
+            lifecycle.report(event, &subject);
         }
     }
 

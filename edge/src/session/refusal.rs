@@ -88,12 +88,13 @@ impl AuthFailure {
         AuthFailure { reason, label }
     }
 
-    /// The close code: 1009 for a frame over the limit, 4001 for everything else.
+    /// The close code: 1009 for a frame over the limit, 1013 when the connect hook gave no
+    /// answer (the back end's outage, not the token's fault), 4001 for everything else.
     pub(super) fn code(self) -> u16 {
-        if self.label == "too_large" {
-            ferrocast_protocol::close::TOO_BIG
-        } else {
-            ferrocast_protocol::close::AUTH_FAILED
+        match self.label {
+            "too_large" => ferrocast_protocol::close::TOO_BIG,
+            "hook_unavailable" => ferrocast_protocol::close::TRY_LATER,
+            _ => ferrocast_protocol::close::AUTH_FAILED,
         }
     }
 }

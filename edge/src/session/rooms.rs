@@ -13,7 +13,9 @@ use super::replay::Replaying;
 use super::{Room, Session, wait_live};
 use crate::bus::{Bus, BusError, ReplayCursor};
 use crate::fanout::dedup::Written;
+use crate::hooks::join::{self, JoinRequest, JoinVerdict};
 use crate::ops::metrics::metrics;
+use ferrocast_protocol::lifecycle::Lifecycle;
 
 impl<B: Bus> Session<B> {
     /// Joins a room: subscribes, then opens its history after `since`. Answers `joined`, to be
@@ -38,13 +40,9 @@ impl<B: Bus> Session<B> {
                 "the bus is reconnecting; retry",
             ));
         }
-        if by.is_none() && !self.claims.rooms.allows(room) && !self.shared.public_rooms.allows(room)
-        {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the token does not allow this room",
-            ));
-        }
+        let claimed = self.claims.rooms.allows(room) || self.shared.public_rooms.allows(room);
+        // A room the claims do not cover may still be the application's to grant.
+        let granted = by.is_some() || (!claimed && self.ask_join_hook(room).await?);
         if self.rooms.len() >= self.shared.config.max_rooms {
             return Err(Refusal::new(
                 ErrorCode::TooManyRooms,
@@ -68,15 +66,18 @@ impl<B: Bus> Session<B> {
                 return Err(refusal);
             }
         };
-        let by_server = by.is_some();
         self.rooms.insert(
             room.to_owned(),
             Room {
                 topic: joined.topic,
-                by_server,
+                granted,
             },
         );
         metrics().room_memberships.inc();
+        self.report(Lifecycle::Join {
+            room: room.to_owned(),
+            by: by.unwrap_or("client").to_owned(),
+        });
         let info = self
             .claims
             .info
@@ -105,6 +106,37 @@ impl<B: Bus> Session<B> {
         })
     }
 
+    /// Whether the join hook lets the connection into `room`, which its claims do not allow:
+    /// `FORBIDDEN` if there is no hook for the room or it says no, `UNAVAILABLE` if it gives no
+    /// answer.
+    async fn ask_join_hook(&self, room: &str) -> Result<bool, Refusal> {
+        let hooks = &self.shared.hooks;
+        let Some(url) = hooks.join_hook_for(room) else {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "the token does not allow this room",
+            ));
+        };
+        let request = JoinRequest {
+            client: &self.client,
+            user: &self.claims.sub,
+            meta: self.claims.meta.as_ref(),
+            room,
+            node: &self.shared.node_id,
+        };
+        match join::decide(&hooks.client, url, &request).await {
+            JoinVerdict::Allow => Ok(true),
+            JoinVerdict::Deny(reason) => Err(Refusal::new(ErrorCode::Forbidden, reason)),
+            JoinVerdict::Unavailable(why) => {
+                tracing::warn!(%why, %room, "join hook unavailable");
+                Err(Refusal::new(
+                    ErrorCode::Unavailable,
+                    "the application cannot decide this join now; retry",
+                ))
+            }
+        }
+    }
+
     pub(super) fn joined(
         &self,
         room: &str,
@@ -123,7 +155,7 @@ impl<B: Bus> Session<B> {
 
     /// Leaves a room; false if the connection was not in it. Nothing of the room is written
     /// after this, even what was queued before.
-    pub(super) fn leave(&mut self, room: &str) -> bool {
+    pub(super) fn leave(&mut self, room: &str, by: &str) -> bool {
         let Some(Room { topic, .. }) = self.rooms.remove(room) else {
             return false;
         };
@@ -131,6 +163,10 @@ impl<B: Bus> Session<B> {
             .registry
             .leave(&Target::Room(room.to_owned()).key(), self.id);
         self.shared.presence.leave(room, &self.client);
+        self.report(Lifecycle::Leave {
+            room: room.to_owned(),
+            by: by.to_owned(),
+        });
         self.seams.forget(topic);
         self.fence(topic);
         metrics().room_memberships.dec();
@@ -152,7 +188,7 @@ impl<B: Bus> Session<B> {
             .rooms
             .iter()
             .filter(|(room, joined)| {
-                !joined.by_server
+                !joined.granted
                     && !self.claims.rooms.allows(room)
                     && !self.shared.public_rooms.allows(room)
             })
@@ -160,7 +196,7 @@ impl<B: Bus> Session<B> {
             .collect();
         let mut frames = Vec::with_capacity(revoked.len());
         for room in revoked {
-            if self.leave(&room) {
+            if self.leave(&room, "server") {
                 frames.extend(self.encode(&ServerFrame::Left {
                     room: &room,
                     reference: None,

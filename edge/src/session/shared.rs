@@ -33,6 +33,8 @@ pub struct Shared<B> {
     pub connections: Arc<Connections>,
     /// Bytes of history replay the edge may hold at once (`--replay-memory`).
     pub replay_budget: Arc<tokio::sync::Semaphore>,
+    /// The application's hooks.
+    pub hooks: crate::hooks::Hooks,
     /// This edge's presence members.
     pub presence: Arc<crate::presence::Presence>,
 }

@@ -107,3 +107,11 @@ pub struct Received {
     /// The message.
     pub message: Upstream,
 }
+
+impl Received {
+    /// The lifecycle event this message is (`$connect`, `$disconnect`, `$join`, `$leave`, sent
+    /// by edges with `--upstream-lifecycle`), or `None` for a client's `send`.
+    pub fn lifecycle(&self) -> Option<ferrocast_protocol::lifecycle::Lifecycle> {
+        ferrocast_protocol::lifecycle::Lifecycle::parse(&self.message.event, &self.message.data)
+    }
+}
