@@ -10,10 +10,13 @@
 //! {"type":"msg","scope":"room","room":"chat:1","event":"chat.message","data":{"from":"alice","text":"hello"},...}
 //! ```
 //!
+//! With `--upstream-lifecycle join` on the edges it also greets every client that joins a chat
+//! room, from the `$join` lifecycle event.
+//!
 //! Run as many copies as you like (each with its own FERROCAST_CONSUMER): they share the
 //! messages, and one that dies has its unfinished messages picked up by the others.
 
-use ferrocast_emitter::{EmitError, Emitter, Inbox, Received};
+use ferrocast_emitter::{EmitError, Emitter, Inbox, Lifecycle, Received};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -45,6 +48,17 @@ async fn main() -> anyhow::Result<()> {
 /// Publishes a good message to its room and answers a bad one to its sender. An error (Redis
 /// unreachable) leaves the message in the inbox, to be retried.
 async fn handle(emitter: Emitter, received: Received) -> Result<(), EmitError> {
+    if let Some(Lifecycle::Join { room, .. }) = received.lifecycle() {
+        if room.starts_with("chat:") {
+            let m = &received.message;
+            let text = format!("welcome to {room}, {}", m.user);
+            emitter
+                .to_client(&m.client)
+                .emit("chat.greeting", &json!({"room": room, "text": text}))
+                .await?;
+        }
+        return Ok(());
+    }
     let m = received.message;
     if m.event != "chat.send" {
         return Ok(()); // Another worker group's business.

@@ -9,12 +9,14 @@
 pub mod client;
 pub mod emitter_cli;
 pub mod follow;
+pub mod hook_server;
 pub mod process;
 pub mod token;
 pub mod upstream;
 
 pub use client::Client;
 pub use emitter_cli::emitter;
+pub use hook_server::HookServer;
 pub use process::{Edge, RedisCluster, RedisServer, Running, bin, free_port};
 pub use token::Token;
 

@@ -150,3 +150,47 @@ async fn the_publisher_s_trace_continues_in_the_edge_s_delivery_span() {
         "{spans:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_request_carries_the_trace_of_the_edge_s_hook_span() {
+    let collector = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", collector.local_addr().expect("addr"));
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let recorded = spans.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = collector.accept().await {
+            tokio::spawn(collect(stream, recorded.clone()));
+        }
+    });
+    let hooks = ferrocast_tests::HookServer::start().await;
+    hooks.token("opaque", json!({"user": "u"}));
+    let edge = Edge::start_with_env(
+        &[
+            "--connect-hook",
+            &hooks.url("/connect"),
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    Client::connect_with_auth_frame(&edge.ws_url(), "opaque").await;
+    let (_, traceparent, _) = hooks.requests("/connect").remove(0);
+    let traceparent = traceparent.expect("the hook request carries a traceparent");
+    let trace_id = traceparent.split('-').nth(1).expect("trace id").to_owned();
+    let mut found = None;
+    for _ in 0..250 {
+        found = spans
+            .lock()
+            .expect("spans")
+            .iter()
+            .find(|s| s.trace_id == trace_id)
+            .cloned();
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let span = found.expect("the edge exported the hook's span");
+    assert_eq!(span.name, "hook", "{span:?}");
+}

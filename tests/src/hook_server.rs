@@ -1,0 +1,178 @@
+//! A back-end hook server of the test's own (axum, in the test process): it authenticates opaque
+//! tokens from a table, decides joins from another, and can be made slow or failing, so tests
+//! drive an edge's hooks against a real HTTP server.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+/// How the hook answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As its tables say.
+    Normal,
+    /// After sleeping this long.
+    Slow(Duration),
+    /// 500 to everything.
+    Failing,
+}
+
+/// One request the server saw: path, `Authorization`, `traceparent`, body.
+pub type Seen = (String, Option<String>, Option<String>, Value);
+
+/// What the server knows and saw.
+pub struct HookState {
+    /// How it answers now.
+    pub mode: Mutex<Mode>,
+    /// Opaque token → the claims to answer.
+    pub tokens: Mutex<HashMap<String, Value>>,
+    /// (user, room) pairs the join hook allows.
+    pub members: Mutex<HashSet<(String, String)>>,
+    /// Every request: path, its Authorization header and traceparent, and its body.
+    pub seen: Mutex<Vec<Seen>>,
+}
+
+/// A running hook server; stops when dropped.
+pub struct HookServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its tables and what it saw.
+    pub state: Arc<HookState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HookServer {
+    /// Starts a server answering `/connect` and `/join`.
+    pub async fn start() -> HookServer {
+        let state = Arc::new(HookState {
+            mode: Mutex::new(Mode::Normal),
+            tokens: Mutex::new(HashMap::new()),
+            members: Mutex::new(HashSet::new()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let router = axum::Router::new()
+            .route("/connect", post(connect))
+            .route("/join", post(join))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind hook server");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        HookServer { port, state, task }
+    }
+
+    /// The URL of `path` (`/connect`, `/join`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Answers `token` with `claims`.
+    pub fn token(&self, token: &str, claims: Value) {
+        self.state.tokens.lock().insert(token.to_owned(), claims);
+    }
+
+    /// Lets `user` into `room`.
+    pub fn member(&self, user: &str, room: &str) {
+        self.state
+            .members
+            .lock()
+            .insert((user.to_owned(), room.to_owned()));
+    }
+
+    /// Changes how it answers.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock() = mode;
+    }
+
+    /// The bodies of the requests to `path` so far.
+    pub fn requests(&self, path: &str) -> Vec<(Option<String>, Option<String>, Value)> {
+        self.state
+            .seen
+            .lock()
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(_, auth, trace, body)| (auth.clone(), trace.clone(), body.clone()))
+            .collect()
+    }
+}
+
+impl Drop for HookServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Records the request and applies the mode: `Some` is the answer to give instead.
+async fn enter(
+    state: &HookState,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Option<Response> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    state.seen.lock().push((
+        path.to_owned(),
+        header("authorization"),
+        header("traceparent"),
+        body.clone(),
+    ));
+    let mode = *state.mode.lock();
+    match mode {
+        Mode::Normal => None,
+        Mode::Slow(pause) => {
+            tokio::time::sleep(pause).await;
+            None
+        }
+        Mode::Failing => Some(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    }
+}
+
+async fn connect(
+    State(state): State<Arc<HookState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = enter(&state, "/connect", &headers, &body).await {
+        return answer;
+    }
+    let token = body["token"].as_str().unwrap_or_default();
+    match state.tokens.lock().get(token) {
+        Some(claims) => Json(claims.clone()).into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn join(
+    State(state): State<Arc<HookState>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(answer) = enter(&state, "/join", &headers, &body).await {
+        return answer;
+    }
+    let pair = (
+        body["user"].as_str().unwrap_or_default().to_owned(),
+        body["room"].as_str().unwrap_or_default().to_owned(),
+    );
+    if state.members.lock().contains(&pair) {
+        Json(json!({"allow": true})).into_response()
+    } else {
+        Json(json!({"allow": false, "reason": "not a member of this project"})).into_response()
+    }
+}

@@ -1,0 +1,364 @@
+//! Back-end hooks (PROTOCOL.md part D) against a real hook server started by each test: the
+//! application authenticates opaque tokens and decides joins, a failing hook is the back end's
+//! outage (1013, never 4001), and lifecycle events reach workers through the inbox.
+
+use std::time::Duration;
+
+use ferrocast_emitter::{Inbox, Lifecycle, StartFrom};
+use ferrocast_tests::hook_server::Mode;
+use ferrocast_tests::{Client, DEADLINE, Edge, HookServer, RedisServer, Token};
+use serde_json::json;
+
+const HOOK_KEY: &str = "hook-key-for-tests";
+
+fn hook_args(hooks: &HookServer) -> Vec<String> {
+    [
+        "--connect-hook",
+        &hooks.url("/connect"),
+        "--join-hook",
+        &hooks.url("/join"),
+        "--join-hook-rooms",
+        "project:*",
+        "--hook-key",
+        HOOK_KEY,
+        "--hook-timeout",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+async fn edge_with(hooks: &HookServer, extra: &[&str]) -> Edge {
+    let mut args = hook_args(hooks);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Edge::start(&args).await
+}
+
+/// The HTTP status refusing an upgrade with `token` in the header (101 if it was accepted).
+async fn upgrade_status(edge: &Edge, token: &str) -> u16 {
+    match Client::open(&edge.ws_url(), Some(token), &[]).await {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("upgrade failed otherwise: {e}"),
+    }
+}
+
+/// Opens a browser-style connection and sends `token`; the close code and reason it gets.
+async fn refused(url: &str, token: &str) -> (u16, String) {
+    let (mut client, _) = Client::open(url, None, &[]).await.expect("connect");
+    client.send(json!({"type": "auth", "token": token})).await;
+    client.closed().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_authenticates_opaque_tokens_and_decides_joins() {
+    let hooks = HookServer::start().await;
+    hooks.token(
+        "session-ada",
+        json!({"user": "ada", "rooms": ["lobby"], "meta": {"plan": "pro"}, "info": {"name": "Ada"}}),
+    );
+    hooks.member("ada", "project:7");
+    let edge = edge_with(&hooks, &[]).await;
+
+    // Accepted by auth frame and by header: the claims are the hook's.
+    let (mut ada, welcome) = Client::connect_with_auth_frame(&edge.ws_url(), "session-ada").await;
+    assert_eq!(welcome["user"], "ada");
+    let (_, by_header) = Client::connect(&edge.ws_url(), "session-ada").await;
+    assert_eq!(by_header["user"], "ada");
+    let asked = hooks.requests("/connect");
+    let (auth, _, body) = &asked[0];
+    assert_eq!(auth.as_deref(), Some(&*format!("Bearer {HOOK_KEY}")));
+    assert_eq!(body["token"], "session-ada");
+    assert_eq!(
+        body["client"], welcome["client"],
+        "the hook learns the client id"
+    );
+    assert_eq!(body["remote"], "127.0.0.1");
+    assert!(body["node"].is_string(), "{body}");
+
+    // Refused: 4001 for the frame, HTTP 401 for the header.
+    assert_eq!(refused(&edge.ws_url(), "nobody").await.0, 4001);
+    assert_eq!(upgrade_status(&edge, "nobody").await, 401);
+
+    // Joins: the claims allow the lobby with no hook call; a project room is the hook's.
+    ada.join("lobby").await;
+    ada.join("project:7").await;
+    let denied = ada
+        .request(json!({"type": "join", "room": "project:8"}))
+        .await;
+    assert_eq!(denied["code"], "FORBIDDEN", "{denied}");
+    assert_eq!(denied["message"], "not a member of this project");
+    let outside = ada.request(json!({"type": "join", "room": "secret"})).await;
+    assert_eq!(
+        outside["code"], "FORBIDDEN",
+        "no hook for this room: {outside}"
+    );
+    let joins = hooks.requests("/join");
+    assert_eq!(
+        joins.len(),
+        2,
+        "only the project rooms were asked: {joins:?}"
+    );
+    assert_eq!(joins[0].2["meta"], json!({"plan": "pro"}));
+    assert_eq!(joins[0].2["client"], welcome["client"]);
+
+    // A refresh goes through the hook too, and a room the hook granted survives it.
+    hooks.token("session-ada-2", json!({"user": "ada", "rooms": ["lobby"]}));
+    ada.send(json!({"type": "refresh", "token": "session-ada-2"}))
+        .await;
+    let refreshed = ada.expect("refreshed").await;
+    assert!(
+        refreshed["exp"].as_u64() > Some(4_000_000_000),
+        "no exp: never expires"
+    );
+    let published = ada.request(json!({"type": "ping"})).await;
+    assert_eq!(
+        published["type"], "pong",
+        "no `left` came before: {published}"
+    );
+
+    // The join hook down: UNAVAILABLE with retry_after, not FORBIDDEN.
+    drop(hooks);
+    let down = ada
+        .request(json!({"type": "join", "room": "project:9"}))
+        .await;
+    assert_eq!(down["code"], "UNAVAILABLE", "{down}");
+    assert!(down["retry_after"].as_u64().is_some(), "{down}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_or_failing_hook_closes_with_1013_and_leaks_nothing() {
+    let hooks = HookServer::start().await;
+    hooks.token("session-bob", json!({"user": "bob"}));
+    let edge = edge_with(&hooks, &["--hook-concurrency", "2"]).await;
+
+    hooks.set_mode(Mode::Failing);
+    assert_eq!(refused(&edge.ws_url(), "session-bob").await.0, 1013);
+    assert_eq!(upgrade_status(&edge, "session-bob").await, 503);
+
+    // Slower than --hook-timeout: 1013 again. Ten at once share two slots, each held until
+    // its request times out (500 ms), so most time out waiting and never reach the hook.
+    hooks.set_mode(Mode::Slow(Duration::from_secs(2)));
+    let before = hooks.requests("/connect").len();
+    let url = edge.ws_url();
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { refused(&url, "session-bob").await.0 })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(attempt.await.expect("attempt"), 1013);
+    }
+    let reached = hooks.requests("/connect").len() - before;
+    assert!(
+        (2..=6).contains(&reached),
+        "{reached} of 10 reached the hook"
+    );
+    edge.wait_metric("ferrocast_connections", 0.0).await;
+    let metrics = edge.metrics().await;
+    let timeouts = metrics
+        .get("ferrocast_hook_requests_total{hook=\"connect\",outcome=\"timeout\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(timeouts >= 2.0, "{metrics:?}");
+    assert!(
+        metrics.get("ferrocast_hook_requests_total{hook=\"connect\",outcome=\"failed\"}")
+            >= Some(&2.0),
+        "{metrics:?}"
+    );
+
+    // Back to normal, the same token gets in.
+    hooks.set_mode(Mode::Normal);
+    let (_, welcome) = Client::connect_with_auth_frame(&edge.ws_url(), "session-bob").await;
+    assert_eq!(welcome["user"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_events_reach_a_consumer_group_with_client_user_and_room() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(
+        &redis,
+        &["--upstream-lifecycle", "connect,disconnect,join,leave"],
+    )
+    .await;
+    let mut inbox = Inbox::builder(redis.url(), "app", "w1")
+        .start_from(StartFrom::Beginning)
+        .connect()
+        .await
+        .expect("inbox");
+    let token = Token::user("cy", &["r:*"])
+        .claim("meta", json!({"team": 3}))
+        .dev();
+    let (mut cy, welcome) = Client::connect(&edge.ws_url(), &token).await;
+    let client = welcome["client"].as_str().expect("client").to_owned();
+    cy.join("r:1").await;
+    cy.request(json!({"type": "leave", "room": "r:1"})).await;
+    cy.join("r:2").await;
+    drop(cy);
+
+    let expected = [
+        Lifecycle::Connect,
+        Lifecycle::Join {
+            room: "r:1".into(),
+            by: "client".into(),
+        },
+        Lifecycle::Leave {
+            room: "r:1".into(),
+            by: "client".into(),
+        },
+        Lifecycle::Join {
+            room: "r:2".into(),
+            by: "client".into(),
+        },
+        Lifecycle::Leave {
+            room: "r:2".into(),
+            by: "disconnect".into(),
+        },
+    ];
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while got.len() < expected.len() + 1 {
+        let batch = tokio::time::timeout_at(deadline, inbox.next_up_to(10))
+            .await
+            .expect("lifecycle events in time")
+            .expect("read");
+        for received in batch {
+            assert_eq!(received.message.client, client);
+            assert_eq!(received.message.user, "cy");
+            assert_eq!(
+                received.message.meta.as_deref(),
+                Some(&br#"{"team":3}"#[..])
+            );
+            inbox.ack(&received).await.expect("ack");
+            got.push(received.lifecycle().expect("a lifecycle event"));
+        }
+    }
+    assert_eq!(&got[..expected.len()], &expected);
+    assert!(
+        matches!(
+            &got[expected.len()],
+            Lifecycle::Disconnect {
+                code: 1006 | 1000,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_clients_dropping_at_once_cannot_flood_the_inbox() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(
+        &redis,
+        &[
+            "--upstream-lifecycle",
+            "disconnect",
+            "--inbox-max-len",
+            "100",
+            "--max-pending-per-ip",
+            "0",
+        ],
+    )
+    .await;
+    let token = Token::user("many", &[]).dev();
+    let mut clients = Vec::new();
+    for _ in 0..1000 {
+        clients.push(Client::connect(&edge.ws_url(), &token).await.0);
+    }
+    drop(clients);
+    edge.wait_metric("ferrocast_connections", 0.0).await;
+    // Every event was either appended or dropped and counted; the inbox holds at most its cap.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let metrics = edge.metrics().await;
+        let dropped = metrics
+            .get("ferrocast_lifecycle_dropped_total{reason=\"inbox_full\"}")
+            .copied()
+            .unwrap_or(0.0);
+        let appended = metrics
+            .get("ferrocast_upstream_appends_total")
+            .copied()
+            .unwrap_or(0.0);
+        if dropped + appended >= 1000.0 {
+            assert!(appended <= 100.0, "{appended} appended");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let length: u64 = redis
+        .cli(&["XLEN", "fc:{inbox}"])
+        .expect("xlen")
+        .trim()
+        .parse()
+        .expect("number");
+    assert!(length <= 100, "the inbox holds {length}");
+    edge.wait_readyz(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hook_server_and_chat_worker_examples_work_together() {
+    use ferrocast_tests::{Running, bin, free_port};
+    let redis = RedisServer::start();
+    let port = free_port();
+    let _hooks = Running(
+        std::process::Command::new(bin("examples/hook_server"))
+            .env("FERROCAST_HOOK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FERROCAST_HOOK_KEY", HOOK_KEY)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run the example (cargo build --examples)"),
+    );
+    let _worker = Running(
+        std::process::Command::new(bin("examples/chat_worker"))
+            .env("FERROCAST_REDIS_URL", redis.url())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run the example (cargo build --examples)"),
+    );
+    let hook = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hook server never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (connect, join) = (hook("/connect"), hook("/join"));
+    let edge = Edge::with_redis(
+        &redis,
+        &[
+            "--connect-hook",
+            &connect,
+            "--join-hook",
+            &join,
+            "--join-hook-rooms",
+            "project:*",
+            "--hook-key",
+            HOOK_KEY,
+            "--upstream-events",
+            "chat.*",
+            "--upstream-lifecycle",
+            "join",
+        ],
+    )
+    .await;
+    let (mut alice, _) = Client::connect_with_auth_frame(&edge.ws_url(), "session-alice").await;
+    alice.join("chat:lobby").await;
+    let greeting = alice.expect("msg").await;
+    assert_eq!(greeting["event"], "chat.greeting", "{greeting}");
+    assert_eq!(greeting["data"]["text"], "welcome to chat:lobby, alice");
+    alice.join("project:apollo").await;
+    let zeus = alice
+        .request(json!({"type": "join", "room": "project:zeus"}))
+        .await;
+    assert_eq!(zeus["code"], "FORBIDDEN", "{zeus}");
+    assert_eq!(refused(&edge.ws_url(), "session-mallory").await.0, 4001);
+}
