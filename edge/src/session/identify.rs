@@ -55,6 +55,18 @@ impl<B: Bus> Shared<B> {
             origin: peer.origin.as_deref(),
         };
         match connect::decide(&self.hooks.client, url, &request).await {
+            // An `exp` already past is an expired token, whoever says so.
+            Verdict::Accept(claims)
+                if claims.exp.is_some_and(|exp| {
+                    exp.saturating_add(self.config.jwt_leeway.as_secs())
+                        < ferrocast_protocol::envelope::now_ms() / 1000
+                }) =>
+            {
+                Err(Denied::Refused {
+                    label: "token_expired",
+                    message: "the connect hook's exp is past".into(),
+                })
+            }
             Verdict::Accept(claims) => Ok(claims_of(claims)),
             Verdict::Refuse => Err(Denied::Refused {
                 label: "hook_refused",

@@ -61,6 +61,8 @@ pub type Ws = WebSocketStream<TcpStream>;
 
 /// How long a join may wait for its subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// Close code of a close frame that carried none.
+const NO_STATUS: u16 = 1005;
 /// Close code recorded when a connection ended without a close frame.
 const ABNORMAL: u16 = 1006;
 
@@ -171,8 +173,9 @@ async fn serve_connection<B: Bus>(
 fn close_reason(code: u16) -> &'static str {
     match code {
         close::NORMAL => "closed by the client",
+        NO_STATUS => "closed by the client, with no code",
         ABNORMAL => "connection lost",
-        close::GOING_AWAY => "going away",
+        close::GOING_AWAY => "going away (the client left, or the edge drained)",
         code => writer::kick_reason(code),
     }
 }

@@ -40,9 +40,6 @@ impl<B: Bus> Session<B> {
                 "the bus is reconnecting; retry",
             ));
         }
-        let claimed = self.claims.rooms.allows(room) || self.shared.public_rooms.allows(room);
-        // A room the claims do not cover may still be the application's to grant.
-        let granted = by.is_some() || (!claimed && self.ask_join_hook(room).await?);
         if self.rooms.len() >= self.shared.config.max_rooms {
             return Err(Refusal::new(
                 ErrorCode::TooManyRooms,
@@ -52,6 +49,9 @@ impl<B: Bus> Session<B> {
                 ),
             ));
         }
+        let claimed = self.claims.rooms.allows(room) || self.shared.public_rooms.allows(room);
+        // A room the claims do not cover may still be the application's to grant.
+        let granted = by.is_some() || (!claimed && self.ask_join_hook(room).await?);
         let joined = self.shared.registry.join(&target, self.id, self.member());
         let since = since.and_then(|s| s.parse::<Offset>().ok());
         let cursor = match wait_live(joined.state).await {

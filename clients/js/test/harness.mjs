@@ -1,0 +1,126 @@
+// Real parts for the client's tests: a redis-server on a free port, edge processes built by
+// cargo, the emitter CLI, and development tokens. Everything waits for conditions with
+// deadlines; nothing sleeps and hopes.
+import { spawn, execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer, connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const bin = (name) => path.join(root, 'target', 'debug', name);
+export const DEV_SECRET = 'ferrocast-dev-secret';
+export const DEADLINE_MS = 15_000;
+
+/** A free TCP port on loopback. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until `check()` resolves truthy, or fails naming `what`. */
+export async function eventually(what, check, ms = DEADLINE_MS) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function listening(port) {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+  });
+}
+
+/** A redis-server of the test's own. */
+export async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
+  await eventually('redis', () => listening(port));
+  return { port, url: `redis://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') };
+}
+
+/** This process's environment without any FERROCAST_ setting: each test configures its edge. */
+function cleanEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FERROCAST_')));
+}
+
+/** An edge process on free ports (or the given public port), ready. */
+export async function startEdge(args = [], port) {
+  port ??= await freePort();
+  const internal = await freePort();
+  const child = spawn(
+    bin('edge'),
+    ['--listen', `127.0.0.1:${port}`, '--internal-listen', `127.0.0.1:${internal}`, '--log', 'error', ...args],
+    { stdio: ['ignore', 'ignore', 'inherit'], env: cleanEnv() },
+  );
+  const edge = {
+    port,
+    internal,
+    url: `ws://127.0.0.1:${port}/ws`,
+    exited: false,
+    kill: (signal = 'SIGKILL') => child.kill(signal),
+    metrics: async () => (await fetch(`http://127.0.0.1:${internal}/metrics`)).text(),
+  };
+  child.on('exit', () => (edge.exited = true));
+  await eventually(`edge on ${port}`, async () => {
+    if (edge.exited) throw new Error('edge exited during start-up');
+    try {
+      return (await fetch(`http://127.0.0.1:${internal}/readyz`)).status === 200;
+    } catch {
+      return false;
+    }
+  });
+  return edge;
+}
+
+/** A value of the edge's /metrics, or 0. */
+export async function metric(edge, name) {
+  const line = (await edge.metrics()).split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+/** An HS256 token for `sub`, signed with `secret`. */
+export function token(sub, claims = {}, secret = DEV_SECRET) {
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = { sub, exp: Math.floor(Date.now() / 1000) + 3600, rooms: ['*'], pub: ['*'], ...claims };
+  const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(body)}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
+}
+
+/** Runs the emitter CLI; resolves with its stdout. */
+export function emitter(args, input) {
+  return new Promise((resolve, reject) => {
+    const child = execFile(bin('emitter'), args, (error, stdout, stderr) =>
+      error ? reject(new Error(`emitter ${args.join(' ')}: ${stderr}`)) : resolve(stdout),
+    );
+    if (input !== undefined) child.stdin.end(input);
+  });
+}
+
+/** Starts `emitter send --stdin` and returns a function that feeds it a line. */
+export function streamingEmitter(redisUrl) {
+  const child = spawn(bin('emitter'), ['--redis-url', redisUrl, 'send', '--stdin'], {
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
+  return {
+    send: (line) => child.stdin.write(JSON.stringify(line) + '\n'),
+    end: () => new Promise((resolve) => { child.on('exit', resolve); child.stdin.end(); }),
+  };
+}
