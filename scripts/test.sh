@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every Ferrocast test. Installs redis-server (Debian package) if the machine lacks it,
-# builds the edge and emitter binaries the end-to-end tests start, then runs the whole workspace's
-# tests. Each end-to-end test starts its own redis-server on a free port; nothing else is needed.
+# Runs every Ferrocast test. Installs what the machine lacks from Debian's packages (redis-server,
+# openssl, Node.js and npm, chromium), builds the edge and emitter binaries the end-to-end tests
+# start, runs the whole workspace's tests, then the JavaScript client's (Node, and real Chromium
+# through playwright-core, from clients/js/package-lock.json). Each end-to-end test starts its
+# own redis-server on a free port; nothing else is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# playwright-core drives Debian's chromium: no browser is downloaded.
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian's packages: ${missing[*]}"
   sudo=""
@@ -19,3 +24,8 @@ fi
 
 cargo build --workspace --bins --examples --locked
 cargo test --workspace --locked "$@"
+
+echo "== clients/js (Node and Chromium, against real edges)"
+cd clients/js
+npm ci --no-audit --no-fund
+npm test
