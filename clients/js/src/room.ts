@@ -63,13 +63,13 @@ export class Room<E extends Record<string, unknown> = Record<string, unknown>> e
     this.holders++;
     clearTimeout(this.leaving);
     this.leaving = undefined;
-    if (!this.wanted) this.join().catch(() => {});
+    if (!this.wanted) this.join().catch((e) => this.fc.report(e));
   }
 
   /** See `hold`. */
   release(delay = 1_000): void {
     if (--this.holders > 0) return;
-    this.leaving = setTimeout(() => this.holders <= 0 && this.leave().catch(() => {}), delay);
+    this.leaving = setTimeout(() => this.holders <= 0 && this.leave().catch((e) => this.fc.report(e)), delay);
   }
 
   /** Publishes to the room (the token's `pub` claim must allow it); resolves with its offset. */

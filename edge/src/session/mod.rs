@@ -149,10 +149,10 @@ async fn serve_connection<B: Bus>(
         fences: Fences::default(),
         own,
         seams: Seams::default(),
+        welcomed: false,
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    session.report(Lifecycle::Connect);
     let serving = session.serve(ws, queued, since);
     // A disabled span still costs an enter and an exit on every poll.
     let code = if span.is_disabled() {
@@ -161,10 +161,12 @@ async fn serve_connection<B: Bus>(
         serving.instrument(span).await
     };
     session.leave_everything();
-    session.report(Lifecycle::Disconnect {
-        code,
-        reason: close_reason(code).to_owned(),
-    });
+    if session.welcomed {
+        session.report(Lifecycle::Disconnect {
+            code,
+            reason: close_reason(code).to_owned(),
+        });
+    }
     shared.connections.remove(id);
     code
 }
@@ -202,6 +204,8 @@ struct Session<B: Bus> {
     /// The user, client and `all` targets every connection is in.
     own: OwnTargets,
     seams: Seams,
+    /// Whether its `welcome` went out (and `$connect` with it): only then is `$disconnect` due.
+    welcomed: bool,
 }
 
 /// A room the connection is in.

@@ -14,6 +14,7 @@ use tungstenite::Message;
 use crate::bus::Bus;
 use crate::fanout::outbox::Queued;
 use crate::ops::metrics::metrics;
+use ferrocast_protocol::lifecycle::Lifecycle;
 
 use super::handlers::Reply;
 use super::rate::Verdict;
@@ -64,6 +65,10 @@ impl<B: Bus> Session<B> {
             Err(Some(code)) => return self.kicked(ws, code).await,
             Err(None) => return ABNORMAL,
         }
+        // Only now: a worker answering `$connect` with a message to the client id must find the
+        // connection subscribed and welcomed.
+        self.welcomed = true;
+        self.report(Lifecycle::Connect);
         loop {
             // Not biased: a connection whose queue never empties must still have its frames
             // (and pongs) read.
