@@ -1,6 +1,5 @@
 import { Emitter } from './events.js';
-import type { Ferrocast } from './index.js';
-import type { JoinInfo, Message, PresenceClient, PresenceStats } from './types.js';
+import type { JoinInfo, Message, PresenceClient, PresenceStats, RoomHost } from './types.js';
 
 /** A room's events: the application's (by event name), and the client's own, `$`-prefixed
  * (no application event can start with `$`). */
@@ -29,7 +28,7 @@ export class Room<E extends Record<string, unknown> = Record<string, unknown>> e
   private leaving: any;
 
   constructor(
-    private readonly fc: Ferrocast,
+    private readonly fc: RoomHost,
     /** The room's name. */
     readonly name: string,
   ) {

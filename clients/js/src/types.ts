@@ -39,3 +39,10 @@ export interface JoinInfo {
   /** `'server'` when a worker put the client in the room. */
   by?: string;
 }
+
+/** What a room needs of its client: requests, and somewhere to report background failures. */
+export interface RoomHost {
+  readonly state: 'disconnected' | 'connecting' | 'connected';
+  request(frame: Record<string, unknown> | (() => Record<string, unknown>)): Promise<Record<string, any>>;
+  report(error: Error & { code: string }): void;
+}
