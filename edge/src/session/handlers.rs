@@ -98,14 +98,18 @@ impl<B: Bus> Session<B> {
                 Err(refusal) => return self.refused(reference, &refusal),
             },
             ClientFrame::Ping { reference } => self.encode(&ServerFrame::Pong { reference }),
-            ClientFrame::Presence { room, reference } => match self.presence(&room).await {
-                Ok(clients) => self.encode(&ServerFrame::Presence {
-                    room: &room,
-                    reference,
-                    clients,
-                }),
-                Err(refusal) => self.refuse(reference, &refusal),
-            },
+            ClientFrame::Presence { room, reference } => {
+                // A list makes Redis read up to --presence-max entries: it costs like a `since`.
+                self.rate.charge(SINCE_COST);
+                match self.presence(&room).await {
+                    Ok(clients) => self.encode(&ServerFrame::Presence {
+                        room: &room,
+                        reference,
+                        clients,
+                    }),
+                    Err(refusal) => self.refuse(reference, &refusal),
+                }
+            }
             ClientFrame::PresenceStats { room, reference } => {
                 match self.presence_stats(&room).await {
                     Ok(stats) => self.encode(&ServerFrame::PresenceStats {
