@@ -238,6 +238,16 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_REPLAY_MEMORY", default_value_t = 64 * 1024 * 1024)]
     pub replay_memory: usize,
 
+    /// permessage-deflate (RFC 7692) for clients that offer it (browsers, Node `ws` and Python
+    /// `websockets` do), with no context takeover on either side: `on` or `off`.
+    #[arg(long, env = "FERROCAST_COMPRESSION", default_value = "on", value_parser = ["on", "off"])]
+    pub compression: String,
+
+    /// Outbound messages at least this large go out compressed to clients that negotiated it
+    /// (each compressed once per edge, shared by all its recipients); smaller ones gain little.
+    #[arg(long, env = "FERROCAST_COMPRESSION_MIN_BYTES", default_value_t = 512)]
+    pub compression_min_bytes: usize,
+
     /// Back-end hooks: --connect-hook, --join-hook, --upstream-lifecycle and their settings.
     #[command(flatten)]
     pub hooks: HookConfig,

@@ -10,7 +10,6 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tungstenite::protocol::WebSocketConfig;
 
 use crate::bus::{self, Bus, ClusterBus, MemoryBus, RedisBus, RedisSettings};
 use crate::config::Config;
@@ -125,7 +124,6 @@ impl Edge {
         let shared = Arc::new(Shared {
             public_rooms: Patterns::from(config.public_rooms.clone()),
             upstream_events: Patterns::from(config.upstream_events.clone()),
-            ws_config: ws_config(&config),
             replay_budget: Arc::new(tokio::sync::Semaphore::new(
                 // At least a page, or no replay could ever start.
                 config
@@ -202,15 +200,4 @@ impl Edge {
 /// A random node id, when none is configured.
 pub fn random_node_id() -> String {
     format!("edge-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// WebSocket limits and buffer sizes.
-fn ws_config(config: &Config) -> WebSocketConfig {
-    WebSocketConfig::default()
-        // Small: idle connections are what an edge has most of; it grows for a large frame.
-        .read_buffer_size(1024)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(16 * 1024 * 1024)
-        .max_message_size(Some(config.max_frame_size))
-        .max_frame_size(Some(config.max_frame_size))
 }

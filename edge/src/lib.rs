@@ -12,7 +12,8 @@
 //! - [`fanout`]: from a received message to the queues of the local members it is for;
 //! - [`bus`]: how messages reach the edge (Redis, a Redis Cluster, or in-process) and where its
 //!   own publishes and clients' `send`s go;
-//! - [`ops`]: metrics, logs and traces.
+//! - [`ops`]: metrics, logs and traces;
+//! - [`websocket`]: the frame path every connection reads and writes through.
 //!
 //! [`Edge`] starts the parts and stops them; [`config`] is what they are configured with.
 
@@ -24,6 +25,7 @@ pub mod net;
 pub mod ops;
 pub mod presence;
 pub mod session;
+pub mod websocket;
 
 pub use session::Shared;
 

@@ -138,3 +138,29 @@ test('user and all scopes resume from their last offsets after a reconnect', asy
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(seen, [1, 2]);
 });
+
+test('permessage-deflate: large messages both ways, compressed once per edge', async () => {
+  const edge = await startEdge(['--public-rooms', 'z']);
+  running.push(edge);
+  // `ws` offers permessage-deflate by default and compresses what it sends above 1 KiB.
+  const raw = new WebSocket(edge.url, 'ferrocast.v1.json', { perMessageDeflate: { threshold: 0 } });
+  await new Promise((resolve, reject) => {
+    raw.once('open', resolve);
+    raw.once('error', reject);
+  });
+  assert.match(raw.extensions, /permessage-deflate/);
+  const frames = [];
+  raw.on('message', (data) => frames.push(JSON.parse(data.toString())));
+  const next = (type) => eventually(type, () => frames.find((f) => f.type === type));
+  raw.send(JSON.stringify({ type: 'auth', token: token('zed', { pub: ['z'] }) }));
+  await next('welcome');
+  raw.send(JSON.stringify({ type: 'join', room: 'z', ref: 1 }));
+  await next('joined');
+  const text = 'compressible '.repeat(400);
+  raw.send(JSON.stringify({ type: 'publish', room: 'z', event: 'big', data: { text }, ref: 2 }));
+  const msg = await next('msg');
+  assert.equal(msg.data.text, text, 'a 5 KiB message in, compressed, and back out');
+  // Everything the edge sent (welcome, joined, ack, the message) took far less than the text.
+  assert.ok(raw._socket.bytesRead < text.length / 4, `${raw._socket.bytesRead} bytes read`);
+  raw.close();
+});

@@ -24,6 +24,7 @@ use super::presence::{self, PresenceFrames};
 use super::registry::{Audience, Registry, encoding_index};
 use crate::bus::Sink;
 use crate::ops::metrics::metrics;
+use crate::websocket::deflate::DeflateCache;
 
 /// Most times a message is built again because its target's members all changed meanwhile.
 const REBUILDS: usize = 3;
@@ -101,6 +102,7 @@ impl Feed {
                                 topic: audience.topic,
                                 offset: Some(offset),
                                 ts,
+                                deflated: DeflateCache::default(),
                             }))
                         });
                     }
@@ -165,6 +167,7 @@ impl Sink for Feed {
                             topic: audience.topic,
                             offset: None,
                             ts: 0,
+                            deflated: DeflateCache::default(),
                         }))
                     });
                 }

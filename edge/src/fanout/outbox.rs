@@ -13,6 +13,8 @@ use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
 use tungstenite::Message;
 
+use crate::websocket::deflate::DeflateCache;
+
 use crate::ops::metrics::metrics;
 
 /// What a connection is asked to do, in order: two words, whatever the message, because every
@@ -32,7 +34,7 @@ pub enum Outbound {
 
 /// One encoded frame and where it came from, so a connection can drop what a replay already
 /// sent. Built once per message and encoding, for all its recipients.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Frame {
     /// The frame to write.
     pub message: Message,
@@ -42,6 +44,16 @@ pub struct Frame {
     pub offset: Option<Offset>,
     /// Its publish time (Unix ms), 0 for frames that are not messages.
     pub ts: u64,
+    /// Its compressed forms, for the recipients that negotiated permessage-deflate: made by the
+    /// first of them, shared by the rest.
+    pub deflated: DeflateCache,
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        (&self.message, self.topic, self.offset, self.ts)
+            == (&other.message, other.topic, other.offset, other.ts)
+    }
 }
 
 impl Frame {
@@ -52,6 +64,7 @@ impl Frame {
             topic: 0,
             offset: None,
             ts: 0,
+            deflated: DeflateCache::default(),
         })
     }
 }

@@ -170,6 +170,7 @@ pub async fn switch_protocols(
     stream: &mut TcpStream,
     key: &str,
     subprotocol: Option<&str>,
+    extensions: Option<&str>,
 ) -> std::io::Result<()> {
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut head = format!(
@@ -177,6 +178,9 @@ pub async fn switch_protocols(
     );
     if let Some(p) = subprotocol {
         head.push_str(&format!("sec-websocket-protocol: {p}\r\n"));
+    }
+    if let Some(e) = extensions {
+        head.push_str(&format!("sec-websocket-extensions: {e}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use ferrocast_protocol::Encoding;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tungstenite::protocol::Role;
 
 use crate::bus::Bus;
 use crate::net::http::{self, ReadError, Request};
@@ -20,6 +18,7 @@ use crate::session::Shared;
 use crate::session::auth::Claims;
 use crate::session::connections::{Pending, PendingRefusal, Slot};
 use crate::session::identify::{Denied, Peer};
+use crate::websocket::{WsConn, deflate};
 
 /// Accepts connections until `shutdown` completes.
 pub async fn serve<B: Bus>(
@@ -88,7 +87,7 @@ async fn connection<B: Bus>(
 
 /// A connection upgraded to a WebSocket, with what the session needs from the handshake.
 struct Upgraded {
-    ws: WebSocketStream<TcpStream>,
+    ws: WsConn,
     encoding: Encoding,
     claims: Option<Claims>,
     peer: Peer,
@@ -262,31 +261,36 @@ async fn upgrade<B: Bus>(
             }
         }
     };
-    if http::switch_protocols(&mut stream, key, encoding.map(Encoding::subprotocol))
-        .await
-        .is_err()
+    let config = &shared.config;
+    let negotiated = (config.compression == "on")
+        .then(|| deflate::negotiate(request.headers("sec-websocket-extensions")))
+        .flatten();
+    let extensions = negotiated.as_ref().map(|(_, response)| response.as_str());
+    if http::switch_protocols(
+        &mut stream,
+        key,
+        encoding.map(Encoding::subprotocol),
+        extensions,
+    )
+    .await
+    .is_err()
     {
         return None;
     }
-    if shared.config.echo {
-        let config = shared
-            .ws_config
-            .max_message_size(Some(ECHO_LIMIT))
-            .max_frame_size(Some(ECHO_LIMIT))
-            .max_write_buffer_size(2 * ECHO_LIMIT);
-        let ws =
-            WebSocketStream::from_partially_read(stream, request.rest, Role::Server, Some(config))
-                .await;
+    let deflate = negotiated.map(|(deflate, _)| deflate);
+    let min_compress = config.compression_min_bytes;
+    if config.echo {
+        let ws = WsConn::new(stream, request.rest, ECHO_LIMIT, deflate, min_compress);
         echo(ws).await;
         return None;
     }
-    let ws = WebSocketStream::from_partially_read(
+    let ws = WsConn::new(
         stream,
         request.rest,
-        Role::Server,
-        Some(shared.ws_config),
-    )
-    .await;
+        config.max_frame_size,
+        deflate,
+        min_compress,
+    );
     Some(Upgraded {
         ws,
         encoding: encoding.unwrap_or(Encoding::Json),
@@ -301,8 +305,7 @@ async fn upgrade<B: Bus>(
 const ECHO_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Echo mode (`--echo`): every data message straight back, for protocol conformance tests.
-async fn echo(mut ws: WebSocketStream<TcpStream>) {
-    use futures_util::{SinkExt, StreamExt};
+async fn echo(mut ws: WsConn) {
     while let Some(Ok(message)) = ws.next().await {
         if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
             return;

@@ -1,12 +1,12 @@
 //! A connection's first frame, when it was not authenticated by header: it must be `auth`.
 
 use ferrocast_protocol::frame::client::{ClientFrame, ScopeSince};
-use futures_util::StreamExt;
 use tungstenite::Message;
 
 use crate::bus::Bus;
 use crate::session::auth::Claims;
 use crate::session::identify::{Denied, Peer};
+use crate::websocket::WsError;
 
 use super::Ws;
 use super::refusal::AuthFailure;
@@ -23,7 +23,7 @@ pub(super) async fn authenticate<B: Bus>(
     loop {
         let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err(AuthFailure::new("authentication timed out", "timeout")),
-            Ok(Some(Err(tungstenite::Error::Capacity(_)))) => {
+            Ok(Some(Err(WsError::Closed(1009)))) => {
                 return Err(AuthFailure::new("frame too large", "too_large"));
             }
             Ok(None | Some(Err(_))) => {

@@ -34,9 +34,7 @@ use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::client::ScopeSince;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Target};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
@@ -57,7 +55,7 @@ use rooms::OwnTargets;
 use writer::close_with;
 
 /// The socket, after the upgrade.
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = crate::websocket::WsConn;
 
 /// How long a join may wait for its subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);

@@ -8,12 +8,12 @@ use std::time::Instant;
 use ferrocast_protocol::close::{self};
 use ferrocast_protocol::frame::client::{ClientFrame, FrameError, ScopeSince};
 use ferrocast_protocol::frame::server::ServerFrame;
-use futures_util::StreamExt;
 use tungstenite::Message;
 
 use crate::bus::Bus;
 use crate::fanout::outbox::Queued;
 use crate::ops::metrics::metrics;
+use crate::websocket::WsError;
 use ferrocast_protocol::lifecycle::Lifecycle;
 
 use super::handlers::Reply;
@@ -100,11 +100,9 @@ impl<B: Bus> Session<B> {
                 incoming = ws.next() => {
                     self.life.heard(&self.shared.connections.clock);
                     let frame = match incoming {
-                        Some(Err(tungstenite::Error::Capacity(_))) => {
-                            close_with(ws, close::TOO_BIG, "frame too large").await;
-                            return close::TOO_BIG;
-                        }
-                        None | Some(Err(_)) => return ABNORMAL,
+                        // The frame path closed it already, with the code the violation calls for.
+                        Some(Err(WsError::Closed(code))) => return code,
+                        None | Some(Err(WsError::Io(_))) => return ABNORMAL,
                         Some(Ok(Message::Close(frame))) => {
                             // tungstenite answers the close; read on until the socket ends.
                             let _ = tokio::time::timeout(CLOSE_WAIT, async {

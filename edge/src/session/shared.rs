@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use tungstenite::protocol::WebSocketConfig;
-
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::fanout::registry::Registry;
@@ -27,8 +25,6 @@ pub struct Shared<B> {
     pub registry: Arc<Registry>,
     /// The bus.
     pub bus: Arc<B>,
-    /// WebSocket limits and buffer sizes.
-    pub ws_config: WebSocketConfig,
     /// Every open connection.
     pub connections: Arc<Connections>,
     /// Bytes of history replay the edge may hold at once (`--replay-memory`).

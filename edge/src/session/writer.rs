@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocast_protocol::close::{self};
-use futures_util::{SinkExt, StreamExt};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -19,6 +18,7 @@ use crate::fanout::outbox::{Outbound, Queued};
 use crate::ops::metrics::metrics;
 
 use super::{Session, Ws};
+use crate::websocket::WsError;
 
 /// How long a closing handshake may take before the socket is simply dropped.
 pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -34,7 +34,7 @@ impl<B: Bus> Session<B> {
         ws: &mut Ws,
         first: Outbound,
         queued: &mut Queued,
-    ) -> Result<Option<Arc<Control>>, tungstenite::Error> {
+    ) -> Result<Option<Arc<Control>>, WsError> {
         let m = metrics();
         m.outbound_queue_depth.observe(queued.rx.len() as f64 + 1.0);
         let now_ms = ferrocast_protocol::envelope::now_ms();
@@ -59,7 +59,7 @@ impl<B: Bus> Session<B> {
                     if !self.fences.holds(batch.topic) {
                         for (about, message) in &batch.frames {
                             if **about != *self.client {
-                                ws.feed(message.clone()).await?;
+                                ws.feed(message.clone());
                             }
                         }
                     }
@@ -77,7 +77,7 @@ impl<B: Bus> Session<B> {
                     delivered += 1;
                     oldest_ts.get_or_insert(frame.ts);
                 }
-                ws.feed(frame.message.clone()).await?;
+                ws.feed_cached(&frame.message, Some(&frame.deflated));
             }
             count += 1;
             next = if count < BURST {
@@ -115,12 +115,9 @@ pub(super) async fn send_unless_kicked(
 }
 
 /// Writes frames and flushes once.
-async fn write_all(
-    ws: &mut Ws,
-    frames: impl IntoIterator<Item = Message>,
-) -> Result<(), tungstenite::Error> {
+async fn write_all(ws: &mut Ws, frames: impl IntoIterator<Item = Message>) -> Result<(), WsError> {
     for frame in frames {
-        ws.feed(frame).await?;
+        ws.feed(frame);
     }
     ws.flush().await
 }

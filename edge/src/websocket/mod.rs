@@ -1,0 +1,9 @@
+//! The edge's own WebSocket frame path (RFC 6455, and permessage-deflate, RFC 7692), used after
+//! the handshake for every client connection: [`frame`] reads and writes frame headers,
+//! [`deflate`] negotiates and applies compression, [`conn`] is a connection.
+
+pub mod conn;
+pub mod deflate;
+pub mod frame;
+
+pub use conn::{WsConn, WsError};
