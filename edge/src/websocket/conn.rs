@@ -319,13 +319,15 @@ impl WsConn {
             self.out.push_back(self.scratch.split().freeze());
         }
         while !self.out.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
+            // On the stack: a burst's write allocates nothing.
+            let mut slices = [IoSlice::new(&[]); IOVECS];
+            let count = self
                 .out
                 .iter()
-                .take(IOVECS)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let mut written = self.stream.write_vectored(&slices).await?;
+                .zip(slices.iter_mut())
+                .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
+                .count();
+            let mut written = self.stream.write_vectored(&slices[..count]).await?;
             if written == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
             }

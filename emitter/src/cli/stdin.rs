@@ -16,7 +16,6 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferrocast_protocol::Scope;
 use ferrocast_protocol::keys::Target;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -297,13 +296,15 @@ fn parse(line: &[u8], except: &[String]) -> anyhow::Result<Option<Message>> {
     }
     let line: Line =
         serde_json::from_str(text).context("not a JSON object of the expected shape")?;
-    let target = match (line.room, line.user, line.client, line.all) {
-        (Some(room), None, None, false) => Target::new(Scope::Room, &room)?,
-        (None, Some(user), None, false) => Target::new(Scope::User, &user)?,
-        (None, None, Some(client), false) => Target::new(Scope::Client, &client)?,
-        (None, None, None, true) => Target::All,
-        _ => anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true"),
+    let Some(target) = Target::one_of(
+        line.room.as_deref(),
+        line.user.as_deref(),
+        line.client.as_deref(),
+        line.all,
+    ) else {
+        anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true");
     };
+    let target = target?;
     let data = line.data.map_or("null", RawValue::get).as_bytes().to_vec();
     let mut all_except = line.except;
     all_except.extend_from_slice(except);

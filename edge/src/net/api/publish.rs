@@ -173,17 +173,15 @@ impl<B: Bus> Api<B> {
 
 impl PublishBody {
     fn target(&self) -> Result<Target, ApiError> {
-        let target = match (&self.room, &self.user, &self.client, self.all) {
-            (Some(room), None, None, false) => Target::new(Scope::Room, room),
-            (None, Some(user), None, false) => Target::new(Scope::User, user),
-            (None, None, Some(client), false) => Target::new(Scope::Client, client),
-            (None, None, None, true) => Ok(Target::All),
-            _ => {
-                return Err(ApiError::bad(
-                    "give exactly one target: \"room\", \"user\", \"client\" or \"all\":true",
-                ));
-            }
-        };
+        let target = Target::one_of(
+            self.room.as_deref(),
+            self.user.as_deref(),
+            self.client.as_deref(),
+            self.all,
+        )
+        .ok_or_else(|| {
+            ApiError::bad("give exactly one target: \"room\", \"user\", \"client\" or \"all\":true")
+        })?;
         Ok(target.map_err(ferrocast_emitter::EmitError::from)?)
     }
 }
