@@ -21,6 +21,7 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
         client: format!("c{session}").into(),
         encoding,
         outbox: out,
+        direct: true,
     };
     let mut state = registry.join(&target.key(), session, member).state;
     tokio::time::timeout(DEADLINE, state.wait_for(|s| *s == SubState::Live))
@@ -304,6 +305,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
         client: "c1".into(),
         encoding: Encoding::Json,
         outbox: out,
+        direct: true,
     };
     registry.join(&key, 1, member);
     let mut offsets = Vec::new();

@@ -94,6 +94,11 @@ impl Seams {
         true
     }
 
+    /// Whether no seam is waiting for its first live message.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Forgets a topic the connection left.
     pub fn forget(&mut self, topic: u64) {
         self.0.remove(&topic);

@@ -24,7 +24,7 @@ use super::presence::{self, PresenceFrames};
 use super::registry::{Audience, Registry, encoding_index};
 use crate::bus::Sink;
 use crate::ops::metrics::metrics;
-use crate::websocket::deflate::DeflateCache;
+use crate::websocket::wire::Wire;
 
 /// Most times a message is built again because its target's members all changed meanwhile.
 const REBUILDS: usize = 3;
@@ -45,21 +45,22 @@ impl Feed {
     }
 
     /// Builds one item per encoding the audience uses (`build(encoding, topic)`), and has the
-    /// registry queue them, again if the target's topic changed in between.
+    /// registry deliver them, again if the target's topic changed in between. Returns the
+    /// audience's size and how many were written directly.
     fn fan_out(
         &self,
         target: &TargetKey,
         except: &[String],
         mut build: impl FnMut(&Audience) -> [Option<Outbound>; 2],
-    ) -> Option<usize> {
+    ) -> Option<(usize, usize)> {
         for _ in 0..REBUILDS {
             let audience = self.registry.audience(target)?;
             let items = build(&audience);
-            if self
+            if let Some(written) = self
                 .registry
                 .fan_out(target, audience.topic, except, &items)
             {
-                return Some(audience.members);
+                return Some((audience.members, written));
             }
         }
         tracing::warn!(%target, "membership kept changing; message not delivered");
@@ -91,7 +92,7 @@ impl Feed {
         } else {
             let ts = envelope.ts;
             let mut delivery = Delivery::new(envelope, offset);
-            self.fan_out(target, &except, |audience| {
+            let delivered = self.fan_out(target, &except, |audience| {
                 let mut items = [None, None];
                 for encoding in [Encoding::Json, Encoding::MsgPack] {
                     let index = encoding_index(encoding);
@@ -102,15 +103,27 @@ impl Feed {
                                 topic: audience.topic,
                                 offset: Some(offset),
                                 ts,
-                                deflated: DeflateCache::default(),
+                                wire: Wire::default(),
                             }))
                         });
                     }
                 }
                 items
-            })
+            });
+            // Frames written directly are counted here, once per message (queued ones by the
+            // connection that writes them); the latency is that of the last written.
+            if let Some((_, written)) = delivered
+                && written > 0
+            {
+                let m = metrics();
+                m.deliveries.inc_by(written as u64);
+                let now_ms = ferrocast_protocol::envelope::now_ms();
+                m.delivery_latency
+                    .observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
+            }
+            delivered
         };
-        if let (Some(span), Some(members)) = (&span, members) {
+        if let (Some(span), Some((members, _))) = (&span, members) {
             span.record("members", members);
         }
     }
@@ -167,14 +180,14 @@ impl Sink for Feed {
                             topic: audience.topic,
                             offset: None,
                             ts: 0,
-                            deflated: DeflateCache::default(),
+                            wire: Wire::default(),
                         }))
                     });
                 }
             }
             items
         });
-        if let Some(members) = members {
+        if let Some((members, _)) = members {
             tracing::warn!(%target, members, "history lost; told members of the gap");
         }
     }
@@ -202,6 +215,7 @@ mod tests {
             client: format!("c{session}").into(),
             encoding,
             outbox,
+            direct: true,
         };
         registry.join(target, session, member);
         queued

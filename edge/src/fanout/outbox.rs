@@ -1,6 +1,8 @@
 //! A connection's outbound queue: bounded, so a client that cannot keep up costs at most the
 //! queue's worth of memory and is then closed (4009) instead of growing the edge. The same
-//! handle lets the registry ask the connection to close for other reasons.
+//! handle writes a publication straight to the connection's socket when the connection has
+//! nothing queued (see [`Socket`]), and lets the registry ask the connection to close for other
+//! reasons.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -13,7 +15,8 @@ use ferrocast_protocol::Offset;
 use tokio::sync::{Notify, mpsc};
 use tungstenite::Message;
 
-use crate::websocket::deflate::DeflateCache;
+use crate::websocket::socket::{Delivered, Socket};
+use crate::websocket::wire::Wire;
 
 use crate::ops::metrics::metrics;
 
@@ -30,6 +33,8 @@ pub enum Outbound {
     /// The connection left this topic (or was refused it) when this was queued: see
     /// [`Fences`].
     Fence(u64),
+    /// The fan-out wrote a frame in part: write the rest (see [`Socket`]).
+    Flush,
 }
 
 /// One encoded frame and where it came from, so a connection can drop what a replay already
@@ -44,9 +49,9 @@ pub struct Frame {
     pub offset: Option<Offset>,
     /// Its publish time (Unix ms), 0 for frames that are not messages.
     pub ts: u64,
-    /// Its compressed forms, for the recipients that negotiated permessage-deflate: made by the
-    /// first of them, shared by the rest.
-    pub deflated: DeflateCache,
+    /// Its frames as sent, plain and compressed: made by the first recipient that needs each,
+    /// shared by the rest.
+    pub wire: Wire,
 }
 
 impl PartialEq for Frame {
@@ -64,7 +69,7 @@ impl Frame {
             topic: 0,
             offset: None,
             ts: 0,
-            deflated: DeflateCache::default(),
+            wire: Wire::default(),
         })
     }
 }
@@ -75,7 +80,7 @@ impl Outbound {
         match self {
             Outbound::Frame(frame) => frame.message.len(),
             Outbound::Presence(batch) => batch.size(),
-            Outbound::Control(_) | Outbound::Fence(_) => 0,
+            Outbound::Control(_) | Outbound::Fence(_) | Outbound::Flush => 0,
         }
     }
 }
@@ -87,6 +92,18 @@ pub struct Outbox {
     kick: Arc<Kick>,
     bytes: Arc<AtomicUsize>,
     max_bytes: usize,
+    socket: Option<Arc<Socket>>,
+}
+
+/// What became of an item handed to [`Outbox::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Written to the socket (or begun, and finished by the connection's task).
+    Written,
+    /// Queued for the connection's task.
+    Queued,
+    /// Dropped: the queue was full (the connection is closing) or the connection is gone.
+    Dropped,
 }
 
 /// A request to close the connection: the first close code asked for wins.
@@ -139,16 +156,62 @@ pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Queued) {
             kick: kick.clone(),
             bytes: bytes.clone(),
             max_bytes,
+            socket: None,
         },
         Queued { rx, kick, bytes },
     )
 }
 
 impl Outbox {
+    /// Lets [`Outbox::deliver`] write to `socket` directly while its gate is open.
+    pub fn with_socket(mut self, socket: Arc<Socket>) -> Outbox {
+        self.socket = Some(socket);
+        self
+    }
+
+    /// Delivers `item`: a frame, when `direct`, is written straight to the socket if the
+    /// connection has nothing queued and the socket takes it; anything else is queued, and then
+    /// everything after it too until the connection's task has caught up, so order holds.
+    pub fn deliver(&self, item: &Outbound, direct: bool) -> Pushed {
+        let Some(socket) = &self.socket else {
+            return self.queued(self.enqueue(item.clone()));
+        };
+        let frame = match item {
+            Outbound::Frame(frame) if direct => Some((&frame.message, &frame.wire)),
+            _ => None,
+        };
+        match socket.deliver(frame, || self.enqueue(item.clone())) {
+            Delivered::Written => Pushed::Written,
+            Delivered::Started => {
+                // The queue is empty (the gate was open): this cannot overflow.
+                self.enqueue(Outbound::Flush);
+                Pushed::Written
+            }
+            Delivered::Failed => {
+                self.enqueue(Outbound::Flush);
+                Pushed::Dropped
+            }
+            Delivered::Queued(queued) => self.queued(queued),
+        }
+    }
+
+    fn queued(&self, queued: bool) -> Pushed {
+        if queued {
+            Pushed::Queued
+        } else {
+            Pushed::Dropped
+        }
+    }
+
+    /// Queues an item for the connection's task (never written directly).
+    pub fn push(&self, item: Outbound) -> bool {
+        self.deliver(&item, false) != Pushed::Dropped
+    }
+
     /// Queues a frame without waiting. A full queue marks the connection as a slow consumer and
     /// the frame is dropped (the connection is about to close; it can resume from its offsets).
     /// Returns whether the frame was queued.
-    pub fn push(&self, frame: Outbound) -> bool {
+    fn enqueue(&self, frame: Outbound) -> bool {
         let size = frame.size();
         if self.bytes.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
             self.bytes.fetch_sub(size, Ordering::AcqRel);
@@ -220,6 +283,11 @@ impl Fences {
                 self.0.remove(&topic);
             }
         }
+    }
+
+    /// Whether no topic is fenced.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Whether a frame of `topic` coming out of the queue now was queued before a leave.

@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::fanout::outbox::{Outbound, Outbox};
+use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 
 /// A target's subscription, as seen by those waiting to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,9 @@ pub struct Member {
     pub encoding: Encoding,
     /// Its outbound queue.
     pub outbox: Outbox,
+    /// Whether the target's messages may be written straight to its socket: not for the user
+    /// and `all` targets, whose written offsets the connection keeps for a later `resume`.
+    pub direct: bool,
 }
 
 struct Topic {
@@ -149,33 +152,39 @@ impl Registry {
         })
     }
 
-    /// Queues `items[encoding]` for every member of `target` whose client is not in `except`:
-    /// the same shared item for every member of an encoding, so the lock is held only to push.
-    /// False, and nothing queued, if `target` is no longer the topic `topic` (its members all
-    /// left and others joined since [`Registry::audience`]): the caller builds anew.
+    /// Delivers `items[encoding]` to every member of `target` whose client is not in `except`:
+    /// the same shared item for every member of an encoding, written straight to the sockets
+    /// that can take it, queued for the others ([`Outbox::deliver`]). The lock is held
+    /// throughout, so a member that left is never written to after it left. Returns how many
+    /// were written directly; `None`, and nothing delivered, if `target` is no longer the topic
+    /// `topic` (its members all left and others joined since [`Registry::audience`]): the
+    /// caller builds anew.
     pub fn fan_out(
         &self,
         target: &TargetKey,
         topic: u64,
         except: &[String],
         items: &[Option<Outbound>; 2],
-    ) -> bool {
+    ) -> Option<usize> {
         let state = self.state.lock();
         let Some(current) = state.topics.get(target) else {
-            return true;
+            return Some(0);
         };
         if current.id != topic {
-            return false;
+            return None;
         }
+        let mut written = 0;
         for member in current.members.values() {
-            if except.iter().any(|c| **c == *member.client) {
+            if !except.is_empty() && except.iter().any(|c| **c == *member.client) {
                 continue;
             }
-            if let Some(item) = &items[encoding_index(member.encoding)] {
-                member.outbox.push(item.clone());
+            if let Some(item) = &items[encoding_index(member.encoding)]
+                && member.outbox.deliver(item, member.direct) == Pushed::Written
+            {
+                written += 1;
             }
         }
-        true
+        Some(written)
     }
 
     /// Waits until some target's wanted subscription may have changed.

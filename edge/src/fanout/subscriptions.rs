@@ -75,6 +75,7 @@ mod tests {
             client: format!("c{session}").into(),
             encoding: Encoding::Json,
             outbox,
+            direct: true,
         }
     }
 

@@ -127,6 +127,7 @@ async fn serve_connection<B: Bus>(
     }
     let config = &shared.config;
     let (outbox, queued) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
+    let outbox = outbox.with_socket(ws.socket());
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let life = shared.connections.add(id, outbox.clone(), claims.exp);
     let client = peer.client;
@@ -245,11 +246,13 @@ impl<B: Bus> Session<B> {
         }
     }
 
-    fn member(&self) -> Member {
+    /// The connection as a member of a target; `direct`: see [`Member::direct`].
+    fn member(&self, direct: bool) -> Member {
         Member {
             client: self.client.clone(),
             encoding: self.encoding,
             outbox: self.outbox.clone(),
+            direct,
         }
     }
 

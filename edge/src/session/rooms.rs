@@ -52,7 +52,10 @@ impl<B: Bus> Session<B> {
         let claimed = self.claims.rooms.allows(room) || self.shared.public_rooms.allows(room);
         // A room the claims do not cover may still be the application's to grant.
         let granted = by.is_some() || (!claimed && self.ask_join_hook(room).await?);
-        let joined = self.shared.registry.join(&target, self.id, self.member());
+        let joined = self
+            .shared
+            .registry
+            .join(&target, self.id, self.member(true));
         let since = since.and_then(|s| s.parse::<Offset>().ok());
         let cursor = match wait_live(joined.state).await {
             Ok(()) => self.open(&target, since).await,
@@ -266,7 +269,9 @@ impl<B: Bus> Session<B> {
     pub(super) async fn join_own(&mut self) -> bool {
         let mut waiting = Vec::with_capacity(3);
         for scope in [Scope::User, Scope::Client, Scope::All] {
-            let member = self.member();
+            // The user and `all` targets keep what was written live (`Written`), in the
+            // connection's task: their messages always go through its queue.
+            let member = self.member(scope == Scope::Client);
             let own = self.own.get_mut(scope);
             let joined = self.shared.registry.join(&own.key, self.id, member);
             own.topic = joined.topic;

@@ -70,6 +70,11 @@ impl<B: Bus> Session<B> {
         self.welcomed = true;
         self.report(Lifecycle::Connect);
         loop {
+            // Idle, with nothing fenced or awaiting a seam: the fan-out may write publications
+            // straight to the socket until something must go through the queue again.
+            if self.fences.is_empty() && self.seams.is_empty() {
+                ws.reopen(|| queued.rx.is_empty());
+            }
             // Not biased: a connection whose queue never empties must still have its frames
             // (and pongs) read.
             tokio::select! {
@@ -98,6 +103,9 @@ impl<B: Bus> Session<B> {
                     }
                 }
                 incoming = ws.next() => {
+                    // What the client asks is answered in order with what it is sent: a join's
+                    // answer before the room's first message.
+                    ws.hold();
                     self.life.heard(&self.shared.connections.clock);
                     let frame = match incoming {
                         // The frame path closed it already, with the code the violation calls for.

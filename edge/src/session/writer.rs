@@ -55,6 +55,8 @@ impl<B: Bus> Session<B> {
                     self.fences.passed(topic);
                     None
                 }
+                // What the fan-out left unwritten goes out with this burst's flush.
+                Outbound::Flush => None,
                 Outbound::Presence(batch) => {
                     if !self.fences.holds(batch.topic) {
                         for (about, message) in &batch.frames {
@@ -77,7 +79,7 @@ impl<B: Bus> Session<B> {
                     delivered += 1;
                     oldest_ts.get_or_insert(frame.ts);
                 }
-                ws.feed_cached(&frame.message, Some(&frame.deflated));
+                ws.feed_shared(&frame.message, &frame.wire);
             }
             count += 1;
             next = if count < BURST {

@@ -3,18 +3,20 @@
 //! out in one `writev`), and no buffer held while the connection is idle.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{ErrorKind, IoSlice};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Utf8Bytes;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-use super::deflate::{self, Deflate, DeflateCache};
+use super::deflate::{self, Deflate};
 use super::frame::{self, FrameError, Opcode};
+use super::socket::Socket;
+use super::wire::Wire;
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 4096;
@@ -48,13 +50,12 @@ struct Partial {
 
 /// A WebSocket connection, server side.
 pub struct WsConn {
-    stream: TcpStream,
+    /// Shared with the fan-out, which writes to it directly while the gate is open.
+    socket: Arc<Socket>,
     /// Bytes read and not yet parsed; no capacity while idle.
     read: BytesMut,
     partial: Option<Partial>,
     max_message: usize,
-    deflate: Option<Deflate>,
-    min_compress: usize,
     /// Frames queued for the next flush.
     out: VecDeque<Bytes>,
     /// Where small headers and payloads are gathered; no capacity while idle.
@@ -76,12 +77,10 @@ impl WsConn {
         min_compress: usize,
     ) -> WsConn {
         WsConn {
-            stream,
+            socket: Arc::new(Socket::new(stream, deflate, min_compress)),
             read: BytesMut::from(&rest[..]),
             partial: None,
             max_message,
-            deflate,
-            min_compress,
             out: VecDeque::new(),
             scratch: BytesMut::new(),
             close_sent: false,
@@ -91,7 +90,30 @@ impl WsConn {
 
     /// Whether permessage-deflate was negotiated.
     pub fn deflate(&self) -> Option<Deflate> {
-        self.deflate
+        self.socket.deflate
+    }
+
+    /// The socket, for the fan-out to write to while the gate is open (see [`Socket`]).
+    pub fn socket(&self) -> Arc<Socket> {
+        self.socket.clone()
+    }
+
+    /// Takes the writing over from the fan-out: until [`WsConn::reopen`], publications for this
+    /// connection are queued. Called before the connection acts on anything that must be
+    /// ordered with its messages (a join must answer before the room's first message).
+    pub fn hold(&mut self) {
+        if let Some(rest) = self.socket.hold() {
+            self.out.push_front(rest);
+        }
+    }
+
+    /// Lets the fan-out write directly again, if this connection has nothing left to write and
+    /// `idle` (asked under the gate's lock: its queue is empty) holds.
+    pub fn reopen(&self, idle: impl FnOnce() -> bool) {
+        if self.close_sent || self.done || !self.out.is_empty() || !self.scratch.is_empty() {
+            return;
+        }
+        self.socket.reopen(idle);
     }
 
     /// The next message (pings are answered here, and returned too; a close is answered and
@@ -110,12 +132,12 @@ impl WsConn {
             if self.read.is_empty() {
                 self.read = BytesMut::new();
             }
-            if let Err(e) = self.stream.readable().await {
+            if let Err(e) = self.socket.stream.readable().await {
                 self.done = true;
                 return Some(Err(e.into()));
             }
             self.read.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.read) {
+            match self.socket.stream.try_read_buf(&mut self.read) {
                 Ok(0) => {
                     self.done = true;
                     return None;
@@ -157,7 +179,7 @@ impl WsConn {
     /// One complete message from what was read, if there is one.
     fn parse(&mut self) -> Result<Option<Message>, u16> {
         loop {
-            let compression = self.deflate.is_some();
+            let compression = self.socket.deflate.is_some();
             let header = match frame::parse(&self.read, compression, self.max_message) {
                 Ok(Some(header)) => header,
                 Ok(None) => return Ok(None),
@@ -250,14 +272,26 @@ impl WsConn {
         self.push(opcode, false, payload);
     }
 
-    /// Queues `message`, compressed if it is large enough and the client negotiated deflate.
-    pub fn feed(&mut self, message: Message) {
-        self.feed_cached(&message, None);
+    /// Queues a message shared with other recipients, as the frame `wire` holds for this
+    /// connection's encoding (built by the first recipient that needed it).
+    pub fn feed_shared(&mut self, message: &Message, wire: &Wire) {
+        if self.close_sent {
+            return;
+        }
+        match wire.frame(message, self.socket.deflate, self.socket.min_compress) {
+            Some(frame) if frame.len() < COPY_BELOW => self.scratch.extend_from_slice(&frame),
+            Some(frame) => {
+                if !self.scratch.is_empty() {
+                    self.out.push_back(self.scratch.split().freeze());
+                }
+                self.out.push_back(frame);
+            }
+            None => self.feed(message.clone()),
+        }
     }
 
-    /// Queues `message`, taking its compressed form from `cache` (built once per edge for all
-    /// the recipients of a publication) when it is compressed at all.
-    pub fn feed_cached(&mut self, message: &Message, cache: Option<&DeflateCache>) {
+    /// Queues `message`, compressed if it is large enough and the client negotiated deflate.
+    pub fn feed(&mut self, message: Message) {
         if self.close_sent {
             return;
         }
@@ -269,12 +303,9 @@ impl WsConn {
             Message::Close(frame) => return self.queue_close(frame.as_ref()),
             Message::Frame(_) => return,
         };
-        match self.deflate {
-            Some(deflate) if payload.len() >= self.min_compress => {
-                let compressed = match cache {
-                    Some(cache) => cache.get(&payload, deflate.small_window),
-                    None => deflate::compress(&payload, deflate.small_window),
-                };
+        match self.socket.deflate {
+            Some(deflate) if payload.len() >= self.socket.min_compress => {
+                let compressed = deflate::compress(&payload, deflate.small_window);
                 self.push(opcode, true, compressed);
             }
             _ => self.push(opcode, false, payload),
@@ -318,6 +349,7 @@ impl WsConn {
         if !self.scratch.is_empty() {
             self.out.push_back(self.scratch.split().freeze());
         }
+        self.hold();
         while !self.out.is_empty() {
             // On the stack: a burst's write allocates nothing.
             let mut slices = [IoSlice::new(&[]); IOVECS];
@@ -327,10 +359,15 @@ impl WsConn {
                 .zip(slices.iter_mut())
                 .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
                 .count();
-            let mut written = self.stream.write_vectored(&slices[..count]).await?;
-            if written == 0 {
-                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-            }
+            let mut written = match self.socket.stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(std::io::Error::from(ErrorKind::WriteZero).into()),
+                Ok(written) => written,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.socket.stream.writable().await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             while written > 0 {
                 let Some(front) = self.out.front_mut() else {
                     break;
@@ -362,6 +399,14 @@ impl WsConn {
             self.queue_close(frame.as_ref());
         }
         self.flush().await
+    }
+}
+
+impl Drop for WsConn {
+    fn drop(&mut self) {
+        // The fan-out holds the socket until the connection has left every target: nothing more
+        // may be written to it meanwhile.
+        self.socket.hold();
     }
 }
 

@@ -15,26 +15,6 @@ pub struct Deflate {
     pub small_window: bool,
 }
 
-/// A message's compressed forms, made on first use and shared by every recipient: the edge
-/// compresses a publication once, whatever the number of clients that negotiated deflate.
-#[derive(Debug, Default)]
-pub struct DeflateCache {
-    fast: std::sync::OnceLock<Bytes>,
-    stored: std::sync::OnceLock<Bytes>,
-}
-
-impl DeflateCache {
-    /// `payload` compressed for a client with a small window or not (see [`compress`]).
-    pub fn get(&self, payload: &[u8], small_window: bool) -> Bytes {
-        let cell = if small_window {
-            &self.stored
-        } else {
-            &self.fast
-        };
-        cell.get_or_init(|| compress(payload, small_window)).clone()
-    }
-}
-
 /// The empty stored block a sync flush ends with, which the wire format leaves out.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 

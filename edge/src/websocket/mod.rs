@@ -1,9 +1,13 @@
 //! The edge's own WebSocket frame path (RFC 6455, and permessage-deflate, RFC 7692), used after
 //! the handshake for every client connection: [`frame`] reads and writes frame headers,
-//! [`deflate`] negotiates and applies compression, [`conn`] is a connection.
+//! [`deflate`] negotiates and applies compression, [`wire`] builds a publication's frames once
+//! for all its recipients, [`socket`] lets the fan-out write them straight to an idle
+//! connection, [`conn`] is a connection.
 
 pub mod conn;
 pub mod deflate;
 pub mod frame;
+pub mod socket;
+pub mod wire;
 
 pub use conn::{WsConn, WsError};

@@ -1,0 +1,209 @@
+//! A connection's socket, shared by the connection's task and the fan-out.
+//!
+//! While the connection has nothing of its own to write (its gate is open), the fan-out writes a
+//! publication's frame straight into the socket from its own loop: no queue, no task woken,
+//! one system call. Whatever the socket cannot take at once, and everything else, goes through
+//! the connection's queue, and the gate stays shut until the connection's task has written all
+//! of it, so bytes reach the client in the order they were meant to.
+
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tungstenite::Message;
+
+use super::deflate::Deflate;
+use super::wire::Wire;
+
+/// A connection's socket and what it negotiated.
+pub struct Socket {
+    pub(super) stream: TcpStream,
+    pub(super) deflate: Option<Deflate>,
+    pub(super) min_compress: usize,
+    gate: Mutex<Gate>,
+    /// Whether the gate is open, readable without the lock.
+    open: AtomicBool,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: bool,
+    /// The end of a frame the fan-out could write only in part: written by the connection's
+    /// task before anything else.
+    rest: Option<Bytes>,
+}
+
+/// What became of a frame offered to [`Socket::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written to the socket whole.
+    Written,
+    /// Written in part: the connection's task must be woken to write the rest.
+    Started,
+    /// The socket failed: the connection's task must be woken to find out.
+    Failed,
+    /// Not written: queued, or dropped, as `enqueue` said (true: queued).
+    Queued(bool),
+}
+
+impl Socket {
+    /// The socket of a connection over `stream`, its gate shut.
+    pub fn new(stream: TcpStream, deflate: Option<Deflate>, min_compress: usize) -> Socket {
+        Socket {
+            stream,
+            deflate,
+            min_compress,
+            gate: Mutex::new(Gate::default()),
+            open: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes `frame` (a shared message and its built frames) now if the gate is open;
+    /// otherwise, or for anything else (`frame` is `None`), shuts the gate and calls
+    /// `enqueue`, under the gate's lock, so the connection cannot reopen the gate between
+    /// seeing its queue empty and this item arriving in it.
+    pub fn deliver(
+        &self,
+        frame: Option<(&Message, &Wire)>,
+        enqueue: impl FnOnce() -> bool,
+    ) -> Delivered {
+        let mut gate = self.gate.lock();
+        if gate.open
+            && let Some((message, wire)) = frame
+            && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
+        {
+            let written = match self.stream.try_write(&bytes) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+                Err(_) => {
+                    self.shut(&mut gate);
+                    return Delivered::Failed;
+                }
+            };
+            if written == bytes.len() {
+                return Delivered::Written;
+            }
+            gate.rest = Some(bytes.slice(written..));
+            self.shut(&mut gate);
+            return Delivered::Started;
+        }
+        self.shut(&mut gate);
+        Delivered::Queued(enqueue())
+    }
+
+    fn shut(&self, gate: &mut Gate) {
+        gate.open = false;
+        self.open.store(false, Ordering::Relaxed);
+    }
+
+    /// Shuts the gate (the connection's task writes from now on) and hands over what the
+    /// fan-out left unwritten.
+    pub(super) fn hold(&self) -> Option<Bytes> {
+        let mut gate = self.gate.lock();
+        self.shut(&mut gate);
+        gate.rest.take()
+    }
+
+    /// Opens the gate if nothing is left for the connection's task to write and `idle` (its
+    /// queue is empty) holds, asked under the gate's lock.
+    pub(super) fn reopen(&self, idle: impl FnOnce() -> bool) {
+        if self.open.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut gate = self.gate.lock();
+        if gate.rest.is_none() && idle() {
+            gate.open = true;
+            self.open.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the fan-out may write now.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::websocket::WsConn;
+
+    fn frame(byte: u8, len: usize) -> (Message, Wire) {
+        (Message::Binary(vec![byte; len].into()), Wire::default())
+    }
+
+    /// Everything the fan-out and the connection write reaches the client whole and in order:
+    /// directly while the gate is open, through the queue once the socket is full, and the
+    /// frame the socket took only in part finished by the connection first.
+    #[tokio::test]
+    async fn frames_arrive_in_order_whether_written_directly_or_by_the_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+        let (server, _) = listener.accept().await.unwrap();
+        let mut client = client.join().unwrap();
+        let mut ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let socket = ws.socket();
+
+        let queued = AtomicUsize::new(0);
+        let enqueue = || {
+            queued.fetch_add(1, Ordering::Relaxed);
+            true
+        };
+        let (first, wire) = frame(0, 10);
+        assert_eq!(
+            socket.deliver(Some((&first, &wire)), enqueue),
+            Delivered::Queued(true),
+            "the gate starts shut"
+        );
+        ws.reopen(|| true);
+        assert!(socket.is_open());
+        let mut expected = Vec::new();
+        let mut sent = 0u8;
+        // Direct writes until the socket cannot take a whole frame.
+        let started = loop {
+            sent = sent.wrapping_add(1);
+            let (message, wire) = frame(sent, 64 * 1024);
+            let bytes = wire.frame(&message, None, 512).unwrap();
+            match socket.deliver(Some((&message, &wire)), enqueue) {
+                Delivered::Written => expected.extend_from_slice(&bytes),
+                Delivered::Started => {
+                    expected.extend_from_slice(&bytes);
+                    break true;
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(sent < 200, "the socket never filled");
+        };
+        assert!(
+            started && !socket.is_open(),
+            "a partial write shuts the gate"
+        );
+        let (later, wire) = frame(0xEE, 100);
+        assert_eq!(
+            socket.deliver(Some((&later, &wire)), enqueue),
+            Delivered::Queued(true)
+        );
+        // The connection's task writes what the fan-out left, then what was queued.
+        ws.feed_shared(&later, &wire);
+        expected.extend_from_slice(&wire.frame(&later, None, 512).unwrap());
+        let reader = std::thread::spawn(move || {
+            let mut received = vec![0u8; expected.len()];
+            client.read_exact(&mut received).unwrap();
+            assert!(received == expected, "bytes out of order");
+            client
+        });
+        ws.flush().await.unwrap();
+        reader.join().unwrap();
+        ws.reopen(|| false);
+        assert!(!socket.is_open(), "not while the queue holds something");
+        ws.reopen(|| true);
+        assert!(socket.is_open());
+        assert_eq!(queued.load(Ordering::Relaxed), 2);
+    }
+}
