@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every Ferrocast test. Installs what the machine lacks from Debian's packages (redis-server,
-# openssl, Node.js and npm, chromium), builds the edge and emitter binaries the end-to-end tests
-# start, runs the whole workspace's tests, then the JavaScript client's (Node, and real Chromium
-# through playwright-core, from clients/js/package-lock.json). Each end-to-end test starts its
-# own redis-server on a free port; nothing else is needed.
+# openssl, Python, Node.js and npm, chromium), builds the edge and emitter binaries the end-to-end
+# tests start, runs the whole workspace's tests, then the JavaScript client's (Node, and real
+# Chromium through playwright-core, from clients/js/package-lock.json). Python's `websockets`
+# (pinned in tests/python/requirements.txt) goes into a venv under target/. Each end-to-end test
+# starts its own redis-server on a free port; nothing else is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # playwright-core drives Debian's chromium: no browser is downloaded.
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -21,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# A client we did not write, for tests/tests/python_client.rs.
+[ -x target/python/bin/python ] || python3 -m venv target/python
+target/python/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+export FERROCAST_PYTHON="$PWD/target/python/bin/python"
 
 cargo build --workspace --bins --examples --locked
 cargo test --workspace --locked "$@"

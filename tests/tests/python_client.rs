@@ -1,0 +1,34 @@
+//! A client we did not write: Python's `websockets`, which offers permessage-deflate by default,
+//! against a real edge (tests/python/deflate_client.py). The interpreter is `FERROCAST_PYTHON`:
+//! `scripts/test.sh` makes a venv under `target/` with the pinned `websockets` and sets it.
+
+use std::time::Duration;
+
+use ferrocast_tests::{Edge, Token};
+use serde_json::json;
+
+#[tokio::test]
+async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways() {
+    let edge = Edge::start(&[]).await;
+    let token = Token::user("py", &["z"]).claim("pub", json!(["z"])).dev();
+    let python = std::env::var("FERROCAST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deflate_client.py");
+    let run = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(edge.ws_url())
+        .arg(&token)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the Python client finished in time")
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{python} {script} failed ({}); scripts/test.sh installs `websockets` \
+         (tests/python/requirements.txt) and sets FERROCAST_PYTHON\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+}
