@@ -153,6 +153,12 @@ pub trait Sink: Send + Sync + 'static {
     /// Messages of `target` up to `offset` may have been lost (its history vanished while the
     /// bus was reconnecting); delivery goes on after `offset`.
     fn gap(&self, target: &TargetKey, offset: Option<Offset>);
+
+    /// Several deliveries follow on this thread, with no `.await` between them, until the
+    /// returned guard drops: the sink may gather its writes until then.
+    fn batch(&self) -> Box<dyn std::any::Any> {
+        Box::new(())
+    }
 }
 
 /// Where messages come from, and where an edge's own publishes go.

@@ -20,7 +20,7 @@ use ferrocast_emitter::redis::pool::{Conn, Manager};
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::Mutex;
 
@@ -34,6 +34,8 @@ const STABLE: Duration = Duration::from_secs(10);
 /// How long a ping of the pub/sub connection may take: a Redis that stops answering (paused,
 /// or a half-open connection) is treated as lost.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most live messages already arrived that are delivered as one batch.
+const BATCH: usize = 64;
 /// A bus over one Redis.
 pub struct RedisBus {
     core: RedisCore,
@@ -162,10 +164,24 @@ impl RedisBus {
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { return };
-                    let Some(target) = self.core.keys.target_of_live(msg.get_channel_name().as_bytes()) else {
-                        continue;
-                    };
-                    self.core.live(&target, msg.get_payload_bytes());
+                    // Whatever else has arrived already goes out with it: each client gets
+                    // the batch's frames in one write.
+                    let _batch = self.core.sink.batch();
+                    let mut next = Some(msg);
+                    let mut batch = 0;
+                    while let Some(msg) = next.take() {
+                        if let Some(target) = self.core.keys.target_of_live(msg.get_channel_name().as_bytes()) {
+                            self.core.live(&target, msg.get_payload_bytes());
+                        }
+                        batch += 1;
+                        if batch < BATCH {
+                            match stream.next().now_or_never() {
+                                Some(Some(msg)) => next = Some(msg),
+                                Some(None) => return,
+                                None => {}
+                            }
+                        }
+                    }
                 }
                 _ = ping.tick() => {
                     if !self.ping().await {

@@ -17,6 +17,7 @@ use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
 use parking_lot::Mutex;
 
 use super::control::Control;
+use super::cork::Cork;
 use super::dedup::RecentIds;
 use super::delivery::{self, Delivery};
 use super::outbox::{Frame, Outbound};
@@ -53,6 +54,8 @@ impl Feed {
         except: &[String],
         mut build: impl FnMut(&Audience) -> [Option<Outbound>; 2],
     ) -> Option<(usize, usize)> {
+        // Written when this delivery ends, or with the bus's batch if it corked one.
+        let _cork = Cork::start();
         for _ in 0..REBUILDS {
             let audience = self.registry.audience(target)?;
             let items = build(&audience);
@@ -159,6 +162,10 @@ impl Sink for Feed {
             }
             items
         });
+    }
+
+    fn batch(&self) -> Box<dyn std::any::Any> {
+        Box::new(Cork::start())
     }
 
     fn gap(&self, target: &TargetKey, offset: Option<Offset>) {

@@ -8,9 +8,12 @@
 //! and hands the same bytes to every member's [`outbox`]; [`dedup`] drops messages seen twice,
 //! and [`recovery`] keeps the seam between a replay and live delivery clean. [`control`] is a
 //! worker's control message (join, leave, disconnect) on its way to the sessions it acts on;
-//! [`presence`] is a batch of presence joins and leaves on its way to a room's members.
+//! [`presence`] is a batch of presence joins and leaves on its way to a room's members. An
+//! outbox writes a frame straight to an idle connection's socket; [`cork`] gathers what a batch
+//! of messages brings each connection into one write.
 
 pub mod control;
+pub mod cork;
 pub mod dedup;
 pub mod delivery;
 pub mod feed;

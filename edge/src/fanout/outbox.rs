@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use crate::fanout::control::Control;
+use crate::fanout::cork;
 
 use ferrocast_protocol::close;
 
@@ -180,8 +181,15 @@ impl Outbox {
             Outbound::Frame(frame) if direct => Some((&frame.message, &frame.wire)),
             _ => None,
         };
-        match socket.deliver(frame, || self.enqueue(item.clone())) {
+        let corked = frame.is_some() && cork::is_corked();
+        match socket.deliver(frame, corked, || self.enqueue(item.clone())) {
             Delivered::Written => Pushed::Written,
+            Delivered::Corked { first } => {
+                if first {
+                    cork::add(self);
+                }
+                Pushed::Written
+            }
             Delivered::Started => {
                 // The queue is empty (the gate was open): this cannot overflow.
                 self.enqueue(Outbound::Flush);
@@ -192,6 +200,16 @@ impl Outbox {
                 Pushed::Dropped
             }
             Delivered::Queued(queued) => self.queued(queued),
+        }
+    }
+
+    /// Writes what a cork left pending; wakes the connection's task if the socket could not
+    /// take all of it.
+    pub(super) fn flush(&self) {
+        if let Some(socket) = &self.socket
+            && matches!(socket.flush(), Delivered::Started | Delivered::Failed)
+        {
+            self.enqueue(Outbound::Flush);
         }
     }
 

@@ -154,7 +154,8 @@ impl Registry {
 
     /// Delivers `items[encoding]` to every member of `target` whose client is not in `except`:
     /// the same shared item for every member of an encoding, written straight to the sockets
-    /// that can take it, queued for the others ([`Outbox::deliver`]). The lock is held
+    /// that can take it (corked: see [`cork`](super::cork)), queued for the others
+    /// ([`Outbox::deliver`]). The lock is held
     /// throughout, so a member that left is never written to after it left. Returns how many
     /// were written directly; `None`, and nothing delivered, if `target` is no longer the topic
     /// `topic` (its members all left and others joined since [`Registry::audience`]): the

@@ -102,8 +102,8 @@ impl WsConn {
     /// connection are queued. Called before the connection acts on anything that must be
     /// ordered with its messages (a join must answer before the room's first message).
     pub fn hold(&mut self) {
-        if let Some(rest) = self.socket.hold() {
-            self.out.push_front(rest);
+        for bytes in self.socket.hold().into_iter().rev() {
+            self.out.push_front(bytes);
         }
     }
 

@@ -6,10 +6,10 @@
 //! the connection's queue, and the gate stays shut until the connection's task has written all
 //! of it, so bytes reach the client in the order they were meant to.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tungstenite::Message;
@@ -30,16 +30,26 @@ pub struct Socket {
 #[derive(Default)]
 struct Gate {
     open: bool,
-    /// The end of a frame the fan-out could write only in part: written by the connection's
-    /// task before anything else.
-    rest: Option<Bytes>,
+    /// Frames accepted for the socket and not yet written: those of a corked batch (see
+    /// [`Socket::deliver`]) while the gate is open; once it is shut, what the fan-out could
+    /// not write, for the connection's task to write before anything else.
+    pending: Vec<Bytes>,
 }
+
+/// Most slices handed to one `writev`.
+const IOVECS: usize = 64;
 
 /// What became of a frame offered to [`Socket::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivered {
     /// Written to the socket whole.
     Written,
+    /// Accepted, to be written by [`Socket::flush`] with the rest of the batch; `first`: the
+    /// first of this batch for this socket, so the caller must see that it is flushed.
+    Corked {
+        /// Whether the socket had nothing pending before.
+        first: bool,
+    },
     /// Written in part: the connection's task must be woken to write the rest.
     Started,
     /// The socket failed: the connection's task must be woken to find out.
@@ -60,13 +70,16 @@ impl Socket {
         }
     }
 
-    /// Writes `frame` (a shared message and its built frames) now if the gate is open;
-    /// otherwise, or for anything else (`frame` is `None`), shuts the gate and calls
-    /// `enqueue`, under the gate's lock, so the connection cannot reopen the gate between
-    /// seeing its queue empty and this item arriving in it.
+    /// Takes `frame` (a shared message and its built frames) if the gate is open: written now,
+    /// or, when `corked` (or frames are pending already), kept for [`Socket::flush`], so that
+    /// everything a batch of publications brings a client goes out in one system call.
+    /// Otherwise, or for anything else (`frame` is `None`), shuts the gate and calls `enqueue`
+    /// under the gate's lock, so the connection cannot reopen the gate between seeing its queue
+    /// empty and this item arriving in it.
     pub fn deliver(
         &self,
         frame: Option<(&Message, &Wire)>,
+        corked: bool,
         enqueue: impl FnOnce() -> bool,
     ) -> Delivered {
         let mut gate = self.gate.lock();
@@ -74,6 +87,12 @@ impl Socket {
             && let Some((message, wire)) = frame
             && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
         {
+            if corked || !gate.pending.is_empty() {
+                gate.pending.push(bytes);
+                return Delivered::Corked {
+                    first: gate.pending.len() == 1,
+                };
+            }
             let written = match self.stream.try_write(&bytes) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
@@ -85,12 +104,62 @@ impl Socket {
             if written == bytes.len() {
                 return Delivered::Written;
             }
-            gate.rest = Some(bytes.slice(written..));
+            gate.pending.push(bytes.slice(written..));
             self.shut(&mut gate);
             return Delivered::Started;
         }
         self.shut(&mut gate);
         Delivered::Queued(enqueue())
+    }
+
+    /// Writes the frames a corked batch left pending, several per system call. What the socket
+    /// cannot take stays pending for the connection's task, and the gate shuts:
+    /// [`Delivered::Started`] (or `Failed`) says the task must be woken; `Written` that all is
+    /// done (or the connection's task had taken over).
+    pub fn flush(&self) -> Delivered {
+        let mut gate = self.gate.lock();
+        if !gate.open {
+            return Delivered::Written;
+        }
+        while !gate.pending.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOVECS];
+            let count = gate
+                .pending
+                .iter()
+                .zip(slices.iter_mut())
+                .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
+                .count();
+            let mut written = match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+                Err(_) => {
+                    self.shut(&mut gate);
+                    return Delivered::Failed;
+                }
+            };
+            let done = gate
+                .pending
+                .iter()
+                .take_while(|bytes| {
+                    let whole = bytes.len() <= written;
+                    if whole {
+                        written -= bytes.len();
+                    }
+                    whole
+                })
+                .count();
+            gate.pending.drain(..done);
+            if let Some(front) = gate.pending.first_mut()
+                && (written > 0 || done < count)
+            {
+                front.advance(written);
+                self.shut(&mut gate);
+                return Delivered::Started;
+            }
+        }
+        // Nothing kept between batches: an idle connection holds no buffer.
+        gate.pending = Vec::new();
+        Delivered::Written
     }
 
     fn shut(&self, gate: &mut Gate) {
@@ -99,11 +168,11 @@ impl Socket {
     }
 
     /// Shuts the gate (the connection's task writes from now on) and hands over what the
-    /// fan-out left unwritten.
-    pub(super) fn hold(&self) -> Option<Bytes> {
+    /// fan-out left unwritten, oldest first.
+    pub(super) fn hold(&self) -> Vec<Bytes> {
         let mut gate = self.gate.lock();
         self.shut(&mut gate);
-        gate.rest.take()
+        std::mem::take(&mut gate.pending)
     }
 
     /// Opens the gate if nothing is left for the connection's task to write and `idle` (its
@@ -113,7 +182,7 @@ impl Socket {
             return;
         }
         let mut gate = self.gate.lock();
-        if gate.rest.is_none() && idle() {
+        if gate.pending.is_empty() && idle() {
             gate.open = true;
             self.open.store(true, Ordering::Relaxed);
         }
@@ -157,7 +226,7 @@ mod tests {
         };
         let (first, wire) = frame(0, 10);
         assert_eq!(
-            socket.deliver(Some((&first, &wire)), enqueue),
+            socket.deliver(Some((&first, &wire)), false, enqueue),
             Delivered::Queued(true),
             "the gate starts shut"
         );
@@ -170,7 +239,7 @@ mod tests {
             sent = sent.wrapping_add(1);
             let (message, wire) = frame(sent, 64 * 1024);
             let bytes = wire.frame(&message, None, 512).unwrap();
-            match socket.deliver(Some((&message, &wire)), enqueue) {
+            match socket.deliver(Some((&message, &wire)), false, enqueue) {
                 Delivered::Written => expected.extend_from_slice(&bytes),
                 Delivered::Started => {
                     expected.extend_from_slice(&bytes);
@@ -186,7 +255,7 @@ mod tests {
         );
         let (later, wire) = frame(0xEE, 100);
         assert_eq!(
-            socket.deliver(Some((&later, &wire)), enqueue),
+            socket.deliver(Some((&later, &wire)), false, enqueue),
             Delivered::Queued(true)
         );
         // The connection's task writes what the fan-out left, then what was queued.
@@ -205,5 +274,44 @@ mod tests {
         ws.reopen(|| true);
         assert!(socket.is_open());
         assert_eq!(queued.load(Ordering::Relaxed), 2);
+    }
+
+    /// A corked batch writes nothing until it is flushed, then everything in one go, in order.
+    #[tokio::test]
+    async fn a_corked_batch_is_written_when_flushed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+        let (server, _) = listener.accept().await.unwrap();
+        let mut client = client.join().unwrap();
+        let ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let socket = ws.socket();
+        ws.reopen(|| true);
+        let (a, wire_a) = frame(1, 300);
+        let (b, wire_b) = frame(2, 10);
+        let never = || panic!("nothing is queued while the gate is open");
+        assert_eq!(
+            socket.deliver(Some((&a, &wire_a)), true, never),
+            Delivered::Corked { first: true }
+        );
+        assert_eq!(
+            socket.deliver(Some((&b, &wire_b)), true, never),
+            Delivered::Corked { first: false }
+        );
+        client.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            client.read(&mut byte).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "nothing written before the flush"
+        );
+        assert_eq!(socket.flush(), Delivered::Written);
+        client.set_nonblocking(false).unwrap();
+        let mut expected = wire_a.frame(&a, None, 512).unwrap().to_vec();
+        expected.extend_from_slice(&wire_b.frame(&b, None, 512).unwrap());
+        let mut received = vec![0u8; expected.len()];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(received, expected);
+        assert!(socket.is_open());
     }
 }

@@ -1,0 +1,59 @@
+//! Corking: what a batch of publications brings each client is written in one system call when
+//! the batch ends, rather than one per frame. A bus that finds several messages already arrived
+//! delivers them as one batch ([`Sink::batch`](crate::bus::Sink::batch)); every fan-out corks
+//! itself too, so nothing written directly waits past the delivery (or batch) that brought it.
+
+use std::cell::RefCell;
+
+use super::outbox::Outbox;
+
+/// This thread's corks: how many are open, and the connections with frames pending.
+#[derive(Default)]
+struct Corked {
+    depth: u32,
+    pending: Vec<Outbox>,
+}
+
+thread_local! {
+    static CORKED: RefCell<Corked> = RefCell::new(Corked::default());
+}
+
+/// While alive, frames written directly on this thread are kept per connection; when the last
+/// open cork drops, they are written. Per thread: never held across an `.await`.
+#[must_use]
+pub struct Cork(());
+
+impl Cork {
+    /// Corks this thread until the returned guard drops.
+    pub fn start() -> Cork {
+        CORKED.with(|corked| corked.borrow_mut().depth += 1);
+        Cork(())
+    }
+}
+
+/// Whether this thread is corked.
+pub(super) fn is_corked() -> bool {
+    CORKED.with(|corked| corked.borrow().depth > 0)
+}
+
+/// Notes a connection whose first frame of the batch is pending.
+pub(super) fn add(outbox: &Outbox) {
+    CORKED.with(|corked| corked.borrow_mut().pending.push(outbox.clone()));
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        let pending = CORKED.with(|corked| {
+            let mut corked = corked.borrow_mut();
+            corked.depth -= 1;
+            if corked.depth == 0 {
+                std::mem::take(&mut corked.pending)
+            } else {
+                Vec::new()
+            }
+        });
+        for outbox in pending {
+            outbox.flush();
+        }
+    }
+}
