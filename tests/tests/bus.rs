@@ -16,7 +16,7 @@ use tungstenite::Message;
 
 /// Joins `client` to `target` and waits until the subscription is live.
 async fn member(registry: &Registry, target: &Target, session: u64, encoding: Encoding) -> Queued {
-    let (out, queued) = outbox::channel(64, 1 << 20);
+    let (out, queued) = outbox::channel(64, 1 << 20, None);
     let member = Member {
         client: format!("c{session}").into(),
         encoding,
@@ -300,7 +300,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
     let feed = Feed::new(registry.clone());
     let room = Target::Room("r".into());
     let key = room.key();
-    let (out, mut queued) = outbox::channel(64, 1 << 20);
+    let (out, mut queued) = outbox::channel(64, 1 << 20, None);
     let member = Member {
         client: "c1".into(),
         encoding: Encoding::Json,

@@ -31,14 +31,17 @@ impl Cork {
     }
 }
 
-/// Whether this thread is corked.
-pub(super) fn is_corked() -> bool {
-    CORKED.with(|corked| corked.borrow().depth > 0)
-}
-
-/// Notes a connection whose first frame of the batch is pending.
-pub(super) fn add(outbox: &Outbox) {
-    CORKED.with(|corked| corked.borrow_mut().pending.push(outbox.clone()));
+/// Runs `f` with this thread's list of connections with frames pending, if a cork is open:
+/// [`Outbox::deliver`] adds to it. Once per fan-out, not per member.
+pub(super) fn pending<R>(f: impl FnOnce(Option<&mut Vec<Outbox>>) -> R) -> R {
+    CORKED.with(|corked| {
+        let mut corked = corked.borrow_mut();
+        if corked.depth > 0 {
+            f(Some(&mut corked.pending))
+        } else {
+            f(None)
+        }
+    })
 }
 
 impl Drop for Cork {

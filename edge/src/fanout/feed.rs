@@ -17,7 +17,7 @@ use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
 use parking_lot::Mutex;
 
 use super::control::Control;
-use super::cork::Cork;
+use super::cork::{self, Cork};
 use super::dedup::RecentIds;
 use super::delivery::{self, Delivery};
 use super::outbox::{Frame, Outbound};
@@ -59,10 +59,11 @@ impl Feed {
         for _ in 0..REBUILDS {
             let audience = self.registry.audience(target)?;
             let items = build(&audience);
-            if let Some(written) = self
-                .registry
-                .fan_out(target, audience.topic, except, &items)
-            {
+            let written = cork::pending(|corked| {
+                self.registry
+                    .fan_out(target, audience.topic, except, &items, corked)
+            });
+            if let Some(written) = written {
                 return Some((audience.members, written));
             }
         }
@@ -217,7 +218,7 @@ mod tests {
     }
 
     fn member(registry: &Registry, target: &TargetKey, session: u64, encoding: Encoding) -> Queued {
-        let (outbox, queued) = outbox::channel(16, 1 << 20);
+        let (outbox, queued) = outbox::channel(16, 1 << 20, None);
         let member = Member {
             client: format!("c{session}").into(),
             encoding,

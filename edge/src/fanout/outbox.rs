@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use crate::fanout::control::Control;
-use crate::fanout::cork;
 
 use ferrocast_protocol::close;
 
@@ -86,9 +85,12 @@ impl Outbound {
     }
 }
 
-/// The sending side, held by the registry for every target the connection is in.
+/// The sending side, held by the registry for every target the connection is in: one shared
+/// handle, so a clone (one per membership, and one per batch it is corked in) is one count.
 #[derive(Clone)]
-pub struct Outbox {
+pub struct Outbox(Arc<Sending>);
+
+struct Sending {
     tx: mpsc::Sender<Outbound>,
     kick: Arc<Kick>,
     bytes: Arc<AtomicUsize>,
@@ -146,47 +148,47 @@ impl Queued {
     }
 }
 
-/// A queue of at most `capacity` frames holding at most `max_bytes` bytes.
-pub fn channel(capacity: usize, max_bytes: usize) -> (Outbox, Queued) {
+/// A queue of at most `capacity` frames holding at most `max_bytes` bytes, for a connection
+/// whose `socket` [`Outbox::deliver`] may write to directly.
+pub fn channel(capacity: usize, max_bytes: usize, socket: Option<Arc<Socket>>) -> (Outbox, Queued) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let kick = Arc::new(Kick::default());
     let bytes = Arc::new(AtomicUsize::new(0));
     (
-        Outbox {
+        Outbox(Arc::new(Sending {
             tx,
             kick: kick.clone(),
             bytes: bytes.clone(),
             max_bytes,
-            socket: None,
-        },
+            socket,
+        })),
         Queued { rx, kick, bytes },
     )
 }
 
 impl Outbox {
-    /// Lets [`Outbox::deliver`] write to `socket` directly while its gate is open.
-    pub fn with_socket(mut self, socket: Arc<Socket>) -> Outbox {
-        self.socket = Some(socket);
-        self
-    }
-
     /// Delivers `item`: a frame, when `direct`, is written straight to the socket if the
     /// connection has nothing queued and the socket takes it; anything else is queued, and then
     /// everything after it too until the connection's task has caught up, so order holds.
-    pub fn deliver(&self, item: &Outbound, direct: bool) -> Pushed {
-        let Some(socket) = &self.socket else {
+    pub fn deliver(
+        &self,
+        item: &Outbound,
+        direct: bool,
+        corked: Option<&mut Vec<Outbox>>,
+    ) -> Pushed {
+        let Some(socket) = &self.0.socket else {
             return self.queued(self.enqueue(item.clone()));
         };
         let frame = match item {
             Outbound::Frame(frame) if direct => Some((&frame.message, &frame.wire)),
             _ => None,
         };
-        let corked = frame.is_some() && cork::is_corked();
-        match socket.deliver(frame, corked, || self.enqueue(item.clone())) {
+        let is_corked = frame.is_some() && corked.is_some();
+        match socket.deliver(frame, is_corked, || self.enqueue(item.clone())) {
             Delivered::Written => Pushed::Written,
             Delivered::Corked { first } => {
-                if first {
-                    cork::add(self);
+                if first && let Some(corked) = corked {
+                    corked.push(self.clone());
                 }
                 Pushed::Written
             }
@@ -206,7 +208,7 @@ impl Outbox {
     /// Writes what a cork left pending; wakes the connection's task if the socket could not
     /// take all of it.
     pub(super) fn flush(&self) {
-        if let Some(socket) = &self.socket
+        if let Some(socket) = &self.0.socket
             && matches!(socket.flush(), Delivered::Started | Delivered::Failed)
         {
             self.enqueue(Outbound::Flush);
@@ -223,7 +225,7 @@ impl Outbox {
 
     /// Queues an item for the connection's task (never written directly).
     pub fn push(&self, item: Outbound) -> bool {
-        self.deliver(&item, false) != Pushed::Dropped
+        self.deliver(&item, false, None) != Pushed::Dropped
     }
 
     /// Queues a frame without waiting. A full queue marks the connection as a slow consumer and
@@ -231,18 +233,18 @@ impl Outbox {
     /// Returns whether the frame was queued.
     fn enqueue(&self, frame: Outbound) -> bool {
         let size = frame.size();
-        if self.bytes.fetch_add(size, Ordering::AcqRel) + size > self.max_bytes {
-            self.bytes.fetch_sub(size, Ordering::AcqRel);
+        if self.0.bytes.fetch_add(size, Ordering::AcqRel) + size > self.0.max_bytes {
+            self.0.bytes.fetch_sub(size, Ordering::AcqRel);
             return self.overflow();
         }
-        match self.tx.try_send(frame) {
+        match self.0.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
                 self.overflow()
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
                 false
             }
         }
@@ -250,7 +252,7 @@ impl Outbox {
 
     fn overflow(&self) -> bool {
         metrics().dropped("queue_full");
-        self.kick.ask(close::SLOW_CONSUMER);
+        self.0.kick.ask(close::SLOW_CONSUMER);
         false
     }
 
@@ -258,8 +260,8 @@ impl Outbox {
     /// byte bound until [`Outbox::release`]: live frames queued meanwhile have that much less
     /// room. False, and the connection asked to close as a slow consumer, if they do not fit.
     pub fn reserve(&self, bytes: usize) -> bool {
-        if self.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > self.max_bytes {
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if self.0.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > self.0.max_bytes {
+            self.0.bytes.fetch_sub(bytes, Ordering::AcqRel);
             return self.overflow();
         }
         true
@@ -267,12 +269,12 @@ impl Outbox {
 
     /// Gives back bytes counted by [`Outbox::reserve`], once written.
     pub fn release(&self, bytes: usize) {
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.0.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// Asks the connection to close with `code`.
     pub fn close(&self, code: u16) {
-        self.kick.ask(code);
+        self.0.kick.ask(code);
     }
 }
 
@@ -326,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
         let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
-        let (outbox, mut queued) = channel(2, 1024);
+        let (outbox, mut queued) = channel(2, 1024, None);
         assert!(outbox.push(frame("1")));
         assert!(outbox.push(frame("2")));
         assert!(!outbox.push(frame("3")));
@@ -341,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
         let frame = |len: usize| Outbound::Frame(Frame::own(Message::Binary(vec![0; len].into())));
-        let (outbox, mut queued) = channel(100, 10);
+        let (outbox, mut queued) = channel(100, 10, None);
         assert!(outbox.push(frame(6)));
         assert!(!outbox.push(frame(6)), "12 bytes would exceed 10");
         assert_eq!(queued.kick.requested().await, close::SLOW_CONSUMER);

@@ -152,7 +152,8 @@ impl Registry {
         })
     }
 
-    /// Delivers `items[encoding]` to every member of `target` whose client is not in `except`:
+    /// Delivers `items[encoding]` to every member of `target` whose client is not in `except`
+    /// (written when the cork `corked` is, if given):
     /// the same shared item for every member of an encoding, written straight to the sockets
     /// that can take it (corked: see [`cork`](super::cork)), queued for the others
     /// ([`Outbox::deliver`]). The lock is held
@@ -166,6 +167,7 @@ impl Registry {
         topic: u64,
         except: &[String],
         items: &[Option<Outbound>; 2],
+        mut corked: Option<&mut Vec<Outbox>>,
     ) -> Option<usize> {
         let state = self.state.lock();
         let Some(current) = state.topics.get(target) else {
@@ -180,7 +182,10 @@ impl Registry {
                 continue;
             }
             if let Some(item) = &items[encoding_index(member.encoding)]
-                && member.outbox.deliver(item, member.direct) == Pushed::Written
+                && member
+                    .outbox
+                    .deliver(item, member.direct, corked.as_deref_mut())
+                    == Pushed::Written
             {
                 written += 1;
             }

@@ -70,7 +70,7 @@ mod tests {
     use crate::fanout::registry::{Member, SubState};
 
     fn member(session: u64) -> Member {
-        let (outbox, _queued) = outbox::channel(4, 1024);
+        let (outbox, _queued) = outbox::channel(4, 1024, None);
         Member {
             client: format!("c{session}").into(),
             encoding: Encoding::Json,

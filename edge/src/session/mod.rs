@@ -126,8 +126,11 @@ async fn serve_connection<B: Bus>(
         return close::GOING_AWAY;
     }
     let config = &shared.config;
-    let (outbox, queued) = outbox::channel(config.outbound_queue, config.outbound_queue_bytes);
-    let outbox = outbox.with_socket(ws.socket());
+    let (outbox, queued) = outbox::channel(
+        config.outbound_queue,
+        config.outbound_queue_bytes,
+        Some(ws.socket()),
+    );
     let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let life = shared.connections.add(id, outbox.clone(), claims.exp);
     let client = peer.client;
