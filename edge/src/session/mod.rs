@@ -109,7 +109,7 @@ async fn serve_connection<B: Bus>(
                     })
                     .inc();
                 tracing::debug!(reason = failure.reason, "authentication failed");
-                close_with(ws, failure.code(), failure.reason).await;
+                Box::pin(close_with(ws, failure.code(), failure.reason)).await;
                 return failure.code();
             }
         },
@@ -117,11 +117,11 @@ async fn serve_connection<B: Bus>(
     drop(unauthenticated);
     // A connection that authenticated after a drain began would outlive it.
     if shared.connections.is_draining() {
-        close_with(
+        Box::pin(close_with(
             ws,
             close::GOING_AWAY,
             "edge going away; reconnect and resume",
-        )
+        ))
         .await;
         return close::GOING_AWAY;
     }
@@ -155,7 +155,9 @@ async fn serve_connection<B: Bus>(
     };
     let span =
         tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    let serving = session.serve(ws, queued, since);
+    // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
+    // be laid out three times over in this future, for the whole life of the connection.
+    let serving = Box::pin(session.serve(ws, queued, since));
     // A disabled span still costs an enter and an exit on every poll.
     let code = if span.is_disabled() {
         serving.await

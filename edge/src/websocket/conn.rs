@@ -351,15 +351,19 @@ impl WsConn {
         }
         self.hold();
         while !self.out.is_empty() {
-            // On the stack: a burst's write allocates nothing.
-            let mut slices = [IoSlice::new(&[]); IOVECS];
-            let count = self
-                .out
-                .iter()
-                .zip(slices.iter_mut())
-                .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
-                .count();
-            let mut written = match self.socket.stream.try_write_vectored(&slices[..count]) {
+            // On the stack, and gone before the wait below: a burst's write allocates nothing,
+            // and the array is not kept in the connection's future while it waits.
+            let sent = {
+                let mut slices = [IoSlice::new(&[]); IOVECS];
+                let count = self
+                    .out
+                    .iter()
+                    .zip(slices.iter_mut())
+                    .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
+                    .count();
+                self.socket.stream.try_write_vectored(&slices[..count])
+            };
+            let mut written = match sent {
                 Ok(0) => return Err(std::io::Error::from(ErrorKind::WriteZero).into()),
                 Ok(written) => written,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
