@@ -108,12 +108,14 @@ pub struct Metrics {
     pub frames_dropped: Family<ReasonLabel, Counter>,
     /// Connections closed as slow consumers (4009).
     pub slow_consumer_closes: Counter,
-    /// Outbound queue length seen when a connection starts writing a burst.
+    /// Outbound queue length seen when a connection starts writing a burst (frames the fan-out
+    /// wrote directly never enter a queue).
     pub outbound_queue_depth: Histogram,
     /// Reconnections of the bus to Redis.
     pub bus_reconnects: Counter,
-    /// Publish time (the envelope's `ts`) to socket write, seconds: one observation per write
-    /// burst, for its first (longest-waiting) message.
+    /// Publish time (the envelope's `ts`) to socket write, seconds: one observation per message
+    /// the fan-out wrote directly (when its last direct write was handed to the kernel), and
+    /// one per queued burst a connection wrote, for its first (longest-waiting) message.
     pub delivery_latency: Histogram,
     /// Inbound frames refused by the rate limit.
     pub rate_limited: Counter,

@@ -70,6 +70,15 @@ impl<B: Bus> Session<B> {
         self.welcomed = true;
         self.report(Lifecycle::Connect);
         loop {
+            // What the fan-out had pending when a frame from the client took the writing over
+            // goes out now, even if that frame needed no answer.
+            if ws.has_unwritten() {
+                match send_unless_kicked(ws, kick_request.as_mut(), None).await {
+                    Ok(()) => {}
+                    Err(Some(code)) => return self.kicked(ws, code).await,
+                    Err(None) => return ABNORMAL,
+                }
+            }
             // Idle, with nothing fenced or awaiting a seam: the fan-out may write publications
             // straight to the socket until something must go through the queue again.
             if self.fences.is_empty() && self.seams.is_empty() {

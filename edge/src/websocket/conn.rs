@@ -107,10 +107,16 @@ impl WsConn {
         }
     }
 
+    /// Whether frames are waiting for [`WsConn::flush`] (fed, or taken over from the fan-out by
+    /// [`WsConn::hold`]).
+    pub fn has_unwritten(&self) -> bool {
+        !self.out.is_empty() || !self.scratch.is_empty()
+    }
+
     /// Lets the fan-out write directly again, if this connection has nothing left to write and
     /// `idle` (asked under the gate's lock: its queue is empty) holds.
     pub fn reopen(&self, idle: impl FnOnce() -> bool) {
-        if self.close_sent || self.done || !self.out.is_empty() || !self.scratch.is_empty() {
+        if self.close_sent || self.done || self.has_unwritten() {
             return;
         }
         self.socket.reopen(idle);

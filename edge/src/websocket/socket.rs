@@ -324,4 +324,46 @@ mod tests {
         assert_eq!(received, expected);
         assert!(socket.is_open());
     }
+
+    /// A frame pending in a cork when the connection takes the writing over is the
+    /// connection's to write, first; until it has, the gate stays shut.
+    #[tokio::test]
+    async fn taking_over_hands_pending_frames_to_the_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+        let (server, _) = listener.accept().await.unwrap();
+        let mut client = client.join().unwrap();
+        let mut ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let socket = ws.socket();
+        ws.reopen(|| true);
+        let (a, wire) = frame(7, 20);
+        let never = || panic!("nothing is queued while the gate is open");
+        assert_eq!(
+            socket.deliver(Some((&a, &wire)), true, never),
+            Delivered::Corked { first: true }
+        );
+        ws.hold();
+        assert!(ws.has_unwritten() && !socket.is_open());
+        assert_eq!(
+            socket.flush(),
+            Delivered::Written,
+            "the cork has nothing left"
+        );
+        ws.reopen(|| true);
+        assert!(
+            !socket.is_open(),
+            "not before the connection wrote what it took"
+        );
+        ws.feed(Message::Text("after".into()));
+        ws.flush().await.unwrap();
+        let mut expected = wire.frame(&a, None, 512).unwrap().to_vec();
+        expected.extend_from_slice(&[0x81, 5]);
+        expected.extend_from_slice(b"after");
+        let mut received = vec![0u8; expected.len()];
+        client.read_exact(&mut received).unwrap();
+        assert_eq!(received, expected);
+        ws.reopen(|| true);
+        assert!(socket.is_open());
+    }
 }
