@@ -109,6 +109,9 @@ impl HookServer {
 
 impl Drop for HookServer {
     fn drop(&mut self) {
+        // Aborting the accept loop leaves the tasks of connections already open (an edge's
+        // pooled keep-alive) running: they must not go on answering as if the server were up.
+        self.set_mode(Mode::Failing);
         self.task.abort();
     }
 }

@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod deflate;
 pub mod frame;
+pub mod iovec;
 pub mod socket;
 pub mod wire;
 

@@ -6,15 +6,17 @@
 //! the connection's queue, and the gate stays shut until the connection's task has written all
 //! of it, so bytes reach the client in the order they were meant to.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tungstenite::Message;
 
 use super::deflate::Deflate;
+use super::iovec::{self, IOVECS};
 use super::wire::Wire;
 
 /// A connection's socket and what it negotiated.
@@ -33,11 +35,8 @@ struct Gate {
     /// Frames accepted for the socket and not yet written: those of a corked batch (see
     /// [`Socket::deliver`]) while the gate is open; once it is shut, what the fan-out could
     /// not write, for the connection's task to write before anything else.
-    pending: Vec<Bytes>,
+    pending: VecDeque<Bytes>,
 }
-
-/// Most slices handed to one `writev`.
-const IOVECS: usize = 64;
 
 /// What became of a frame offered to [`Socket::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +87,7 @@ impl Socket {
             && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
         {
             if corked || !gate.pending.is_empty() {
-                gate.pending.push(bytes);
+                gate.pending.push_back(bytes);
                 return Delivered::Corked {
                     first: gate.pending.len() == 1,
                 };
@@ -104,7 +103,7 @@ impl Socket {
             if written == bytes.len() {
                 return Delivered::Written;
             }
-            gate.pending.push(bytes.slice(written..));
+            gate.pending.push_back(bytes.slice(written..));
             self.shut(&mut gate);
             return Delivered::Started;
         }
@@ -122,14 +121,12 @@ impl Socket {
             return Delivered::Written;
         }
         while !gate.pending.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOVECS];
-            let count = gate
-                .pending
-                .iter()
-                .zip(slices.iter_mut())
-                .map(|(bytes, slice)| *slice = IoSlice::new(bytes))
-                .count();
-            let mut written = match self.send(&slices[..count]) {
+            let (sent, total) = {
+                let mut slices = [IoSlice::new(&[]); IOVECS];
+                let (count, total) = iovec::gather(&gate.pending, &mut slices);
+                (self.send(&slices[..count]), total)
+            };
+            let written = match sent {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
                 Err(_) => {
@@ -137,28 +134,14 @@ impl Socket {
                     return Delivered::Failed;
                 }
             };
-            let done = gate
-                .pending
-                .iter()
-                .take_while(|bytes| {
-                    let whole = bytes.len() <= written;
-                    if whole {
-                        written -= bytes.len();
-                    }
-                    whole
-                })
-                .count();
-            gate.pending.drain(..done);
-            if let Some(front) = gate.pending.first_mut()
-                && (written > 0 || done < count)
-            {
-                front.advance(written);
+            iovec::advance(&mut gate.pending, written);
+            if written < total {
                 self.shut(&mut gate);
                 return Delivered::Started;
             }
         }
         // Nothing kept between batches: an idle connection holds no buffer.
-        gate.pending = Vec::new();
+        gate.pending = VecDeque::new();
         Delivered::Written
     }
 
@@ -179,7 +162,7 @@ impl Socket {
 
     /// Shuts the gate (the connection's task writes from now on) and hands over what the
     /// fan-out left unwritten, oldest first.
-    pub(super) fn hold(&self) -> Vec<Bytes> {
+    pub(super) fn hold(&self) -> VecDeque<Bytes> {
         let mut gate = self.gate.lock();
         self.shut(&mut gate);
         std::mem::take(&mut gate.pending)
@@ -212,6 +195,16 @@ mod tests {
     use super::*;
     use crate::websocket::WsConn;
 
+    /// A server connection and the plain client socket at its other end.
+    async fn connected() -> (WsConn, std::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+        let (server, _) = listener.accept().await.unwrap();
+        let client = client.join().unwrap();
+        (WsConn::new(server, Vec::new(), 1 << 20, None, 512), client)
+    }
+
     fn frame(byte: u8, len: usize) -> (Message, Wire) {
         (Message::Binary(vec![byte; len].into()), Wire::default())
     }
@@ -221,12 +214,7 @@ mod tests {
     /// frame the socket took only in part finished by the connection first.
     #[tokio::test]
     async fn frames_arrive_in_order_whether_written_directly_or_by_the_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
-        let (server, _) = listener.accept().await.unwrap();
-        let mut client = client.join().unwrap();
-        let mut ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let (mut ws, mut client) = connected().await;
         let socket = ws.socket();
 
         let queued = AtomicUsize::new(0);
@@ -289,12 +277,7 @@ mod tests {
     /// A corked batch writes nothing until it is flushed, then everything in one go, in order.
     #[tokio::test]
     async fn a_corked_batch_is_written_when_flushed() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
-        let (server, _) = listener.accept().await.unwrap();
-        let mut client = client.join().unwrap();
-        let ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let (ws, mut client) = connected().await;
         let socket = ws.socket();
         ws.reopen(|| true);
         let (a, wire_a) = frame(1, 300);
@@ -329,12 +312,7 @@ mod tests {
     /// connection's to write, first; until it has, the gate stays shut.
     #[tokio::test]
     async fn taking_over_hands_pending_frames_to_the_connection() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
-        let (server, _) = listener.accept().await.unwrap();
-        let mut client = client.join().unwrap();
-        let mut ws = WsConn::new(server, Vec::new(), 1 << 20, None, 512);
+        let (mut ws, mut client) = connected().await;
         let socket = ws.socket();
         ws.reopen(|| true);
         let (a, wire) = frame(7, 20);

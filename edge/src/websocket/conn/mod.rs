@@ -1,0 +1,114 @@
+//! One server-side WebSocket connection after the handshake: frames read with limits and strict
+//! validation ([`read`]), frames written as they are, shared payloads never copied and several
+//! frames to a `writev` ([`write`]), and no buffer held while the connection is idle.
+
+mod read;
+mod write;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::TcpStream;
+
+use super::deflate::Deflate;
+use super::socket::Socket;
+
+/// Why the connection ended.
+#[derive(Debug)]
+pub enum WsError {
+    /// The socket failed.
+    Io(std::io::Error),
+    /// The client broke the protocol (1002), sent invalid data (1007) or a message over the
+    /// limit (1009): the edge closed with this code.
+    Closed(u16),
+}
+
+impl From<std::io::Error> for WsError {
+    fn from(error: std::io::Error) -> WsError {
+        WsError::Io(error)
+    }
+}
+
+/// A WebSocket connection, server side.
+pub struct WsConn {
+    /// Shared with the fan-out, which writes to it directly while the gate is open.
+    socket: Arc<Socket>,
+    /// Bytes read and not yet parsed; no capacity while idle.
+    read: BytesMut,
+    partial: Option<read::Partial>,
+    max_message: usize,
+    /// Frames queued for the next flush.
+    out: VecDeque<Bytes>,
+    /// Where small headers and payloads are gathered; no capacity while idle.
+    scratch: BytesMut,
+    /// A close frame went out: nothing more is written.
+    close_sent: bool,
+    /// The close handshake is over (or the connection failed): nothing more is read.
+    done: bool,
+}
+
+impl WsConn {
+    /// A connection over `stream`, whose first bytes (read with the handshake) are `rest`.
+    /// Messages over `max_message` bytes (inflated) close it with 1009.
+    pub fn new(
+        stream: TcpStream,
+        rest: Vec<u8>,
+        max_message: usize,
+        deflate: Option<Deflate>,
+        min_compress: usize,
+    ) -> WsConn {
+        WsConn {
+            socket: Arc::new(Socket::new(stream, deflate, min_compress)),
+            read: BytesMut::from(&rest[..]),
+            partial: None,
+            max_message,
+            out: VecDeque::new(),
+            scratch: BytesMut::new(),
+            close_sent: false,
+            done: false,
+        }
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn deflate(&self) -> Option<Deflate> {
+        self.socket.deflate
+    }
+
+    /// The socket, for the fan-out to write to while the gate is open (see [`Socket`]).
+    pub fn socket(&self) -> Arc<Socket> {
+        self.socket.clone()
+    }
+
+    /// Takes the writing over from the fan-out: until [`WsConn::reopen`], publications for this
+    /// connection are queued. Called before the connection acts on anything that must be
+    /// ordered with its messages (a join must answer before the room's first message).
+    pub fn hold(&mut self) {
+        for bytes in self.socket.hold().into_iter().rev() {
+            self.out.push_front(bytes);
+        }
+    }
+
+    /// Whether frames are waiting for [`WsConn::flush`] (fed, or taken over from the fan-out by
+    /// [`WsConn::hold`]).
+    pub fn has_unwritten(&self) -> bool {
+        !self.out.is_empty() || !self.scratch.is_empty()
+    }
+
+    /// Lets the fan-out write directly again, if this connection has nothing left to write and
+    /// `idle` (asked under the gate's lock: its queue is empty) holds.
+    pub fn reopen(&self, idle: impl FnOnce() -> bool) {
+        if self.close_sent || self.done || self.has_unwritten() {
+            return;
+        }
+        self.socket.reopen(idle);
+    }
+}
+
+impl Drop for WsConn {
+    fn drop(&mut self) {
+        // The fan-out holds the socket until the connection has left every target: nothing more
+        // may be written to it meanwhile.
+        self.socket.hold();
+    }
+}

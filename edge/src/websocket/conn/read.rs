@@ -1,0 +1,194 @@
+//! Reading: frames parsed with limits and strict validation, fragments joined, compressed
+//! messages inflated within the limit, pings and closes answered.
+
+use bytes::{Buf, Bytes, BytesMut};
+use tungstenite::Message;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::Utf8Bytes;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::{WsConn, WsError};
+use crate::websocket::deflate;
+use crate::websocket::frame::{self, FrameError, Opcode};
+
+/// Bytes read at a time.
+const READ_CHUNK: usize = 4096;
+
+/// A message arriving in fragments.
+pub(super) struct Partial {
+    text: bool,
+    compressed: bool,
+    data: Vec<u8>,
+}
+
+impl WsConn {
+    /// The next message (pings are answered here, and returned too; a close is answered and
+    /// returned, and ends the stream). `None` once the connection is over.
+    pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.parse() {
+                Ok(Some(message)) => return Some(self.answer(message).await),
+                Ok(None) => {}
+                Err(code) => return Some(Err(self.fail(code).await)),
+            }
+            // Wait for bytes before taking any memory: an idle connection holds no buffer.
+            if self.read.is_empty() {
+                self.read = BytesMut::new();
+            }
+            if let Err(e) = self.socket.stream.readable().await {
+                self.done = true;
+                return Some(Err(e.into()));
+            }
+            self.read.reserve(READ_CHUNK);
+            match self.socket.stream.try_read_buf(&mut self.read) {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+
+    /// Answers what needs an answer (a ping, a close) before handing the message over.
+    async fn answer(&mut self, message: Message) -> Result<Message, WsError> {
+        match &message {
+            Message::Ping(payload) if !self.close_sent => {
+                self.control(Opcode::Pong, payload.clone());
+                self.flush().await?;
+            }
+            Message::Close(frame) => {
+                if !self.close_sent {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    let payload = code
+                        .map(|c| Bytes::copy_from_slice(&c.to_be_bytes()))
+                        .unwrap_or_default();
+                    self.control(Opcode::Close, payload);
+                    self.close_sent = true;
+                    let _ = self.flush().await;
+                }
+                self.done = true;
+            }
+            _ => {}
+        }
+        Ok(message)
+    }
+
+    /// One complete message from what was read, if there is one.
+    fn parse(&mut self) -> Result<Option<Message>, u16> {
+        loop {
+            let compression = self.socket.deflate.is_some();
+            let header = match frame::parse(&self.read, compression, self.max_message) {
+                Ok(Some(header)) => header,
+                Ok(None) => return Ok(None),
+                Err(FrameError::Protocol(_)) => return Err(1002),
+                Err(FrameError::TooBig) => return Err(1009),
+            };
+            if self.read.len() < header.header_len + header.len {
+                self.read
+                    .reserve(header.header_len + header.len - self.read.len());
+                return Ok(None);
+            }
+            self.read.advance(header.header_len);
+            let mut payload = self.read.split_to(header.len);
+            frame::unmask(&mut payload, header.mask, 0);
+            let payload = payload.freeze();
+            match header.opcode {
+                Opcode::Ping => return Ok(Some(Message::Ping(payload))),
+                Opcode::Pong => return Ok(Some(Message::Pong(payload))),
+                Opcode::Close => return close_frame(&payload).map(|f| Some(Message::Close(f))),
+                Opcode::Text | Opcode::Binary => {
+                    if self.partial.is_some() {
+                        return Err(1002);
+                    }
+                    let text = header.opcode == Opcode::Text;
+                    if header.fin {
+                        return self.finish(text, header.compressed, payload).map(Some);
+                    }
+                    self.partial = Some(Partial {
+                        text,
+                        compressed: header.compressed,
+                        data: payload.to_vec(),
+                    });
+                }
+                Opcode::Continuation => {
+                    let Some(partial) = self.partial.as_mut() else {
+                        return Err(1002);
+                    };
+                    if partial.data.len() + payload.len() > self.max_message {
+                        return Err(1009);
+                    }
+                    partial.data.extend_from_slice(&payload);
+                    if header.fin {
+                        let Some(Partial {
+                            text,
+                            compressed,
+                            data,
+                        }) = self.partial.take()
+                        else {
+                            return Err(1002);
+                        };
+                        return self.finish(text, compressed, Bytes::from(data)).map(Some);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A whole message: inflated if compressed, its text checked for UTF-8.
+    fn finish(&self, text: bool, compressed: bool, payload: Bytes) -> Result<Message, u16> {
+        let payload = if compressed {
+            match deflate::inflate(&payload, self.max_message) {
+                Ok(Some(inflated)) => Bytes::from(inflated),
+                Ok(None) => return Err(1007),
+                Err(deflate::TooBig) => return Err(1009),
+            }
+        } else {
+            payload
+        };
+        if !text {
+            return Ok(Message::Binary(payload));
+        }
+        Utf8Bytes::try_from(payload)
+            .map(Message::Text)
+            .map_err(|_| 1007)
+    }
+
+    /// Closes with `code` after a violation; the error to return.
+    async fn fail(&mut self, code: u16) -> WsError {
+        self.done = true;
+        if !self.close_sent {
+            self.control(Opcode::Close, Bytes::copy_from_slice(&code.to_be_bytes()));
+            self.close_sent = true;
+            let _ = self.flush().await;
+        }
+        WsError::Closed(code)
+    }
+}
+
+/// A close frame's payload, checked: a code RFC 6455 allows and a UTF-8 reason.
+fn close_frame(payload: &[u8]) -> Result<Option<CloseFrame>, u16> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(1002),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !frame::valid_close_code(code) {
+                return Err(1002);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| 1007u16)?;
+            Ok(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_owned().into(),
+            }))
+        }
+    }
+}
