@@ -31,11 +31,10 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
     queued
 }
 
-async fn next_text(queued: &mut Queued) -> serde_json::Value {
-    let item = tokio::time::timeout(DEADLINE, queued.rx.recv())
+async fn next_text(queued: &Queued) -> serde_json::Value {
+    let item = tokio::time::timeout(DEADLINE, queued.recv())
         .await
-        .expect("in time")
-        .expect("frame");
+        .expect("in time");
     let Outbound::Frame(frame) = item else {
         panic!("frame expected")
     };
@@ -99,7 +98,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
         }
     );
 
-    let mut queued = member(&registry, &room, 1, Encoding::Json).await;
+    let queued = member(&registry, &room, 1, Encoding::Json).await;
     let mut offsets = Vec::new();
     for i in 0..20 {
         offsets.push(publish(&*bus, &room, "e", &i.to_string()).await);
@@ -114,7 +113,7 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     );
     assert_eq!(read(&*bus, &key, None).await.last, offsets.last().copied());
     for (i, offset) in offsets.iter().enumerate() {
-        let value = next_text(&mut queued).await;
+        let value = next_text(&queued).await;
         assert_eq!(value["data"], i);
         assert_eq!(value["offset"], offset.to_string());
     }
@@ -148,21 +147,20 @@ async fn contract<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
     bus.publish(&skipped, false).await.expect("publish");
     publish(&*bus, &Target::Room("other".into()), "other", "0").await;
     publish(&*bus, &room, "last", "0").await;
-    assert_eq!(next_text(&mut queued).await["event"], "last");
+    assert_eq!(next_text(&queued).await["event"], "last");
 
     // After the last member leaves, a new member gets new messages in its own encoding.
     registry.leave(&key, 1);
-    let mut queued = member(&registry, &room, 2, Encoding::MsgPack).await;
+    let queued = member(&registry, &room, 2, Encoding::MsgPack).await;
     publish(&*bus, &room, "again", "[1]").await;
-    let item = tokio::time::timeout(DEADLINE, queued.rx.recv())
+    let item = tokio::time::timeout(DEADLINE, queued.recv())
         .await
-        .expect("in time")
-        .expect("frame");
+        .expect("in time");
     assert!(
         matches!(&item, Outbound::Frame(f) if matches!(f.message, Message::Binary(_))),
         "msgpack member gets binary frames"
     );
-    assert!(queued.rx.try_recv().is_err());
+    assert!(queued.try_recv().is_none());
     assert!(bus.is_ready());
 }
 
@@ -271,8 +269,8 @@ async fn redis_bus_keeps_the_contract() {
 }
 
 /// The items queued for a member, as (type, offset) of each frame.
-fn frames_of(queued: &mut Queued) -> Vec<(String, Option<String>)> {
-    std::iter::from_fn(|| queued.rx.try_recv().ok())
+fn frames_of(queued: &Queued) -> Vec<(String, Option<String>)> {
+    std::iter::from_fn(|| queued.try_recv())
         .filter_map(|item| match item {
             Outbound::Frame(frame) => {
                 let Message::Text(text) = &frame.message else {
@@ -300,7 +298,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
     let feed = Feed::new(registry.clone());
     let room = Target::Room("r".into());
     let key = room.key();
-    let (out, mut queued) = outbox::channel(64, 1 << 20, None);
+    let (out, queued) = outbox::channel(64, 1 << 20, None);
     let member = Member {
         client: "c1".into(),
         encoding: Encoding::Json,
@@ -330,7 +328,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
         .map(|o| ("msg".to_owned(), Some(o.to_string())))
         .collect();
     assert_eq!(
-        frames_of(&mut queued),
+        frames_of(&queued),
         expected,
         "what followed the position, in order"
     );
@@ -345,7 +343,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
         .await
         .expect("catch up");
     assert_eq!(
-        frames_of(&mut queued),
+        frames_of(&queued),
         [("gap".to_owned(), Some(fresh.to_string()))]
     );
     assert_eq!(positions.get(&key), Some(fresh));

@@ -229,8 +229,8 @@ mod tests {
         queued
     }
 
-    fn items_of(queued: &mut Queued) -> Vec<Outbound> {
-        std::iter::from_fn(|| queued.rx.try_recv().ok()).collect()
+    fn items_of(queued: &Queued) -> Vec<Outbound> {
+        std::iter::from_fn(|| queued.try_recv()).collect()
     }
 
     #[test]
@@ -239,32 +239,32 @@ mod tests {
         let feed = Feed::new(registry.clone());
         let room = Target::Room("r".into());
         let key = room.key();
-        let mut json = [1, 2].map(|s| member(&registry, &key, s, Encoding::Json));
-        let mut msgpack = member(&registry, &key, 3, Encoding::MsgPack);
-        let mut excluded = member(&registry, &key, 4, Encoding::Json);
+        let json = [1, 2].map(|s| member(&registry, &key, s, Encoding::Json));
+        let msgpack = member(&registry, &key, 3, Encoding::MsgPack);
+        let excluded = member(&registry, &key, 4, Encoding::Json);
         let mut envelope = Envelope::message(&room, "e", b"{\"n\":1}".to_vec());
         envelope.except = vec!["c4".into()];
         feed.deliver(&key, at(5), &envelope.encode().expect("encode"));
 
-        let [a, b] = json.each_mut().map(items_of);
+        let [a, b] = json.each_ref().map(items_of);
         let (Outbound::Frame(a), Outbound::Frame(b)) = (&a[0], &b[0]) else {
             panic!("frames expected");
         };
         assert!(Arc::ptr_eq(a, b), "one frame, shared");
         assert_eq!(a.offset, Some(at(5)));
         assert!(matches!(a.message, Message::Text(_)));
-        let m = items_of(&mut msgpack);
+        let m = items_of(&msgpack);
         assert!(matches!(&m[0], Outbound::Frame(f) if matches!(f.message, Message::Binary(_))));
-        assert!(items_of(&mut excluded).is_empty(), "except is honoured");
+        assert!(items_of(&excluded).is_empty(), "except is honoured");
 
         // The same message again (a retried publish at another offset) is dropped.
         feed.deliver(&key, at(6), &envelope.encode().expect("encode"));
-        assert!(items_of(&mut msgpack).is_empty());
+        assert!(items_of(&msgpack).is_empty());
         // So is an undecodable one, without stopping the next.
         feed.deliver(&key, at(7), b"not msgpack");
         let next = Envelope::message(&room, "e", b"2".to_vec());
         feed.deliver_envelope(&key, at(8), next);
-        assert_eq!(items_of(&mut msgpack).len(), 1);
+        assert_eq!(items_of(&msgpack).len(), 1);
     }
 
     #[test]
@@ -273,11 +273,11 @@ mod tests {
         let feed = Feed::new(registry.clone());
         let user = Target::User("7".into());
         let key = user.key();
-        let mut queued = member(&registry, &key, 1, Encoding::Json);
+        let queued = member(&registry, &key, 1, Encoding::Json);
         feed.deliver_envelope(&key, at(1), Envelope::message(&user, "e", b"1".to_vec()));
         feed.deliver_envelope(&key, at(2), Envelope::join(&user, "vip"));
         feed.gap(&key, Some(at(9)));
-        let items = items_of(&mut queued);
+        let items = items_of(&queued);
         assert_eq!(items.len(), 3);
         assert!(matches!(&items[0], Outbound::Frame(f) if f.offset == Some(at(1))));
         assert!(matches!(&items[1], Outbound::Control(c) if **c == Control::Join("vip".into())));

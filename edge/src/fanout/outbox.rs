@@ -4,15 +4,17 @@
 //! nothing queued (see [`Socket`]), and lets the registry ask the connection to close for other
 //! reasons.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 use crate::fanout::control::Control;
 
 use ferrocast_protocol::close;
 
 use ferrocast_protocol::Offset;
-use tokio::sync::{Notify, mpsc};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tungstenite::Message;
 
 use crate::websocket::socket::{Delivered, Socket};
@@ -20,8 +22,8 @@ use crate::websocket::wire::Wire;
 
 use crate::ops::metrics::metrics;
 
-/// What a connection is asked to do, in order: two words, whatever the message, because every
-/// connection's queue allocates a block of these up front (idle connections pay for its size).
+/// What a connection is asked to do, in order: two words, whatever the message, so a queue of
+/// them stays small.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// Write this frame, shared with every other recipient.
@@ -88,12 +90,19 @@ impl Outbound {
 /// The sending side, held by the registry for every target the connection is in: one shared
 /// handle, so a clone (one per membership, and one per batch it is corked in) is one count.
 #[derive(Clone)]
-pub struct Outbox(Arc<Sending>);
+pub struct Outbox(Arc<Mailbox>);
 
-struct Sending {
-    tx: mpsc::Sender<Outbound>,
-    kick: Arc<Kick>,
-    bytes: Arc<AtomicUsize>,
+/// What a connection's two sides share: its queue, its bounds and its close request, in one
+/// allocation. The queue holds no memory while it is empty.
+struct Mailbox {
+    queue: Mutex<VecDeque<Outbound>>,
+    capacity: usize,
+    /// Wakes the connection's task when the queue stops being empty.
+    arrived: Notify,
+    /// The connection's task is gone: nothing more is queued.
+    closed: AtomicBool,
+    kick: Kick,
+    bytes: AtomicUsize,
     max_bytes: usize,
     socket: Option<Arc<Socket>>,
 }
@@ -111,7 +120,7 @@ pub enum Pushed {
 
 /// A request to close the connection: the first close code asked for wins.
 #[derive(Default)]
-pub struct Kick {
+struct Kick {
     code: AtomicU16,
     notify: Notify,
 }
@@ -124,46 +133,83 @@ impl Kick {
         self.notify.notify_one();
     }
 
-    /// Waits until a close is asked for, and returns its code.
-    pub async fn requested(&self) -> u16 {
+    async fn requested(&self) -> u16 {
         self.notify.notified().await;
         self.code.load(Ordering::Acquire)
     }
 }
 
-/// The receiving side, owned by the connection's task.
-pub struct Queued {
-    /// Frames to write.
-    pub rx: mpsc::Receiver<Outbound>,
-    /// Fires when the connection must close: 4009 when the queue overflowed, or another code
-    /// from [`Outbox::close`].
-    pub kick: Arc<Kick>,
-    bytes: Arc<AtomicUsize>,
-}
+/// The receiving side, owned by the connection's task. Dropping it empties the queue and
+/// refuses whatever is offered later.
+pub struct Queued(Arc<Mailbox>);
 
 impl Queued {
+    /// The next item, waiting for one if the queue is empty.
+    pub async fn recv(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return item;
+            }
+            // An item queued since the check stored a permit: this returns at once.
+            self.0.arrived.notified().await;
+        }
+    }
+
+    /// The next item, if one is queued.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        let mut queue = self.0.queue.lock();
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            // An idle connection holds no queue space.
+            *queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.queue.lock().is_empty()
+    }
+
+    /// How many items are queued.
+    pub fn len(&self) -> usize {
+        self.0.queue.lock().len()
+    }
+
     /// Gives back the bytes of a frame taken off the queue.
     pub fn taken(&self, frame: &Outbound) {
-        self.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
+        self.0.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
+    }
+
+    /// Waits until the connection is asked to close, and returns the code: 4009 when the queue
+    /// overflowed, or another code from [`Outbox::close`].
+    pub async fn kicked(&self) -> u16 {
+        self.0.kick.requested().await
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        self.0.closed.store(true, Ordering::Release);
+        *queue = VecDeque::new();
     }
 }
 
 /// A queue of at most `capacity` frames holding at most `max_bytes` bytes, for a connection
 /// whose `socket` [`Outbox::deliver`] may write to directly.
 pub fn channel(capacity: usize, max_bytes: usize, socket: Option<Arc<Socket>>) -> (Outbox, Queued) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let kick = Arc::new(Kick::default());
-    let bytes = Arc::new(AtomicUsize::new(0));
-    (
-        Outbox(Arc::new(Sending {
-            tx,
-            kick: kick.clone(),
-            bytes: bytes.clone(),
-            max_bytes,
-            socket,
-        })),
-        Queued { rx, kick, bytes },
-    )
+    let mailbox = Arc::new(Mailbox {
+        queue: Mutex::new(VecDeque::new()),
+        capacity: capacity.max(1),
+        arrived: Notify::new(),
+        closed: AtomicBool::new(false),
+        kick: Kick::default(),
+        bytes: AtomicUsize::new(0),
+        max_bytes,
+        socket,
+    });
+    (Outbox(mailbox.clone()), Queued(mailbox))
 }
 
 impl Outbox {
@@ -237,17 +283,25 @@ impl Outbox {
             self.0.bytes.fetch_sub(size, Ordering::AcqRel);
             return self.overflow();
         }
-        match self.0.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
-                self.overflow()
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
-                false
-            }
+        let mut queue = self.0.queue.lock();
+        if self.0.closed.load(Ordering::Acquire) {
+            drop(queue);
+            self.0.bytes.fetch_sub(size, Ordering::AcqRel);
+            return false;
         }
+        if queue.len() >= self.0.capacity {
+            drop(queue);
+            self.0.bytes.fetch_sub(size, Ordering::AcqRel);
+            return self.overflow();
+        }
+        let was_empty = queue.is_empty();
+        queue.push_back(frame);
+        drop(queue);
+        // Only the first item wakes the task: it takes everything queued before it waits again.
+        if was_empty {
+            self.0.arrived.notify_one();
+        }
+        true
     }
 
     fn overflow(&self) -> bool {
@@ -328,28 +382,75 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_signals_overflow_and_drops_the_frame() {
         let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
-        let (outbox, mut queued) = channel(2, 1024, None);
+        let (outbox, queued) = channel(2, 1024, None);
         assert!(outbox.push(frame("1")));
         assert!(outbox.push(frame("2")));
         assert!(!outbox.push(frame("3")));
         // The permit stored by notify_one makes this return at once.
-        assert_eq!(queued.kick.requested().await, close::SLOW_CONSUMER);
+        assert_eq!(queued.kicked().await, close::SLOW_CONSUMER);
         outbox.close(close::INTERNAL);
-        assert_eq!(queued.rx.recv().await, Some(frame("1")));
-        assert_eq!(queued.rx.recv().await, Some(frame("2")));
-        assert!(queued.rx.try_recv().is_err());
+        assert_eq!(queued.recv().await, frame("1"));
+        assert_eq!(queued.recv().await, frame("2"));
+        assert!(queued.try_recv().is_none());
     }
 
     #[tokio::test]
     async fn the_byte_limit_counts_what_is_queued_and_not_yet_written() {
         let frame = |len: usize| Outbound::Frame(Frame::own(Message::Binary(vec![0; len].into())));
-        let (outbox, mut queued) = channel(100, 10, None);
+        let (outbox, queued) = channel(100, 10, None);
         assert!(outbox.push(frame(6)));
         assert!(!outbox.push(frame(6)), "12 bytes would exceed 10");
-        assert_eq!(queued.kick.requested().await, close::SLOW_CONSUMER);
-        let taken = queued.rx.recv().await.expect("frame");
+        assert_eq!(queued.kicked().await, close::SLOW_CONSUMER);
+        let taken = queued.recv().await;
         queued.taken(&taken);
         assert!(outbox.push(frame(10)), "room again once written");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_connection_wakes_for_each_item_in_order_and_keeps_no_space_when_idle() {
+        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
+        let (outbox, queued) = channel(8, 1024, None);
+        let waiting = tokio::spawn(async move {
+            let first = queued.recv().await;
+            let second = queued.recv().await;
+            (first, second, queued)
+        });
+        // Queued one at a time, each after the task may have started waiting.
+        tokio::task::yield_now().await;
+        assert!(outbox.push(frame("1")));
+        tokio::task::yield_now().await;
+        assert!(outbox.push(frame("2")));
+        let (first, second, queued) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+                .await
+                .expect("woken")
+                .expect("task");
+        assert_eq!((first, second), (frame("1"), frame("2")));
+        assert!(queued.is_empty());
+        assert_eq!(
+            queued.0.queue.lock().capacity(),
+            0,
+            "an emptied queue is freed"
+        );
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_connection_is_gone() {
+        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
+        let (outbox, queued) = channel(8, 1024, None);
+        assert!(outbox.push(frame("1")));
+        drop(queued);
+        assert!(!outbox.push(frame("2")));
+        assert_eq!(
+            outbox.0.queue.lock().capacity(),
+            0,
+            "what was queued is freed"
+        );
+        assert_eq!(
+            outbox.0.bytes.load(Ordering::Acquire),
+            1,
+            "only the frame before the drop counted"
+        );
     }
 
     #[test]

@@ -63,25 +63,24 @@ pub async fn serve<B: Bus>(
 
 /// Serves one accepted connection. `unauthenticated` is its place under the cap on connections
 /// that have not authenticated yet, held until it authenticates or ends.
-async fn connection<B: Bus>(
+///
+/// Not an async fn: its parameters would stay in the task's state for the connection's whole
+/// life. The HTTP exchange is boxed and freed once done: a task is as large as its largest
+/// state, and a WebSocket connection lives on for hours after its handshake.
+fn connection<B: Bus>(
     shared: Arc<Shared<B>>,
     stream: TcpStream,
     remote: IpAddr,
     unauthenticated: Pending,
-) {
-    // The HTTP exchange is boxed and freed once done: a task is as large as its largest state,
-    // and a WebSocket connection lives on for hours after its handshake.
-    let upgraded = Box::pin(handshake(&shared, stream, remote, unauthenticated)).await;
-    if let Some(Upgraded {
-        ws,
-        encoding,
-        claims,
-        peer,
-        open,
-        unauthenticated,
-    }) = upgraded
-    {
-        session::run(shared, ws, encoding, claims, peer, open, unauthenticated).await;
+) -> impl Future<Output = ()> + Send + 'static {
+    let upgrading = Box::pin(handshake(shared.clone(), stream, remote, unauthenticated));
+    async move {
+        // Bound by `let`, and moved whole into `run`: an `if let` would keep it (440 bytes) in
+        // this state while the session runs.
+        let Some(upgraded) = upgrading.await else {
+            return;
+        };
+        upgraded.run(shared).await;
     }
 }
 
@@ -95,9 +94,23 @@ struct Upgraded {
     unauthenticated: Pending,
 }
 
+impl Upgraded {
+    fn run<B: Bus>(self, shared: Arc<Shared<B>>) -> impl Future<Output = ()> + Send + 'static {
+        let Upgraded {
+            ws,
+            encoding,
+            claims,
+            peer,
+            open,
+            unauthenticated,
+        } = self;
+        session::run(shared, ws, encoding, claims, peer, open, unauthenticated)
+    }
+}
+
 /// Upgrades a request for the WebSocket path; anything else gets 404.
 async fn handshake<B: Bus>(
-    shared: &Shared<B>,
+    shared: Arc<Shared<B>>,
     mut stream: TcpStream,
     remote: IpAddr,
     unauthenticated: Pending,
@@ -111,7 +124,7 @@ async fn handshake<B: Bus>(
         }
     };
     if request.path == shared.config.ws_path {
-        return upgrade(shared, stream, request, remote, unauthenticated).await;
+        return upgrade(&shared, stream, request, remote, unauthenticated).await;
     }
     http::respond(&mut stream, 404, &[], "not found").await;
     None

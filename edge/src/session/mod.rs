@@ -25,6 +25,7 @@ mod writer;
 pub use shared::Shared;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,7 +42,7 @@ use tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::bus::Bus;
 use crate::fanout::dedup::Seams;
-use crate::fanout::outbox::{self, Fences, Outbox};
+use crate::fanout::outbox::{self, Fences, Outbox, Queued};
 use crate::fanout::registry::{Member, SubState};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
@@ -69,37 +70,100 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 /// Serves one upgraded connection. `claims` is set when the upgrade carried a valid
 /// `Authorization` header; otherwise the first frame must be `auth`. The slots hold the
 /// connection's places under the edge's limits until it no longer needs them.
-pub async fn run<B: Bus>(
+///
+/// Not an async fn, and its setup boxed: an async fn keeps its parameters, and whatever it holds
+/// across an await, in its state for as long as it runs, and this one runs as long as the
+/// connection. What an idle connection keeps is its task's small state, one [`Live`], and its
+/// loop's state.
+pub fn run<B: Bus>(
     shared: Arc<Shared<B>>,
-    mut ws: Ws,
+    ws: Ws,
     encoding: Encoding,
     claims: Option<Claims>,
     peer: Peer,
     open: Slot,
     unauthenticated: Pending,
-) {
-    let m = metrics();
-    m.connections_opened.inc();
-    m.connections.inc();
-    let code = serve_connection(&shared, &mut ws, encoding, claims, peer, unauthenticated).await;
-    m.connections.dec();
-    m.connections_closed
-        .get_or_create(&CodeLabel::of(code))
-        .inc();
-    drop(open);
+) -> impl Future<Output = ()> + Send + 'static {
+    let opening = Box::pin(open_session(
+        shared,
+        ws,
+        encoding,
+        claims,
+        peer,
+        unauthenticated,
+    ));
+    async move {
+        let m = metrics();
+        m.connections_opened.inc();
+        m.connections.inc();
+        let code = match opening.await {
+            Ok(live) => live.serve().await,
+            Err(code) => code,
+        };
+        let m = metrics();
+        m.connections.dec();
+        m.connections_closed
+            .get_or_create(&CodeLabel::of(code))
+            .inc();
+        drop(open);
+    }
 }
 
-async fn serve_connection<B: Bus>(
-    shared: &Arc<Shared<B>>,
-    ws: &mut Ws,
+/// A connection past its setup: all it needs for the rest of its life, in one allocation.
+struct Live<B: Bus> {
+    session: Session<B>,
+    ws: Ws,
+    queued: Queued,
+    /// Where the client asked to resume its own targets from.
+    since: ScopeSince,
+}
+
+impl<B: Bus> Live<B> {
+    /// Serves the connection until it ends, then leaves everything it joined. Returns the close
+    /// code.
+    async fn serve(mut self: Box<Self>) -> u16 {
+        let Live {
+            session,
+            ws,
+            queued,
+            since,
+        } = &mut *self;
+        let span =
+            tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
+        // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
+        // be laid out three times over in this future.
+        let serving = Box::pin(session.serve(ws, queued, since));
+        // A disabled span still costs an enter and an exit on every poll.
+        let code = if span.is_disabled() {
+            serving.await
+        } else {
+            serving.instrument(span).await
+        };
+        session.leave_everything();
+        if session.welcomed {
+            session.report(Lifecycle::Disconnect {
+                code,
+                reason: close_reason(code).to_owned(),
+            });
+        }
+        session.shared.connections.remove(session.id);
+        code
+    }
+}
+
+/// Authenticates the connection (unless its upgrade did) and sets its session up. Returns the
+/// connection ready to serve, or the code it was closed with.
+async fn open_session<B: Bus>(
+    shared: Arc<Shared<B>>,
+    mut ws: Ws,
     encoding: Encoding,
     claims: Option<Claims>,
     peer: Peer,
     unauthenticated: Pending,
-) -> u16 {
+) -> Result<Box<Live<B>>, u16> {
     let (claims, since) = match claims {
         Some(claims) => (claims, ScopeSince::default()),
-        None => match Box::pin(auth_frame::authenticate(shared, ws, &peer)).await {
+        None => match Box::pin(auth_frame::authenticate(&shared, &mut ws, &peer)).await {
             Ok(claims) => claims,
             Err(failure) => {
                 metrics()
@@ -109,21 +173,21 @@ async fn serve_connection<B: Bus>(
                     })
                     .inc();
                 tracing::debug!(reason = failure.reason, "authentication failed");
-                Box::pin(close_with(ws, failure.code(), failure.reason)).await;
-                return failure.code();
+                close_with(&mut ws, failure.code(), failure.reason).await;
+                return Err(failure.code());
             }
         },
     };
     drop(unauthenticated);
     // A connection that authenticated after a drain began would outlive it.
     if shared.connections.is_draining() {
-        Box::pin(close_with(
-            ws,
+        close_with(
+            &mut ws,
             close::GOING_AWAY,
             "edge going away; reconnect and resume",
-        ))
+        )
         .await;
-        return close::GOING_AWAY;
+        return Err(close::GOING_AWAY);
     }
     let config = &shared.config;
     let (outbox, queued) = outbox::channel(
@@ -135,7 +199,7 @@ async fn serve_connection<B: Bus>(
     let life = shared.connections.add(id, outbox.clone(), claims.exp);
     let client = peer.client;
     let own = OwnTargets::new(&claims.sub, &client);
-    let mut session = Session {
+    let session = Session {
         id,
         shared: shared.clone(),
         client,
@@ -153,26 +217,12 @@ async fn serve_connection<B: Bus>(
         seams: Seams::default(),
         welcomed: false,
     };
-    let span =
-        tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-    // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
-    // be laid out three times over in this future, for the whole life of the connection.
-    let serving = Box::pin(session.serve(ws, queued, since));
-    // A disabled span still costs an enter and an exit on every poll.
-    let code = if span.is_disabled() {
-        serving.await
-    } else {
-        serving.instrument(span).await
-    };
-    session.leave_everything();
-    if session.welcomed {
-        session.report(Lifecycle::Disconnect {
-            code,
-            reason: close_reason(code).to_owned(),
-        });
-    }
-    shared.connections.remove(id);
-    code
+    Ok(Box::new(Live {
+        session,
+        ws,
+        queued,
+        since,
+    }))
 }
 
 /// What a close code means, for the `$disconnect` lifecycle event.

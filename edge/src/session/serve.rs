@@ -24,22 +24,30 @@ use super::{ABNORMAL, Session, Ws};
 
 impl<B: Bus> Session<B> {
     /// Serves the authenticated connection until it ends; returns the close code.
-    pub(super) async fn serve(
-        &mut self,
-        ws: &mut Ws,
-        mut queued: Queued,
-        since: ScopeSince,
-    ) -> u16 {
-        // The rarely taken paths are boxed: an async state machine is as large as its largest
-        // await, and an idle connection's task would otherwise carry a join's or a bus
-        // call's worth of state all its life.
-        if !Box::pin(self.join_own()).await {
-            close_with(ws, close::TRY_LATER, "bus unavailable").await;
-            return close::TRY_LATER;
+    pub(super) async fn serve(&mut self, ws: &mut Ws, queued: &Queued, since: &ScopeSince) -> u16 {
+        // Boxed, as everything done once: an async state machine is as large as its largest
+        // await, and an idle connection's task would otherwise carry a join's or a bus call's
+        // worth of state all its life.
+        if let Err(code) = Box::pin(self.greet(ws, queued, since)).await {
+            return code;
         }
-        let Ok((recovered, replays)) = Box::pin(self.resume(&since)).await else {
+        // Only now: a worker answering `$connect` with a message to the client id must find the
+        // connection subscribed and welcomed.
+        self.welcomed = true;
+        self.report(Lifecycle::Connect);
+        self.serve_frames(ws, queued).await
+    }
+
+    /// Joins the connection's own targets, resumes them from `since`, and sends `welcome` with
+    /// what it replays. `Err`: the code the connection was closed with.
+    async fn greet(&mut self, ws: &mut Ws, queued: &Queued, since: &ScopeSince) -> Result<(), u16> {
+        if !self.join_own().await {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
-            return close::TRY_LATER;
+            return Err(close::TRY_LATER);
+        }
+        let Ok((recovered, replays)) = self.resume(since).await else {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return Err(close::TRY_LATER);
         };
         let welcome = self.encode(&ServerFrame::Welcome {
             client: &self.client,
@@ -48,32 +56,34 @@ impl<B: Bus> Session<B> {
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
         });
-        let kick = queued.kick.clone();
-        // One wait for the whole connection, not one per loop turn: registering and dropping a
-        // waiter on every wake-up was a measurable share of a delivery's user-space cost.
-        let kick_request = kick.requested();
-        tokio::pin!(kick_request);
         // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
         // must still be closed when the edge asks, not hold its task and memory forever.
+        let kick_request = queued.kicked();
+        tokio::pin!(kick_request);
         let welcome = Reply {
             frames: welcome.into_iter().collect(),
             replays,
             close: None,
         };
-        match Box::pin(self.answer(ws, kick_request.as_mut(), welcome)).await {
-            Ok(()) => {}
-            Err(Some(code)) => return self.kicked(ws, code).await,
-            Err(None) => return ABNORMAL,
+        match self.answer(ws, kick_request.as_mut(), welcome).await {
+            Ok(()) => Ok(()),
+            Err(Some(code)) => Err(self.kicked(ws, code).await),
+            Err(None) => Err(ABNORMAL),
         }
-        // Only now: a worker answering `$connect` with a message to the client id must find the
-        // connection subscribed and welcomed.
-        self.welcomed = true;
-        self.report(Lifecycle::Connect);
+    }
+
+    /// Reads and answers the client's frames and writes what is queued for it, until the
+    /// connection ends; returns the close code.
+    async fn serve_frames(&mut self, ws: &mut Ws, queued: &Queued) -> u16 {
+        // One wait for the whole connection, not one per loop turn: registering and dropping a
+        // waiter on every wake-up was a measurable share of a delivery's user-space cost.
+        let kick_request = queued.kicked();
+        tokio::pin!(kick_request);
         loop {
             // What the fan-out had pending when a frame from the client took the writing over
             // goes out now, even if that frame needed no answer.
             if ws.has_unwritten() {
-                match send_unless_kicked(ws, kick_request.as_mut(), None).await {
+                match Box::pin(send_unless_kicked(ws, kick_request.as_mut(), None)).await {
                     Ok(()) => {}
                     Err(Some(code)) => return self.kicked(ws, code).await,
                     Err(None) => return ABNORMAL,
@@ -82,16 +92,16 @@ impl<B: Bus> Session<B> {
             // Idle, with nothing fenced or awaiting a seam: the fan-out may write publications
             // straight to the socket until something must go through the queue again.
             if self.fences.is_empty() && self.seams.is_empty() {
-                ws.reopen(|| queued.rx.is_empty());
+                ws.reopen(|| queued.is_empty());
             }
             // Not biased: a connection whose queue never empties must still have its frames
             // (and pongs) read.
             tokio::select! {
                 code = &mut kick_request => return self.kicked(ws, code).await,
-                Some(first) = queued.rx.recv() => {
+                first = queued.recv() => {
                     // A write stuck on a client that does not read must not outlive its queue.
                     let control = tokio::select! {
-                        written = self.write_burst(ws, first, &mut queued) => match written {
+                        written = self.write_burst(ws, first, queued) => match written {
                             Ok(control) => control,
                             Err(_) => return ABNORMAL,
                         },
@@ -122,9 +132,9 @@ impl<B: Bus> Session<B> {
                         None | Some(Err(WsError::Io(_))) => return ABNORMAL,
                         Some(Ok(Message::Close(frame))) => {
                             // tungstenite answers the close; read on until the socket ends.
-                            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                            let _ = Box::pin(tokio::time::timeout(CLOSE_WAIT, async {
                                 while let Some(Ok(_)) = ws.next().await {}
-                            })
+                            }))
                             .await;
                             return frame.map_or(1005, |f| u16::from(f.code));
                         }
@@ -140,7 +150,7 @@ impl<B: Bus> Session<B> {
                                     metrics().rate_limited.inc();
                                     let wait = self.rate.retry_after_ms(Instant::now());
                                     let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
-                                    match send_unless_kicked(ws, kick_request.as_mut(), refused).await {
+                                    match Box::pin(send_unless_kicked(ws, kick_request.as_mut(), refused)).await {
                                         Ok(()) => {}
                                         Err(Some(code)) => return self.kicked(ws, code).await,
                                         Err(None) => return ABNORMAL,

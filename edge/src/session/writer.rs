@@ -33,10 +33,10 @@ impl<B: Bus> Session<B> {
         &mut self,
         ws: &mut Ws,
         first: Outbound,
-        queued: &mut Queued,
+        queued: &Queued,
     ) -> Result<Option<Arc<Control>>, WsError> {
         let m = metrics();
-        m.outbound_queue_depth.observe(queued.rx.len() as f64 + 1.0);
+        m.outbound_queue_depth.observe(queued.len() as f64 + 1.0);
         let now_ms = ferrocast_protocol::envelope::now_ms();
         let mut next = Some(first);
         let mut count = 0;
@@ -83,7 +83,7 @@ impl<B: Bus> Session<B> {
             }
             count += 1;
             next = if count < BURST {
-                queued.rx.try_recv().ok()
+                queued.try_recv()
             } else {
                 None
             };
@@ -136,15 +136,24 @@ pub(super) fn kick_reason(code: u16) -> &'static str {
 }
 
 /// Sends a close frame and waits briefly for the client's answer.
-pub(super) async fn close_with(ws: &mut Ws, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_WAIT, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
-        }
+///
+/// Boxed: a connection closes once, but an inline close (a timer, a write and a read) would
+/// make every idle connection's task as large as the closing one's for all its life.
+pub(super) fn close_with<'a>(
+    ws: &'a mut Ws,
+    code: u16,
+    reason: &'a str,
+) -> Pin<Box<impl Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            if ws.close(Some(frame)).await.is_ok() {
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+        })
+        .await;
     })
-    .await;
 }

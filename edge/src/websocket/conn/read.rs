@@ -29,10 +29,15 @@ impl WsConn {
             return None;
         }
         loop {
+            // Answering writes, and is boxed: an idle connection waits here for its whole life,
+            // and its state must not carry a write's.
             match self.parse() {
-                Ok(Some(message)) => return Some(self.answer(message).await),
+                Ok(Some(message)) if matches!(message, Message::Ping(_) | Message::Close(_)) => {
+                    return Some(Box::pin(self.answer(message)).await);
+                }
+                Ok(Some(message)) => return Some(Ok(message)),
                 Ok(None) => {}
-                Err(code) => return Some(Err(self.fail(code).await)),
+                Err(code) => return Some(Err(Box::pin(self.fail(code)).await)),
             }
             // Wait for bytes before taking any memory: an idle connection holds no buffer.
             if self.read.is_empty() {
