@@ -8,7 +8,7 @@ use ferrocast_edge::bus::PAGE_BYTES;
 use ferrocast_edge::bus::{Bus, MemoryBus, RedisBus, RedisSettings};
 use ferrocast_edge::fanout::feed::Feed;
 use ferrocast_edge::fanout::outbox::{self, Outbound, Queued};
-use ferrocast_edge::fanout::registry::{Member, Registry, SubState};
+use ferrocast_edge::fanout::registry::{Member, Registry};
 use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Encoding, Envelope, Offset, Target};
 use ferrocast_tests::{DEADLINE, RedisServer};
@@ -23,8 +23,8 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
         outbox: out,
         direct: true,
     };
-    let mut state = registry.join(&target.key(), session, member).state;
-    tokio::time::timeout(DEADLINE, state.wait_for(|s| *s == SubState::Live))
+    let state = registry.join(&target.key(), session, member).state;
+    tokio::time::timeout(DEADLINE, state.live())
         .await
         .expect("live in time")
         .expect("subscribed");

@@ -10,21 +10,60 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use ferrocast_protocol::{Encoding, TargetKey};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 
-/// A target's subscription, as seen by those waiting to join it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubState {
-    /// The bus subscription is being made.
-    Pending,
-    /// Messages published from now on reach the target's members.
-    Live,
+/// A target's subscription, as seen by those waiting to join it: a byte and a wait list. (A
+/// `watch` channel costs about 300 bytes more, per target, and every connection has two targets
+/// of its own.)
+#[derive(Default)]
+pub struct Subscription {
+    /// 0 while the bus subscription is being made, then [`LIVE`] or [`ENDED`].
+    state: AtomicU8,
+    changed: Notify,
+}
+
+/// Messages published from now on reach the target's members.
+const LIVE: u8 = 1;
+/// The target's topic is gone: its subscription failed, or everyone left before it was live.
+const ENDED: u8 = 2;
+
+/// Why [`Subscription::live`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the target's subscription ended before it was live")]
+pub struct Ended;
+
+impl Subscription {
+    /// Whether messages published from now on reach the target's members.
+    pub fn is_live(&self) -> bool {
+        self.state.load(Ordering::Acquire) == LIVE
+    }
+
+    /// Waits until the subscription is live.
+    pub async fn live(&self) -> Result<(), Ended> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the state is read, so a change in between still wakes it.
+            changed.as_mut().enable();
+            match self.state.load(Ordering::Acquire) {
+                LIVE => return Ok(()),
+                ENDED => return Err(Ended),
+                _ => changed.await,
+            }
+        }
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.changed.notify_waiters();
+    }
 }
 
 /// A local connection in a target.
@@ -45,17 +84,25 @@ struct Topic {
     /// Unique for the edge's lifetime; tags frames so a connection knows where they came from.
     id: u64,
     members: IndexMap<u64, Member>,
-    /// Dropped (closing every receiver) when the subscription fails.
-    state: watch::Sender<SubState>,
+    subscription: Arc<Subscription>,
+}
+
+impl Drop for Topic {
+    fn drop(&mut self) {
+        // Whoever still waits to join is told (the subscription failed, or everyone left).
+        if !self.subscription.is_live() {
+            self.subscription.set(ENDED);
+        }
+    }
 }
 
 /// A membership just added: the topic's id, and its subscription state to wait on.
 pub struct Joined {
     /// The topic's id (see [`Frame::topic`](crate::fanout::outbox::Frame::topic)).
     pub topic: u64,
-    /// Turns `Live` once the target's messages reach the session; closes if the subscription
+    /// Turns live once the target's messages reach the session; ends if the subscription
     /// failed.
-    pub state: watch::Receiver<SubState>,
+    pub state: Arc<Subscription>,
 }
 
 #[derive(Default)]
@@ -88,7 +135,7 @@ impl Registry {
             Topic {
                 id: state.next_topic,
                 members: IndexMap::new(),
-                state: watch::Sender::new(SubState::Pending),
+                subscription: Arc::new(Subscription::default()),
             }
         });
         if topic.members.is_empty() {
@@ -98,7 +145,7 @@ impl Registry {
         topic.members.insert(session, member);
         Joined {
             topic: topic.id,
-            state: topic.state.subscribe(),
+            state: topic.subscription.clone(),
         }
     }
 
@@ -214,16 +261,16 @@ impl Registry {
     /// Marks `target` live: joins waiting on it may answer.
     pub fn set_live(&self, target: &TargetKey) {
         if let Some(topic) = self.state.lock().topics.get(target) {
-            topic.state.send_replace(SubState::Live);
+            topic.subscription.set(LIVE);
         }
     }
 
-    /// The subscription for `target` failed: everyone waiting is told (their receivers close),
-    /// and the members are dropped. A later join starts afresh.
+    /// The subscription for `target` failed: everyone waiting is told, and the members are
+    /// dropped. A later join starts afresh.
     pub fn fail(&self, target: &TargetKey) {
         let mut state = self.state.lock();
         if let Some(topic) = state.topics.get(target)
-            && *topic.state.borrow() == SubState::Pending
+            && !topic.subscription.is_live()
         {
             state.topics.remove(target);
         }
@@ -232,5 +279,55 @@ impl Registry {
     /// How many targets have local members.
     pub fn targets(&self) -> usize {
         self.state.lock().topics.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferrocast_protocol::{Encoding, Target};
+
+    use super::*;
+    use crate::fanout::outbox;
+
+    fn member(session: u64) -> Member {
+        let (outbox, _queued) = outbox::channel(4, 1024, None);
+        Member {
+            client: format!("c{session}").into(),
+            encoding: Encoding::Json,
+            outbox,
+            direct: true,
+        }
+    }
+
+    async fn outcome(waiting: tokio::task::JoinHandle<Result<(), Ended>>) -> Result<(), Ended> {
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("woken in time")
+            .expect("task")
+    }
+
+    #[tokio::test]
+    async fn a_join_waits_until_live_and_is_told_when_the_subscription_fails() {
+        let registry = Registry::new();
+        let live = Target::Room("live".into()).key();
+        let state = registry.join(&live, 1, member(1)).state;
+        let waiting = tokio::spawn(async move { state.live().await });
+        tokio::task::yield_now().await;
+        registry.set_live(&live);
+        assert_eq!(outcome(waiting).await, Ok(()));
+
+        let failing = Target::Room("failing".into()).key();
+        let state = registry.join(&failing, 2, member(2)).state;
+        let waiting = tokio::spawn(async move { state.live().await });
+        tokio::task::yield_now().await;
+        registry.fail(&failing);
+        assert_eq!(outcome(waiting).await, Err(Ended));
+
+        // A live target's members stay when a late failure report arrives.
+        registry.fail(&live);
+        assert_eq!(registry.targets(), 1);
+        assert!(registry.join(&live, 3, member(3)).state.is_live());
     }
 }

@@ -67,7 +67,7 @@ mod tests {
     use crate::bus::MemoryBus;
     use crate::fanout::feed::Feed;
     use crate::fanout::outbox;
-    use crate::fanout::registry::{Member, SubState};
+    use crate::fanout::registry::Member;
 
     fn member(session: u64) -> Member {
         let (outbox, _queued) = outbox::channel(4, 1024, None);
@@ -89,24 +89,18 @@ mod tests {
         ));
         let task = tokio::spawn(run(registry.clone(), bus.clone()));
         let room = Target::Room("r".into()).key();
-        let mut first = registry.join(&room, 1, member(1)).state;
-        first
-            .wait_for(|s| *s == SubState::Live)
-            .await
-            .expect("live");
+        let first = registry.join(&room, 1, member(1)).state;
+        first.live().await.expect("live");
         // A second member joins a live target: live at once, nothing to subscribe.
         let second = registry.join(&room, 2, member(2)).state;
-        assert_eq!(*second.borrow(), SubState::Live);
+        assert!(second.is_live());
         assert_eq!(registry.targets(), 1);
         registry.leave(&room, 1);
         registry.leave(&room, 2);
         assert_eq!(registry.targets(), 0);
         // Joined again after everyone left: subscribed again, live again.
-        let mut again = registry.join(&room, 3, member(3)).state;
-        again
-            .wait_for(|s| *s == SubState::Live)
-            .await
-            .expect("live again");
+        let again = registry.join(&room, 3, member(3)).state;
+        again.live().await.expect("live again");
         task.abort();
     }
 }

@@ -35,7 +35,6 @@ use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::client::ScopeSince;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Target};
-use tokio::sync::watch;
 use tracing::Instrument;
 use tungstenite::Message;
 use tungstenite::protocol::frame::Utf8Bytes;
@@ -43,7 +42,7 @@ use tungstenite::protocol::frame::Utf8Bytes;
 use crate::bus::Bus;
 use crate::fanout::dedup::Seams;
 use crate::fanout::outbox::{self, Fences, Outbox, Queued};
-use crate::fanout::registry::{Member, SubState};
+use crate::fanout::registry::{Member, Subscription};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::session::auth::Claims;
@@ -343,8 +342,8 @@ impl<B: Bus> Session<B> {
 }
 
 /// Waits until a joined target's subscription is live.
-async fn wait_live(mut state: watch::Receiver<SubState>) -> Result<(), Refusal> {
-    match tokio::time::timeout(SUBSCRIBE_WAIT, state.wait_for(|s| *s == SubState::Live)).await {
+async fn wait_live(state: Arc<Subscription>) -> Result<(), Refusal> {
+    match tokio::time::timeout(SUBSCRIBE_WAIT, state.live()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) => Err(Refusal::new(
             ErrorCode::Unavailable,
