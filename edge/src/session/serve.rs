@@ -2,6 +2,7 @@
 //! burst at a time, and the edge's requests to close honoured, whichever comes first.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use ferrocast_protocol::frame::server::ServerFrame;
 use tungstenite::Message;
 
 use crate::bus::Bus;
-use crate::fanout::outbox::Queued;
+use crate::fanout::outbox::{Outbound, Queued};
 use crate::ops::metrics::metrics;
 use crate::websocket::WsError;
 use ferrocast_protocol::lifecycle::Lifecycle;
@@ -95,102 +96,144 @@ impl<B: Bus> Session<B> {
                 ws.reopen(|| queued.is_empty());
             }
             // Not biased: a connection whose queue never empties must still have its frames
-            // (and pongs) read.
-            tokio::select! {
-                code = &mut kick_request => return self.kicked(ws, code).await,
-                first = queued.recv() => {
-                    // A write stuck on a client that does not read must not outlive its queue.
-                    let control = tokio::select! {
-                        written = self.write_burst(ws, first, queued) => match written {
-                            Ok(control) => control,
-                            Err(_) => return ABNORMAL,
-                        },
-                        code = &mut kick_request => return self.kicked(ws, code).await,
-                    };
-                    let Some(control) = control else { continue };
-                    let reply = match Box::pin(self.apply(&control)).await {
-                        Ok(reply) => reply,
-                        Err(closing) => {
-                            close_with(ws, closing.code, &closing.reason).await;
-                            return closing.code;
-                        }
-                    };
-                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
-                        Ok(()) => {}
-                        Err(Some(code)) => return self.kicked(ws, code).await,
-                        Err(None) => return ABNORMAL,
-                    }
+            // (and pongs) read. Only the wait is inline: what each event needs is done after the
+            // select, boxed, so an idle connection's state is this wait's and no more.
+            let event = tokio::select! {
+                code = &mut kick_request => Event::Kicked(code),
+                first = queued.recv() => Event::Queued(first),
+                incoming = ws.next() => Event::Incoming(incoming),
+            };
+            let next = match event {
+                Event::Kicked(code) => ControlFlow::Break(self.kicked(ws, code).await),
+                Event::Queued(first) => {
+                    Box::pin(self.write_queued(ws, first, queued, kick_request.as_mut())).await
                 }
-                incoming = ws.next() => {
+                Event::Incoming(incoming) => {
                     // What the client asks is answered in order with what it is sent: a join's
                     // answer before the room's first message.
                     ws.hold();
                     self.life.heard(&self.shared.connections.clock);
-                    let frame = match incoming {
-                        // The frame path closed it already, with the code the violation calls for.
-                        Some(Err(WsError::Closed(code))) => return code,
-                        None | Some(Err(WsError::Io(_))) => return ABNORMAL,
-                        Some(Ok(Message::Close(frame))) => {
-                            // tungstenite answers the close; read on until the socket ends.
-                            let _ = Box::pin(tokio::time::timeout(CLOSE_WAIT, async {
-                                while let Some(Ok(_)) = ws.next().await {}
-                            }))
-                            .await;
-                            return frame.map_or(1005, |f| u16::from(f.code));
-                        }
-                        Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
-                        Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
-                        Some(Ok(_)) => {
-                            // Pings and pongs count against the rate limit like any frame: a
-                            // ping flood is a flood. tungstenite answers each ping on its own;
-                            // a refused one also gets RATE_LIMITED, as every refused frame does.
-                            match self.rate.take(Instant::now()) {
-                                Verdict::Allow => {}
-                                Verdict::Refuse => {
-                                    metrics().rate_limited.inc();
-                                    let wait = self.rate.retry_after_ms(Instant::now());
-                                    let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
-                                    match Box::pin(send_unless_kicked(ws, kick_request.as_mut(), refused)).await {
-                                        Ok(()) => {}
-                                        Err(Some(code)) => return self.kicked(ws, code).await,
-                                        Err(None) => return ABNORMAL,
-                                    }
-                                }
-                                Verdict::Close => {
-                                    metrics().rate_limited.inc();
-                                    close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
-                                    return close::RATE_LIMITED;
-                                }
-                            }
-                            continue;
-                        }
-                    };
-                    let reply = match self.rate.take(Instant::now()) {
-                        Verdict::Allow => match frame {
-                            Ok(frame) => Box::pin(self.handle(frame)).await,
-                            Err(FrameError { reference, code, message }) => {
-                                self.error(reference, code, &message).into()
-                            }
-                        },
-                        Verdict::Refuse => {
-                            metrics().rate_limited.inc();
-                            let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
-                            let wait = self.rate.retry_after_ms(Instant::now());
-                            self.refuse(reference, &Refusal::rate_limited("slow down", wait)).into()
-                        }
-                        Verdict::Close => {
-                            metrics().rate_limited.inc();
-                            close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
-                            return close::RATE_LIMITED;
-                        }
-                    };
-                    match Box::pin(self.answer(ws, kick_request.as_mut(), reply)).await {
-                        Ok(()) => {}
-                        Err(Some(code)) => return self.kicked(ws, code).await,
-                        Err(None) => return ABNORMAL,
-                    }
+                    Box::pin(self.read_frame(ws, incoming, kick_request.as_mut())).await
                 }
+            };
+            if let ControlFlow::Break(code) = next {
+                return code;
             }
+        }
+    }
+
+    /// Writes what came out of the queue (a burst of it), then applies the control message it
+    /// ended with, if any.
+    async fn write_queued(
+        &mut self,
+        ws: &mut Ws,
+        first: Outbound,
+        queued: &Queued,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+    ) -> ControlFlow<u16> {
+        // A write stuck on a client that does not read must not outlive its queue.
+        let control = tokio::select! {
+            written = self.write_burst(ws, first, queued) => match written {
+                Ok(control) => control,
+                Err(_) => return ControlFlow::Break(ABNORMAL),
+            },
+            code = kick.as_mut() => return ControlFlow::Break(self.kicked(ws, code).await),
+        };
+        let Some(control) = control else {
+            return ControlFlow::Continue(());
+        };
+        let reply = match self.apply(&control).await {
+            Ok(reply) => reply,
+            Err(closing) => {
+                close_with(ws, closing.code, &closing.reason).await;
+                return ControlFlow::Break(closing.code);
+            }
+        };
+        self.answered(ws, kick, reply).await
+    }
+
+    /// Acts on what the client sent: a frame answered, a close completed, a violation or a
+    /// flood ended.
+    async fn read_frame(
+        &mut self,
+        ws: &mut Ws,
+        incoming: Option<Result<Message, WsError>>,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+    ) -> ControlFlow<u16> {
+        let frame = match incoming {
+            // The frame path closed it already, with the code the violation calls for.
+            Some(Err(WsError::Closed(code))) => return ControlFlow::Break(code),
+            None | Some(Err(WsError::Io(_))) => return ControlFlow::Break(ABNORMAL),
+            Some(Ok(Message::Close(frame))) => {
+                // The frame path answered the close; read on until the socket ends.
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+                return ControlFlow::Break(frame.map_or(1005, |f| u16::from(f.code)));
+            }
+            Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
+            Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
+            Some(Ok(_)) => {
+                // Pings and pongs count against the rate limit like any frame: a ping flood is
+                // a flood. The frame path answers each ping on its own; a refused one also gets
+                // RATE_LIMITED, as every refused frame does.
+                return match self.rate.take(Instant::now()) {
+                    Verdict::Allow => ControlFlow::Continue(()),
+                    Verdict::Refuse => {
+                        metrics().rate_limited.inc();
+                        let wait = self.rate.retry_after_ms(Instant::now());
+                        let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
+                        match send_unless_kicked(ws, kick.as_mut(), refused).await {
+                            Ok(()) => ControlFlow::Continue(()),
+                            Err(Some(code)) => ControlFlow::Break(self.kicked(ws, code).await),
+                            Err(None) => ControlFlow::Break(ABNORMAL),
+                        }
+                    }
+                    Verdict::Close => {
+                        metrics().rate_limited.inc();
+                        close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                        ControlFlow::Break(close::RATE_LIMITED)
+                    }
+                };
+            }
+        };
+        let reply = match self.rate.take(Instant::now()) {
+            Verdict::Allow => match frame {
+                Ok(frame) => self.handle(frame).await,
+                Err(FrameError {
+                    reference,
+                    code,
+                    message,
+                }) => self.error(reference, code, &message).into(),
+            },
+            Verdict::Refuse => {
+                metrics().rate_limited.inc();
+                let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
+                let wait = self.rate.retry_after_ms(Instant::now());
+                self.refuse(reference, &Refusal::rate_limited("slow down", wait))
+                    .into()
+            }
+            Verdict::Close => {
+                metrics().rate_limited.inc();
+                close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                return ControlFlow::Break(close::RATE_LIMITED);
+            }
+        };
+        self.answered(ws, kick, reply).await
+    }
+
+    /// Writes `reply`; breaks with the close code if the connection must end.
+    async fn answered(
+        &mut self,
+        ws: &mut Ws,
+        kick: Pin<&mut impl Future<Output = u16>>,
+        reply: Reply,
+    ) -> ControlFlow<u16> {
+        match self.answer(ws, kick, reply).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(Some(code)) => ControlFlow::Break(self.kicked(ws, code).await),
+            Err(None) => ControlFlow::Break(ABNORMAL),
         }
     }
 
@@ -219,4 +262,14 @@ impl<B: Bus> Session<B> {
         close_with(ws, code, kick_reason(code)).await;
         code
     }
+}
+
+/// What woke the connection's loop.
+enum Event {
+    /// The edge asked it to close, with this code.
+    Kicked(u16),
+    /// Its queue has something for it.
+    Queued(Outbound),
+    /// The client sent something (or the socket ended).
+    Incoming(Option<Result<Message, WsError>>),
 }
