@@ -43,7 +43,10 @@ impl WsConn {
             if self.read.is_empty() {
                 self.read = BytesMut::new();
             }
-            if let Err(e) = self.socket.stream.readable().await {
+            // Polled, not `readable()`: that future is 150 bytes, carried by every idle
+            // connection's task. Only this task reads, so the one reader waker slot suffices.
+            let ready = std::future::poll_fn(|cx| self.socket.stream.poll_read_ready(cx)).await;
+            if let Err(e) = ready {
                 self.done = true;
                 return Some(Err(e.into()));
             }
