@@ -3,8 +3,8 @@
 //! The [`feed`] takes what the bus receives: it decodes it once, drops what [`dedup`] has seen,
 //! and hands a worker's [`control`] message to the sessions it acts on, or has [`delivery`]
 //! build the message's frame once per encoding and the [`registry`] queue it for every member.
-//! [`registry`] tracks which connections are in which target and keeps the bus subscribed to
-//! exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
+//! [`registry`] tracks which connections are in which target (a target's `members`: one kept
+//! inline, more in a map) and keeps the bus subscribed to exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
 //! and hands the same bytes to every member's [`outbox`]; [`dedup`] drops messages seen twice,
 //! and [`recovery`] keeps the seam between a replay and live delivery clean. [`control`] is a
 //! worker's control message (join, leave, disconnect) on its way to the sessions it acts on;
@@ -17,6 +17,7 @@ pub mod cork;
 pub mod dedup;
 pub mod delivery;
 pub mod feed;
+mod members;
 pub mod outbox;
 pub mod presence;
 pub mod recovery;

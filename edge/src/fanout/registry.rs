@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use ferrocast_protocol::{Encoding, TargetKey};
-use indexmap::IndexMap;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::fanout::members::Members;
 use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 
 /// A target's subscription, as seen by those waiting to join it: a byte and a wait list. (A
@@ -83,7 +83,7 @@ pub struct Member {
 struct Topic {
     /// Unique for the edge's lifetime; tags frames so a connection knows where they came from.
     id: u64,
-    members: IndexMap<u64, Member>,
+    members: Members,
     subscription: Arc<Subscription>,
 }
 
@@ -134,7 +134,7 @@ impl Registry {
             state.next_topic += 1;
             Topic {
                 id: state.next_topic,
-                members: IndexMap::new(),
+                members: Members::default(),
                 subscription: Arc::new(Subscription::default()),
             }
         });
@@ -155,7 +155,7 @@ impl Registry {
         let Some(topic) = state.topics.get_mut(target) else {
             return;
         };
-        topic.members.swap_remove(&session);
+        topic.members.remove(session);
         if topic.members.is_empty() {
             state.topics.remove(target);
             state.changed.insert(target.clone());
@@ -189,7 +189,7 @@ impl Registry {
         let state = self.state.lock();
         let topic = state.topics.get(target)?;
         let mut encodings = [false; 2];
-        for member in topic.members.values() {
+        for member in topic.members.iter() {
             encodings[encoding_index(member.encoding)] = true;
         }
         Some(Audience {
@@ -224,7 +224,7 @@ impl Registry {
             return None;
         }
         let mut written = 0;
-        for member in current.members.values() {
+        for member in current.members.iter() {
             if !except.is_empty() && except.iter().any(|c| **c == *member.client) {
                 continue;
             }
