@@ -4,6 +4,7 @@
 //! live channel always share one Redis Cluster slot and one Lua script can touch all three.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -110,24 +111,26 @@ impl Target {
     /// `client:<id>` or `all`. A user id with a byte outside the name set, or longer than a room
     /// name may be, is written `user64:<base64url>` so it can never break the hash tag.
     pub fn key(&self) -> TargetKey {
-        TargetKey(match self {
+        TargetKey(Arc::from(match self {
             Target::Room(n) => format!("room:{n}"),
             Target::User(id) if names::validate_room(id).is_ok() => format!("user:{id}"),
             Target::User(id) => format!("user64:{}", URL_SAFE_NO_PAD.encode(id)),
             Target::Client(id) => format!("client:{id}"),
             Target::All => "all".to_owned(),
-        })
+        }))
     }
 }
 
-/// A target's canonical key, as used inside Redis key names and by an edge's registry.
+/// A target's canonical key, as used inside Redis key names and by an edge's registry. Shared
+/// text: an edge keeps each target's key in several maps (membership, subscriptions, positions),
+/// and a clone is a count, not a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TargetKey(String);
+pub struct TargetKey(Arc<str>);
 
 impl TargetKey {
     /// A key from its text, unchecked (for tests and for keys read back from Redis).
     pub fn from_raw(text: &str) -> TargetKey {
-        TargetKey(text.to_owned())
+        TargetKey(Arc::from(text))
     }
 
     /// The key text.
@@ -255,7 +258,7 @@ impl Keys {
         if inner.is_empty() || inner.contains(['{', '}']) {
             return None;
         }
-        Some(TargetKey(inner.to_owned()))
+        Some(TargetKey(Arc::from(inner)))
     }
 }
 
