@@ -105,22 +105,25 @@ impl Seams {
     }
 }
 
-/// The range of offsets a connection has written live for one topic: first and newest.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Written(Option<(Offset, Offset)>);
+/// The range of offsets a connection has written live for one topic: first and newest. Boxed
+/// when first noted: every connection has one for its user and `all` targets, most never note
+/// anything, and the two offsets are 48 bytes.
+#[derive(Debug, Default, Clone)]
+pub struct Written(Option<Box<(Offset, Offset)>>);
 
 impl Written {
     /// Notes a live message written.
     pub fn note(&mut self, offset: Offset) {
-        self.0 = match self.0 {
-            Some((first, _)) if first.epoch == offset.epoch => Some((first, offset)),
-            _ => Some((offset, offset)),
-        };
+        match &mut self.0 {
+            Some(range) if range.0.epoch == offset.epoch => range.1 = offset,
+            Some(range) => **range = (offset, offset),
+            None => self.0 = Some(Box::new((offset, offset))),
+        }
     }
 
     /// Whether the message at `offset` was already written live.
     pub fn contains(&self, offset: Offset) -> bool {
-        self.0.is_some_and(|(first, last)| {
+        self.0.as_deref().is_some_and(|(first, last)| {
             first.epoch == offset.epoch && first.id <= offset.id && offset.id <= last.id
         })
     }

@@ -18,7 +18,7 @@ pub fn frames(
     entries: &[(Offset, Bytes)],
     client: &str,
     encoding: Encoding,
-    written: Written,
+    written: &Written,
     ids: &mut HashSet<uuid::Uuid>,
 ) -> Vec<Message> {
     entries

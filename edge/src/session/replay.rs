@@ -87,8 +87,13 @@ impl<B: Bus> Session<B> {
             if ids.len() > RECENT_IDS {
                 ids.clear();
             }
-            let frames =
-                recovery::frames(&page, &self.client, self.encoding, replay.written, &mut ids);
+            let frames = recovery::frames(
+                &page,
+                &self.client,
+                self.encoding,
+                &replay.written,
+                &mut ids,
+            );
             drop(page);
             let bytes: usize = frames.iter().map(Message::len).sum();
             if !self.outbox.reserve(bytes) {

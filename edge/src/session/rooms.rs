@@ -226,7 +226,7 @@ impl<B: Bus> Session<B> {
                 continue;
             };
             let own = self.own.get(scope);
-            let (target, topic, written) = (own.key.clone(), own.topic, own.written);
+            let (target, topic, written) = (own.key.clone(), own.topic, own.written.clone());
             let cursor = self
                 .shared
                 .bus

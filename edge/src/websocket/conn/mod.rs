@@ -36,7 +36,8 @@ pub struct WsConn {
     socket: Arc<Socket>,
     /// Bytes read and not yet parsed; no capacity while idle.
     read: BytesMut,
-    partial: Option<read::Partial>,
+    /// A fragmented message being received (boxed: rare, and every connection has the field).
+    partial: Option<Box<read::Partial>>,
     max_message: usize,
     /// Frames queued for the next flush.
     out: VecDeque<Bytes>,

@@ -121,11 +121,11 @@ impl WsConn {
                     if header.fin {
                         return self.finish(text, header.compressed, payload).map(Some);
                     }
-                    self.partial = Some(Partial {
+                    self.partial = Some(Box::new(Partial {
                         text,
                         compressed: header.compressed,
                         data: payload.to_vec(),
-                    });
+                    }));
                 }
                 Opcode::Continuation => {
                     let Some(partial) = self.partial.as_mut() else {
@@ -136,14 +136,14 @@ impl WsConn {
                     }
                     partial.data.extend_from_slice(&payload);
                     if header.fin {
-                        let Some(Partial {
+                        let Some(partial) = self.partial.take() else {
+                            return Err(1002);
+                        };
+                        let Partial {
                             text,
                             compressed,
                             data,
-                        }) = self.partial.take()
-                        else {
-                            return Err(1002);
-                        };
+                        } = *partial;
                         return self.finish(text, compressed, Bytes::from(data)).map(Some);
                     }
                 }
