@@ -15,7 +15,9 @@
 //!    connection's start, so a later `resume` must leave out what was written live already;
 //!    [`Written`] keeps that range.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
+
+use super::sparse::SparseMap;
 use std::hash::{BuildHasher, RandomState};
 
 use ferrocast_protocol::{Offset, TargetKey};
@@ -71,7 +73,7 @@ impl Default for RecentIds {
 
 /// Seams of the targets this connection resumed.
 #[derive(Default)]
-pub struct Seams(HashMap<u64, Offset>);
+pub struct Seams(SparseMap<u64, Offset>);
 
 impl Seams {
     /// Live messages of `topic` at or below `floor` were replayed already.
@@ -81,9 +83,6 @@ impl Seams {
 
     /// Whether a queued live message should be written.
     pub fn admit(&mut self, topic: u64, offset: Option<Offset>) -> bool {
-        if self.0.is_empty() {
-            return true;
-        }
         let (Some(offset), Some(floor)) = (offset, self.0.get(&topic)) else {
             return true;
         };

@@ -14,8 +14,9 @@ pub(super) enum Members {
     None,
     /// A single member, inline.
     One(u64, Member),
-    /// Two or more (or fewer, after leaves: a map is not given back).
-    Many(IndexMap<u64, Member>),
+    /// Two or more (or fewer, after leaves: a map is not given back). Boxed: a map is larger
+    /// than one member, and every topic's entry in the registry is as large as this.
+    Many(Box<IndexMap<u64, Member>>),
 }
 
 impl Members {
@@ -25,7 +26,7 @@ impl Members {
             Members::None => Members::One(session, member),
             Members::One(only, _) if only == session => Members::One(session, member),
             Members::One(only, first) => {
-                let mut map = IndexMap::with_capacity(2);
+                let mut map = Box::new(IndexMap::with_capacity(2));
                 map.insert(only, first);
                 map.insert(session, member);
                 Members::Many(map)

@@ -22,4 +22,5 @@ pub mod outbox;
 pub mod presence;
 pub mod recovery;
 pub mod registry;
+mod sparse;
 pub mod subscriptions;

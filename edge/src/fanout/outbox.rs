@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 use crate::fanout::control::Control;
+use crate::fanout::sparse::SparseMap;
 
 use ferrocast_protocol::close;
 
@@ -341,19 +342,20 @@ impl Outbox {
 /// after it (a later join's) are written. A count per topic, since a topic can be left again
 /// before its first fence has come out of the queue.
 #[derive(Debug, Default)]
-pub struct Fences(std::collections::HashMap<u64, u32>);
+pub struct Fences(SparseMap<u64, u32>);
 
 impl Fences {
     /// The connection left `topic`; the fence queued after this call ends what to drop.
     pub fn raise(&mut self, topic: u64) {
-        *self.0.entry(topic).or_insert(0) += 1;
+        *self.0.entry(topic, || 0) += 1;
     }
 
     /// A fence came out of the queue.
     pub fn passed(&mut self, topic: u64) {
-        if let Some(n) = self.0.get_mut(&topic) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(&n) = self.0.get(&topic) {
+            if n > 1 {
+                self.0.insert(topic, n - 1);
+            } else {
                 self.0.remove(&topic);
             }
         }
@@ -366,7 +368,7 @@ impl Fences {
 
     /// Whether a frame of `topic` coming out of the queue now was queued before a leave.
     pub fn holds(&self, topic: u64) -> bool {
-        !self.0.is_empty() && self.0.contains_key(&topic)
+        self.0.get(&topic).is_some()
     }
 }
 
