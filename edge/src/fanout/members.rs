@@ -76,20 +76,8 @@ impl Members {
 
 #[cfg(test)]
 mod tests {
-    use ferrocast_protocol::Encoding;
 
     use super::*;
-    use crate::fanout::outbox;
-
-    fn member(name: &str) -> Member {
-        let (outbox, _queued) = outbox::channel(4, 1024, None);
-        Member {
-            client: name.into(),
-            encoding: Encoding::Json,
-            outbox,
-            direct: true,
-        }
-    }
 
     fn clients(members: &Members) -> Vec<String> {
         members.iter().map(|m| m.client.to_string()).collect()
@@ -99,11 +87,11 @@ mod tests {
     fn one_member_is_inline_and_a_second_makes_a_map() {
         let mut members = Members::default();
         assert!(members.is_empty());
-        members.insert(1, member("a"));
+        members.insert(1, Member::for_test("a"));
         assert!(matches!(members, Members::One(1, _)));
-        members.insert(1, member("a2"));
+        members.insert(1, Member::for_test("a2"));
         assert_eq!(clients(&members), ["a2"], "a rejoin replaces");
-        members.insert(2, member("b"));
+        members.insert(2, Member::for_test("b"));
         assert!(matches!(members, Members::Many(_)));
         assert_eq!(clients(&members), ["a2", "b"]);
         members.remove(1);
@@ -117,7 +105,7 @@ mod tests {
     #[test]
     fn the_only_member_leaves_and_a_stranger_does_not() {
         let mut members = Members::default();
-        members.insert(1, member("a"));
+        members.insert(1, Member::for_test("a"));
         members.remove(2);
         assert_eq!(members.len(), 1);
         members.remove(1);

@@ -2,20 +2,19 @@
 //! queue's worth of memory and is then closed (4009) instead of growing the edge. The same
 //! handle writes a publication straight to the connection's socket when the connection has
 //! nothing queued (see [`Socket`]), and lets the registry ask the connection to close for other
-//! reasons.
+//! reasons. The queue itself, with its bounds and the close request, is the connection's
+//! [`mailbox`](super::mailbox).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::fanout::control::Control;
+use crate::fanout::mailbox::{Admitted, Mailbox};
 use crate::fanout::sparse::SparseMap;
 
 use ferrocast_protocol::close;
 
 use ferrocast_protocol::Offset;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 use tungstenite::Message;
 
 use crate::websocket::socket::{Delivered, Socket};
@@ -91,22 +90,9 @@ impl Outbound {
 /// The sending side, held by the registry for every target the connection is in: one shared
 /// handle, so a clone (one per membership, and one per batch it is corked in) is one count.
 #[derive(Clone)]
-pub struct Outbox(Arc<Mailbox>);
+pub struct Outbox(pub(super) Arc<Mailbox>);
 
-/// What a connection's two sides share: its queue, its bounds and its close request, in one
-/// allocation. The queue holds no memory while it is empty.
-struct Mailbox {
-    queue: Mutex<VecDeque<Outbound>>,
-    capacity: usize,
-    /// Wakes the connection's task when the queue stops being empty.
-    arrived: Notify,
-    /// The connection's task is gone: nothing more is queued.
-    closed: AtomicBool,
-    kick: Kick,
-    bytes: AtomicUsize,
-    max_bytes: usize,
-    socket: Option<Arc<Socket>>,
-}
+pub use crate::fanout::mailbox::Queued;
 
 /// What became of an item handed to [`Outbox::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,97 +105,10 @@ pub enum Pushed {
     Dropped,
 }
 
-/// A request to close the connection: the first close code asked for wins.
-#[derive(Default)]
-struct Kick {
-    code: AtomicU16,
-    notify: Notify,
-}
-
-impl Kick {
-    fn ask(&self, code: u16) {
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.notify.notify_one();
-    }
-
-    async fn requested(&self) -> u16 {
-        self.notify.notified().await;
-        self.code.load(Ordering::Acquire)
-    }
-}
-
-/// The receiving side, owned by the connection's task. Dropping it empties the queue and
-/// refuses whatever is offered later.
-pub struct Queued(Arc<Mailbox>);
-
-impl Queued {
-    /// The next item, waiting for one if the queue is empty.
-    pub async fn recv(&self) -> Outbound {
-        loop {
-            if let Some(item) = self.try_recv() {
-                return item;
-            }
-            // An item queued since the check stored a permit: this returns at once.
-            self.0.arrived.notified().await;
-        }
-    }
-
-    /// The next item, if one is queued.
-    pub fn try_recv(&self) -> Option<Outbound> {
-        let mut queue = self.0.queue.lock();
-        let item = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > 0 {
-            // An idle connection holds no queue space.
-            *queue = VecDeque::new();
-        }
-        item
-    }
-
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.0.queue.lock().is_empty()
-    }
-
-    /// How many items are queued.
-    pub fn len(&self) -> usize {
-        self.0.queue.lock().len()
-    }
-
-    /// Gives back the bytes of a frame taken off the queue.
-    pub fn taken(&self, frame: &Outbound) {
-        self.0.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
-    }
-
-    /// Waits until the connection is asked to close, and returns the code: 4009 when the queue
-    /// overflowed, or another code from [`Outbox::close`].
-    pub async fn kicked(&self) -> u16 {
-        self.0.kick.requested().await
-    }
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        let mut queue = self.0.queue.lock();
-        self.0.closed.store(true, Ordering::Release);
-        *queue = VecDeque::new();
-    }
-}
-
 /// A queue of at most `capacity` frames holding at most `max_bytes` bytes, for a connection
 /// whose `socket` [`Outbox::deliver`] may write to directly.
 pub fn channel(capacity: usize, max_bytes: usize, socket: Option<Arc<Socket>>) -> (Outbox, Queued) {
-    let mailbox = Arc::new(Mailbox {
-        queue: Mutex::new(VecDeque::new()),
-        capacity: capacity.max(1),
-        arrived: Notify::new(),
-        closed: AtomicBool::new(false),
-        kick: Kick::default(),
-        bytes: AtomicUsize::new(0),
-        max_bytes,
-        socket,
-    });
+    let mailbox = Arc::new(Mailbox::new(capacity, max_bytes, socket));
     (Outbox(mailbox.clone()), Queued(mailbox))
 }
 
@@ -284,30 +183,22 @@ impl Outbox {
             self.0.bytes.fetch_sub(size, Ordering::AcqRel);
             return self.overflow();
         }
-        let mut queue = self.0.queue.lock();
-        if self.0.closed.load(Ordering::Acquire) {
-            drop(queue);
-            self.0.bytes.fetch_sub(size, Ordering::AcqRel);
-            return false;
+        match self.0.push(frame) {
+            Admitted::Queued => true,
+            Admitted::Full => {
+                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
+                self.overflow()
+            }
+            Admitted::Closed => {
+                self.0.bytes.fetch_sub(size, Ordering::AcqRel);
+                false
+            }
         }
-        if queue.len() >= self.0.capacity {
-            drop(queue);
-            self.0.bytes.fetch_sub(size, Ordering::AcqRel);
-            return self.overflow();
-        }
-        let was_empty = queue.is_empty();
-        queue.push_back(frame);
-        drop(queue);
-        // Only the first item wakes the task: it takes everything queued before it waits again.
-        if was_empty {
-            self.0.arrived.notify_one();
-        }
-        true
     }
 
     fn overflow(&self) -> bool {
         metrics().dropped("queue_full");
-        self.0.kick.ask(close::SLOW_CONSUMER);
+        self.0.ask(close::SLOW_CONSUMER);
         false
     }
 
@@ -329,7 +220,7 @@ impl Outbox {
 
     /// Asks the connection to close with `code`.
     pub fn close(&self, code: u16) {
-        self.0.kick.ask(code);
+        self.0.ask(code);
     }
 }
 
@@ -406,53 +297,6 @@ mod tests {
         let taken = queued.recv().await;
         queued.taken(&taken);
         assert!(outbox.push(frame(10)), "room again once written");
-    }
-
-    #[tokio::test]
-    async fn a_waiting_connection_wakes_for_each_item_in_order_and_keeps_no_space_when_idle() {
-        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
-        let (outbox, queued) = channel(8, 1024, None);
-        let waiting = tokio::spawn(async move {
-            let first = queued.recv().await;
-            let second = queued.recv().await;
-            (first, second, queued)
-        });
-        // Queued one at a time, each after the task may have started waiting.
-        tokio::task::yield_now().await;
-        assert!(outbox.push(frame("1")));
-        tokio::task::yield_now().await;
-        assert!(outbox.push(frame("2")));
-        let (first, second, queued) =
-            tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
-                .await
-                .expect("woken")
-                .expect("task");
-        assert_eq!((first, second), (frame("1"), frame("2")));
-        assert!(queued.is_empty());
-        assert_eq!(
-            queued.0.queue.lock().capacity(),
-            0,
-            "an emptied queue is freed"
-        );
-    }
-
-    #[test]
-    fn nothing_is_queued_once_the_connection_is_gone() {
-        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
-        let (outbox, queued) = channel(8, 1024, None);
-        assert!(outbox.push(frame("1")));
-        drop(queued);
-        assert!(!outbox.push(frame("2")));
-        assert_eq!(
-            outbox.0.queue.lock().capacity(),
-            0,
-            "what was queued is freed"
-        );
-        assert_eq!(
-            outbox.0.bytes.load(Ordering::Acquire),
-            1,
-            "only the frame before the drop counted"
-        );
     }
 
     #[test]

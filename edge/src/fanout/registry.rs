@@ -283,23 +283,26 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use ferrocast_protocol::{Encoding, Target};
-
-    use super::*;
-    use crate::fanout::outbox;
-
-    fn member(session: u64) -> Member {
-        let (outbox, _queued) = outbox::channel(4, 1024, None);
+impl Member {
+    /// A JSON member named `client`, written directly, whose queue nobody reads.
+    pub(crate) fn for_test(client: &str) -> Member {
+        let (outbox, _queued) = crate::fanout::outbox::channel(4, 1024, None);
         Member {
-            client: format!("c{session}").into(),
+            client: client.into(),
             encoding: Encoding::Json,
             outbox,
             direct: true,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferrocast_protocol::Target;
+
+    use super::*;
 
     async fn outcome(waiting: tokio::task::JoinHandle<Result<(), Ended>>) -> Result<(), Ended> {
         tokio::time::timeout(Duration::from_secs(10), waiting)
@@ -312,14 +315,14 @@ mod tests {
     async fn a_join_waits_until_live_and_is_told_when_the_subscription_fails() {
         let registry = Registry::new();
         let live = Target::Room("live".into()).key();
-        let state = registry.join(&live, 1, member(1)).state;
+        let state = registry.join(&live, 1, Member::for_test("c1")).state;
         let waiting = tokio::spawn(async move { state.live().await });
         tokio::task::yield_now().await;
         registry.set_live(&live);
         assert_eq!(outcome(waiting).await, Ok(()));
 
         let failing = Target::Room("failing".into()).key();
-        let state = registry.join(&failing, 2, member(2)).state;
+        let state = registry.join(&failing, 2, Member::for_test("c2")).state;
         let waiting = tokio::spawn(async move { state.live().await });
         tokio::task::yield_now().await;
         registry.fail(&failing);
@@ -328,6 +331,11 @@ mod tests {
         // A live target's members stay when a late failure report arrives.
         registry.fail(&live);
         assert_eq!(registry.targets(), 1);
-        assert!(registry.join(&live, 3, member(3)).state.is_live());
+        assert!(
+            registry
+                .join(&live, 3, Member::for_test("c3"))
+                .state
+                .is_live()
+        );
     }
 }

@@ -61,23 +61,12 @@ pub async fn run<B: Bus>(registry: Arc<Registry>, bus: Arc<B>) {
 mod tests {
     use std::time::Duration;
 
-    use ferrocast_protocol::{Encoding, Target};
+    use ferrocast_protocol::Target;
 
     use super::*;
     use crate::bus::MemoryBus;
     use crate::fanout::feed::Feed;
-    use crate::fanout::outbox;
     use crate::fanout::registry::Member;
-
-    fn member(session: u64) -> Member {
-        let (outbox, _queued) = outbox::channel(4, 1024, None);
-        Member {
-            client: format!("c{session}").into(),
-            encoding: Encoding::Json,
-            outbox,
-            direct: true,
-        }
-    }
 
     #[tokio::test]
     async fn targets_with_members_are_subscribed_and_the_last_leave_unsubscribes() {
@@ -89,17 +78,17 @@ mod tests {
         ));
         let task = tokio::spawn(run(registry.clone(), bus.clone()));
         let room = Target::Room("r".into()).key();
-        let first = registry.join(&room, 1, member(1)).state;
+        let first = registry.join(&room, 1, Member::for_test("c1")).state;
         first.live().await.expect("live");
         // A second member joins a live target: live at once, nothing to subscribe.
-        let second = registry.join(&room, 2, member(2)).state;
+        let second = registry.join(&room, 2, Member::for_test("c2")).state;
         assert!(second.is_live());
         assert_eq!(registry.targets(), 1);
         registry.leave(&room, 1);
         registry.leave(&room, 2);
         assert_eq!(registry.targets(), 0);
         // Joined again after everyone left: subscribed again, live again.
-        let again = registry.join(&room, 3, member(3)).state;
+        let again = registry.join(&room, 3, Member::for_test("c3")).state;
         again.live().await.expect("live again");
         task.abort();
     }

@@ -1,0 +1,212 @@
+//! What a connection's two sides share: its queue (bounded, and holding no memory while empty),
+//! the bytes queued, and its close request, in one allocation. The sending side is the
+//! [`Outbox`](super::outbox::Outbox); the receiving side, [`Queued`], is the connection's task.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::outbox::Outbound;
+use crate::websocket::socket::Socket;
+
+/// What a connection's two sides share: its queue, its bounds and its close request, in one
+/// allocation. The queue holds no memory while it is empty.
+pub(super) struct Mailbox {
+    queue: Mutex<VecDeque<Outbound>>,
+    capacity: usize,
+    /// Wakes the connection's task when the queue stops being empty.
+    arrived: Notify,
+    /// The connection's task is gone: nothing more is queued.
+    closed: AtomicBool,
+    kick: Kick,
+    pub(super) bytes: AtomicUsize,
+    pub(super) max_bytes: usize,
+    pub(super) socket: Option<Arc<Socket>>,
+}
+
+/// What became of an item offered to [`Mailbox::push`].
+pub(super) enum Admitted {
+    /// Queued, the task woken if it was waiting.
+    Queued,
+    /// The queue is at its capacity.
+    Full,
+    /// The connection's task is gone.
+    Closed,
+}
+
+impl Mailbox {
+    /// A mailbox for at most `capacity` items and `max_bytes` bytes.
+    pub(super) fn new(capacity: usize, max_bytes: usize, socket: Option<Arc<Socket>>) -> Mailbox {
+        Mailbox {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            arrived: Notify::new(),
+            closed: AtomicBool::new(false),
+            kick: Kick::default(),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            socket,
+        }
+    }
+
+    /// Queues `item` unless the queue is full or the connection gone.
+    pub(super) fn push(&self, item: Outbound) -> Admitted {
+        let mut queue = self.queue.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Admitted::Closed;
+        }
+        if queue.len() >= self.capacity {
+            return Admitted::Full;
+        }
+        let was_empty = queue.is_empty();
+        queue.push_back(item);
+        drop(queue);
+        // Only the first item wakes the task: it takes everything queued before it waits again.
+        if was_empty {
+            self.arrived.notify_one();
+        }
+        Admitted::Queued
+    }
+
+    /// Asks the connection to close with `code` (the first code asked for wins).
+    pub(super) fn ask(&self, code: u16) {
+        self.kick.ask(code);
+    }
+}
+
+/// A request to close the connection: the first close code asked for wins.
+#[derive(Default)]
+struct Kick {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Kick {
+    fn ask(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.notify.notify_one();
+    }
+
+    async fn requested(&self) -> u16 {
+        self.notify.notified().await;
+        self.code.load(Ordering::Acquire)
+    }
+}
+
+/// The receiving side, owned by the connection's task. Dropping it empties the queue and
+/// refuses whatever is offered later.
+pub struct Queued(pub(super) Arc<Mailbox>);
+
+impl Queued {
+    /// The next item, waiting for one if the queue is empty.
+    pub async fn recv(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_recv() {
+                return item;
+            }
+            // An item queued since the check stored a permit: this returns at once.
+            self.0.arrived.notified().await;
+        }
+    }
+
+    /// The next item, if one is queued.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        let mut queue = self.0.queue.lock();
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 0 {
+            // An idle connection holds no queue space.
+            *queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.queue.lock().is_empty()
+    }
+
+    /// How many items are queued.
+    pub fn len(&self) -> usize {
+        self.0.queue.lock().len()
+    }
+
+    /// Gives back the bytes of a frame taken off the queue.
+    pub fn taken(&self, frame: &Outbound) {
+        self.0.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
+    }
+
+    /// Waits until the connection is asked to close, and returns the code: 4009 when the queue
+    /// overflowed, or another code from [`Outbox::close`](super::outbox::Outbox::close).
+    pub async fn kicked(&self) -> u16 {
+        self.0.kick.requested().await
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        self.0.closed.store(true, Ordering::Release);
+        *queue = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use tungstenite::Message;
+
+    use super::super::outbox::{self, Frame, Outbound};
+
+    #[tokio::test]
+    async fn a_waiting_connection_wakes_for_each_item_in_order_and_keeps_no_space_when_idle() {
+        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
+        let (outbox, queued) = outbox::channel(8, 1024, None);
+        let waiting = tokio::spawn(async move {
+            let first = queued.recv().await;
+            let second = queued.recv().await;
+            (first, second, queued)
+        });
+        // Queued one at a time, each after the task may have started waiting.
+        tokio::task::yield_now().await;
+        assert!(outbox.push(frame("1")));
+        tokio::task::yield_now().await;
+        assert!(outbox.push(frame("2")));
+        let (first, second, queued) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+                .await
+                .expect("woken")
+                .expect("task");
+        assert_eq!((first, second), (frame("1"), frame("2")));
+        assert!(queued.is_empty());
+        assert_eq!(
+            queued.0.queue.lock().capacity(),
+            0,
+            "an emptied queue is freed"
+        );
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_connection_is_gone() {
+        let frame = |text: &str| Outbound::Frame(Frame::own(Message::Text(text.into())));
+        let (outbox, queued) = outbox::channel(8, 1024, None);
+        assert!(outbox.push(frame("1")));
+        drop(queued);
+        assert!(!outbox.push(frame("2")));
+        assert_eq!(
+            outbox.0.queue.lock().capacity(),
+            0,
+            "what was queued is freed"
+        );
+        assert_eq!(
+            outbox.0.bytes.load(Ordering::Acquire),
+            1,
+            "only the frame before the drop counted"
+        );
+    }
+}
