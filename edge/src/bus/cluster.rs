@@ -345,6 +345,10 @@ impl Bus for ClusterBus {
         }
     }
 
+    fn is_subscribed(&self, target: &TargetKey) -> bool {
+        self.core.positions.contains(target)
+    }
+
     fn is_ready(&self) -> bool {
         // Like the single-Redis bus: not ready until every target is live again.
         self.ready.load(Ordering::SeqCst) && self.pending.lock().is_empty()

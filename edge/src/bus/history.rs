@@ -24,14 +24,33 @@ pub fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
-/// Newest offset handed to the sink, per subscribed target.
+/// Newest offset handed to the sink, per subscribed target: the bus's one record of what it is
+/// subscribed to (every connection has two targets of its own, so a second set would cost each
+/// connection its share of another table).
 #[derive(Default)]
-pub struct Positions(parking_lot::Mutex<HashMap<TargetKey, Offset>>);
+pub struct Positions(parking_lot::Mutex<HashMap<TargetKey, Option<Offset>>>);
 
 impl Positions {
+    /// Records `targets` as subscribed, with no position yet (until [`Positions::set`]):
+    /// nothing of theirs is delivered meanwhile.
+    pub fn subscribing(&self, targets: &[TargetKey]) {
+        let mut positions = self.0.lock();
+        for target in targets {
+            positions.entry(target.clone()).or_insert(None);
+        }
+    }
+
     /// Sets `target`'s position (on subscribing).
     pub fn set(&self, target: TargetKey, offset: Offset) {
-        self.0.lock().insert(target, offset);
+        self.0.lock().insert(target, Some(offset));
+    }
+
+    /// Moves `target`'s position, unless it was unsubscribed meanwhile: a catch-up that ends
+    /// after its target was left must not make it look subscribed again.
+    fn update(&self, target: &TargetKey, offset: Offset) {
+        if let Some(position) = self.0.lock().get_mut(target) {
+            *position = Some(offset);
+        }
     }
 
     /// Forgets `target` (on unsubscribing).
@@ -39,19 +58,28 @@ impl Positions {
         self.0.lock().remove(target);
     }
 
-    /// Keeps only the targets `keep` says yes to.
-    pub fn retain(&self, mut keep: impl FnMut(&TargetKey) -> bool) {
-        self.0.lock().retain(|t, _| keep(t));
+    /// Whether `target` is subscribed (or being subscribed).
+    pub fn contains(&self, target: &TargetKey) -> bool {
+        self.0.lock().contains_key(target)
     }
 
-    /// Every target and its position.
+    /// Every subscribed target.
+    pub fn targets(&self) -> Vec<TargetKey> {
+        self.0.lock().keys().cloned().collect()
+    }
+
+    /// Every target that has a position, and its position.
     pub fn snapshot(&self) -> Vec<(TargetKey, Offset)> {
-        self.0.lock().iter().map(|(t, o)| (t.clone(), *o)).collect()
+        self.0
+            .lock()
+            .iter()
+            .filter_map(|(t, o)| Some((t.clone(), (*o)?)))
+            .collect()
     }
 
-    /// `target`'s position, if it is subscribed.
+    /// `target`'s position, if it is subscribed and has one.
     pub fn get(&self, target: &TargetKey) -> Option<Offset> {
-        self.0.lock().get(target).copied()
+        self.0.lock().get(target).copied().flatten()
     }
 
     /// Hands a message to the sink unless it is at or below the target's position: live
@@ -67,7 +95,7 @@ impl Positions {
             let mut positions = self.0.lock();
             // No position: the target is being subscribed (its members are not live yet, and
             // the baseline read covers this message) or was just unsubscribed.
-            let Some(position) = positions.get_mut(target) else {
+            let Some(Some(position)) = positions.get_mut(target) else {
                 return;
             };
             let newer = position.epoch != offset.epoch || position.id < offset.id;
@@ -117,7 +145,7 @@ impl Positions {
         if !expired_quietly {
             sink.gap(target, cursor.last);
         }
-        self.set(target.clone(), cursor.last.unwrap_or(FROM_START));
+        self.update(target, cursor.last.unwrap_or(FROM_START));
         Ok(())
     }
 }

@@ -268,6 +268,10 @@ impl Bus for MemoryBus {
         Ok(self.presence.lock().stats(room, now_ms()))
     }
 
+    fn is_subscribed(&self, target: &TargetKey) -> bool {
+        self.state.lock().subscribed.contains(target)
+    }
+
     fn is_ready(&self) -> bool {
         true
     }

@@ -234,6 +234,11 @@ pub trait Bus: Send + Sync + 'static {
         room: &str,
     ) -> impl Future<Output = Result<PresenceStats, BusError>> + Send;
 
+    /// Whether `target` is subscribed: the bus's own record, which the
+    /// [`subscriptions`](crate::fanout::subscriptions) task compares the registry's wishes with
+    /// (a second record of every connection's own targets would cost each connection memory).
+    fn is_subscribed(&self, target: &TargetKey) -> bool;
+
     /// Whether the bus can take new subscriptions and publishes right now.
     fn is_ready(&self) -> bool;
 

@@ -9,7 +9,6 @@
 //! whose history did not survive (Redis restarted empty, or trimmed past the position) gets a
 //! `gap` frame to its members, who stay connected (see [`Positions::catch_up`](super::history::Positions::catch_up)).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -41,18 +40,13 @@ pub struct RedisBus {
     core: RedisCore,
     client: redis::Client,
     reads: bb8::Pool<Manager>,
-    /// The live connection's command half and every target it is subscribed to. One lock, so a
-    /// reconnect and a subscribe cannot interleave.
-    live: Mutex<Live>,
+    /// The live connection's command half. Held while subscribing, so a reconnect and a
+    /// subscribe cannot interleave; what it is subscribed to is the core's
+    /// [`Positions`](super::history::Positions).
+    live: Mutex<Option<PubSubSink>>,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].
     task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-#[derive(Default)]
-struct Live {
-    sink: Option<PubSubSink>,
-    targets: HashSet<TargetKey>,
 }
 
 impl RedisBus {
@@ -74,7 +68,7 @@ impl RedisBus {
             core: RedisCore::new(settings, Emitter::builder(url), sink)?,
             client,
             reads,
-            live: Mutex::new(Live::default()),
+            live: Mutex::new(None),
             ready: AtomicBool::new(false),
             task: parking_lot::Mutex::new(None),
         });
@@ -122,26 +116,21 @@ impl RedisBus {
     /// Opens a pub/sub connection and subscribes it to every target.
     async fn connect(&self) -> Result<PubSubStream, BusError> {
         let mut live = self.live.lock().await;
-        live.sink = None;
+        *live = None;
         let pubsub = tokio::time::timeout(TIMEOUT, self.client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("timed out"))?
             .map_err(unavailable)?;
         let (mut sink, stream) = pubsub.split();
-        if !live.targets.is_empty() {
-            let channels: Vec<String> = live
-                .targets
-                .iter()
-                .map(|t| self.core.keys.live(t))
-                .collect();
+        let targets = self.core.positions.targets();
+        if !targets.is_empty() {
+            let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
             tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
                 .await
                 .map_err(|_| unavailable("subscribe timed out"))?
                 .map_err(unavailable)?;
         }
-        live.sink = Some(sink);
-        let targets = &live.targets;
-        self.core.positions.retain(|t| targets.contains(t));
+        *live = Some(sink);
         Ok(stream)
     }
 
@@ -194,7 +183,7 @@ impl RedisBus {
 
     async fn ping(&self) -> bool {
         let mut live = self.live.lock().await;
-        let Some(sink) = live.sink.as_mut() else {
+        let Some(sink) = live.as_mut() else {
             return false;
         };
         // In subscriber mode Redis answers PING with a ["pong", ""] array: take any answer.
@@ -224,16 +213,13 @@ fn checked<T>(conn: &mut Conn, result: Result<T, BusError>) -> Result<T, BusErro
 impl Bus for RedisBus {
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let mut live = self.live.lock().await;
-        let sink = live
-            .sink
-            .as_mut()
-            .ok_or_else(|| unavailable("not connected"))?;
+        let sink = live.as_mut().ok_or_else(|| unavailable("not connected"))?;
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
         tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
             .await
             .map_err(|_| unavailable("subscribe timed out"))?
             .map_err(unavailable)?;
-        live.targets.extend(targets.iter().cloned());
+        self.core.positions.subscribing(targets);
         drop(live);
         // Where each target's history stands now: a reconnect replays from here.
         let newest = match self.newest(targets).await {
@@ -255,13 +241,9 @@ impl Bus for RedisBus {
     async fn unsubscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let mut live = self.live.lock().await;
         for target in targets {
-            live.targets.remove(target);
             self.core.positions.remove(target);
         }
-        let sink = live
-            .sink
-            .as_mut()
-            .ok_or_else(|| unavailable("not connected"))?;
+        let sink = live.as_mut().ok_or_else(|| unavailable("not connected"))?;
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
         tokio::time::timeout(TIMEOUT, sink.unsubscribe(&channels))
             .await
@@ -330,6 +312,10 @@ impl Bus for RedisBus {
         if let Some(task) = self.task.lock().take() {
             task.abort();
         }
+    }
+
+    fn is_subscribed(&self, target: &TargetKey) -> bool {
+        self.core.positions.contains(target)
     }
 
     fn is_ready(&self) -> bool {

@@ -4,13 +4,16 @@
 use serde::Deserialize;
 
 /// A list of room patterns: exact names, prefixes ending in `*`, or `*` for every room.
+///
+/// Kept exactly as long as it is: every connection holds its token's lists for its whole life,
+/// and a list deserialized as a `Vec` keeps room for four entries whatever it holds.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "Vec<String>")]
-pub struct Patterns(Vec<String>);
+pub struct Patterns(Box<[Box<str>]>);
 
 impl From<Vec<String>> for Patterns {
     fn from(patterns: Vec<String>) -> Self {
-        Patterns(patterns)
+        Patterns(patterns.into_iter().map(String::into_boxed_str).collect())
     }
 }
 

@@ -19,9 +19,9 @@ use tokio::sync::Notify;
 use crate::fanout::members::Members;
 use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 
-/// A target's subscription, as seen by those waiting to join it: a byte and a wait list. (A
-/// `watch` channel costs about 300 bytes more, per target, and every connection has two targets
-/// of its own.)
+/// A target's subscription while it is being made, as seen by those waiting to join it: a byte
+/// and a wait list, which its topic gives up once live. (A `watch` channel kept for the topic's
+/// life cost about 300 bytes more per target, and every connection has two targets of its own.)
 #[derive(Default)]
 pub struct Subscription {
     /// 0 while the bus subscription is being made, then [`LIVE`] or [`ENDED`].
@@ -40,11 +40,6 @@ const ENDED: u8 = 2;
 pub struct Ended;
 
 impl Subscription {
-    /// Whether messages published from now on reach the target's members.
-    pub fn is_live(&self) -> bool {
-        self.state.load(Ordering::Acquire) == LIVE
-    }
-
     /// Waits until the subscription is live.
     pub async fn live(&self) -> Result<(), Ended> {
         loop {
@@ -84,14 +79,16 @@ struct Topic {
     /// Unique for the edge's lifetime; tags frames so a connection knows where they came from.
     id: u64,
     members: Members,
-    subscription: Arc<Subscription>,
+    /// Until the bus subscription is live: what joins wait on. Given up once live, so a live
+    /// topic (every idle connection has two of its own) holds no wait list.
+    pending: Option<Arc<Subscription>>,
 }
 
 impl Drop for Topic {
     fn drop(&mut self) {
         // Whoever still waits to join is told (the subscription failed, or everyone left).
-        if !self.subscription.is_live() {
-            self.subscription.set(ENDED);
+        if let Some(pending) = &self.pending {
+            pending.set(ENDED);
         }
     }
 }
@@ -100,9 +97,9 @@ impl Drop for Topic {
 pub struct Joined {
     /// The topic's id (see [`Frame::topic`](crate::fanout::outbox::Frame::topic)).
     pub topic: u64,
-    /// Turns live once the target's messages reach the session; ends if the subscription
-    /// failed.
-    pub state: Arc<Subscription>,
+    /// `None` if the target is live already; otherwise turns live once the target's messages
+    /// reach the session, or ends if the subscription failed.
+    pub state: Option<Arc<Subscription>>,
 }
 
 #[derive(Default)]
@@ -135,7 +132,7 @@ impl Registry {
             Topic {
                 id: state.next_topic,
                 members: Members::default(),
-                subscription: Arc::new(Subscription::default()),
+                pending: Some(Arc::new(Subscription::default())),
             }
         });
         if topic.members.is_empty() {
@@ -145,7 +142,7 @@ impl Registry {
         topic.members.insert(session, member);
         Joined {
             topic: topic.id,
-            state: topic.subscription.clone(),
+            state: topic.pending.clone(),
         }
     }
 
@@ -260,8 +257,14 @@ impl Registry {
 
     /// Marks `target` live: joins waiting on it may answer.
     pub fn set_live(&self, target: &TargetKey) {
-        if let Some(topic) = self.state.lock().topics.get(target) {
-            topic.subscription.set(LIVE);
+        if let Some(pending) = self
+            .state
+            .lock()
+            .topics
+            .get_mut(target)
+            .and_then(|topic| topic.pending.take())
+        {
+            pending.set(LIVE);
         }
     }
 
@@ -270,7 +273,7 @@ impl Registry {
     pub fn fail(&self, target: &TargetKey) {
         let mut state = self.state.lock();
         if let Some(topic) = state.topics.get(target)
-            && !topic.subscription.is_live()
+            && topic.pending.is_some()
         {
             state.topics.remove(target);
         }
@@ -315,14 +318,20 @@ mod tests {
     async fn a_join_waits_until_live_and_is_told_when_the_subscription_fails() {
         let registry = Registry::new();
         let live = Target::Room("live".into()).key();
-        let state = registry.join(&live, 1, Member::for_test("c1")).state;
+        let state = registry
+            .join(&live, 1, Member::for_test("c1"))
+            .state
+            .expect("a new target waits for its subscription");
         let waiting = tokio::spawn(async move { state.live().await });
         tokio::task::yield_now().await;
         registry.set_live(&live);
         assert_eq!(outcome(waiting).await, Ok(()));
 
         let failing = Target::Room("failing".into()).key();
-        let state = registry.join(&failing, 2, Member::for_test("c2")).state;
+        let state = registry
+            .join(&failing, 2, Member::for_test("c2"))
+            .state
+            .expect("a new target waits for its subscription");
         let waiting = tokio::spawn(async move { state.live().await });
         tokio::task::yield_now().await;
         registry.fail(&failing);
@@ -331,11 +340,12 @@ mod tests {
         // A live target's members stay when a late failure report arrives.
         registry.fail(&live);
         assert_eq!(registry.targets(), 1);
+        // A live target has no wait list left: a later join need not wait.
         assert!(
             registry
                 .join(&live, 3, Member::for_test("c3"))
                 .state
-                .is_live()
+                .is_none()
         );
     }
 }

@@ -198,7 +198,7 @@ impl<B: Bus> Session<B> {
             ));
         }
         self.check_event_rate(event)?;
-        if !self.rooms.contains_key(&room) {
+        if !self.rooms.contains(&room) {
             return Err(Refusal::new(
                 ErrorCode::NotJoined,
                 "join the room before publishing to it",

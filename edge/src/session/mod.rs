@@ -13,6 +13,7 @@ mod apply;
 mod auth_frame;
 mod handlers;
 pub mod identify;
+mod joined;
 mod presence;
 mod rate;
 mod refusal;
@@ -24,7 +25,6 @@ mod writer;
 
 pub use shared::Shared;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,7 @@ use crate::session::auth::Claims;
 use crate::session::connections::{Life, Pending, Slot};
 use crate::session::identify::Peer;
 use ferrocast_protocol::lifecycle::Lifecycle;
+use joined::{JoinedRooms, Room};
 use rate::TokenBucket;
 use refusal::Refusal;
 use rooms::OwnTargets;
@@ -210,7 +211,7 @@ async fn open_session<B: Bus>(
         rate: TokenBucket::new(config.rate, config.burst),
         upstream_quota: None,
         event_limits: None,
-        rooms: HashMap::new(),
+        rooms: JoinedRooms::default(),
         fences: Fences::default(),
         own,
         seams: Seams::default(),
@@ -251,7 +252,7 @@ struct Session<B: Bus> {
     /// Its buckets for the `--event-rate` rules, by rule (made on first use).
     event_limits: Option<Box<[Option<TokenBucket>]>>,
     /// Joined rooms.
-    rooms: HashMap<String, Room>,
+    rooms: JoinedRooms,
     /// Topics left whose earlier frames may still be queued.
     fences: Fences,
     /// The user, client and `all` targets every connection is in.
@@ -261,16 +262,6 @@ struct Session<B: Bus> {
     welcomed: bool,
 }
 
-/// A room the connection is in.
-#[derive(Debug, Clone, Copy)]
-struct Room {
-    /// Its registry topic.
-    topic: u64,
-    /// Whether a worker or the join hook let the connection in (so no token claim is needed
-    /// to stay).
-    granted: bool,
-}
-
 impl<B: Bus> Session<B> {
     fn leave_everything(&mut self) {
         let registry = &self.shared.registry;
@@ -278,7 +269,7 @@ impl<B: Bus> Session<B> {
             registry.leave(&own.key, self.id);
         }
         metrics().room_memberships.dec_by(self.rooms.len() as i64);
-        for (room, _) in std::mem::take(&mut self.rooms) {
+        for room in self.rooms.take() {
             self.shared.presence.leave(&room, &self.client);
             self.report(Lifecycle::Leave {
                 room: room.clone(),
@@ -341,8 +332,11 @@ impl<B: Bus> Session<B> {
     }
 }
 
-/// Waits until a joined target's subscription is live.
-async fn wait_live(state: Arc<Subscription>) -> Result<(), Refusal> {
+/// Waits until a joined target's subscription is live (`None`: it is already).
+async fn wait_live(state: Option<Arc<Subscription>>) -> Result<(), Refusal> {
+    let Some(state) = state else {
+        return Ok(());
+    };
     match tokio::time::timeout(SUBSCRIBE_WAIT, state.live()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(_)) => Err(Refusal::new(

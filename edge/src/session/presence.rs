@@ -46,7 +46,7 @@ impl<B: Bus> Session<B> {
                 "presence is not on for this room (--presence-rooms)",
             ));
         }
-        if !self.rooms.contains_key(room) {
+        if !self.rooms.contains(room) {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 "join the room to see who is in it",

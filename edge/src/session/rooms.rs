@@ -29,7 +29,7 @@ impl<B: Bus> Session<B> {
         by: Option<&'static str>,
     ) -> Result<Reply, Refusal> {
         let target = Target::Room(room.to_owned()).key();
-        if self.rooms.contains_key(room) {
+        if self.rooms.contains(room) {
             // Already live here: nothing to replay, just the current position.
             let cursor = self.open(&target, None).await?;
             return Ok(self.joined(room, reference, &cursor, by).into());
@@ -70,7 +70,7 @@ impl<B: Bus> Session<B> {
             }
         };
         self.rooms.insert(
-            room.to_owned(),
+            room,
             Room {
                 topic: joined.topic,
                 granted,
@@ -195,7 +195,7 @@ impl<B: Bus> Session<B> {
                     && !self.claims.rooms.allows(room)
                     && !self.shared.public_rooms.allows(room)
             })
-            .map(|(room, _)| room.clone())
+            .map(|(room, _)| room.to_owned())
             .collect();
         let mut frames = Vec::with_capacity(revoked.len());
         for room in revoked {
