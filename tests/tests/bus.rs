@@ -23,11 +23,13 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
         outbox: out,
         direct: true,
     };
-    let state = registry.join(&target.key(), session, member).state;
-    tokio::time::timeout(DEADLINE, state.live())
-        .await
-        .expect("live in time")
-        .expect("subscribed");
+    // No wait list: the target was live already.
+    if let Some(state) = registry.join(&target.key(), session, member).state {
+        tokio::time::timeout(DEADLINE, state.live())
+            .await
+            .expect("live in time")
+            .expect("subscribed");
+    }
     queued
 }
 

@@ -3,11 +3,13 @@
 //! [`Outbox`](super::outbox::Outbox); the receiving side, [`Queued`], is the connection's task.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::outbox::Outbound;
 use crate::websocket::socket::Socket;
@@ -17,11 +19,14 @@ use crate::websocket::socket::Socket;
 pub(super) struct Mailbox {
     queue: Mutex<VecDeque<Outbound>>,
     capacity: usize,
-    /// Wakes the connection's task when the queue stops being empty.
-    arrived: Notify,
+    /// The connection's task, woken when the queue stops being empty or a close is asked for.
+    /// One slot, not a wait list per event: only that task waits, and a wait list's entry
+    /// would sit in its idle state for the connection's whole life.
+    task: AtomicWaker,
     /// The connection's task is gone: nothing more is queued.
     closed: AtomicBool,
-    kick: Kick,
+    /// The close code asked for (0: none yet; the first asked for wins).
+    kick: AtomicU16,
     pub(super) bytes: AtomicUsize,
     pub(super) max_bytes: usize,
     pub(super) socket: Option<Arc<Socket>>,
@@ -43,9 +48,9 @@ impl Mailbox {
         Mailbox {
             queue: Mutex::new(VecDeque::new()),
             capacity: capacity.max(1),
-            arrived: Notify::new(),
+            task: AtomicWaker::new(),
             closed: AtomicBool::new(false),
-            kick: Kick::default(),
+            kick: AtomicU16::new(0),
             bytes: AtomicUsize::new(0),
             max_bytes,
             socket,
@@ -66,35 +71,17 @@ impl Mailbox {
         drop(queue);
         // Only the first item wakes the task: it takes everything queued before it waits again.
         if was_empty {
-            self.arrived.notify_one();
+            self.task.wake();
         }
         Admitted::Queued
     }
 
     /// Asks the connection to close with `code` (the first code asked for wins).
     pub(super) fn ask(&self, code: u16) {
-        self.kick.ask(code);
-    }
-}
-
-/// A request to close the connection: the first close code asked for wins.
-#[derive(Default)]
-struct Kick {
-    code: AtomicU16,
-    notify: Notify,
-}
-
-impl Kick {
-    fn ask(&self, code: u16) {
         let _ = self
-            .code
+            .kick
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.notify.notify_one();
-    }
-
-    async fn requested(&self) -> u16 {
-        self.notify.notified().await;
-        self.code.load(Ordering::Acquire)
+        self.task.wake();
     }
 }
 
@@ -103,14 +90,19 @@ impl Kick {
 pub struct Queued(pub(super) Arc<Mailbox>);
 
 impl Queued {
-    /// The next item, waiting for one if the queue is empty.
-    pub async fn recv(&self) -> Outbound {
-        loop {
-            if let Some(item) = self.try_recv() {
-                return item;
-            }
-            // An item queued since the check stored a permit: this returns at once.
-            self.0.arrived.notified().await;
+    /// The next item, waiting for one if the queue is empty. The future holds nothing but
+    /// this reference.
+    pub fn recv(&self) -> impl Future<Output = Outbound> + '_ {
+        std::future::poll_fn(|cx| self.poll_recv(cx))
+    }
+
+    /// The next item, or `Pending` with the task to be woken when one is queued.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Outbound> {
+        // Registered before looking: an item queued after the look wakes the task.
+        self.0.task.register(cx.waker());
+        match self.try_recv() {
+            Some(item) => Poll::Ready(item),
+            None => Poll::Pending,
         }
     }
 
@@ -141,9 +133,19 @@ impl Queued {
     }
 
     /// Waits until the connection is asked to close, and returns the code: 4009 when the queue
-    /// overflowed, or another code from [`Outbox::close`](super::outbox::Outbox::close).
-    pub async fn kicked(&self) -> u16 {
-        self.0.kick.requested().await
+    /// overflowed, or another code from [`Outbox::close`](super::outbox::Outbox::close). Once
+    /// asked, it answers at once every time. The future holds nothing but this reference.
+    pub fn kicked(&self) -> impl Future<Output = u16> + '_ {
+        std::future::poll_fn(|cx| self.poll_kicked(cx))
+    }
+
+    /// The close code asked for, or `Pending` with the task to be woken when one is.
+    pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<u16> {
+        self.0.task.register(cx.waker());
+        match self.0.kick.load(Ordering::Acquire) {
+            0 => Poll::Pending,
+            code => Poll::Ready(code),
+        }
     }
 }
 
@@ -188,6 +190,33 @@ mod tests {
             queued.0.queue.lock().capacity(),
             0,
             "an emptied queue is freed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_close_request_wakes_the_waiting_connection_and_the_first_code_stays() {
+        let (outbox, queued) = outbox::channel(8, 1024, None);
+        let mailbox = outbox.0.clone();
+        let waiting = tokio::spawn(async move {
+            // Waiting on both, as the connection's loop does: one waker slot serves the two.
+            let code = tokio::select! {
+                code = queued.kicked() => code,
+                _ = queued.recv() => panic!("nothing was queued"),
+            };
+            (code, queued)
+        });
+        tokio::task::yield_now().await;
+        mailbox.ask(4009);
+        mailbox.ask(1001);
+        let (code, queued) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(code, 4009);
+        assert_eq!(
+            queued.kicked().await,
+            4009,
+            "asked once, answered every time"
         );
     }
 

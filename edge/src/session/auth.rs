@@ -27,13 +27,14 @@ pub struct Claims {
     /// alone decide (present, both must allow the event).
     #[serde(default)]
     pub send: Option<Patterns>,
-    /// Application data kept with the session and handed to workers.
+    /// Application data kept with the session and handed to workers. (Boxed, as `info`: most
+    /// tokens have neither, and every connection keeps its claims for its whole life.)
     #[serde(default)]
-    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    pub meta: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// What other members may see of this client through presence (at most 1 KiB encoded;
     /// a larger one is not shown).
     #[serde(default)]
-    pub info: Option<serde_json::Map<String, serde_json::Value>>,
+    pub info: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// A token was refused. The text is safe to send to the client and to log: it never holds the

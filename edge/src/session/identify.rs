@@ -87,7 +87,7 @@ fn claims_of(hook: HookClaims) -> Claims {
         rooms: Patterns::from(hook.rooms),
         publish: Patterns::from(hook.publish),
         send: hook.send.map(Patterns::from),
-        meta: hook.meta,
-        info: hook.info,
+        meta: hook.meta.map(Box::new),
+        info: hook.info.map(Box::new),
     }
 }

@@ -114,9 +114,16 @@ struct Live<B: Bus> {
     session: Session<B>,
     ws: Ws,
     queued: Queued,
-    /// Where the client asked to resume its own targets from.
-    since: ScopeSince,
+    /// Where the client asked to resume its own targets from, if it did (boxed: needed once,
+    /// and most connections start afresh).
+    since: Option<Box<ScopeSince>>,
 }
+
+/// A connection that asked to resume nothing.
+static FROM_NOW: ScopeSince = ScopeSince {
+    user: None,
+    all: None,
+};
 
 impl<B: Bus> Live<B> {
     /// Serves the connection until it ends, then leaves everything it joined. Returns the close
@@ -132,6 +139,7 @@ impl<B: Bus> Live<B> {
             tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
         // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
         // be laid out three times over in this future.
+        let since = since.as_deref().unwrap_or(&FROM_NOW);
         let serving = Box::pin(session.serve(ws, queued, since));
         // A disabled span still costs an enter and an exit on every poll.
         let code = if span.is_disabled() {
@@ -221,7 +229,7 @@ async fn open_session<B: Bus>(
         session,
         ws,
         queued,
-        since,
+        since: (since != FROM_NOW).then(|| Box::new(since)),
     }))
 }
 
@@ -285,7 +293,7 @@ impl<B: Bus> Session<B> {
             let subject = Subject {
                 client: &self.client,
                 user: &self.claims.sub,
-                meta: self.claims.meta.as_ref(),
+                meta: self.claims.meta.as_deref(),
             };
             lifecycle.report(event, &subject);
         }

@@ -123,7 +123,7 @@ impl<B: Bus> Session<B> {
         let request = JoinRequest {
             client: &self.client,
             user: &self.claims.sub,
-            meta: self.claims.meta.as_ref(),
+            meta: self.claims.meta.as_deref(),
             room,
             node: &self.shared.node_id,
         };

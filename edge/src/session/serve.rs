@@ -14,7 +14,7 @@ use tungstenite::Message;
 use crate::bus::Bus;
 use crate::fanout::outbox::{Outbound, Queued};
 use crate::ops::metrics::metrics;
-use crate::websocket::WsError;
+use crate::websocket::{Read, WsError};
 use ferrocast_protocol::lifecycle::Lifecycle;
 
 use super::handlers::Reply;
@@ -98,22 +98,24 @@ impl<B: Bus> Session<B> {
             // Not biased: a connection whose queue never empties must still have its frames
             // (and pongs) read. Only the wait is inline: what each event needs is done after the
             // select, boxed, so an idle connection's state is this wait's and no more.
+            // Each branch only polls: the queue and the close request wake the task through
+            // one slot in the mailbox, the socket through its reader slot.
             let event = tokio::select! {
                 code = &mut kick_request => Event::Kicked(code),
                 first = queued.recv() => Event::Queued(first),
-                incoming = ws.next() => Event::Incoming(incoming),
+                read = std::future::poll_fn(|cx| ws.poll_read(cx)) => Event::Incoming(read),
             };
             let next = match event {
                 Event::Kicked(code) => ControlFlow::Break(self.kicked(ws, code).await),
                 Event::Queued(first) => {
                     Box::pin(self.write_queued(ws, first, queued, kick_request.as_mut())).await
                 }
-                Event::Incoming(incoming) => {
+                Event::Incoming(read) => {
                     // What the client asks is answered in order with what it is sent: a join's
                     // answer before the room's first message.
                     ws.hold();
                     self.life.heard(&self.shared.connections.clock);
-                    Box::pin(self.read_frame(ws, incoming, kick_request.as_mut())).await
+                    Box::pin(self.read_frame(ws, read, kick_request.as_mut())).await
                 }
             };
             if let ControlFlow::Break(code) = next {
@@ -157,10 +159,10 @@ impl<B: Bus> Session<B> {
     async fn read_frame(
         &mut self,
         ws: &mut Ws,
-        incoming: Option<Result<Message, WsError>>,
+        read: Read,
         mut kick: Pin<&mut impl Future<Output = u16>>,
     ) -> ControlFlow<u16> {
-        let frame = match incoming {
+        let frame = match ws.settle(read).await {
             // The frame path closed it already, with the code the violation calls for.
             Some(Err(WsError::Closed(code))) => return ControlFlow::Break(code),
             None | Some(Err(WsError::Io(_))) => return ControlFlow::Break(ABNORMAL),
@@ -271,5 +273,5 @@ enum Event {
     /// Its queue has something for it.
     Queued(Outbound),
     /// The client sent something (or the socket ended).
-    Incoming(Option<Result<Message, WsError>>),
+    Incoming(Read),
 }

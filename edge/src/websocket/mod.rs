@@ -11,4 +11,4 @@ pub mod iovec;
 pub mod socket;
 pub mod wire;
 
-pub use conn::{WsConn, WsError};
+pub use conn::{Read, WsConn, WsError};

@@ -5,6 +5,8 @@
 mod read;
 mod write;
 
+pub use read::Read;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! Reading: frames parsed with limits and strict validation, fragments joined, compressed
 //! messages inflated within the limit, pings and closes answered.
 
+use std::task::{Context, Poll};
+
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
@@ -21,46 +23,77 @@ pub(super) struct Partial {
     data: Vec<u8>,
 }
 
+/// What a read from the socket came to, before the frame path answers it (see
+/// [`WsConn::settle`]).
+#[derive(Debug)]
+pub enum Read {
+    /// A whole message.
+    Message(Message),
+    /// The client broke the protocol: close with this code.
+    Violation(u16),
+    /// The socket failed.
+    Failed(std::io::Error),
+    /// The connection is over.
+    Ended,
+}
+
 impl WsConn {
     /// The next message (pings are answered here, and returned too; a close is answered and
     /// returned, and ends the stream). `None` once the connection is over.
     pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        let read = std::future::poll_fn(|cx| self.poll_read(cx)).await;
+        self.settle(read).await
+    }
+
+    /// Answers what `read` needs answered (a ping, a close, a violation) and hands the rest
+    /// over, as [`WsConn::next`] does.
+    pub async fn settle(&mut self, read: Read) -> Option<Result<Message, WsError>> {
+        // Answering writes, and is boxed: the reads that need no answer must not carry a
+        // write's state.
+        match read {
+            Read::Message(message @ (Message::Ping(_) | Message::Close(_))) => {
+                Some(Box::pin(self.answer(message)).await)
+            }
+            Read::Message(message) => Some(Ok(message)),
+            Read::Violation(code) => Some(Err(Box::pin(self.fail(code)).await)),
+            Read::Failed(error) => Some(Err(error.into())),
+            Read::Ended => None,
+        }
+    }
+
+    /// The next message from what was read or can be read now, or `Pending` with the task to be
+    /// woken when the socket has more. It never waits for anything else: an idle connection's
+    /// wait for a frame holds no state of its own.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Read> {
         if self.done {
-            return None;
+            return Poll::Ready(Read::Ended);
         }
         loop {
-            // Answering writes, and is boxed: an idle connection waits here for its whole life,
-            // and its state must not carry a write's.
             match self.parse() {
-                Ok(Some(message)) if matches!(message, Message::Ping(_) | Message::Close(_)) => {
-                    return Some(Box::pin(self.answer(message)).await);
-                }
-                Ok(Some(message)) => return Some(Ok(message)),
+                Ok(Some(message)) => return Poll::Ready(Read::Message(message)),
                 Ok(None) => {}
-                Err(code) => return Some(Err(Box::pin(self.fail(code)).await)),
+                Err(code) => return Poll::Ready(Read::Violation(code)),
             }
             // Wait for bytes before taking any memory: an idle connection holds no buffer.
             if self.read.is_empty() {
                 self.read = BytesMut::new();
             }
-            // Polled, not `readable()`: that future is 150 bytes, carried by every idle
-            // connection's task. Only this task reads, so the one reader waker slot suffices.
-            let ready = std::future::poll_fn(|cx| self.socket.stream.poll_read_ready(cx)).await;
-            if let Err(e) = ready {
+            // Only this task reads, so the one reader waker slot suffices.
+            if let Err(error) = std::task::ready!(self.socket.stream.poll_read_ready(cx)) {
                 self.done = true;
-                return Some(Err(e.into()));
+                return Poll::Ready(Read::Failed(error));
             }
             self.read.reserve(READ_CHUNK);
             match self.socket.stream.try_read_buf(&mut self.read) {
                 Ok(0) => {
                     self.done = true;
-                    return None;
+                    return Poll::Ready(Read::Ended);
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
+                Err(error) => {
                     self.done = true;
-                    return Some(Err(e.into()));
+                    return Poll::Ready(Read::Failed(error));
                 }
             }
         }
