@@ -106,12 +106,14 @@ pub async fn run(
     }
 
     let kills = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
     let killer = tokio::spawn(inflict(
         chaos.kill_cmds.clone(),
         chaos.start_cmds.clone(),
         chaos.every,
         chaos.down_for,
         kills.clone(),
+        stop.clone(),
     ));
     let mut seq = 0u64;
     let (sent, _) = super::publish_paced(&emitter, chaos.rate, chaos.duration, |_| {
@@ -122,13 +124,11 @@ pub async fn run(
             .message_raw("tick", data.into_bytes())?)
     })
     .await?;
-    killer.abort();
-    // Whatever was killed last comes back, so clients can finish catching up.
-    let restarted = kills.load(Ordering::Relaxed);
-    if restarted > 0 && !chaos.start_cmds.is_empty() {
-        let index = ((restarted - 1) as usize) % chaos.start_cmds.len();
-        let _ = shell(&chaos.start_cmds[index]).await;
-    }
+    // Not aborted: a start command cut off mid-way may still start its edge, and one started
+    // twice leaves the first running where nothing will stop it. The killer brings back what
+    // it killed, so clients can finish catching up, and ends.
+    stop.notify_one();
+    let _ = killer.await;
     super::drain(&delivered, sent * chaos.clients as u64).await;
     done.store(true, Ordering::Relaxed);
     for task in &tasks {
@@ -169,19 +169,24 @@ pub async fn run(
     Ok(report)
 }
 
-/// Kills and restarts edges in turn until aborted.
+/// Kills and restarts edges in turn until `stop` is notified; an edge it killed is always
+/// started again before it returns.
 async fn inflict(
     kill: Vec<String>,
     start: Vec<String>,
     every: Duration,
     down_for: Duration,
     kills: Arc<AtomicU64>,
+    stop: Arc<tokio::sync::Notify>,
 ) {
     if kill.is_empty() {
         return;
     }
     for n in 0usize.. {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.notified() => return,
+        }
         let index = n % kill.len();
         if let Err(error) = shell(&kill[index]).await {
             eprintln!("kill command failed: {error:#}");
