@@ -137,9 +137,9 @@ impl<B: Bus> Live<B> {
         } = &mut *self;
         let span =
             tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
+        let since = since.as_deref().unwrap_or(&FROM_NOW);
         // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
         // be laid out three times over in this future.
-        let since = since.as_deref().unwrap_or(&FROM_NOW);
         let serving = Box::pin(session.serve(ws, queued, since));
         // A disabled span still costs an enter and an exit on every poll.
         let code = if span.is_disabled() {
