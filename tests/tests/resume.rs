@@ -323,3 +323,52 @@ async fn clients_of_a_killed_edge_resume_on_the_survivor_with_every_message_once
         "{metrics:?}"
     );
 }
+
+/// A join to a room the edge already delivers answers where the room's history stands from what
+/// the edge delivered, with no Redis read; once the history may have expired, it asks Redis, and
+/// a history that did expire is not offered to resume from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_to_a_live_room_is_told_where_its_history_stands() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &["--history-ttl", "2s"]).await;
+    let emitter = Emitter::builder(redis.url())
+        .history_ttl(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("emitter");
+    let (mut first, _) = Client::connect(&edge.ws_url(), &token("first")).await;
+    first.join("r").await;
+    let mut newest = None;
+    for n in 0..3 {
+        let offset = emitter
+            .to_room("r")
+            .emit("m", &json!(n))
+            .await
+            .expect("published");
+        assert_eq!(first.expect("msg").await["offset"], offset.to_string());
+        newest = Some(offset);
+    }
+    let newest = newest.expect("published").to_string();
+    let (mut second, _) = Client::connect(&edge.ws_url(), &token("second")).await;
+    assert_eq!(second.join("r").await["offset"], newest);
+
+    // Redis lets the history expire two seconds after its last publish.
+    let deadline = std::time::Instant::now() + ferrocast_tests::DEADLINE;
+    while redis
+        .cli(&["EXISTS", "fc:{room:r}", "fc:{room:r}:epoch"])
+        .as_deref()
+        != Some("0")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the history never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut third, _) = Client::connect(&edge.ws_url(), &token("third")).await;
+    let joined = third.join("r").await;
+    assert!(
+        joined["offset"].is_null(),
+        "an expired history is not a place to resume from: {joined}"
+    );
+}

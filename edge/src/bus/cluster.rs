@@ -286,6 +286,10 @@ impl Bus for ClusterBus {
         result
     }
 
+    fn known_position(&self, target: &TargetKey) -> Option<ReplayCursor> {
+        self.core.known_position(target)
+    }
+
     async fn open_replay(
         &self,
         target: &TargetKey,

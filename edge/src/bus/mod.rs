@@ -173,6 +173,13 @@ pub trait Bus: Send + Sync + 'static {
         targets: &[TargetKey],
     ) -> impl Future<Output = Result<(), BusError>> + Send;
 
+    /// Where `target`'s history stands, if the bus knows without asking Redis: for a joining
+    /// member, the same answer as [`Bus::open_replay`] without `since`, or one older only by
+    /// messages on their way to the members (which then reach the joiner live). `None`: ask.
+    fn known_position(&self, _target: &TargetKey) -> Option<ReplayCursor> {
+        None
+    }
+
     /// Opens a replay of `target`'s history after `since`: whether it is complete, and its
     /// newest offset. Without `since` there is nothing to replay, just the newest offset.
     fn open_replay(

@@ -251,6 +251,10 @@ impl Bus for RedisBus {
             .map_err(unavailable)
     }
 
+    fn known_position(&self, target: &TargetKey) -> Option<ReplayCursor> {
+        self.core.known_position(target)
+    }
+
     async fn open_replay(
         &self,
         target: &TargetKey,

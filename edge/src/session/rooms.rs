@@ -253,11 +253,18 @@ impl<B: Bus> Session<B> {
         Ok((recovered, replays))
     }
 
+    /// Opens `target`'s history after `since` for a member (it was joined first); without
+    /// `since`, where it stands, from the bus if it knows.
     pub(super) async fn open(
         &self,
         target: &TargetKey,
         since: Option<Offset>,
     ) -> Result<ReplayCursor, Refusal> {
+        if since.is_none()
+            && let Some(cursor) = self.shared.bus.known_position(target)
+        {
+            return Ok(cursor);
+        }
         self.shared
             .bus
             .open_replay(target, since)
