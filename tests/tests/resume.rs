@@ -353,18 +353,7 @@ async fn a_join_to_a_live_room_is_told_where_its_history_stands() {
     assert_eq!(second.join("r").await["offset"], newest);
 
     // Redis lets the history expire two seconds after its last publish.
-    let deadline = std::time::Instant::now() + ferrocast_tests::DEADLINE;
-    while redis
-        .cli(&["EXISTS", "fc:{room:r}", "fc:{room:r}:epoch"])
-        .as_deref()
-        != Some("0")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the history never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    redis.wait_gone(&["fc:{room:r}", "fc:{room:r}:epoch"]).await;
     let (mut third, _) = Client::connect(&edge.ws_url(), &token("third")).await;
     let joined = third.join("r").await;
     assert!(

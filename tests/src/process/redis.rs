@@ -92,6 +92,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Waits until none of `keys` exists (Redis expired them); panics after the deadline.
+    pub async fn wait_gone(&self, keys: &[&str]) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut args = vec!["EXISTS"];
+        args.extend_from_slice(keys);
+        while self.cli(&args).as_deref() != Some("0") {
+            assert!(Instant::now() < deadline, "{keys:?} never expired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs redis-cli against this server; `None` if it failed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         redis_cli(&["-p", &self.port.to_string()], args)
