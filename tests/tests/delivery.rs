@@ -201,3 +201,40 @@ async fn data_arrives_byte_for_byte_in_json_and_as_a_value_in_msgpack() {
         assert_eq!(msg["data"], expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_signs_in_to_a_redis_that_requires_a_password() {
+    let redis = RedisServer::start();
+    // The default user is shut out; the edge signs in as a user of its own.
+    redis
+        .cli(&[
+            "ACL", "SETUSER", "edge", "on", ">s3cret", "~*", "&*", "+@all",
+        ])
+        .expect("ACL SETUSER");
+    redis
+        .cli(&["CONFIG", "SET", "requirepass", "not-the-edges"])
+        .expect("requirepass");
+    let url = format!("redis://edge:s3cret@127.0.0.1:{}", redis.port);
+    let edge = Edge::start(&["--redis-url", &url]).await;
+    let emitter = Emitter::connect(url.clone()).await.expect("emitter");
+    let token = Token::user("alice", &["chat:*"]).dev();
+    let (mut alice, _) = Client::connect(&edge.ws_url(), &token).await;
+    alice.join("chat:1").await;
+    let offset = emitter
+        .to_room("chat:1")
+        .emit("say", &json!({"text": "signed in"}))
+        .await
+        .expect("emit");
+    let msg = alice.expect("msg").await;
+    assert_eq!(
+        (msg["data"].clone(), msg["offset"].clone()),
+        (json!({"text": "signed in"}), json!(offset.to_string()))
+    );
+    // Its own user target is subscribed on the same connection.
+    emitter
+        .to_user("alice")
+        .emit("note", &json!(1))
+        .await
+        .expect("emit");
+    assert_eq!(alice.expect("msg").await["scope"], "user");
+}

@@ -19,6 +19,7 @@ pub mod history;
 pub mod inbox;
 pub mod memory;
 mod memory_presence;
+mod pubsub;
 pub mod redis;
 
 pub use cluster::ClusterBus;

@@ -19,12 +19,12 @@ use ferrocast_emitter::redis::pool::{Conn, Manager};
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
-use futures_util::{FutureExt, StreamExt};
-use redis::aio::{PubSubSink, PubSubStream};
+use futures_util::future::OptionFuture;
 use tokio::sync::Mutex;
 
 use super::core::RedisCore;
 use super::history::{FROM_START, unavailable};
+use super::pubsub::{self, Commands, Held, Reader};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
 
@@ -33,8 +33,6 @@ const STABLE: Duration = Duration::from_secs(10);
 /// How long a ping of the pub/sub connection may take: a Redis that stops answering (paused,
 /// or a half-open connection) is treated as lost.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most live messages already arrived that are delivered as one batch.
-const BATCH: usize = 64;
 /// A bus over one Redis.
 pub struct RedisBus {
     core: RedisCore,
@@ -43,7 +41,7 @@ pub struct RedisBus {
     /// The live connection's command half. Held while subscribing, so a reconnect and a
     /// subscribe cannot interleave; what it is subscribed to is the core's
     /// [`Positions`](super::history::Positions).
-    live: Mutex<Option<PubSubSink>>,
+    live: Mutex<Option<Arc<Commands>>>,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].
     task: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
@@ -82,11 +80,11 @@ impl RedisBus {
         let mut backoff = super::reconnect_backoff();
         loop {
             let connected = match self.connect().await {
-                Ok(stream) => self.catch_up().await.map(|()| stream),
+                Ok(live) => self.catch_up().await.map(|()| live),
                 Err(error) => Err(error),
             };
             match connected {
-                Ok(stream) => {
+                Ok((commands, reader, held)) => {
                     // Pooled connections from before a Redis restart are dead: find them now,
                     // not one failed client command (and 1013) at a time after saying ready.
                     ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
@@ -94,7 +92,7 @@ impl RedisBus {
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
                     let connected_at = tokio::time::Instant::now();
-                    self.consume(stream).await;
+                    self.consume(commands, reader, held).await;
                     self.ready.store(false, Ordering::SeqCst);
                     metrics().bus_reconnects.inc();
                     tracing::warn!("lost the Redis pub/sub connection; reconnecting");
@@ -113,25 +111,24 @@ impl RedisBus {
         }
     }
 
-    /// Opens a pub/sub connection and subscribes it to every target.
-    async fn connect(&self) -> Result<PubSubStream, BusError> {
+    /// Opens a pub/sub connection and subscribes it to every target. Messages that arrive
+    /// before the subscriptions are confirmed are held, to follow the catch-up.
+    async fn connect(&self) -> Result<(Arc<Commands>, Reader, Vec<Held>), BusError> {
         let mut live = self.live.lock().await;
         *live = None;
-        let pubsub = tokio::time::timeout(TIMEOUT, self.client.get_async_pubsub())
-            .await
-            .map_err(|_| unavailable("timed out"))?
-            .map_err(unavailable)?;
-        let (mut sink, stream) = pubsub.split();
-        let targets = self.core.positions.targets();
-        if !targets.is_empty() {
-            let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
-            tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
+        let (commands, mut reader) =
+            tokio::time::timeout(TIMEOUT, pubsub::connect(self.client.get_connection_info()))
                 .await
-                .map_err(|_| unavailable("subscribe timed out"))?
-                .map_err(unavailable)?;
-        }
-        *live = Some(sink);
-        Ok(stream)
+                .map_err(|_| unavailable("timed out"))??;
+        let targets = self.core.positions.targets();
+        let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
+        let mut held = Vec::new();
+        reader
+            .settle(commands.subscribe(&channels), &mut held)
+            .await??;
+        let commands = Arc::new(commands);
+        *live = Some(commands.clone());
+        Ok((commands, reader, held))
     }
 
     /// Replays every target from its position: what was published while the connection was
@@ -145,52 +142,56 @@ impl RedisBus {
         Ok(())
     }
 
-    /// Delivers live messages until the connection ends or stops answering pings.
-    async fn consume(&self, mut stream: PubSubStream) {
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Delivers live messages (first those held while connecting) until the connection ends
+    /// or stops answering pings.
+    async fn consume(&self, commands: Arc<Commands>, mut reader: Reader, held: Vec<Held>) {
+        {
+            let _batch = self.core.sink.batch();
+            for (channel, payload) in held {
+                self.live(&channel, &payload);
+            }
+        }
+        let mut ping_every = tokio::time::interval(PING_EVERY);
+        ping_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The ping is answered through the reader: it is awaited beside the reads, never
+        // instead of them.
+        let mut ping = None;
         loop {
             tokio::select! {
-                msg = stream.next() => {
-                    let Some(msg) = msg else { return };
-                    // Whatever else has arrived already goes out with it: each client gets
-                    // the batch's frames in one write.
-                    let _batch = self.core.sink.batch();
-                    let mut next = Some(msg);
-                    let mut batch = 0;
-                    while let Some(msg) = next.take() {
-                        if let Some(target) = self.core.keys.target_of_live(msg.get_channel_name().as_bytes()) {
-                            self.core.live(&target, msg.get_payload_bytes());
-                        }
-                        batch += 1;
-                        if batch < BATCH {
-                            match stream.next().now_or_never() {
-                                Some(Some(msg)) => next = Some(msg),
-                                Some(None) => return,
-                                None => {}
-                            }
-                        }
-                    }
-                }
-                _ = ping.tick() => {
-                    if !self.ping().await {
+                read = reader.fill() => {
+                    if let Err(error) = read {
+                        tracing::debug!(%error, "pub/sub connection ended");
                         return;
                     }
+                    // Everything that has arrived goes out together: each client gets the
+                    // batch's frames in one write.
+                    let _batch = self.core.sink.batch();
+                    if let Err(error) = reader.drain(|channel, payload| self.live(channel, payload)) {
+                        tracing::warn!(%error, "pub/sub connection dropped");
+                        return;
+                    }
+                }
+                _ = ping_every.tick(), if ping.is_none() => {
+                    let commands = commands.clone();
+                    ping = Some(Box::pin(async move {
+                        tokio::time::timeout(PING_TIMEOUT, commands.ping()).await
+                    }));
+                }
+                Some(answered) = OptionFuture::from(ping.as_mut()), if ping.is_some() => {
+                    if !matches!(answered, Ok(Ok(()))) {
+                        return;
+                    }
+                    ping = None;
                 }
             }
         }
     }
 
-    async fn ping(&self) -> bool {
-        let mut live = self.live.lock().await;
-        let Some(sink) = live.as_mut() else {
-            return false;
-        };
-        // In subscriber mode Redis answers PING with a ["pong", ""] array: take any answer.
-        matches!(
-            tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await,
-            Ok(Ok(_))
-        )
+    /// Hands a live channel's payload to the core.
+    fn live(&self, channel: &[u8], payload: &[u8]) {
+        if let Some(target) = self.core.keys.target_of_live(channel) {
+            self.core.live(&target, payload);
+        }
     }
 
     /// The newest offset of each target, in one round trip.
@@ -212,13 +213,10 @@ fn checked<T>(conn: &mut Conn, result: Result<T, BusError>) -> Result<T, BusErro
 
 impl Bus for RedisBus {
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
-        let mut live = self.live.lock().await;
-        let sink = live.as_mut().ok_or_else(|| unavailable("not connected"))?;
+        let live = self.live.lock().await;
+        let commands = live.as_ref().ok_or_else(|| unavailable("not connected"))?;
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
-        tokio::time::timeout(TIMEOUT, sink.subscribe(&channels))
-            .await
-            .map_err(|_| unavailable("subscribe timed out"))?
-            .map_err(unavailable)?;
+        commands.subscribe(&channels).await?;
         self.core.positions.subscribing(targets);
         drop(live);
         // Where each target's history stands now: a reconnect replays from here.
@@ -239,16 +237,13 @@ impl Bus for RedisBus {
     }
 
     async fn unsubscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
-        let mut live = self.live.lock().await;
+        let live = self.live.lock().await;
         for target in targets {
             self.core.positions.remove(target);
         }
-        let sink = live.as_mut().ok_or_else(|| unavailable("not connected"))?;
+        let commands = live.as_ref().ok_or_else(|| unavailable("not connected"))?;
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
-        tokio::time::timeout(TIMEOUT, sink.unsubscribe(&channels))
-            .await
-            .map_err(|_| unavailable("unsubscribe timed out"))?
-            .map_err(unavailable)
+        commands.unsubscribe(&channels).await
     }
 
     fn known_position(&self, target: &TargetKey) -> Option<ReplayCursor> {

@@ -1,0 +1,397 @@
+//! The single-Redis bus's live connection, spoken directly rather than through redis-rs: the
+//! bus's own task reads the socket and hands each message's payload to the sink straight from
+//! the read buffer. redis-rs would read it in a driver task of its own, copy it into a message
+//! and pass it through a channel to the bus: a second task woken, and two allocations, per
+//! message; and it keeps its own record of every subscribed channel, which the bus's positions
+//! already are.
+//!
+//! Commands (`SUBSCRIBE`, `UNSUBSCRIBE`, `PING`) are written by whoever needs them; their replies
+//! arrive among the messages, in command order, and the reader answers each waiting command as
+//! its last reply is read. The reader must therefore be running for a command to complete.
+
+mod resp;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use redis::{ConnectionAddr, ConnectionInfo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use super::history::unavailable;
+use super::{BusError, TIMEOUT};
+use resp::{Item, Reply};
+
+/// Read space kept for the connection (one per edge): a burst of small messages is read and
+/// delivered in one go.
+const READ_SIZE: usize = 64 * 1024;
+
+/// A message read before the connection's subscriptions were confirmed, kept to be delivered
+/// after the catch-up: its channel and payload.
+pub type Held = (Bytes, Bytes);
+
+/// Opens a connection to the Redis `info` names and authenticates it. Only plain TCP and Unix
+/// sockets: the edge is built without TLS.
+pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Reader), BusError> {
+    let (read, write): (
+        Box<dyn AsyncRead + Send + Unpin>,
+        Box<dyn AsyncWrite + Send + Unpin>,
+    ) = match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+                .await
+                .map_err(unavailable)?;
+            stream.set_nodelay(true).map_err(unavailable)?;
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        ConnectionAddr::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(unavailable)?;
+            let (read, write) = stream.into_split();
+            (Box::new(read), Box::new(write))
+        }
+        _ => {
+            return Err(BusError::Refused(
+                "this edge connects to Redis over TCP or a Unix socket, not TLS".into(),
+            ));
+        }
+    };
+    let (commands, mut reader) = over(read, write);
+    let settings = info.redis_settings();
+    if let Some(password) = settings.password() {
+        let mut auth = vec!["AUTH"];
+        auth.extend(settings.username());
+        auth.push(password);
+        let mut held = Vec::new();
+        reader.settle(commands.send(&auth, 1), &mut held).await??;
+    }
+    Ok((commands, reader))
+}
+
+/// The two halves of a connection over `read` and `write`.
+fn over(
+    read: Box<dyn AsyncRead + Send + Unpin>,
+    write: Box<dyn AsyncWrite + Send + Unpin>,
+) -> (Commands, Reader) {
+    let waiting = Arc::new(Waiting::default());
+    let commands = Commands {
+        write: tokio::sync::Mutex::new(Some(write)),
+        waiting: waiting.clone(),
+    };
+    let reader = Reader {
+        read,
+        buf: BytesMut::with_capacity(READ_SIZE),
+        waiting,
+    };
+    (commands, reader)
+}
+
+/// The writing half: sends commands and waits for their replies.
+pub struct Commands {
+    /// `None` once a write failed: the stream may hold half a command.
+    write: tokio::sync::Mutex<Option<Box<dyn AsyncWrite + Send + Unpin>>>,
+    waiting: Arc<Waiting>,
+}
+
+impl Commands {
+    /// Subscribes to `channels`; returns once Redis confirmed every one.
+    pub async fn subscribe(&self, channels: &[String]) -> Result<(), BusError> {
+        self.send_with("SUBSCRIBE", channels).await
+    }
+
+    /// Unsubscribes from `channels`; returns once Redis confirmed every one.
+    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), BusError> {
+        self.send_with("UNSUBSCRIBE", channels).await
+    }
+
+    /// Asks Redis for an answer, to learn that the connection still works.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        self.send(&["PING"], 1).await
+    }
+
+    async fn send_with(&self, command: &str, channels: &[String]) -> Result<(), BusError> {
+        if channels.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(channels.len() + 1);
+        args.push(command);
+        args.extend(channels.iter().map(String::as_str));
+        // Redis answers these once per channel.
+        self.send(&args, channels.len()).await
+    }
+
+    /// Writes `args` as one command and waits for its `replies` replies.
+    async fn send(&self, args: &[&str], replies: usize) -> Result<(), BusError> {
+        let mut bytes = Vec::new();
+        resp::command(&mut bytes, args);
+        let (done, answered) = oneshot::channel();
+        {
+            let mut write = self.write.lock().await;
+            let Some(stream) = write.as_mut() else {
+                return Err(unavailable("the pub/sub connection is lost"));
+            };
+            // Queued before it is written, under the write lock: the queue's order is the
+            // order Redis answers in.
+            self.waiting.push(Waiter { replies, done })?;
+            if !matches!(
+                tokio::time::timeout(TIMEOUT, stream.write_all(&bytes)).await,
+                Ok(Ok(()))
+            ) {
+                *write = None;
+                self.waiting.close();
+                return Err(unavailable("cannot write to the pub/sub connection"));
+            }
+        }
+        match tokio::time::timeout(TIMEOUT, answered).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(BusError::Unavailable(format!("Redis refused: {error}"))),
+            Ok(Err(_)) => Err(unavailable("the pub/sub connection is lost")),
+            Err(_) => Err(unavailable("Redis did not answer in time")),
+        }
+    }
+}
+
+/// The reading half: reads what Redis sends, answers waiting commands and hands messages on.
+pub struct Reader {
+    read: Box<dyn AsyncRead + Send + Unpin>,
+    buf: BytesMut,
+    waiting: Arc<Waiting>,
+}
+
+impl Reader {
+    /// Waits until more bytes have arrived. Cancel-safe.
+    pub async fn fill(&mut self) -> Result<(), BusError> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        match self.read.read_buf(&mut self.buf).await {
+            Ok(0) => Err(unavailable("Redis closed the pub/sub connection")),
+            Ok(_) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// Acts on every complete reply read so far: a confirmation answers its command, a
+    /// message's channel and payload go to `deliver`.
+    pub fn drain(&mut self, mut deliver: impl FnMut(&[u8], &[u8])) -> Result<(), BusError> {
+        let mut at = 0;
+        while let Some((reply, used)) = resp::parse(&self.buf[at..]).map_err(unavailable)? {
+            at += used;
+            match reply {
+                Reply::Array(items) => match items.as_slice() {
+                    [
+                        Item::Str(Some(b"message")),
+                        Item::Str(Some(channel)),
+                        Item::Str(Some(payload)),
+                    ] => deliver(channel, payload),
+                    [Item::Str(Some(b"subscribe" | b"unsubscribe" | b"pong")), ..] => {
+                        self.waiting.answer(Ok(()))?
+                    }
+                    _ => return Err(unavailable("unexpected push on the pub/sub connection")),
+                },
+                Reply::Status(_) => self.waiting.answer(Ok(()))?,
+                Reply::Error(error) => self
+                    .waiting
+                    .answer(Err(String::from_utf8_lossy(error).into_owned()))?,
+                Reply::Int(_) | Reply::Bulk(_) => {
+                    return Err(unavailable("unexpected reply on the pub/sub connection"));
+                }
+            }
+        }
+        self.buf.advance(at);
+        Ok(())
+    }
+
+    /// Reads until `command` completes, keeping the messages that arrive meanwhile in `held`
+    /// (for when nothing else reads yet: while connecting).
+    pub async fn settle<F: Future>(
+        &mut self,
+        command: F,
+        held: &mut Vec<Held>,
+    ) -> Result<F::Output, BusError> {
+        let mut command = std::pin::pin!(command);
+        loop {
+            tokio::select! {
+                output = &mut command => return Ok(output),
+                read = self.fill() => {
+                    read?;
+                    self.drain(|channel, payload| {
+                        held.push((Bytes::copy_from_slice(channel), Bytes::copy_from_slice(payload)));
+                    })?;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    /// Nothing will answer the commands still waiting: they fail now, and any sent later at once.
+    fn drop(&mut self) {
+        self.waiting.close();
+    }
+}
+
+/// A command waiting for its replies.
+struct Waiter {
+    replies: usize,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The commands sent and not yet answered, oldest first.
+#[derive(Default)]
+struct Waiting(parking_lot::Mutex<WaitList>);
+
+#[derive(Default)]
+struct WaitList {
+    closed: bool,
+    queue: VecDeque<Waiter>,
+}
+
+impl Waiting {
+    fn push(&self, waiter: Waiter) -> Result<(), BusError> {
+        let mut list = self.0.lock();
+        if list.closed {
+            return Err(unavailable("the pub/sub connection is lost"));
+        }
+        list.queue.push_back(waiter);
+        Ok(())
+    }
+
+    /// One reply to the oldest command: a confirmation counts down its replies; an error is the
+    /// command's only reply.
+    fn answer(&self, reply: Result<(), String>) -> Result<(), BusError> {
+        let mut list = self.0.lock();
+        let Some(oldest) = list.queue.front_mut() else {
+            return Err(unavailable(
+                "a reply to no command on the pub/sub connection",
+            ));
+        };
+        oldest.replies = oldest.replies.saturating_sub(1);
+        if (reply.is_err() || oldest.replies == 0)
+            && let Some(waiter) = list.queue.pop_front()
+        {
+            // The command may have stopped waiting (timed out): nothing to tell.
+            let _ = waiter.done.send(reply);
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        let mut list = self.0.lock();
+        list.closed = true;
+        list.queue.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::DuplexStream;
+
+    /// A connection to a fake Redis: the test plays the server on the returned stream.
+    fn fake() -> (Commands, Reader, DuplexStream) {
+        let (ours, server) = tokio::io::duplex(4096);
+        let (read, write) = tokio::io::split(ours);
+        let (commands, reader) = over(Box::new(read), Box::new(write));
+        (commands, reader, server)
+    }
+
+    async fn expect_command(server: &mut DuplexStream, args: &[&str]) {
+        let mut expected = Vec::new();
+        resp::command(&mut expected, args);
+        let mut got = vec![0; expected.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn a_subscribe_completes_with_its_last_confirmation_and_messages_meanwhile_are_held() {
+        let (commands, mut reader, mut server) = fake();
+        let channels = vec!["a".to_owned(), "b".to_owned()];
+        let redis = async {
+            expect_command(&mut server, &["SUBSCRIBE", "a", "b"]).await;
+            server
+                .write_all(
+                    b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n\
+                      *3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n",
+                )
+                .await
+                .unwrap();
+            // The second confirmation, later and split across writes.
+            server.write_all(b"*3\r\n$9\r\nsubscr").await.unwrap();
+            server.write_all(b"ibe\r\n$1\r\nb\r\n:2\r\n").await.unwrap();
+        };
+        let mut held = Vec::new();
+        let (subscribed, ()) = tokio::join!(
+            reader.settle(commands.subscribe(&channels), &mut held),
+            redis
+        );
+        subscribed.unwrap().unwrap();
+        assert_eq!(held, vec![(Bytes::from("a"), Bytes::from("hi"))]);
+
+        // Afterwards messages go to whoever drains, and a ping is answered by the reader too.
+        let ping = commands.ping();
+        let redis = async {
+            expect_command(&mut server, &["PING"]).await;
+            server
+                .write_all(b"*3\r\n$7\r\nmessage\r\n$1\r\nb\r\n$3\r\nyou\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+                .await
+                .unwrap();
+        };
+        let read = async {
+            let mut delivered = Vec::new();
+            while delivered.is_empty() {
+                reader.fill().await.unwrap();
+                reader
+                    .drain(|c, p| delivered.push((c.to_vec(), p.to_vec())))
+                    .unwrap();
+            }
+            delivered
+        };
+        let (pinged, (), delivered) = tokio::join!(ping, redis, read);
+        assert_eq!(delivered, vec![(b"b".to_vec(), b"you".to_vec())]);
+        pinged.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_error_fails_its_command_and_a_lost_connection_fails_the_rest() {
+        let (commands, mut reader, mut server) = fake();
+        let redis = async {
+            expect_command(&mut server, &["SUBSCRIBE", "a"]).await;
+            server
+                .write_all(b"-NOAUTH Authentication required.\r\n")
+                .await
+                .unwrap();
+        };
+        let mut held = Vec::new();
+        let channels = vec!["a".to_owned()];
+        let (refused, ()) = tokio::join!(
+            reader.settle(commands.subscribe(&channels), &mut held),
+            redis
+        );
+        let error = refused.unwrap().unwrap_err().to_string();
+        assert!(error.contains("NOAUTH"), "{error}");
+
+        // A command waiting when the connection goes fails at once, and so does any later one.
+        let waiting = commands.ping();
+        let lose = async {
+            expect_command(&mut server, &["PING"]).await;
+            drop(reader);
+        };
+        let (lost, ()) = tokio::join!(waiting, lose);
+        assert!(lost.is_err());
+        assert!(commands.ping().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_no_command_is_a_broken_connection() {
+        let (_commands, mut reader, mut server) = fake();
+        server.write_all(b"+PONG\r\n").await.unwrap();
+        reader.fill().await.unwrap();
+        assert!(reader.drain(|_, _| {}).is_err());
+    }
+}
