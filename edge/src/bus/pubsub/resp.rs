@@ -151,11 +151,23 @@ fn bulk<'a>(buf: &'a [u8], line: &[u8], at: usize) -> Result<Option<Bulk<'a>>, M
     Ok(Some((Some(&buf[at..end]), end + 2)))
 }
 
+/// A reply's integer: lengths and counts, so 18 digits at most (no overflow to check).
 fn integer(line: &[u8]) -> Result<i64, Malformed> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(Malformed("not an integer"))
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', digits)) => (true, digits),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return Err(Malformed("not an integer"));
+    }
+    let n = digits
+        .iter()
+        .try_fold(0i64, |n, b| {
+            let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+            Some(n * 10 + i64::from(digit))
+        })
+        .ok_or(Malformed("not an integer"))?;
+    Ok(if negative { -n } else { n })
 }
 
 /// Appends the command `args` to `out`.
@@ -234,6 +246,8 @@ mod tests {
             b"*1\r\n*1\r\n",
             b"$-2\r\n",
             b":x\r\n",
+            b":-\r\n",
+            b":1234567890123456789\r\n",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
