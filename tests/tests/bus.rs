@@ -21,7 +21,7 @@ async fn member(registry: &Registry, target: &Target, session: u64, encoding: En
         client: format!("c{session}").into(),
         encoding,
         outbox: out,
-        direct: true,
+        direct: outbox::Direct::Yes,
     };
     // No wait list: the target was live already.
     if let Some(state) = registry.join(&target.key(), session, member).state {
@@ -305,7 +305,7 @@ async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
         client: "c1".into(),
         encoding: Encoding::Json,
         outbox: out,
-        direct: true,
+        direct: outbox::Direct::Yes,
     };
     registry.join(&key, 1, member);
     let mut offsets = Vec::new();

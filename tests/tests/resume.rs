@@ -361,3 +361,37 @@ async fn a_join_to_a_live_room_is_told_where_its_history_stands() {
         "an expired history is not a place to resume from: {joined}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_leaves_out_what_was_written_live() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("u8")).await;
+    let emit = |n: u64| {
+        let emitter = &emitter;
+        async move {
+            emitter
+                .to_user("u8")
+                .emit("u", &json!(n))
+                .await
+                .expect("emit")
+        }
+    };
+    // The first message is where the resume starts; those after it reach the idle client live,
+    // written straight to its socket by the fan-out.
+    emit(0).await;
+    let since = client.expect("msg").await["offset"].clone();
+    for n in 1..=3 {
+        emit(n).await;
+        assert_eq!(client.expect("msg").await["data"], json!(n));
+    }
+    client
+        .send(json!({"type": "resume", "since": {"user": since}, "ref": 1}))
+        .await;
+    let resumed = client.expect("resumed").await;
+    assert_eq!(resumed["recovered"]["user"], true);
+    // Nothing the client already has is sent again: the next frame is the next message.
+    emit(4).await;
+    assert_eq!(client.expect("msg").await["data"], json!(4));
+}

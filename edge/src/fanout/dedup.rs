@@ -13,7 +13,8 @@
 //!    the connection's queue. [`Seams`] drops queued live messages at or below the replay's end.
 //! 4. **Resume after live** (per connection): the user and `all` scopes are live from the
 //!    connection's start, so a later `resume` must leave out what was written live already;
-//!    [`Written`] keeps that range.
+//!    [`Written`] keeps that range, noted by the fan-out as it writes to the socket and by the
+//!    connection as it writes from its queue (kept in the connection's mailbox).
 
 use std::collections::{HashSet, VecDeque};
 

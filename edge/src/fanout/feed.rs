@@ -223,7 +223,7 @@ mod tests {
             client: format!("c{session}").into(),
             encoding,
             outbox,
-            direct: true,
+            direct: outbox::Direct::Yes,
         };
         registry.join(target, session, member);
         queued

@@ -11,8 +11,11 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
+use super::dedup::Written;
 use super::outbox::Outbound;
+use super::sparse::SparseMap;
 use crate::websocket::socket::Socket;
+use ferrocast_protocol::Offset;
 
 /// What a connection's two sides share: its queue, its bounds and its close request, in one
 /// allocation. The queue holds no memory while it is empty.
@@ -30,6 +33,9 @@ pub(super) struct Mailbox {
     pub(super) bytes: AtomicUsize,
     pub(super) max_bytes: usize,
     pub(super) socket: Option<Arc<Socket>>,
+    /// What was written live of the topics whose writes are noted (the user and `all`
+    /// targets), by whichever side wrote it: a `resume` leaves that out of its replay.
+    written: Mutex<SparseMap<u64, Written>>,
 }
 
 /// What became of an item offered to [`Mailbox::push`].
@@ -54,7 +60,21 @@ impl Mailbox {
             bytes: AtomicUsize::new(0),
             max_bytes,
             socket,
+            written: Mutex::new(SparseMap::default()),
         }
+    }
+
+    /// Notes the message at `offset` of `topic` as written (or sure to be).
+    pub(super) fn note_written(&self, topic: u64, offset: Offset) {
+        self.written
+            .lock()
+            .entry(topic, Written::default)
+            .note(offset);
+    }
+
+    /// What was written live of `topic`.
+    pub(super) fn written(&self, topic: u64) -> Written {
+        self.written.lock().get(&topic).cloned().unwrap_or_default()
     }
 
     /// Queues `item` unless the queue is full or the connection gone.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::fanout::control::Control;
+use crate::fanout::dedup::Written;
 use crate::fanout::mailbox::{Admitted, Mailbox};
 use crate::fanout::sparse::SparseMap;
 
@@ -94,6 +95,18 @@ pub struct Outbox(pub(super) Arc<Mailbox>);
 
 pub use crate::fanout::mailbox::Queued;
 
+/// Whether the fan-out may write a target's frames straight to a member's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    /// No: through the connection's queue.
+    No,
+    /// Yes, when the connection has nothing queued.
+    Yes,
+    /// Yes, noting each frame's offset as written (see [`Outbox::written`]): the user and `all`
+    /// targets, which a `resume` replays without what was written live.
+    Noted,
+}
+
 /// What became of an item handed to [`Outbox::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
@@ -113,24 +126,34 @@ pub fn channel(capacity: usize, max_bytes: usize, socket: Option<Arc<Socket>>) -
 }
 
 impl Outbox {
-    /// Delivers `item`: a frame, when `direct`, is written straight to the socket if the
-    /// connection has nothing queued and the socket takes it; anything else is queued, and then
-    /// everything after it too until the connection's task has caught up, so order holds.
+    /// Delivers `item`: a frame, unless `direct` says no, is written straight to the socket if
+    /// the connection has nothing queued and the socket takes it; anything else is queued, and
+    /// then everything after it too until the connection's task has caught up, so order holds.
     pub fn deliver(
         &self,
         item: &Outbound,
-        direct: bool,
+        direct: Direct,
         corked: Option<&mut Vec<Outbox>>,
     ) -> Pushed {
         let Some(socket) = &self.0.socket else {
             return self.queued(self.enqueue(item.clone()));
         };
-        let frame = match item {
-            Outbound::Frame(frame) if direct => Some((&frame.message, &frame.wire)),
-            _ => None,
+        let (frame, noted) = match item {
+            Outbound::Frame(frame) if direct != Direct::No => (
+                Some((&frame.message, &frame.wire)),
+                frame.offset.filter(|_| direct == Direct::Noted),
+            ),
+            _ => (None, None),
         };
         let is_corked = frame.is_some() && corked.is_some();
-        match socket.deliver(frame, is_corked, || self.enqueue(item.clone())) {
+        // Noted under the socket's lock: a connection that takes the writing over (to resume)
+        // finds every frame the fan-out wrote before it.
+        let taken = || {
+            if let (Some(offset), Outbound::Frame(frame)) = (noted, item) {
+                self.0.note_written(frame.topic, offset);
+            }
+        };
+        match socket.deliver(frame, is_corked, || self.enqueue(item.clone()), taken) {
             Delivered::Written => Pushed::Written,
             Delivered::Corked { first } => {
                 if first && let Some(corked) = corked {
@@ -171,7 +194,19 @@ impl Outbox {
 
     /// Queues an item for the connection's task (never written directly).
     pub fn push(&self, item: Outbound) -> bool {
-        self.deliver(&item, false, None) != Pushed::Dropped
+        self.deliver(&item, Direct::No, None) != Pushed::Dropped
+    }
+
+    /// Notes the message at `offset` of `topic` as written live (by the connection's task).
+    pub fn note_written(&self, topic: u64, offset: Offset) {
+        self.0.note_written(topic, offset);
+    }
+
+    /// What was written live of `topic`, by the fan-out or the connection's task, if its writes
+    /// are noted. Complete only while the connection holds the writing (the socket's gate is
+    /// shut), as while it acts on a client's frame.
+    pub fn written(&self, topic: u64) -> Written {
+        self.0.written(topic)
     }
 
     /// Queues a frame without waiting. A full queue marks the connection as a slow consumer and

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::fanout::members::Members;
-use crate::fanout::outbox::{Outbound, Outbox, Pushed};
+use crate::fanout::outbox::{Direct, Outbound, Outbox, Pushed};
 
 /// A target's subscription while it is being made, as seen by those waiting to join it: a byte
 /// and a wait list, which its topic gives up once live. (A `watch` channel kept for the topic's
@@ -70,9 +70,9 @@ pub struct Member {
     pub encoding: Encoding,
     /// Its outbound queue.
     pub outbox: Outbox,
-    /// Whether the target's messages may be written straight to its socket: not for the user
-    /// and `all` targets, whose written offsets the connection keeps for a later `resume`.
-    pub direct: bool,
+    /// Whether the target's messages may be written straight to its socket, and whether their
+    /// offsets are noted as written.
+    pub direct: Direct,
 }
 
 struct Topic {
@@ -294,7 +294,7 @@ impl Member {
             client: client.into(),
             encoding: Encoding::Json,
             outbox,
-            direct: true,
+            direct: Direct::Yes,
         }
     }
 }

@@ -41,7 +41,7 @@ use tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::bus::Bus;
 use crate::fanout::dedup::Seams;
-use crate::fanout::outbox::{self, Fences, Outbox, Queued};
+use crate::fanout::outbox::{self, Direct, Fences, Outbox, Queued};
 use crate::fanout::registry::{Member, Subscription};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
@@ -300,7 +300,7 @@ impl<B: Bus> Session<B> {
     }
 
     /// The connection as a member of a target; `direct`: see [`Member::direct`].
-    fn member(&self, direct: bool) -> Member {
+    fn member(&self, direct: Direct) -> Member {
         Member {
             client: self.client.clone(),
             encoding: self.encoding,

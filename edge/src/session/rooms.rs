@@ -13,6 +13,7 @@ use super::replay::Replaying;
 use super::{Room, Session, wait_live};
 use crate::bus::{Bus, BusError, ReplayCursor};
 use crate::fanout::dedup::Written;
+use crate::fanout::outbox::Direct;
 use crate::hooks::join::{self, JoinRequest, JoinVerdict};
 use crate::ops::metrics::metrics;
 use ferrocast_protocol::lifecycle::Lifecycle;
@@ -55,7 +56,7 @@ impl<B: Bus> Session<B> {
         let joined = self
             .shared
             .registry
-            .join(&target, self.id, self.member(true));
+            .join(&target, self.id, self.member(Direct::Yes));
         let since = since.and_then(|s| s.parse::<Offset>().ok());
         let cursor = match wait_live(joined.state).await {
             Ok(()) => self.open(&target, since).await,
@@ -226,7 +227,10 @@ impl<B: Bus> Session<B> {
                 continue;
             };
             let own = self.own.get(scope);
-            let (target, topic, written) = (own.key.clone(), own.topic, own.written.clone());
+            // Complete: the connection holds the writing (nothing is written directly) while
+            // it greets the client or acts on its frame.
+            let (target, topic) = (own.key.clone(), own.topic);
+            let written = self.outbox.written(topic);
             let cursor = self
                 .shared
                 .bus
@@ -276,9 +280,13 @@ impl<B: Bus> Session<B> {
     pub(super) async fn join_own(&mut self) -> bool {
         let mut waiting = Vec::with_capacity(3);
         for scope in [Scope::User, Scope::Client, Scope::All] {
-            // The user and `all` targets keep what was written live (`Written`), in the
-            // connection's task: their messages always go through its queue.
-            let member = self.member(scope == Scope::Client);
+            // What the user and `all` targets' messages were written live is noted, for a
+            // `resume` to leave out.
+            let direct = match scope {
+                Scope::Client => Direct::Yes,
+                _ => Direct::Noted,
+            };
+            let member = self.member(direct);
             let own = self.own.get_mut(scope);
             let joined = self.shared.registry.join(&own.key, self.id, member);
             own.topic = joined.topic;
@@ -300,8 +308,6 @@ pub(super) struct OwnTarget {
     pub(super) key: TargetKey,
     /// Its registry topic, once joined.
     pub(super) topic: u64,
-    /// What was written of it live (see [`Written`]): a `resume` leaves that out of its replay.
-    pub(super) written: Written,
 }
 
 /// The targets every connection is in, by scope.
@@ -317,7 +323,6 @@ impl OwnTargets {
         let own = |target: Target| OwnTarget {
             key: target.key(),
             topic: 0,
-            written: Written::default(),
         };
         OwnTargets {
             user: own(Target::User(user.to_owned())),
@@ -348,10 +353,8 @@ impl OwnTargets {
         }
     }
 
-    /// The one delivered through registry topic `topic`, if any.
-    pub(super) fn by_topic(&mut self, topic: u64) -> Option<&mut OwnTarget> {
-        [&mut self.user, &mut self.client, &mut self.all]
-            .into_iter()
-            .find(|own| own.topic == topic)
+    /// Whether `topic` is the user's or `all`'s, whose writes are noted.
+    pub(super) fn is_noted(&self, topic: u64) -> bool {
+        topic == self.user.topic || topic == self.all.topic
     }
 }

@@ -73,8 +73,8 @@ impl<B: Bus> Session<B> {
                 && self.seams.admit(frame.topic, frame.offset)
             {
                 if let Some(offset) = frame.offset {
-                    if let Some(own) = self.own.by_topic(frame.topic) {
-                        own.written.note(offset);
+                    if self.own.is_noted(frame.topic) {
+                        self.outbox.note_written(frame.topic, offset);
                     }
                     delivered += 1;
                     oldest_ts.get_or_insert(frame.ts);

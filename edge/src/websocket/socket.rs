@@ -74,12 +74,15 @@ impl Socket {
     /// everything a batch of publications brings a client goes out in one system call.
     /// Otherwise, or for anything else (`frame` is `None`), shuts the gate and calls `enqueue`
     /// under the gate's lock, so the connection cannot reopen the gate between seeing its queue
-    /// empty and this item arriving in it.
+    /// empty and this item arriving in it. `taken` runs under the gate's lock once the frame is
+    /// sure to be written (by this call, the flush, or the connection's task): whoever shuts the
+    /// gate afterwards sees what it recorded.
     pub fn deliver(
         &self,
         frame: Option<(&Message, &Wire)>,
         corked: bool,
         enqueue: impl FnOnce() -> bool,
+        taken: impl FnOnce(),
     ) -> Delivered {
         let mut gate = self.gate.lock();
         if gate.open
@@ -87,6 +90,7 @@ impl Socket {
             && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
         {
             if corked || !gate.pending.is_empty() {
+                taken();
                 gate.pending.push_back(bytes);
                 return Delivered::Corked {
                     first: gate.pending.len() == 1,
@@ -100,6 +104,7 @@ impl Socket {
                     return Delivered::Failed;
                 }
             };
+            taken();
             if written == bytes.len() {
                 return Delivered::Written;
             }
@@ -224,7 +229,7 @@ mod tests {
         };
         let (first, wire) = frame(0, 10);
         assert_eq!(
-            socket.deliver(Some((&first, &wire)), false, enqueue),
+            socket.deliver(Some((&first, &wire)), false, enqueue, || {}),
             Delivered::Queued(true),
             "the gate starts shut"
         );
@@ -237,7 +242,7 @@ mod tests {
             sent = sent.wrapping_add(1);
             let (message, wire) = frame(sent, 64 * 1024);
             let bytes = wire.frame(&message, None, 512).unwrap();
-            match socket.deliver(Some((&message, &wire)), false, enqueue) {
+            match socket.deliver(Some((&message, &wire)), false, enqueue, || {}) {
                 Delivered::Written => expected.extend_from_slice(&bytes),
                 Delivered::Started => {
                     expected.extend_from_slice(&bytes);
@@ -253,7 +258,7 @@ mod tests {
         );
         let (later, wire) = frame(0xEE, 100);
         assert_eq!(
-            socket.deliver(Some((&later, &wire)), false, enqueue),
+            socket.deliver(Some((&later, &wire)), false, enqueue, || {}),
             Delivered::Queued(true)
         );
         // The connection's task writes what the fan-out left, then what was queued.
@@ -284,11 +289,11 @@ mod tests {
         let (b, wire_b) = frame(2, 10);
         let never = || panic!("nothing is queued while the gate is open");
         assert_eq!(
-            socket.deliver(Some((&a, &wire_a)), true, never),
+            socket.deliver(Some((&a, &wire_a)), true, never, || {}),
             Delivered::Corked { first: true }
         );
         assert_eq!(
-            socket.deliver(Some((&b, &wire_b)), true, never),
+            socket.deliver(Some((&b, &wire_b)), true, never, || {}),
             Delivered::Corked { first: false }
         );
         client.set_nonblocking(true).unwrap();
@@ -318,7 +323,7 @@ mod tests {
         let (a, wire) = frame(7, 20);
         let never = || panic!("nothing is queued while the gate is open");
         assert_eq!(
-            socket.deliver(Some((&a, &wire)), true, never),
+            socket.deliver(Some((&a, &wire)), true, never, || {}),
             Delivered::Corked { first: true }
         );
         ws.hold();
