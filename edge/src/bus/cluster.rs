@@ -248,6 +248,9 @@ impl Bus for ClusterBus {
                     .map_err(|_| unavailable("subscribe timed out"))?
                     .map_err(unavailable)?;
                 // Where the history stands now: a resubscription replays from here.
+                if RedisCore::is_fresh(target) {
+                    return Ok(None);
+                }
                 self.newest(target).await
             }
         }))
