@@ -238,3 +238,32 @@ async fn an_edge_signs_in_to_a_redis_that_requires_a_password() {
         .expect("emit");
     assert_eq!(alice.expect("msg").await["scope"], "user");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_reaches_redis_over_a_unix_socket() {
+    let dir = tempfile_dir();
+    let path = dir.join("redis.sock");
+    let path = path.to_str().expect("utf-8 path");
+    let redis = RedisServer::start_with(&["--unixsocket", path, "--unixsocketperm", "700"]);
+    let url = format!("redis+unix://{path}");
+    let edge = Edge::start(&["--redis-url", &url]).await;
+    let emitter = Emitter::connect(url.clone()).await.expect("emitter");
+    let (mut alice, _) =
+        Client::connect(&edge.ws_url(), &Token::user("alice", &["chat:*"]).dev()).await;
+    alice.join("chat:1").await;
+    emitter
+        .to_room("chat:1")
+        .emit("say", &json!("over a socket file"))
+        .await
+        .expect("emit");
+    assert_eq!(alice.expect("msg").await["data"], "over a socket file");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A fresh directory of this test's own.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrocast-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
