@@ -248,9 +248,6 @@ impl Bus for ClusterBus {
                     .map_err(|_| unavailable("subscribe timed out"))?
                     .map_err(unavailable)?;
                 // Where the history stands now: a resubscription replays from here.
-                if RedisCore::is_fresh(target) {
-                    return Ok(None);
-                }
                 self.newest(target).await
             }
         }))

@@ -12,7 +12,7 @@ use ferrocast_emitter::redis::history as reads;
 use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence;
 use ferrocast_protocol::script::LiveMessage;
-use ferrocast_protocol::{Envelope, Keys, Offset, Scope, TargetKey, Upstream};
+use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use redis::aio::ConnectionLike;
 
 use super::history::{self, FROM_START, Positions};
@@ -59,14 +59,6 @@ impl RedisCore {
         targets: &[TargetKey],
     ) -> Result<Vec<Option<Offset>>, BusError> {
         Ok(reads::newest(conn, &self.keys, targets).await?)
-    }
-
-    /// Whether `target`'s history is known to be empty when it is subscribed: a client target
-    /// is a connection's own, named by a random id minted as it connected (see
-    /// [`listener`](crate::net::listener)) and told to no one before this subscription is
-    /// live, so nothing can have been published to it. Spares every connection a Redis read.
-    pub fn is_fresh(target: &TargetKey) -> bool {
-        target.scope_and_room().0 == Scope::Client
     }
 
     /// Where `target`'s history stands, from the newest offset handed to the sink, while that

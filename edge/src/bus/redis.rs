@@ -220,26 +220,18 @@ impl Bus for RedisBus {
         self.core.positions.subscribing(targets);
         drop(live);
         // Where each target's history stands now: a reconnect replays from here.
-        let (fresh, read): (Vec<_>, Vec<_>) =
-            targets.iter().cloned().partition(RedisCore::is_fresh);
-        let newest = if read.is_empty() {
-            Vec::new()
-        } else {
-            match self.newest(&read).await {
-                Ok(newest) => newest,
-                Err(error) => {
-                    // Without a position the subscription is useless: undo it rather than
-                    // leak it.
-                    let _ = self.unsubscribe(targets).await;
-                    return Err(error);
-                }
+        let newest = match self.newest(targets).await {
+            Ok(newest) => newest,
+            Err(error) => {
+                // Without a position the subscription is useless: undo it rather than leak it.
+                let _ = self.unsubscribe(targets).await;
+                return Err(error);
             }
         };
-        let fresh = fresh.into_iter().map(|target| (target, None));
-        for (target, newest) in read.into_iter().zip(newest).chain(fresh) {
+        for (target, newest) in targets.iter().zip(newest) {
             self.core
                 .positions
-                .set(target, newest.unwrap_or(FROM_START));
+                .set(target.clone(), newest.unwrap_or(FROM_START));
         }
         Ok(())
     }
