@@ -80,15 +80,19 @@ impl RedisBus {
         let mut backoff = super::reconnect_backoff();
         loop {
             let connected = match self.connect().await {
-                Ok(live) => self.catch_up().await.map(|()| live),
+                Ok((commands, mut reader, mut held)) => {
+                    // Read meanwhile: a subscribe made during the catch-up is answered, and
+                    // what arrives is held here rather than left to fill Redis's output
+                    // buffer (which disconnects a subscriber that falls far behind).
+                    match reader.settle(self.catch_up(), &mut held).await {
+                        Ok(Ok(())) => Ok((commands, reader, held)),
+                        Ok(Err(error)) | Err(error) => Err(error),
+                    }
+                }
                 Err(error) => Err(error),
             };
             match connected {
                 Ok((commands, reader, held)) => {
-                    // Pooled connections from before a Redis restart are dead: find them now,
-                    // not one failed client command (and 1013) at a time after saying ready.
-                    ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
-                    self.core.emitter.revalidate().await;
                     self.ready.store(true, Ordering::SeqCst);
                     tracing::info!("connected to Redis");
                     let connected_at = tokio::time::Instant::now();
@@ -134,6 +138,10 @@ impl RedisBus {
     /// Replays every target from its position: what was published while the connection was
     /// down reaches the members, in order, before anything newer.
     async fn catch_up(&self) -> Result<(), BusError> {
+        // Pooled connections from before a Redis restart are dead: find them now, not one
+        // failed read here (or client command, and 1013) at a time.
+        ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
+        self.core.emitter.revalidate().await;
         for (target, position) in self.core.positions.snapshot() {
             let mut conn = self.reads.get().await.map_err(unavailable)?;
             let caught_up = self.core.catch_up(conn.get(), &target, position).await;

@@ -28,6 +28,11 @@ use resp::{Item, Reply};
 /// delivered in one go.
 const READ_SIZE: usize = 64 * 1024;
 
+/// Most bytes of messages held while connecting and catching up: past it the connection is
+/// dropped and made again, as Redis itself drops a subscriber that falls this far behind
+/// (`client-output-buffer-limit pubsub`, 32 MB hard by default).
+const MAX_HELD: usize = 32 * 1024 * 1024;
+
 /// A message read before the connection's subscriptions were confirmed, kept to be delivered
 /// after the catch-up: its channel and payload.
 pub type Held = (Bytes, Bytes);
@@ -203,25 +208,35 @@ impl Reader {
             }
         }
         self.buf.advance(at);
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_SIZE {
+            // A huge message read once does not keep its space for the connection's life.
+            self.buf = BytesMut::with_capacity(READ_SIZE);
+        }
         Ok(())
     }
 
-    /// Reads until `command` completes, keeping the messages that arrive meanwhile in `held`
-    /// (for when nothing else reads yet: while connecting).
+    /// Reads until `work` completes, keeping the messages that arrive meanwhile in `held`
+    /// (for when nothing else reads yet: while connecting and catching up), at most
+    /// [`MAX_HELD`] bytes of them.
     pub async fn settle<F: Future>(
         &mut self,
-        command: F,
+        work: F,
         held: &mut Vec<Held>,
     ) -> Result<F::Output, BusError> {
-        let mut command = std::pin::pin!(command);
+        let mut work = std::pin::pin!(work);
+        let mut bytes: usize = held.iter().map(|(c, p)| c.len() + p.len()).sum();
         loop {
             tokio::select! {
-                output = &mut command => return Ok(output),
+                output = &mut work => return Ok(output),
                 read = self.fill() => {
                     read?;
                     self.drain(|channel, payload| {
+                        bytes += channel.len() + payload.len();
                         held.push((Bytes::copy_from_slice(channel), Bytes::copy_from_slice(payload)));
                     })?;
+                    if bytes > MAX_HELD {
+                        return Err(unavailable("too far behind while catching up"));
+                    }
                 }
             }
         }
@@ -385,6 +400,51 @@ mod tests {
         let (lost, ()) = tokio::join!(waiting, lose);
         assert!(lost.is_err());
         assert!(commands.ping().await.is_err());
+    }
+
+    /// The bus catches up inside `settle`: a subscribe made meanwhile must still be answered.
+    #[tokio::test]
+    async fn commands_are_answered_while_catching_up() {
+        let (commands, mut reader, mut server) = fake();
+        let mut held = Vec::new();
+        let redis = async {
+            expect_command(&mut server, &["PING"]).await;
+            server.write_all(b"+PONG\r\n").await.unwrap();
+        };
+        tokio::select! {
+            _ = reader.settle(std::future::pending::<()>(), &mut held) => panic!("settle ended"),
+            (pinged, ()) = async { tokio::join!(commands.ping(), redis) } => pinged.unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_held_while_catching_up_is_bounded() {
+        let (commands, mut reader, mut server) = fake();
+        let payload = vec![b'x'; 512 * 1024];
+        let mut message = Vec::new();
+        resp::command(&mut message, &[&b"message"[..], b"ch", &payload]);
+        let redis = async {
+            // Until the reader gives up (and the test's stream is dropped with it).
+            for _ in 0..(MAX_HELD / payload.len() + 2) {
+                if server.write_all(&message).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let mut held = Vec::new();
+        let work = std::future::pending::<()>();
+        let (settled, ()) = tokio::join!(
+            async {
+                let settled = reader.settle(work, &mut held).await;
+                // The connection closes, so the fake server's writes end.
+                drop((reader, commands));
+                settled
+            },
+            redis
+        );
+        assert!(settled.is_err(), "held past the bound");
+        let bytes: usize = held.iter().map(|(c, p)| c.len() + p.len()).sum();
+        assert!(bytes <= MAX_HELD + message.len(), "{bytes}");
     }
 
     #[tokio::test]
