@@ -8,6 +8,7 @@ pub mod conn;
 pub mod deflate;
 pub mod frame;
 pub mod iovec;
+mod pending;
 pub mod socket;
 pub mod wire;
 

@@ -10,13 +10,14 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tungstenite::Message;
 
 use super::deflate::Deflate;
-use super::iovec::{self, IOVECS};
+use super::iovec::IOVECS;
+use super::pending::Pending;
 use super::wire::Wire;
 
 /// A connection's socket and what it negotiated.
@@ -36,61 +37,6 @@ struct Gate {
     /// [`Socket::deliver`]) while the gate is open; once it is shut, what the fan-out could
     /// not write, for the connection's task to write before anything else.
     pending: Pending,
-}
-
-/// Frames waiting for the socket, oldest first. The first is kept inline: a batch most often
-/// brings a client one frame, and a queue would be allocated and freed for every delivery.
-#[derive(Default)]
-struct Pending {
-    /// The only frame waiting, if just one is (then `more` is empty).
-    one: Option<Bytes>,
-    more: VecDeque<Bytes>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.one.is_none() && self.more.is_empty()
-    }
-
-    fn push(&mut self, bytes: Bytes) {
-        if self.is_empty() {
-            self.one = Some(bytes);
-            return;
-        }
-        if let Some(one) = self.one.take() {
-            self.more.push_back(one);
-        }
-        self.more.push_back(bytes);
-    }
-
-    /// Points `slices` at the frames; returns how many it filled and their total length.
-    fn gather<'a>(&'a self, slices: &mut [IoSlice<'a>; IOVECS]) -> (usize, usize) {
-        match &self.one {
-            Some(one) => {
-                slices[0] = IoSlice::new(one);
-                (1, one.len())
-            }
-            None => iovec::gather(&self.more, slices),
-        }
-    }
-
-    /// Drops the first `written` bytes.
-    fn advance(&mut self, written: usize) {
-        match &mut self.one {
-            Some(one) if written >= one.len() => self.one = None,
-            Some(one) => one.advance(written),
-            None => iovec::advance(&mut self.more, written),
-        }
-    }
-
-    /// Everything waiting, oldest first; nothing is left.
-    fn take(&mut self) -> VecDeque<Bytes> {
-        let mut all = std::mem::take(&mut self.more);
-        if let Some(one) = self.one.take() {
-            all.push_front(one);
-        }
-        all
-    }
 }
 
 /// What became of a frame offered to [`Socket::deliver`].
@@ -331,28 +277,6 @@ mod tests {
         ws.reopen(|| true);
         assert!(socket.is_open());
         assert_eq!(queued.load(Ordering::Relaxed), 2);
-    }
-
-    /// One waiting frame is kept inline, a second moves both to the queue, and order holds
-    /// through partial writes and a takeover.
-    #[test]
-    fn pending_frames_keep_their_order_inline_or_queued() {
-        let mut pending = Pending::default();
-        pending.push(Bytes::from_static(b"abc"));
-        assert!(pending.one.is_some() && pending.more.capacity() == 0);
-        let gathered = |pending: &Pending| pending.gather(&mut [IoSlice::new(&[]); IOVECS]);
-        assert_eq!(gathered(&pending), (1, 3));
-        pending.advance(1);
-        pending.push(Bytes::from_static(b"de"));
-        assert!(pending.one.is_none());
-        assert_eq!(gathered(&pending), (2, 4));
-        pending.advance(3);
-        pending.push(Bytes::from_static(b"f"));
-        assert_eq!(pending.take(), [&b"e"[..], b"f"]);
-        assert!(pending.is_empty());
-        pending.push(Bytes::from_static(b"g"));
-        pending.advance(1);
-        assert!(pending.is_empty());
     }
 
     /// A corked batch writes nothing until it is flushed, then everything in one go, in order.

@@ -10,8 +10,8 @@
 //! its last reply is read. The reader must therefore be running for a command to complete.
 
 mod resp;
+mod waiting;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use super::history::unavailable;
 use super::{BusError, TIMEOUT};
 use resp::{Item, Reply};
+use waiting::{Waiter, Waiting};
 
 /// Read space kept for the connection (one per edge): a burst of small messages is read and
 /// delivered in one go.
@@ -247,58 +248,6 @@ impl Drop for Reader {
     /// Nothing will answer the commands still waiting: they fail now, and any sent later at once.
     fn drop(&mut self) {
         self.waiting.close();
-    }
-}
-
-/// A command waiting for its replies.
-struct Waiter {
-    replies: usize,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// The commands sent and not yet answered, oldest first.
-#[derive(Default)]
-struct Waiting(parking_lot::Mutex<WaitList>);
-
-#[derive(Default)]
-struct WaitList {
-    closed: bool,
-    queue: VecDeque<Waiter>,
-}
-
-impl Waiting {
-    fn push(&self, waiter: Waiter) -> Result<(), BusError> {
-        let mut list = self.0.lock();
-        if list.closed {
-            return Err(unavailable("the pub/sub connection is lost"));
-        }
-        list.queue.push_back(waiter);
-        Ok(())
-    }
-
-    /// One reply to the oldest command: a confirmation counts down its replies; an error is the
-    /// command's only reply.
-    fn answer(&self, reply: Result<(), String>) -> Result<(), BusError> {
-        let mut list = self.0.lock();
-        let Some(oldest) = list.queue.front_mut() else {
-            return Err(unavailable(
-                "a reply to no command on the pub/sub connection",
-            ));
-        };
-        oldest.replies = oldest.replies.saturating_sub(1);
-        if (reply.is_err() || oldest.replies == 0)
-            && let Some(waiter) = list.queue.pop_front()
-        {
-            // The command may have stopped waiting (timed out): nothing to tell.
-            let _ = waiter.done.send(reply);
-        }
-        Ok(())
-    }
-
-    fn close(&self) {
-        let mut list = self.0.lock();
-        list.closed = true;
-        list.queue.clear();
     }
 }
 
