@@ -280,7 +280,7 @@ impl<B: Bus> Session<B> {
     pub(super) async fn join_own(&mut self) -> bool {
         let mut waiting = Vec::with_capacity(3);
         for scope in [Scope::User, Scope::Client, Scope::All] {
-            // What the user and `all` targets' messages were written live is noted, for a
+            // Which of the user and `all` targets' messages were written live is noted, for a
             // `resume` to leave out.
             let direct = match scope {
                 Scope::Client => Direct::Yes,
