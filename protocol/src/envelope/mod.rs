@@ -10,6 +10,8 @@ use uuid::Uuid;
 use crate::keys::{Scope, Target};
 use crate::names::{self, NameError};
 
+mod msgpack;
+
 /// Envelope format version written by this crate.
 pub const VERSION: u32 = 1;
 
@@ -71,6 +73,9 @@ pub enum EnvelopeError {
     /// Not a MessagePack map of the expected shape.
     #[error("undecodable envelope: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
+    /// Not a MessagePack map of the envelope's shape (what is wrong with it).
+    #[error("undecodable envelope: {0}")]
+    Malformed(&'static str),
     /// Could not be encoded (should not happen for well-formed values).
     #[error("unencodable envelope: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
@@ -206,7 +211,7 @@ impl Envelope {
 
     /// Decodes and validates. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let env: Envelope = rmp_serde::from_slice(bytes)?;
+        let env = msgpack::read(bytes).map_err(EnvelopeError::Malformed)?;
         env.validate()?;
         Ok(env)
     }
