@@ -151,12 +151,13 @@ impl Socket {
     }
 
     /// One `sendmsg`, straight to the socket: `send` needs neither the file-position lock
-    /// nor the VFS layer that `write` goes through, which showed in the fan-out's profile.
-    /// tokio's readiness is not consulted: a `WouldBlock` here shuts the gate, and the
-    /// connection's task then writes through tokio, which waits for the socket properly.
+    /// nor the VFS layer that `writev` goes through, which showed in the fan-out's and the
+    /// churn's profiles. tokio's readiness is not consulted here: in the fan-out a
+    /// `WouldBlock` shuts the gate, and the connection's task, which calls this through
+    /// `TcpStream::try_io` (so that a `WouldBlock` clears readiness), waits for the socket.
     /// `MSG_NOSIGNAL`: a client gone away is an error here, never a SIGPIPE, whatever the
     /// embedding program does with that signal.
-    fn send(&self, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    pub(super) fn send(&self, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
         socket2::SockRef::from(&self.stream).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
     }
 

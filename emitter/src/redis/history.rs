@@ -21,15 +21,22 @@ pub async fn newest<C: ConnectionLike>(
     keys: &Keys,
     targets: &[TargetKey],
 ) -> RedisResult<Vec<Option<Offset>>> {
-    let mut pipe = redis::pipe();
+    // Commands sized up front: every subscription (each connection's own targets included)
+    // makes this read, and growing the argument buffers arg by arg showed in the churn profile.
+    let mut pipe = redis::Pipeline::with_capacity(2 * targets.len());
     for target in targets {
-        pipe.get(keys.epoch(target))
-            .cmd("XREVRANGE")
-            .arg(keys.stream(target))
+        let (epoch, stream) = (keys.epoch(target), keys.stream(target));
+        let mut get = redis::Cmd::with_capacity(2, 3 + epoch.len());
+        get.arg("GET").arg(epoch);
+        let mut newest = redis::Cmd::with_capacity(6, 19 + stream.len());
+        newest
+            .arg("XREVRANGE")
+            .arg(stream)
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(1);
+        pipe.add_command(get).add_command(newest);
     }
     let values = pipe.query_async::<Vec<redis::Value>>(conn).await?;
     let mut out = Vec::with_capacity(targets.len());

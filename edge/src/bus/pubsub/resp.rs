@@ -172,6 +172,8 @@ fn integer(line: &[u8]) -> Result<i64, Malformed> {
 
 /// Appends the command `args` to `out`.
 pub fn command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    // One reservation for the whole command (a header is at most 1 + 20 + 2 bytes).
+    out.reserve(23 + args.iter().map(|a| a.as_ref().len() + 25).sum::<usize>());
     push_header(out, b'*', args.len());
     for arg in args {
         let arg = arg.as_ref();
@@ -183,7 +185,7 @@ pub fn command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
 
 fn push_header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.push(kind);
-    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

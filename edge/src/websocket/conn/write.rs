@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
+use tokio::io::Interest;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 
@@ -106,7 +107,10 @@ impl WsConn {
             let sent = {
                 let mut slices = [IoSlice::new(&[]); IOVECS];
                 let (count, _) = iovec::gather(&self.out, &mut slices);
-                self.socket.stream.try_write_vectored(&slices[..count])
+                let socket = &self.socket;
+                socket
+                    .stream
+                    .try_io(Interest::WRITABLE, || socket.send(&slices[..count]))
             };
             let written = match sent {
                 Ok(0) => return Err(std::io::Error::from(ErrorKind::WriteZero).into()),
