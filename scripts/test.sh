@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every Ferrocast test. Installs what the machine lacks from Debian's packages (redis-server,
-# openssl, Python, Node.js and npm, chromium), builds the edge and emitter binaries the end-to-end
-# tests start, runs the whole workspace's tests, then the JavaScript client's (Node, and real
-# Chromium through playwright-core, from clients/js/package-lock.json). Python's `websockets`
-# (pinned in tests/python/requirements.txt) goes into a venv under target/. Each end-to-end test
-# starts its own redis-server on a free port; nothing else is needed.
+# openssl, gcc and make, Python, Node.js and npm, chromium), builds the edge and emitter binaries
+# the end-to-end tests start, runs the whole workspace's tests, then the JavaScript client's (Node,
+# and real Chromium through playwright-core, from clients/js/package-lock.json). Python's
+# `websockets` (pinned in tests/python/requirements.txt) goes into a venv under target/. Each
+# end-to-end test starts its own redis-server on a free port; nothing else is needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The edge links jemalloc, built from C source: a C compiler and make.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # playwright-core drives Debian's chromium: no browser is downloaded.
