@@ -3,10 +3,13 @@
 //! Every live and replayed message is decoded once per edge, and through serde each field went
 //! through a visitor and a name lookup (rmp-serde was the largest part of the direct-message
 //! path's user time). This reads the map in one pass over the bytes. It accepts what the serde
-//! decoder accepted for a map (strings as `str` or `bin`, `id` as a 16-byte `bin`,
-//! integers in any width that fits, `nil` for absent optional fields, unknown fields skipped) and
-//! refuses the same: a missing required field, a duplicate one, a wrong type. Anything else is
-//! an error, never a panic, and nothing is allocated beyond the fields it returns.
+//! decoder accepted for a map keyed by field name (strings as `str` or `bin`, `id` as a 16-byte
+//! `bin`, `data` as `bin`, `str` or an array of bytes, integers in any width that fits, `nil`
+//! for absent optional fields, unknown fields skipped) and refuses the same: a missing required
+//! field, a duplicate one, a wrong type. Forms rmp-serde also took that no publisher following
+//! the protocol writes (a positional array instead of the map, fields keyed by index, `kind` and
+//! `scope` as variant numbers) are refused. Anything else is an error, never a panic, and
+//! nothing is allocated beyond the fields it returns.
 
 use uuid::Uuid;
 
@@ -43,7 +46,7 @@ pub fn read(bytes: &[u8]) -> Result<Envelope, Malformed> {
             b"scope" => set(&mut scope, r.scope())?,
             b"target" => set(&mut target, r.text().map(str::to_owned))?,
             b"event" => set(&mut event, r.text().map(str::to_owned))?,
-            b"data" => set(&mut data, r.bytes().map(<[u8]>::to_vec))?,
+            b"data" => set(&mut data, r.data())?,
             b"except" => set(&mut except, r.texts())?,
             b"ts" => set(&mut ts, r.uint())?,
             b"trace" => set(&mut trace, r.optional(|r| r.text().map(str::to_owned)))?,
@@ -143,6 +146,20 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(len).map_err(|_| "truncated")?)
     }
 
+    /// `data`: a `bin` or `str`, or (as serde took it) an array of byte values.
+    fn data(&mut self) -> Result<Vec<u8>, Malformed> {
+        if !matches!(self.peek(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
+            return self.bytes().map(<[u8]>::to_vec);
+        }
+        let len = self.array_len()?;
+        let room = self.bytes.len() - self.at;
+        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(room).min(room));
+        for _ in 0..len {
+            out.push(u8::try_from(self.uint()?).map_err(|_| "integer out of range")?);
+        }
+        Ok(out)
+    }
+
     fn text(&mut self) -> Result<&'a str, Malformed> {
         std::str::from_utf8(self.bytes()?).map_err(|_| "a string is not UTF-8")
     }
@@ -175,7 +192,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A `bin` of 16 bytes (text was refused before, and still is).
+    /// A `bin` of 16 bytes (UUID text was refused before, and still is).
     fn uuid(&mut self) -> Result<Uuid, Malformed> {
         if !matches!(self.peek(), Some(0xc4..=0xc6)) {
             return Err("id is not 16 bytes");
@@ -339,13 +356,16 @@ mod tests {
             byte in any::<u8>(),
             cut in any::<prop::sample::Index>(),
         ) {
-            let mut bytes = rmp_serde::to_vec_named(&env).unwrap();
+            let good = rmp_serde::to_vec_named(&env).unwrap();
+            let mut bytes = good.clone();
             let i = at.index(bytes.len());
             bytes[i] = byte;
             if let Ok(read) = read(&bytes) {
                 prop_assert_eq!(Some(read), serde_read(&bytes));
             }
-            let cut = &bytes[..cut.index(bytes.len())];
+            // Cut from the intact encoding: a damaged one may end early, and what follows an
+            // envelope is ignored.
+            let cut = &good[..cut.index(good.len())];
             prop_assert!(super::read(cut).is_err());
         }
 
@@ -398,6 +418,24 @@ mod tests {
         assert_eq!(env.id.as_bytes(), odd.id);
         assert_eq!((env.event.as_str(), &env.data[..]), ("say", &b"{}"[..]));
         assert_eq!((env.ts, env.room), (5, None));
+    }
+
+    #[test]
+    fn reads_integers_of_every_width_and_data_as_byte_values() {
+        // {"v": int8 1, "id": bin 16, "kind": "msg", "scope": "all", "target": "",
+        //  "ts": int64 5, "data": [0x7b, uint8 0x7d]}
+        let mut bytes = vec![0x87, 0xa1, b'v', 0xd0, 0x01, 0xa2, b'i', b'd', 0xc4, 0x10];
+        bytes.extend_from_slice(&[9; 16]);
+        bytes.extend_from_slice(b"\xa4kind\xa3msg\xa5scope\xa3all\xa6target\xa0");
+        bytes.extend_from_slice(&[0xa2, b't', b's', 0xd3, 0, 0, 0, 0, 0, 0, 0, 5]);
+        bytes.extend_from_slice(&[0xa4, b'd', b'a', b't', b'a', 0x92, 0x7b, 0xcc, 0x7d]);
+        let env = read(&bytes).unwrap();
+        assert_eq!(Some(&env), serde_read(&bytes).as_ref());
+        assert_eq!((env.v, env.ts, &env.data[..]), (1, 5, &b"{}"[..]));
+        // A negative int8 where an unsigned one belongs: refused by both.
+        bytes[4] = 0xff;
+        assert_eq!(read(&bytes), Err("integer out of range"));
+        assert_eq!(serde_read(&bytes), None);
     }
 
     #[test]
