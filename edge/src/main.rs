@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferrocast_edge::config::Config;
 
-// jemalloc, not glibc's malloc: connections are set up on one worker thread and torn down on
-// another, and glibc then takes the other thread's arena lock for every free. In the churn
-// benchmark malloc and free were ~17 % of the edge's CPU; jemalloc cut CPU per cycle by 10-17 %
-// and idle memory per connection slightly (BENCHMARKS.md, eighth session).
+// jemalloc, not glibc's malloc: in the churn benchmark glibc's malloc, free and realloc were
+// ~12.5 % of the edge's samples and its internal lock waits another ~4.7 % (most likely arena
+// locks: a connection is set up on one worker thread and torn down on another). jemalloc cut
+// the edge's CPU per cycle by 10-17 % and idle memory per connection slightly (BENCHMARKS.md,
+// eighth session).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
