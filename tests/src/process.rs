@@ -11,13 +11,37 @@ pub use redis::RedisServer;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), because a
+/// port the kernel picked for `bind(0)` can be taken again, before the edge or redis-server binds
+/// it, as the local port of any outgoing connection a parallel test opens. A Redis Cluster node
+/// also binds its port + 10000 for the cluster bus, which stays below that range and outside
+/// this one.
+const PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// A TCP port on 127.0.0.1 that was free when asked and that no other call in this process
+/// returns again.
+///
+/// Tests in one binary run in parallel, so the cursor is shared; it starts at an offset drawn
+/// from the process id so that two test processes side by side rarely meet either.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + u16::try_from(offset).expect("offset below span");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 /// Path of a workspace binary (`edge`, `emitter`) next to the test executable's profile folder.

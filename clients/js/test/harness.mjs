@@ -12,16 +12,28 @@ const bin = (name) => path.join(root, 'target', 'debug', name);
 export const DEV_SECRET = 'ferrocast-dev-secret';
 export const DEADLINE_MS = 15_000;
 
-/** A free TCP port on loopback. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports come from below Linux's ephemeral range (32768-60999): a port the kernel picked for
+// listen(0) can be taken, before the edge binds it, as the local port of any outgoing
+// connection. The cursor starts at an offset drawn from the process id so that test files
+// running side by side rarely meet.
+const PORTS = { start: 20_000, span: 10_000 };
+let nextPort = (process.pid * 7919) % PORTS.span;
+
+function canListen(port) {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
+    server.on('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** A TCP port on loopback that was free when asked and that this process hands out once. */
+export async function freePort() {
+  for (let tries = 0; tries < PORTS.span; tries++) {
+    const port = PORTS.start + (nextPort++ % PORTS.span);
+    if (await canListen(port)) return port;
+  }
+  throw new Error('no free port');
 }
 
 /** Waits until `check()` resolves truthy, or fails naming `what`. */
