@@ -3,6 +3,8 @@
 //! frames to a `writev` ([`write`]), and no buffer held while the connection is idle.
 
 mod read;
+#[cfg(test)]
+mod tests;
 mod write;
 
 pub use read::Read;

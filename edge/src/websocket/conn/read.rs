@@ -21,7 +21,7 @@ const READ_CHUNK: usize = 4096;
 pub(super) struct Partial {
     text: bool,
     compressed: bool,
-    data: Vec<u8>,
+    pub(super) data: Vec<u8>,
 }
 
 /// What a read from the socket came to, before the frame path answers it (see
@@ -148,7 +148,7 @@ impl WsConn {
     }
 
     /// One complete message from what was read, if there is one.
-    fn parse(&mut self) -> Result<Option<Message>, u16> {
+    pub(super) fn parse(&mut self) -> Result<Option<Message>, u16> {
         loop {
             let compression = self.socket.deflate.is_some();
             let header = match frame::parse(&self.read, compression, self.max_message) {
