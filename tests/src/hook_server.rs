@@ -38,6 +38,9 @@ pub struct HookState {
     pub members: Mutex<HashSet<(String, String)>>,
     /// Every request: path, its Authorization header and traceparent, and its body.
     pub seen: Mutex<Vec<Seen>>,
+    /// When set, an accepting connect hook first publishes a `greeting` to the new client id
+    /// through this emitter, as an application sending a connection its initial state would.
+    pub greeter: Mutex<Option<ferrocast_emitter::Emitter>>,
 }
 
 /// A running hook server; stops when dropped.
@@ -57,6 +60,7 @@ impl HookServer {
             tokens: Mutex::new(HashMap::new()),
             members: Mutex::new(HashSet::new()),
             seen: Mutex::new(Vec::new()),
+            greeter: Mutex::new(None),
         });
         let router = axum::Router::new()
             .route("/connect", post(connect))
@@ -80,6 +84,12 @@ impl HookServer {
     /// Answers `token` with `claims`.
     pub fn token(&self, token: &str, claims: Value) {
         self.state.tokens.lock().insert(token.to_owned(), claims);
+    }
+
+    /// Makes the connect hook publish a `greeting` (`{"client": <id>}`) to every client it
+    /// accepts, through `emitter`, before it answers.
+    pub fn greet_with(&self, emitter: ferrocast_emitter::Emitter) {
+        *self.state.greeter.lock() = Some(emitter);
     }
 
     /// Lets `user` into `room`.
@@ -155,10 +165,18 @@ async fn connect(
         return answer;
     }
     let token = body["token"].as_str().unwrap_or_default();
-    match state.tokens.lock().get(token) {
-        Some(claims) => Json(claims.clone()).into_response(),
-        None => StatusCode::UNAUTHORIZED.into_response(),
+    let Some(claims) = state.tokens.lock().get(token).cloned() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let greeter = state.greeter.lock().clone();
+    if let Some(emitter) = greeter {
+        let client = body["client"].as_str().unwrap_or_default();
+        let greeting = json!({ "client": client });
+        if let Err(e) = emitter.to_client(client).emit("greeting", &greeting).await {
+            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        }
     }
+    Json(claims).into_response()
 }
 
 async fn join(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferrocast_emitter::{Inbox, Lifecycle, StartFrom};
+use ferrocast_emitter::{Emitter, Inbox, Lifecycle, StartFrom};
 use ferrocast_tests::hook_server::Mode;
 use ferrocast_tests::{Client, DEADLINE, Edge, HookServer, RedisServer, Token};
 use serde_json::json;
@@ -361,4 +361,34 @@ async fn the_hook_server_and_chat_worker_examples_work_together() {
         .await;
     assert_eq!(zeus["code"], "FORBIDDEN", "{zeus}");
     assert_eq!(refused(&edge.ws_url(), "session-mallory").await.0, 4001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_connect_hook_publishes_to_the_new_client_reaches_it_after_welcome() {
+    let redis = RedisServer::start();
+    let hooks = HookServer::start().await;
+    hooks.token("session-ada", json!({"user": "ada"}));
+    hooks.greet_with(Emitter::connect(redis.url()).await.expect("emitter"));
+    let url = redis.url();
+    let edge = edge_with(&hooks, &["--redis-url", &url]).await;
+
+    // The hook published before the edge subscribed the client id: the message is in that
+    // target's history only, and comes after `welcome`, once, by either way of authenticating.
+    let by_frame = Client::connect_with_auth_frame(&edge.ws_url(), "session-ada").await;
+    let by_header = Client::connect(&edge.ws_url(), "session-ada").await;
+    for (mut client, welcome) in [by_frame, by_header] {
+        let greeting = client.expect("msg").await;
+        assert_eq!(greeting["scope"], "client", "{greeting}");
+        assert_eq!(greeting["event"], "greeting", "{greeting}");
+        assert_eq!(greeting["data"], json!({"client": welcome["client"]}));
+        assert!(greeting["offset"].is_string(), "{greeting}");
+        let next = client.request(json!({"type": "ping"})).await;
+        assert_eq!(next["type"], "pong", "nothing twice: {next}");
+    }
+
+    // A connection the hook did not publish to gets nothing of the kind.
+    *hooks.state.greeter.lock() = None;
+    let (mut quiet, _) = Client::connect(&edge.ws_url(), "session-ada").await;
+    let next = quiet.request(json!({"type": "ping"})).await;
+    assert_eq!(next["type"], "pong", "{next}");
 }

@@ -11,6 +11,7 @@ use super::handlers::{Reply, SINCE_COST};
 use super::refusal::Refusal;
 use super::replay::Replaying;
 use super::{Room, Session, wait_live};
+use crate::bus::history::FROM_START;
 use crate::bus::{Bus, BusError, ReplayCursor};
 use crate::fanout::dedup::Written;
 use crate::fanout::outbox::Direct;
@@ -255,6 +256,39 @@ impl<B: Bus> Session<B> {
             }
         }
         Ok((recovered, replays))
+    }
+
+    /// Opens the connection's own client target's history from its start, if it has one: the
+    /// connect hook learns the client id before the connection is subscribed, so the
+    /// application may have published to it already, and everything there is for this
+    /// connection. The common case, an empty history, costs no Redis call.
+    pub(super) async fn client_history(&mut self) -> Result<Option<Replaying>, BusError> {
+        let own = self.own.get(Scope::Client);
+        let (target, topic) = (own.key.clone(), own.topic);
+        let published = self
+            .shared
+            .bus
+            .known_position(&target)
+            .is_none_or(|cursor| cursor.last.is_some());
+        if !published {
+            return Ok(None);
+        }
+        // An offset of no real epoch: the whole history is news.
+        let cursor = self
+            .shared
+            .bus
+            .open_replay(&target, Some(FROM_START))
+            .await?;
+        let Some(last) = cursor.last else {
+            return Ok(None);
+        };
+        self.seams.set(topic, last);
+        Ok(Some(Replaying {
+            written: self.outbox.written(topic),
+            target,
+            topic,
+            cursor,
+        }))
     }
 
     /// Opens `target`'s history after `since` for a member (it was joined first); without

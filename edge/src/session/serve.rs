@@ -46,10 +46,17 @@ impl<B: Bus> Session<B> {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return Err(close::TRY_LATER);
         }
-        let Ok((recovered, replays)) = self.resume(since).await else {
+        let Ok((recovered, mut replays)) = self.resume(since).await else {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return Err(close::TRY_LATER);
         };
+        match self.client_history().await {
+            Ok(history) => replays.extend(history),
+            Err(_) => {
+                close_with(ws, close::TRY_LATER, "bus unavailable").await;
+                return Err(close::TRY_LATER);
+            }
+        }
         let welcome = self.encode(&ServerFrame::Welcome {
             client: &self.client,
             user: &self.claims.sub,
