@@ -46,6 +46,10 @@ impl Listeners {
     }
 }
 
+/// How long a stopping edge goes on appending the lifecycle events its drain queued (with
+/// `--drain-timeout` and its 5 s grace, inside Kubernetes' default 45 s grace period).
+const LIFECYCLE_FLUSH: Duration = Duration::from_secs(5);
+
 /// A running edge, owning its tasks.
 pub struct Edge {
     public: SocketAddr,
@@ -55,6 +59,9 @@ pub struct Edge {
     /// Tells the listeners to stop accepting (after the drain: probes answer until then).
     stop_listening: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
+    /// Appends lifecycle events to the inbox (`--upstream-lifecycle`); stopped with the
+    /// listeners, after which it appends what the drain queued.
+    lifecycle: Option<JoinHandle<()>>,
     /// Tasks that run as long as the edge: subscriptions, the sweep, the inbox watch.
     background: JoinSet<()>,
     /// Stops the bus's own tasks (its connection to Redis).
@@ -114,10 +121,17 @@ impl Edge {
         let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
         let drain_timeout = config.drain_timeout;
         let presence = Presence::new(&config.presence, &node_id);
+        let (stop_listening, stopped) = watch::channel(false);
+        let stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
         let (hooks, lifecycle) = Hooks::new(&config, &node_id);
-        if let Some(lifecycle) = lifecycle {
-            background.spawn(crate::hooks::lifecycle::run(lifecycle, bus.clone()));
-        }
+        let lifecycle = lifecycle.map(|events| {
+            tokio::spawn(crate::hooks::lifecycle::run(events, bus.clone(), stopped()))
+        });
         if !config.presence.presence_rooms.is_empty() {
             background.spawn(crate::presence::flush::run(presence.clone(), bus.clone()));
         }
@@ -150,13 +164,6 @@ impl Edge {
             path = %shared.config.ws_path,
             "edge listening"
         );
-        let (stop_listening, stopped) = watch::channel(false);
-        let stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }
-        };
         let listeners = vec![
             tokio::spawn(listener::serve(shared.clone(), listeners.public, stopped())),
             tokio::spawn(internal::serve(shared, listeners.internal, stopped())),
@@ -168,6 +175,7 @@ impl Edge {
             drain_timeout,
             stop_listening,
             listeners,
+            lifecycle,
             background,
             stop_bus: Box::new(move || bus.shutdown()),
         })
@@ -190,6 +198,18 @@ impl Edge {
         let _ = self.stop_listening.send(true);
         for listener in self.listeners.drain(..) {
             let _ = listener.await;
+        }
+        if let Some(lifecycle) = self.lifecycle.take() {
+            // The drain queued every session's `$disconnect`: appended while the bus is still
+            // up, for as long as Redis lets them be.
+            let abort = lifecycle.abort_handle();
+            if tokio::time::timeout(LIFECYCLE_FLUSH, lifecycle)
+                .await
+                .is_err()
+            {
+                abort.abort();
+                tracing::warn!("lifecycle events still queued after {LIFECYCLE_FLUSH:?}: dropped");
+            }
         }
         self.background.shutdown().await;
         (self.stop_bus)();

@@ -392,3 +392,58 @@ async fn what_the_connect_hook_publishes_to_the_new_client_reaches_it_after_welc
     let next = quiet.request(json!({"type": "ping"})).await;
     assert_eq!(next["type"], "pong", "{next}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_edge_appends_every_disconnect_before_it_exits() {
+    const CLIENTS: usize = 200;
+    let redis = RedisServer::start();
+    // Every client is closed at once: their `$disconnect`s are all queued as the drain ends.
+    let mut edge = Edge::with_redis(
+        &redis,
+        &[
+            "--upstream-lifecycle",
+            "disconnect",
+            "--drain-timeout",
+            "0s",
+        ],
+    )
+    .await;
+    let token = Token::user("di", &[]).dev();
+    let mut closing = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut client, _) = Client::connect(&edge.ws_url(), &token).await;
+        closing.push(tokio::spawn(async move { client.closed().await.0 }));
+    }
+    edge.terminate();
+    assert!(edge.exited(DEADLINE).await.success());
+    for client in closing {
+        assert_eq!(client.await.expect("client task"), 1001);
+    }
+
+    let mut inbox = Inbox::builder(redis.url(), "app", "w1")
+        .start_from(StartFrom::Beginning)
+        .connect()
+        .await
+        .expect("inbox");
+    let mut disconnects = 0;
+    // The edge has exited: what is not in the stream now never will be.
+    while let Ok(batch) = tokio::time::timeout(Duration::from_secs(2), inbox.next_up_to(100)).await
+    {
+        let batch = batch.expect("read");
+        if batch.is_empty() {
+            break;
+        }
+        for received in batch {
+            assert!(
+                matches!(
+                    received.lifecycle(),
+                    Some(Lifecycle::Disconnect { code: 1001, .. })
+                ),
+                "{:?}",
+                received.lifecycle()
+            );
+            disconnects += 1;
+        }
+    }
+    assert_eq!(disconnects, CLIENTS);
+}

@@ -83,18 +83,38 @@ impl LifecycleEvents {
     }
 }
 
-/// Appends queued events to the inbox until the edge stops.
-pub async fn run<B: Bus>(mut rx: mpsc::Receiver<Upstream>, bus: Arc<B>) {
-    while let Some(upstream) = rx.recv().await {
-        match bus.send_upstream(&upstream).await {
-            Ok(_) => {
-                metrics().upstream_appends.inc();
-            }
-            Err(BusError::Full(_)) => dropped("inbox_full"),
-            Err(error) => {
-                tracing::debug!(%error, event = %upstream.event, "lifecycle event not appended");
-                dropped("unavailable");
-            }
+/// Appends queued events to the inbox until `stopping` completes, then appends what is queued
+/// by then and returns: the edge stops it after draining, when every drained session has
+/// queued its `$disconnect`.
+pub async fn run<B: Bus>(
+    mut rx: mpsc::Receiver<Upstream>,
+    bus: Arc<B>,
+    stopping: impl Future<Output = ()>,
+) {
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            upstream = rx.recv() => match upstream {
+                Some(upstream) => append(&*bus, &upstream).await,
+                None => return,
+            },
+            () = &mut stopping => break,
+        }
+    }
+    while let Ok(upstream) = rx.try_recv() {
+        append(&*bus, &upstream).await;
+    }
+}
+
+async fn append<B: Bus>(bus: &B, upstream: &Upstream) {
+    match bus.send_upstream(upstream).await {
+        Ok(_) => {
+            metrics().upstream_appends.inc();
+        }
+        Err(BusError::Full(_)) => dropped("inbox_full"),
+        Err(error) => {
+            tracing::debug!(%error, event = %upstream.event, "lifecycle event not appended");
+            dropped("unavailable");
         }
     }
 }
