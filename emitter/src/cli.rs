@@ -200,7 +200,8 @@ impl Cli {
         // the run with nothing read, which a script can simply run again.
         let emitter = self.connect().await?;
         let input = tokio::io::BufReader::with_capacity(stdin::BUFFER, tokio::io::stdin());
-        Ok(stdin::send(&emitter, input, &args.except).await.into())
+        let to = stdin::Destination::Redis(&emitter);
+        Ok(stdin::send(to, input, &args.except).await.into())
     }
 }
 

@@ -351,3 +351,74 @@ async fn short_or_published_api_keys_are_refused_at_start() {
         assert!(!status.success(), "{key}: {status}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_stdin_goes_through_the_edge_api_line_by_line() {
+    let mut edge = Edge::start(&[]).await;
+    let (mut ada, welcome) = Client::connect(&edge.ws_url(), &token("ada")).await;
+    ada.join("r").await;
+    let me = welcome["client"].as_str().expect("client id");
+    let url = format!("http://127.0.0.1:{}", edge.internal_port);
+    let cli = [
+        "--edge",
+        url.as_str(),
+        "--api-key",
+        DEV_KEY,
+        "send",
+        "--stdin",
+    ];
+
+    let lines = [
+        json!({"room": "r", "event": "a", "data": {"n": 1}}).to_string(),
+        "not json".to_owned(),
+        json!({"user": "ada", "event": "b", "data": [1, 2]}).to_string(),
+        json!({"room": "r", "event": "c", "data": "x", "except": [me]}).to_string(),
+        json!({"all": true, "event": "d"}).to_string(),
+    ]
+    .join("\n");
+    let run = emitter(&cli, Some(&lines));
+    assert_eq!(
+        run.code, 2,
+        "a bad line, the rest published: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("line 2:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("published 4, bad 1, not published 0"),
+        "{}",
+        run.stderr
+    );
+    let offsets: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(offsets.len(), 4, "{}", run.stdout);
+    // `c` left ada out, as its line asked; the others reach her in order, at their offsets.
+    for (event, scope, offset) in [
+        ("a", "room", offsets[0]),
+        ("b", "user", offsets[1]),
+        ("d", "all", offsets[3]),
+    ] {
+        let frame = ada.expect("msg").await;
+        assert_eq!(
+            (&frame["event"], &frame["scope"], &frame["offset"]),
+            (&json!(event), &json!(scope), &json!(offset)),
+            "{frame}"
+        );
+    }
+    let next = ada.request(json!({"type": "ping"})).await;
+    assert_eq!(next["type"], "pong", "nothing else: {next}");
+
+    // An edge that is gone: nothing published, exit status 3, the lines named.
+    edge.terminate();
+    edge.exited(ferrocast_tests::DEADLINE).await;
+    let run = emitter(&cli, Some(&json!({"room": "r", "event": "e"}).to_string()));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 1 not published"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("(the edge is unavailable)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -56,7 +56,8 @@ pub struct Cli {
     pub retries: u32,
     /// Go through this edge's HTTP API instead of Redis: the edge's internal listener,
     /// http://host:port (e.g. a single-node edge, or from a machine that cannot reach Redis).
-    /// Works for send (not --stdin), join, leave, disconnect (--user or --client) and presence.
+    /// Works for send (--stdin too: each pipeline of lines one POST /api/batch), join, leave,
+    /// disconnect (--user or --client) and presence.
     #[arg(long, env = "FERROCAST_EDGE_URL", global = true)]
     pub edge: Option<String>,
     /// The edge's API key, with --edge (a single-node edge's is ferrocast-dev-api-key).
@@ -196,8 +197,8 @@ pub struct SendArgs {
     /// (targets: "room", "user", "client" or "all":true; optional "except":[..]), and publish
     /// each as it arrives (so `tail -f events | emitter send --stdin` works), printing its offset.
     /// Bad lines are reported on stderr with their number and reason, and the rest are still
-    /// published; if Redis becomes unavailable, reading stops and stderr names the lines not
-    /// published. A summary line on stderr ends every run.
+    /// published; if Redis (or the --edge) becomes unavailable, reading stops and stderr names
+    /// the lines not published. A summary line on stderr ends every run.
     #[arg(long)]
     pub stdin: bool,
 }

@@ -148,10 +148,11 @@ impl super::Cli {
         };
         let answer = match &self.command {
             Command::Send(args) if args.stdin => {
-                return Err(BadArgument(
-                    "--stdin publishes through Redis only (not --edge)".into(),
-                )
-                .into());
+                let input =
+                    tokio::io::BufReader::with_capacity(super::stdin::BUFFER, tokio::io::stdin());
+                let to = super::stdin::Destination::Edge(&edge);
+                let outcome = super::stdin::send(to, input, &args.except).await;
+                return Ok(outcome.into());
             }
             Command::Send(args) => {
                 let mut body = match (&args.room, &args.user, &args.client) {

@@ -1,6 +1,5 @@
 //! What a run of the command came to, as its exit status.
 
-//DEL
 use std::process::ExitCode;
 
 use crate::{EmitError, InboxError};
@@ -57,17 +56,22 @@ impl Outcome {
                 };
             }
             if let Some(e) = cause.downcast_ref::<super::EdgeError>() {
-                return match e {
-                    super::EdgeError::Unavailable(_) => Outcome::Unavailable,
-                    e if e.is_bad_input() => Outcome::BadInput,
-                    _ => Outcome::Failed,
-                };
+                return Outcome::of_edge(e);
             }
             if cause.is::<NameError>() || cause.is::<EnvelopeError>() || cause.is::<BadArgument>() {
                 return Outcome::BadInput;
             }
         }
         Outcome::Failed
+    }
+
+    /// How a request to the edge's API that failed with `error` counts.
+    pub fn of_edge(error: &super::EdgeError) -> Outcome {
+        match error {
+            super::EdgeError::Unavailable(_) => Outcome::Unavailable,
+            e if e.is_bad_input() => Outcome::BadInput,
+            _ => Outcome::Failed,
+        }
     }
 
     /// How a message that failed with `error` counts.

@@ -1,4 +1,5 @@
-//! `emitter send --stdin`: one message per line of standard input, published as the lines come.
+//! `emitter send --stdin`: one message per line of standard input, published as the lines come,
+//! through Redis or, with `--edge`, through an edge's HTTP API (`POST /api/batch`).
 //!
 //! Lines go out in pipelines. A pipeline is sent when it holds [`BATCH`] lines, when its first
 //! line has waited [`LINGER`], or at the end of the input: `cat big.jsonl | emitter send --stdin`
@@ -7,8 +8,8 @@
 //!
 //! Every line is accounted for. A bad one (not UTF-8, not a JSON object of the expected shape, a
 //! bad name, data that MessagePack clients cannot be sent) is reported on stderr with its number
-//! and reason, and the valid ones are still published. When nothing can be sent (Redis is
-//! unavailable) the run stops: stderr names the lines read but not published and nothing after
+//! and reason, and the valid ones are still published. When nothing can be sent (Redis or the
+//! edge is unavailable) the run stops: stderr names the lines read but not published and nothing after
 //! them is read, so the caller knows where to resume. A summary line on stderr ends every run.
 
 use std::fmt::Write as _;
@@ -19,10 +20,12 @@ use anyhow::Context;
 use ferrocast_protocol::keys::Target;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::time::Instant;
 
 use super::Outcome;
+use super::edge::{Edge, EdgeError};
 use crate::{EmitError, Emitter, Message};
 
 /// Most lines published in one pipeline.
@@ -36,11 +39,55 @@ const LINGER: Duration = Duration::from_millis(20);
 /// producer's lines are at hand when they are wanted.
 pub(super) const BUFFER: usize = 64 * 1024;
 
-/// Publishes each line of `input` (with `except` added to its own), until the input ends or
-/// nothing more can be published; prints one offset per published line on stdout, the problems
-/// and a summary on stderr. Returns how the run went.
+/// Where the lines are published.
+pub(super) enum Destination<'a> {
+    /// Redis, through the emitter library: each pipeline one Redis pipeline.
+    Redis(&'a Emitter),
+    /// An edge's HTTP API: each pipeline one `POST /api/batch`.
+    Edge(&'a Edge),
+}
+
+/// A line waiting for its pipeline: its number, the message as checked here, and for an edge
+/// the API's publish body.
+type PendingLine = (usize, Message, Option<Value>);
+
+/// Why a line (or a whole pipeline) was not published: how it counts, the error to print with
+/// the lines, and a few words for the summary.
+struct Failure {
+    outcome: Outcome,
+    error: String,
+    reason: String,
+}
+
+impl Failure {
+    fn emit(error: &EmitError) -> Failure {
+        Failure {
+            outcome: Outcome::of_emit(error),
+            error: error.to_string(),
+            reason: match error {
+                EmitError::Unavailable(_) => "Redis is unavailable".to_owned(),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    fn edge(error: &EdgeError) -> Failure {
+        Failure {
+            outcome: Outcome::of_edge(error),
+            error: error.to_string(),
+            reason: match error {
+                EdgeError::Unavailable(_) => "the edge is unavailable".to_owned(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// Publishes each line of `input` (with `except` added to its own) to `to`, until the input
+/// ends or nothing more can be published; prints one offset per published line on stdout, the
+/// problems and a summary on stderr. Returns how the run went.
 pub(super) async fn send(
-    emitter: &Emitter,
+    to: Destination<'_>,
     mut input: impl AsyncBufRead + Unpin,
     except: &[String],
 ) -> Outcome {
@@ -53,7 +100,7 @@ pub(super) async fn send(
         deadline: None,
         outcome: Outcome::Done,
     };
-    let stop = run.read(emitter, &mut input, except).await.err();
+    let stop = run.read(&to, &mut input, except).await.err();
     run.summarize(stop)
 }
 
@@ -67,8 +114,8 @@ struct Run {
     bad: usize,
     /// Valid lines that were not published, by number.
     unpublished: Vec<usize>,
-    /// Valid lines waiting for their pipeline, by number.
-    pending: Vec<(usize, Message)>,
+    /// Valid lines waiting for their pipeline.
+    pending: Vec<PendingLine>,
     /// When the oldest pending line stops waiting for company.
     deadline: Option<Instant>,
     /// The worst that happened to a line.
@@ -85,7 +132,7 @@ impl Run {
     /// Reads and publishes until the input ends (`Ok`) or the run must stop (`Err`).
     async fn read(
         &mut self,
-        emitter: &Emitter,
+        to: &Destination<'_>,
         input: &mut (impl AsyncBufRead + Unpin),
         except: &[String],
     ) -> Result<(), Stop> {
@@ -103,15 +150,15 @@ impl Run {
                         // fast producer fills its pipelines (BATCH bounds the wait).
                         biased;
                         read = &mut read => break read,
-                        () = linger(self.deadline) => self.publish(emitter).await?,
+                        () = linger(self.deadline) => self.publish(to).await?,
                     }
                 }
             };
             match read {
-                Ok(0) => return self.publish(emitter).await,
-                Ok(_) => self.take(&line, except, emitter).await?,
+                Ok(0) => return self.publish(to).await,
+                Ok(_) => self.take(&line, except, to).await?,
                 Err(e) => {
-                    self.publish(emitter).await?;
+                    self.publish(to).await?;
                     return Err(Stop {
                         outcome: Outcome::Failed,
                         reason: format!("cannot read standard input: {e}"),
@@ -126,18 +173,18 @@ impl Run {
         &mut self,
         line: &[u8],
         except: &[String],
-        emitter: &Emitter,
+        to: &Destination<'_>,
     ) -> Result<(), Stop> {
         self.lines += 1;
-        match parse(line, except) {
+        match parse(line, except, matches!(to, Destination::Edge(_))) {
             Ok(None) => Ok(()),
-            Ok(Some(message)) => {
+            Ok(Some((message, body))) => {
                 if self.pending.is_empty() {
                     self.deadline = Some(Instant::now() + LINGER);
                 }
-                self.pending.push((self.lines, message));
+                self.pending.push((self.lines, message, body));
                 if self.pending.len() >= BATCH {
-                    self.publish(emitter).await?;
+                    self.publish(to).await?;
                 }
                 Ok(())
             }
@@ -154,20 +201,21 @@ impl Run {
     /// be sent (trying the next lines would only fail the same way, and stopping keeps every
     /// line before the last one read accounted for), when Redis was unavailable for some of
     /// them, or when an offset cannot be printed.
-    async fn publish(&mut self, emitter: &Emitter) -> Result<(), Stop> {
+    async fn publish(&mut self, to: &Destination<'_>) -> Result<(), Stop> {
         self.deadline = None;
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (numbers, messages): (Vec<usize>, Vec<Message>) = self.pending.drain(..).unzip();
-        let results = match emitter.emit_batch(&messages).await {
+        let pending = std::mem::take(&mut self.pending);
+        let numbers: Vec<usize> = pending.iter().map(|(number, ..)| *number).collect();
+        let results = match to.publish(pending).await {
             Ok(results) => results,
-            Err(e) => {
-                eprintln!("{} not published: {e}", name_lines(&numbers));
+            Err(failure) => {
+                eprintln!("{} not published: {}", name_lines(&numbers), failure.error);
                 self.unpublished.extend(numbers);
                 return Err(Stop {
-                    outcome: Outcome::of_emit(&e),
-                    reason: reason(&e),
+                    outcome: failure.outcome,
+                    reason: failure.reason,
                 });
             }
         };
@@ -182,14 +230,13 @@ impl Run {
                         printed = writeln!(stdout, "{offset}");
                     }
                 }
-                Err(e) => {
-                    eprintln!("line {number}: not published: {e}");
+                Err(failure) => {
+                    eprintln!("line {number}: not published: {}", failure.error);
                     self.unpublished.push(number);
-                    let outcome = Outcome::of_emit(&e);
-                    if outcome == Outcome::Unavailable {
-                        unavailable = Some(reason(&e));
+                    if failure.outcome == Outcome::Unavailable {
+                        unavailable = Some(failure.reason);
                     }
-                    self.outcome = self.outcome.max(outcome);
+                    self.outcome = self.outcome.max(failure.outcome);
                 }
             }
         }
@@ -239,13 +286,64 @@ async fn linger(deadline: Option<Instant>) {
     }
 }
 
-/// Why a publish failure stops the run, in a few words for the summary (the full error is
-/// printed with the lines it concerns).
-fn reason(error: &EmitError) -> String {
-    match error {
-        EmitError::Unavailable(_) => "Redis is unavailable".to_owned(),
-        other => other.to_string(),
+impl Destination<'_> {
+    /// Publishes `lines` in order: each line's offset or failure, or the failure of them all.
+    async fn publish(
+        &self,
+        lines: Vec<PendingLine>,
+    ) -> Result<Vec<Result<String, Failure>>, Failure> {
+        match self {
+            Destination::Redis(emitter) => {
+                let messages: Vec<Message> = lines.into_iter().map(|(_, m, _)| m).collect();
+                let results = emitter.emit_batch(&messages).await;
+                let results = results.map_err(|e| Failure::emit(&e))?;
+                Ok(results
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|offset| offset.to_string())
+                            .map_err(|e| Failure::emit(&e))
+                    })
+                    .collect())
+            }
+            Destination::Edge(edge) => {
+                let count = lines.len();
+                let bodies: Vec<Value> = lines.into_iter().filter_map(|(.., body)| body).collect();
+                let answer = edge
+                    .post("/api/batch", &json!({ "messages": bodies }))
+                    .await;
+                let answer = answer.map_err(|e| Failure::edge(&e))?;
+                let results = answer["results"].as_array().filter(|r| r.len() == count);
+                let Some(results) = results else {
+                    return Err(Failure::edge(&EdgeError::Unavailable(format!(
+                        "the edge's answer does not have {count} results: {answer}"
+                    ))));
+                };
+                Ok(results.iter().map(edge_result).collect())
+            }
+        }
     }
+}
+
+/// One entry of `/api/batch`'s answer: `{"offset":O,..}` or `{"error":{"code":C,"message":M}}`.
+fn edge_result(entry: &Value) -> Result<String, Failure> {
+    if let Some(offset) = entry["offset"].as_str() {
+        return Ok(offset.to_owned());
+    }
+    let code = entry["error"]["code"].as_str().unwrap_or("no code");
+    let message = entry["error"]["message"].as_str().unwrap_or("no message");
+    let error = format!("the edge refused it ({code}): {message}");
+    let outcome = match code {
+        "UNAVAILABLE" => Outcome::Unavailable,
+        _ => Outcome::BadInput,
+    };
+    Err(Failure {
+        outcome,
+        reason: match outcome {
+            Outcome::Unavailable => "the edge is unavailable".to_owned(),
+            _ => error.clone(),
+        },
+        error,
+    })
 }
 
 /// "line 4", or "lines 5-7, 9": line numbers (ascending) with runs shortened.
@@ -287,9 +385,14 @@ struct Line<'a> {
     except: Vec<String>,
 }
 
-/// The message on `line` (its end of line included or not), with `except` added to its own;
-/// `None` for a blank line.
-fn parse(line: &[u8], except: &[String]) -> anyhow::Result<Option<Message>> {
+/// The message on `line` (its end of line included or not), with `except` added to its own,
+/// and, when `api` asks for it, the same as the edge API's publish body; `None` for a blank
+/// line.
+fn parse(
+    line: &[u8],
+    except: &[String],
+    api: bool,
+) -> anyhow::Result<Option<(Message, Option<Value>)>> {
     let text = std::str::from_utf8(line).context("not UTF-8")?.trim();
     if text.is_empty() {
         return Ok(None);
@@ -305,24 +408,44 @@ fn parse(line: &[u8], except: &[String]) -> anyhow::Result<Option<Message>> {
         anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true");
     };
     let target = target?;
-    let data = line.data.map_or("null", RawValue::get).as_bytes().to_vec();
+    let data = line.data.map_or("null", RawValue::get);
     let mut all_except = line.except;
     all_except.extend_from_slice(except);
-    Ok(Some(Message::new(
+    let message = Message::new(
         target,
         &line.event,
-        data,
-        all_except,
+        data.as_bytes().to_vec(),
+        all_except.clone(),
         None,
-    )?))
+    )?;
+    if !api {
+        return Ok(Some((message, None)));
+    }
+    // The line's own fields are the API's: the target as given, the data as written (checked
+    // above, so it reads as a JSON value).
+    let mut body = serde_json::Map::new();
+    let (key, value) = match (line.room, line.user, line.client) {
+        (Some(room), ..) => ("room", Value::String(room)),
+        (_, Some(user), _) => ("user", Value::String(user)),
+        (.., Some(client)) => ("client", Value::String(client)),
+        _ => ("all", Value::Bool(true)),
+    };
+    body.insert(key.to_owned(), value);
+    body.insert("event".to_owned(), Value::String(line.event));
+    body.insert(
+        "data".to_owned(),
+        serde_json::from_str(data).context("data")?,
+    );
+    body.insert("except".to_owned(), Value::from(all_except));
+    Ok(Some((message, Some(Value::Object(body)))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parsed(line: &str) -> anyhow::Result<Option<Message>> {
-        parse(line.as_bytes(), &[])
+    fn parsed(line: &str) -> anyhow::Result<Option<(Message, Option<Value>)>> {
+        parse(line.as_bytes(), &[], false)
     }
 
     #[test]
@@ -346,8 +469,26 @@ mod tests {
         ] {
             assert!(parsed(bad).is_err(), "{bad}");
         }
-        let error = parse(b"{\"all\":true,\"event\":\"\xff\"}", &[]).unwrap_err();
+        let error = parse(b"{\"all\":true,\"event\":\"\xff\"}", &[], false).unwrap_err();
         assert!(format!("{error:#}").starts_with("not UTF-8"), "{error:#}");
+    }
+
+    #[test]
+    fn batch_entries_are_offsets_or_failures_that_count_as_their_code_says() {
+        assert_eq!(
+            edge_result(&json!({"offset": "1-0_1-0", "id": "x"})).ok(),
+            Some("1-0_1-0".to_owned())
+        );
+        let refused = edge_result(&json!({"error": {"code": "INVALID_ROOM", "message": "no"}}));
+        let refused = refused.err().expect("a failure");
+        assert_eq!(refused.outcome, Outcome::BadInput);
+        assert_eq!(refused.error, "the edge refused it (INVALID_ROOM): no");
+        let later = edge_result(&json!({"error": {"code": "UNAVAILABLE", "message": "down"}}));
+        let later = later.err().expect("a failure");
+        assert_eq!(later.outcome, Outcome::Unavailable);
+        assert_eq!(later.reason, "the edge is unavailable");
+        let odd = edge_result(&json!(null)).err().expect("a failure");
+        assert_eq!(odd.outcome, Outcome::BadInput);
     }
 
     #[test]
