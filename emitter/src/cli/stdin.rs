@@ -480,14 +480,14 @@ mod tests {
             Some("1-0_1-0".to_owned())
         );
         let refused = edge_result(&json!({"error": {"code": "INVALID_ROOM", "message": "no"}}));
-        let refused = refused.err().expect("a failure");
+        let refused = refused.expect_err("a failure");
         assert_eq!(refused.outcome, Outcome::BadInput);
         assert_eq!(refused.error, "the edge refused it (INVALID_ROOM): no");
         let later = edge_result(&json!({"error": {"code": "UNAVAILABLE", "message": "down"}}));
-        let later = later.err().expect("a failure");
+        let later = later.expect_err("a failure");
         assert_eq!(later.outcome, Outcome::Unavailable);
         assert_eq!(later.reason, "the edge is unavailable");
-        let odd = edge_result(&json!(null)).err().expect("a failure");
+        let odd = edge_result(&json!(null)).expect_err("a failure");
         assert_eq!(odd.outcome, Outcome::BadInput);
     }
 
