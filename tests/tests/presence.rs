@@ -259,3 +259,47 @@ async fn rooms_without_events_are_not_told_about_joins() {
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
     ferrocast_tests::assert_nothing_else(&emitter, &mut [&mut ada]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_token_s_info_is_what_presence_shows() {
+    let redis = RedisServer::start();
+    let a_edge = Edge::with_redis(&redis, PRESENCE).await;
+    let b_edge = Edge::with_redis(&redis, PRESENCE).await;
+    let (mut ada, _) = Client::connect(&a_edge.ws_url(), &token("ada", "Ada")).await;
+    let (mut bob, _) = Client::connect(&b_edge.ws_url(), &token("bob", "Bob")).await;
+    ada.join("p:1").await;
+    ada.join("quiet").await;
+    bob.join("p:1").await;
+    let info_of_ada = |answer: &Value| {
+        answer["clients"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["user"] == "ada"))
+            .map(|c| c["info"].clone())
+    };
+    // Ada's own question flushes her edge's pending joins, so both edges' answers have her.
+    let before = ask(&mut ada, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(
+        info_of_ada(&before),
+        Some(json!({"name": "Ada"})),
+        "{before}"
+    );
+
+    // `refreshed` carries no `ref`.
+    ada.send(json!({"type": "refresh", "token": token("ada", "Ada L.")}))
+        .await;
+    until(&mut ada, |f| f["type"] == "refreshed").await;
+    let own = ask(&mut ada, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(info_of_ada(&own), Some(json!({"name": "Ada L."})), "{own}");
+    let seen = ask(&mut bob, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(
+        info_of_ada(&seen),
+        Some(json!({"name": "Ada L."})),
+        "{seen}"
+    );
+    let stats = ask(&mut bob, json!({"type": "presence_stats", "room": "p:1"})).await;
+    assert_eq!(
+        (stats["clients"].clone(), stats["users"].clone()),
+        (json!(2), json!(2)),
+        "still two members, not three: {stats}"
+    );
+}

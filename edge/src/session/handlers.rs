@@ -154,11 +154,16 @@ impl<B: Bus> Session<B> {
         let answer = match self.shared.identify(token, &peer).await {
             Ok(claims) if claims.sub == self.claims.sub => {
                 let exp = claims.exp;
+                let info_changed = claims.info != self.claims.info;
                 self.claims = claims;
                 self.life.set_exp(exp);
                 let refreshed = self.encode(&ServerFrame::Refreshed { exp });
+                let frames = refreshed.into_iter().chain(self.revoke_rooms()).collect();
+                if info_changed {
+                    self.present_again();
+                }
                 return Reply {
-                    frames: refreshed.into_iter().chain(self.revoke_rooms()).collect(),
+                    frames,
                     replays: Vec::new(),
                     close: None,
                 };

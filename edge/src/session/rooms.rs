@@ -83,11 +83,7 @@ impl<B: Bus> Session<B> {
             room: room.to_owned(),
             by: by.unwrap_or("client").to_owned(),
         });
-        let info = self
-            .claims
-            .info
-            .as_ref()
-            .and_then(|i| serde_json::to_vec(i).ok());
+        let info = self.presence_info();
         self.shared
             .presence
             .join(room, &self.client, &self.claims.sub, info.as_deref());
@@ -188,6 +184,25 @@ impl<B: Bus> Session<B> {
 
     /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
     /// public pattern, nor a worker's join allow any longer (after a `refresh`).
+    /// The token's `info` claim as presence stores it.
+    fn presence_info(&self) -> Option<Vec<u8>> {
+        self.claims
+            .info
+            .as_ref()
+            .and_then(|i| serde_json::to_vec(i).ok())
+    }
+
+    /// Records the connection in its presence rooms again, with the `info` of a refreshed
+    /// token: `presence` answers show it once the next batch is applied.
+    pub(super) fn present_again(&self) {
+        let info = self.presence_info();
+        for (room, _) in self.rooms.iter() {
+            self.shared
+                .presence
+                .join(room, &self.client, &self.claims.sub, info.as_deref());
+        }
+    }
+
     pub(super) fn revoke_rooms(&mut self) -> Vec<Message> {
         let revoked: Vec<String> = self
             .rooms

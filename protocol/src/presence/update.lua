@@ -45,10 +45,11 @@ local i = 6
 for _ = 1, tonumber(ARGV[5]) do
   local client, user = ARGV[i], ARGV[i + 1]
   if redis.call('ZADD', KEYS[2], expiry, client) == 1 then
-    redis.call('HSET', KEYS[1], client, ARGV[i + 2])
     redis.call('HINCRBY', KEYS[4], user, 1)
     table.insert(added, client)
   end
+  -- Present or not: a refreshed token may have brought new `info`.
+  redis.call('HSET', KEYS[1], client, ARGV[i + 2])
   redis.call('ZADD', KEYS[3], 'GT', expiry, user)
   i = i + 3
 end
