@@ -46,9 +46,10 @@ impl Listeners {
     }
 }
 
-/// How long a stopping edge goes on appending the lifecycle events its drain queued (with
-/// `--drain-timeout` and its 5 s grace, inside Kubernetes' default 45 s grace period).
-const LIFECYCLE_FLUSH: Duration = Duration::from_secs(5);
+/// How long a stopping edge goes on handing Redis the lifecycle events and presence changes its
+/// drain queued (with `--drain-timeout` and its 5 s grace, inside Kubernetes' default 45 s grace
+/// period).
+const FINISH_WITHIN: Duration = Duration::from_secs(5);
 
 /// A running edge, owning its tasks.
 pub struct Edge {
@@ -59,9 +60,9 @@ pub struct Edge {
     /// Tells the listeners to stop accepting (after the drain: probes answer until then).
     stop_listening: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
-    /// Appends lifecycle events to the inbox (`--upstream-lifecycle`); stopped with the
-    /// listeners, after which it appends what the drain queued.
-    lifecycle: Option<JoinHandle<()>>,
+    /// Tasks that hand Redis what sessions queued (lifecycle events, presence changes): stopped
+    /// with the listeners, after which each hands over what the drain queued.
+    finishing: Vec<JoinHandle<()>>,
     /// Tasks that run as long as the edge: subscriptions, the sweep, the inbox watch.
     background: JoinSet<()>,
     /// Stops the bus's own tasks (its connection to Redis).
@@ -129,11 +130,14 @@ impl Edge {
             }
         };
         let (hooks, lifecycle) = Hooks::new(&config, &node_id);
-        let lifecycle = lifecycle.map(|events| {
-            tokio::spawn(crate::hooks::lifecycle::run(events, bus.clone(), stopped()))
-        });
+        let mut finishing = Vec::new();
+        if let Some(events) = lifecycle {
+            let append = crate::hooks::lifecycle::run(events, bus.clone(), stopped());
+            finishing.push(tokio::spawn(append));
+        }
         if !config.presence.presence_rooms.is_empty() {
-            background.spawn(crate::presence::flush::run(presence.clone(), bus.clone()));
+            let apply = crate::presence::flush::run(presence.clone(), bus.clone(), stopped());
+            finishing.push(tokio::spawn(apply));
         }
         let shared = Arc::new(Shared {
             public_rooms: Patterns::from(config.public_rooms.clone()),
@@ -175,7 +179,7 @@ impl Edge {
             drain_timeout,
             stop_listening,
             listeners,
-            lifecycle,
+            finishing,
             background,
             stop_bus: Box::new(move || bus.shutdown()),
         })
@@ -199,17 +203,15 @@ impl Edge {
         for listener in self.listeners.drain(..) {
             let _ = listener.await;
         }
-        if let Some(lifecycle) = self.lifecycle.take() {
-            // The drain queued every session's `$disconnect`: appended while the bus is still
-            // up, for as long as Redis lets them be.
-            let abort = lifecycle.abort_handle();
-            if tokio::time::timeout(LIFECYCLE_FLUSH, lifecycle)
-                .await
-                .is_err()
-            {
-                abort.abort();
-                tracing::warn!("lifecycle events still queued after {LIFECYCLE_FLUSH:?}: dropped");
-            }
+        // The drain queued every session's `$disconnect` and presence leaves: handed over
+        // while the bus is still up, for as long as Redis lets them be.
+        let aborts: Vec<_> = self.finishing.iter().map(|t| t.abort_handle()).collect();
+        let finished = futures_util::future::join_all(self.finishing.drain(..));
+        if tokio::time::timeout(FINISH_WITHIN, finished).await.is_err() {
+            aborts.iter().for_each(|abort| abort.abort());
+            tracing::warn!(
+                "lifecycle events or presence changes left after {FINISH_WITHIN:?}: dropped"
+            );
         }
         self.background.shutdown().await;
         (self.stop_bus)();

@@ -411,6 +411,24 @@ async fn send_stdin_goes_through_the_edge_api_line_by_line() {
     let next = ada.request(json!({"type": "ping"})).await;
     assert_eq!(next["type"], "pong", "nothing else: {next}");
 
+    // 2.4 MB of lines: more than one request of the edge's 1 MiB can carry, so the pipelines
+    // are cut by size; every line published, in order.
+    let big = "x".repeat(8 * 1024);
+    let lines: Vec<String> = (0..300)
+        .map(|n| json!({"room": "elsewhere", "event": "big", "data": [n, big]}).to_string())
+        .collect();
+    let run = emitter(&cli, Some(&lines.join("\n")));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 300, "{}", run.stderr);
+    let huge = json!({"room": "elsewhere", "event": "huge", "data": "x".repeat(1 << 20)});
+    let run = emitter(&cli, Some(&huge.to_string()));
+    assert_eq!(
+        run.code, 2,
+        "a line no request can carry is a bad line: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("line 1: too large"), "{}", run.stderr);
+
     // An edge that is gone: nothing published, exit status 3, the lines named.
     edge.terminate();
     edge.exited(ferrocast_tests::DEADLINE).await;

@@ -303,3 +303,56 @@ async fn a_refreshed_token_s_info_is_what_presence_shows() {
         "still two members, not three: {stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_edge_s_members_leave_presence_at_once() {
+    let redis = RedisServer::start();
+    // A TTL far longer than the test: only the drain can take Ada out in time.
+    let rooms = ["--presence-rooms", "p:*", "--presence-events", "p:*"];
+    let long = [&rooms[..], &["--presence-ttl", "60s"]].concat();
+    let draining = [&long[..], &["--drain-timeout", "0s"]].concat();
+    let mut a_edge = Edge::with_redis(&redis, &draining).await;
+    let b_edge = Edge::with_redis(&redis, &long).await;
+    let (mut ada, ada_welcome) = Client::connect(&a_edge.ws_url(), &token("ada", "Ada")).await;
+    let (mut bob, bob_welcome) = Client::connect(&b_edge.ws_url(), &token("bob", "Bob")).await;
+    let ada_id = ada_welcome["client"].as_str().expect("client").to_owned();
+    let bob_id = bob_welcome["client"].as_str().expect("client").to_owned();
+    ada.join("p:1").await;
+    bob.join("p:1").await;
+    // Each one's question flushes their own edge's joins.
+    ask(&mut ada, json!({"type": "presence", "room": "p:1"})).await;
+    let both = ask(&mut bob, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(clients_of(&both).len(), 2, "{both}");
+
+    let closing = tokio::spawn(async move { ada.closed().await.0 });
+    a_edge.terminate();
+    assert!(a_edge.exited(Duration::from_secs(15)).await.success());
+    assert_eq!(closing.await.expect("ada's task"), 1001);
+
+    let (left, _) = until(&mut bob, |f| f["type"] == "presence_leave").await;
+    assert_eq!(left["client"], json!(ada_id), "{left}");
+    let alone = ask(&mut bob, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(clients_of(&alone), vec![(bob_id, "bob".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_edge_shows_a_refreshed_token_s_info_too() {
+    let edge = Edge::start(PRESENCE).await;
+    let (mut ada, _) = Client::connect(&edge.ws_url(), &token("ada", "Ada")).await;
+    ada.join("p:1").await;
+    let before = ask(&mut ada, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(
+        before["clients"][0]["info"],
+        json!({"name": "Ada"}),
+        "{before}"
+    );
+    ada.send(json!({"type": "refresh", "token": token("ada", "Ada L.")}))
+        .await;
+    until(&mut ada, |f| f["type"] == "refreshed").await;
+    let after = ask(&mut ada, json!({"type": "presence", "room": "p:1"})).await;
+    assert_eq!(
+        after["clients"][0]["info"],
+        json!({"name": "Ada L."}),
+        "{after}"
+    );
+}

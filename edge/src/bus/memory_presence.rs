@@ -68,6 +68,8 @@ impl MemoryPresence {
                 Some(entry) => {
                     state.expiries.remove(&(entry.2, client.clone()));
                     entry.2 = expiry;
+                    // As the Redis script does: a refreshed token may have brought new `info`.
+                    entry.1 = stored.clone();
                 }
                 None => {
                     state

@@ -12,8 +12,15 @@ use crate::bus::{Bus, BusError};
 /// How long to wait after the bus failed a batch before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Runs until the edge stops.
-pub async fn run<B: Bus>(presence: Arc<Presence>, bus: Arc<B>) {
+/// Runs until `stopping` completes, then applies what is pending and returns: the edge stops it
+/// after draining, so the drained clients' leaves reach Redis (and the rooms' other members)
+/// at once instead of when their entries expire.
+pub async fn run<B: Bus>(
+    presence: Arc<Presence>,
+    bus: Arc<B>,
+    stopping: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stopping);
     // Every member is refreshed once per round of `slots` ticks, about half a TTL.
     let tick = (presence.ttl / 4).min(Duration::from_secs(1));
     let slots = ((presence.ttl / 2).as_millis() / tick.as_millis().max(1)).max(1) as u64;
@@ -40,8 +47,10 @@ pub async fn run<B: Bus>(presence: Arc<Presence>, bus: Arc<B>) {
                     }
                 }
             }
+            () = &mut stopping => break,
         }
     }
+    let _ = flush(&presence, &*bus, None).await;
 }
 
 /// Applies what is pending for `room` (or every room) now: a `presence` query flushes its room

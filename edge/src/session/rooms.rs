@@ -182,8 +182,6 @@ impl<B: Bus> Session<B> {
             .push(crate::fanout::outbox::Outbound::Fence(topic));
     }
 
-    /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
-    /// public pattern, nor a worker's join allow any longer (after a `refresh`).
     /// The token's `info` claim as presence stores it.
     fn presence_info(&self) -> Option<Vec<u8>> {
         self.claims
@@ -203,6 +201,8 @@ impl<B: Bus> Session<B> {
         }
     }
 
+    /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
+    /// public pattern, nor a worker's join allow any longer (after a `refresh`).
     pub(super) fn revoke_rooms(&mut self) -> Vec<Message> {
         let revoked: Vec<String> = self
             .rooms

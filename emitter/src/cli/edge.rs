@@ -76,6 +76,11 @@ impl Edge {
         self.call("POST", path, Bytes::from(body)).await
     }
 
+    /// `POST path` with `body`, JSON text already; the answer's JSON.
+    pub async fn post_text(&self, path: &str, body: String) -> Result<Value, EdgeError> {
+        self.call("POST", path, Bytes::from(body)).await
+    }
+
     /// `GET path`; the answer's JSON.
     pub async fn get(&self, path: &str) -> Result<Value, EdgeError> {
         self.call("GET", path, Bytes::new()).await
@@ -155,11 +160,11 @@ impl super::Cli {
                 return Ok(outcome.into());
             }
             Command::Send(args) => {
-                let mut body = match (&args.room, &args.user, &args.client) {
-                    (Some(room), _, _) => json!({ "room": room }),
-                    (_, Some(user), _) => json!({ "user": user }),
-                    (_, _, Some(client)) => json!({ "client": client }),
-                    _ => json!({ "all": true }),
+                let target = match (&args.room, &args.user, &args.client) {
+                    (Some(room), _, _) => ("room", Value::from(room.as_str())),
+                    (_, Some(user), _) => ("user", Value::from(user.as_str())),
+                    (_, _, Some(client)) => ("client", Value::from(client.as_str())),
+                    _ => ("all", Value::Bool(true)),
                 };
                 let text = match (&args.data, &args.data_file) {
                     (Some(data), _) => data.clone(),
@@ -172,12 +177,11 @@ impl super::Cli {
                         .into());
                     }
                 };
-                let data: Value = serde_json::from_str(&text)
+                let data: &serde_json::value::RawValue = serde_json::from_str(text.trim())
                     .map_err(|e| crate::EmitError::InvalidJson(e.to_string()))?;
-                body["event"] = json!(args.event.as_deref().unwrap_or_default());
-                body["data"] = data;
-                body["except"] = json!(args.except);
-                let answer = edge.post("/api/publish", &body).await?;
+                let event = args.event.as_deref().unwrap_or_default();
+                let body = publish_body(target, event, data.get(), &args.except);
+                let answer = edge.post_text("/api/publish", body).await?;
                 println!("{}", answer["offset"].as_str().unwrap_or_default());
                 return Ok(std::process::ExitCode::SUCCESS);
             }
@@ -220,6 +224,22 @@ impl super::Cli {
         println!("{answer}");
         Ok(std::process::ExitCode::SUCCESS)
     }
+}
+
+/// The API's publish body for a message to `target` (its key and value), as JSON text with
+/// `data` as it was written: a publish through the API means what the same one through Redis
+/// means, number for number and key for key.
+pub(super) fn publish_body(
+    (key, value): (&str, Value),
+    event: &str,
+    data: &str,
+    except: &[String],
+) -> String {
+    format!(
+        "{{\"{key}\":{value},\"event\":{},\"data\":{data},\"except\":{}}}",
+        Value::from(event),
+        Value::from(except.to_vec())
+    )
 }
 
 /// `text` escaped for a query string.

@@ -19,13 +19,13 @@ use std::time::Duration;
 use anyhow::Context;
 use ferrocast_protocol::keys::Target;
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::time::Instant;
 
 use super::Outcome;
-use super::edge::{Edge, EdgeError};
+use super::edge::{Edge, EdgeError, publish_body};
 use crate::{EmitError, Emitter, Message};
 
 /// Most lines published in one pipeline.
@@ -34,6 +34,10 @@ const BATCH: usize = 256;
 /// Longest a line waits for others to share its pipeline: long enough for a fast producer to
 /// fill pipelines, short enough to go unnoticed by someone watching a `tail -f`.
 const LINGER: Duration = Duration::from_millis(20);
+
+/// Most bytes of lines one `POST /api/batch` carries: the edge takes bodies of up to 1 MiB,
+/// and the batch's own brackets need a few more.
+const API_BATCH_BYTES: usize = 1024 * 1024 - 1024;
 
 /// Bytes of standard input buffered: room for a full pipeline of typical lines, so a fast
 /// producer's lines are at hand when they are wanted.
@@ -48,8 +52,8 @@ pub(super) enum Destination<'a> {
 }
 
 /// A line waiting for its pipeline: its number, the message as checked here, and for an edge
-/// the API's publish body.
-type PendingLine = (usize, Message, Option<Value>);
+/// the API's publish body (JSON text).
+type PendingLine = (usize, Message, Option<String>);
 
 /// Why a line (or a whole pipeline) was not published: how it counts, the error to print with
 /// the lines, and a few words for the summary.
@@ -97,6 +101,7 @@ pub(super) async fn send(
         bad: 0,
         unpublished: Vec::new(),
         pending: Vec::new(),
+        pending_bytes: 0,
         deadline: None,
         outcome: Outcome::Done,
     };
@@ -116,6 +121,8 @@ struct Run {
     unpublished: Vec<usize>,
     /// Valid lines waiting for their pipeline.
     pending: Vec<PendingLine>,
+    /// Bytes of the pending lines' API bodies (with `--edge`).
+    pending_bytes: usize,
     /// When the oldest pending line stops waiting for company.
     deadline: Option<Instant>,
     /// The worst that happened to a line.
@@ -179,9 +186,15 @@ impl Run {
         match parse(line, except, matches!(to, Destination::Edge(_))) {
             Ok(None) => Ok(()),
             Ok(Some((message, body))) => {
+                let size = body.as_ref().map_or(0, |b| b.len() + 1);
+                if self.pending_bytes + size > API_BATCH_BYTES {
+                    // One request would be too large for the edge: the pipeline goes first.
+                    self.publish(to).await?;
+                }
                 if self.pending.is_empty() {
                     self.deadline = Some(Instant::now() + LINGER);
                 }
+                self.pending_bytes += size;
                 self.pending.push((self.lines, message, body));
                 if self.pending.len() >= BATCH {
                     self.publish(to).await?;
@@ -199,10 +212,11 @@ impl Run {
 
     /// Publishes the pending lines and prints their offsets. Stops the run when nothing could
     /// be sent (trying the next lines would only fail the same way, and stopping keeps every
-    /// line before the last one read accounted for), when Redis was unavailable for some of
-    /// them, or when an offset cannot be printed.
+    /// line before the last one read accounted for), when Redis (or the edge) was unavailable
+    /// for some of them, or when an offset cannot be printed.
     async fn publish(&mut self, to: &Destination<'_>) -> Result<(), Stop> {
         self.deadline = None;
+        self.pending_bytes = 0;
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -307,16 +321,21 @@ impl Destination<'_> {
             }
             Destination::Edge(edge) => {
                 let count = lines.len();
-                let bodies: Vec<Value> = lines.into_iter().filter_map(|(.., body)| body).collect();
-                let answer = edge
-                    .post("/api/batch", &json!({ "messages": bodies }))
-                    .await;
+                let bodies: Vec<String> = lines.into_iter().filter_map(|(.., body)| body).collect();
+                let batch = format!("{{\"messages\":[{}]}}", bodies.join(","));
+                let answer = edge.post_text("/api/batch", batch).await;
                 let answer = answer.map_err(|e| Failure::edge(&e))?;
                 let results = answer["results"].as_array().filter(|r| r.len() == count);
                 let Some(results) = results else {
-                    return Err(Failure::edge(&EdgeError::Unavailable(format!(
-                        "the edge's answer does not have {count} results: {answer}"
-                    ))));
+                    // Not "unavailable": the edge may have published some of them, and a
+                    // retry would publish those twice.
+                    let error =
+                        format!("the edge's answer does not have {count} results: {answer}");
+                    return Err(Failure {
+                        outcome: Outcome::Failed,
+                        reason: "the edge's answer could not be read".to_owned(),
+                        error,
+                    });
                 };
                 Ok(results.iter().map(edge_result).collect())
             }
@@ -392,7 +411,7 @@ fn parse(
     line: &[u8],
     except: &[String],
     api: bool,
-) -> anyhow::Result<Option<(Message, Option<Value>)>> {
+) -> anyhow::Result<Option<(Message, Option<String>)>> {
     let text = std::str::from_utf8(line).context("not UTF-8")?.trim();
     if text.is_empty() {
         return Ok(None);
@@ -421,30 +440,25 @@ fn parse(
     if !api {
         return Ok(Some((message, None)));
     }
-    // The line's own fields are the API's: the target as given, the data as written (checked
-    // above, so it reads as a JSON value).
-    let mut body = serde_json::Map::new();
-    let (key, value) = match (line.room, line.user, line.client) {
-        (Some(room), ..) => ("room", Value::String(room)),
-        (_, Some(user), _) => ("user", Value::String(user)),
-        (.., Some(client)) => ("client", Value::String(client)),
+    let target = match (&line.room, &line.user, &line.client) {
+        (Some(room), ..) => ("room", Value::from(room.as_str())),
+        (_, Some(user), _) => ("user", Value::from(user.as_str())),
+        (.., Some(client)) => ("client", Value::from(client.as_str())),
         _ => ("all", Value::Bool(true)),
     };
-    body.insert(key.to_owned(), value);
-    body.insert("event".to_owned(), Value::String(line.event));
-    body.insert(
-        "data".to_owned(),
-        serde_json::from_str(data).context("data")?,
-    );
-    body.insert("except".to_owned(), Value::from(all_except));
-    Ok(Some((message, Some(Value::Object(body)))))
+    let body = publish_body(target, &line.event, data, &all_except);
+    if body.len() > API_BATCH_BYTES {
+        anyhow::bail!("too large for the edge's API (its requests hold at most 1 MiB)");
+    }
+    Ok(Some((message, Some(body))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn parsed(line: &str) -> anyhow::Result<Option<(Message, Option<Value>)>> {
+    fn parsed(line: &str) -> anyhow::Result<Option<(Message, Option<String>)>> {
         parse(line.as_bytes(), &[], false)
     }
 
@@ -471,6 +485,32 @@ mod tests {
         }
         let error = parse(b"{\"all\":true,\"event\":\"\xff\"}", &[], false).unwrap_err();
         assert!(format!("{error:#}").starts_with("not UTF-8"), "{error:#}");
+    }
+
+    #[test]
+    fn api_bodies_carry_the_line_as_written() {
+        let line = r#"{"user":"u","event":"e","data":{"z":1,"a":12345678901234567890.5}}"#;
+        let (_, body) = parse(line.as_bytes(), &["c1".to_owned()], true)
+            .expect("a good line")
+            .expect("not blank");
+        assert_eq!(
+            body.as_deref(),
+            Some(
+                r#"{"user":"u","event":"e","data":{"z":1,"a":12345678901234567890.5},"except":["c1"]}"#
+            )
+        );
+        let all = r#"{"all":true,"event":"e"}"#;
+        let (_, body) = parse(all.as_bytes(), &[], true)
+            .expect("good")
+            .expect("not blank");
+        assert_eq!(
+            body.as_deref(),
+            Some(r#"{"all":true,"event":"e","data":null,"except":[]}"#)
+        );
+        let (_, body) = parse(all.as_bytes(), &[], false)
+            .expect("good")
+            .expect("not blank");
+        assert_eq!(body, None, "no body for Redis");
     }
 
     #[test]
