@@ -2,7 +2,7 @@
 //!
 //! A single task owns the socket. After the first frame (`auth_frame`, unless the upgrade
 //! carried a token) its loop (`serve`) reads client frames and answers them in order
-//! (`handlers`, `rooms`), streams replays (`replay`), applies workers' moves (`apply`)
+//! (`handlers`, `rooms`; its own targets in `own`), streams replays (`replay`), applies workers' moves (`apply`)
 //! and writes what the registry queued for it, a burst per flush (`writer`). Everything it
 //! joined is left when it ends, whatever the reason.
 
@@ -14,6 +14,7 @@ mod auth_frame;
 mod handlers;
 pub mod identify;
 mod joined;
+mod own;
 mod presence;
 mod rate;
 mod refusal;
@@ -50,9 +51,9 @@ use crate::session::connections::{Life, Pending, Slot};
 use crate::session::identify::Peer;
 use ferrocast_protocol::lifecycle::Lifecycle;
 use joined::{JoinedRooms, Room};
+use own::OwnTargets;
 use rate::TokenBucket;
 use refusal::Refusal;
-use rooms::OwnTargets;
 use writer::close_with;
 
 /// The socket, after the upgrade.
