@@ -152,11 +152,13 @@ pub struct Config {
     pub max_unauthenticated: usize,
 
     /// Most unauthenticated connections at once from one peer IP address (IPv6: one /64, what
-    /// a host usually holds), so one host cannot
-    /// hold every place under --max-unauthenticated; beyond it new connections get HTTP 503. 0:
-    /// no per-address cap (behind a proxy whose address every connection shares).
-    #[arg(long, env = "FERROCAST_MAX_PENDING_PER_IP", default_value_t = 256)]
-    pub max_pending_per_ip: usize,
+    /// a host usually holds; an IPv4 client of a dual-stack listener counts as its IPv4
+    /// address), so one host cannot hold every place under --max-unauthenticated; beyond it new
+    /// connections get HTTP 503. Default: a quarter of --max-unauthenticated. It must be below
+    /// --max-unauthenticated; 0 turns the cap off (only behind a proxy whose address every
+    /// connection shares).
+    #[arg(long, env = "FERROCAST_MAX_PENDING_PER_IP")]
+    pub max_pending_per_ip: Option<usize>,
 
     /// Browser origins allowed to open WebSockets, comma-separated (e.g.
     /// `https://app.example.com`), or `*`. Upgrades from other origins get HTTP 403; requests
@@ -323,6 +325,13 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The cap on unauthenticated connections per peer address (0: none): as configured, or a
+    /// quarter of the edge's cap, so one address never holds every place.
+    pub fn pending_per_ip(&self) -> usize {
+        self.max_pending_per_ip
+            .unwrap_or((self.max_unauthenticated / 4).max(1))
+    }
+
     /// Whether no JWT key and no connect hook is configured: development mode, with the
     /// published secret.
     pub fn is_development(&self) -> bool {

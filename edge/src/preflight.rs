@@ -23,6 +23,15 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
             "development mode (no JWT key configured) listens on loopback only, not {address}"
         );
     }
+    // Echo mode answers anyone, authenticated or not: a conformance-test tool, never a service.
+    if config.echo {
+        let public = listeners[0].local_addr()?;
+        anyhow::ensure!(
+            public.ip().is_loopback(),
+            "--echo answers every connection without authentication: it listens on loopback \
+             only, not {public}"
+        );
+    }
     if !config.upstream_events.is_empty()
         && config.redis_url.is_none()
         && config.redis_cluster_nodes.is_empty()
@@ -48,6 +57,7 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
             config::DEV_API_KEY
         );
     }
+    pending_caps(config)?;
     hooks(config)?;
     if config.presence.presence_ttl < std::time::Duration::from_secs(1) {
         anyhow::bail!("--presence-ttl must be at least 1s");
@@ -57,6 +67,27 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
     }
     warn(config, &verifier);
     Ok(verifier)
+}
+
+/// Refuses a per-address cap on unauthenticated connections that would let one address take
+/// every place under the edge's cap.
+fn pending_caps(config: &Config) -> anyhow::Result<()> {
+    let total = config.max_unauthenticated;
+    match config.max_pending_per_ip {
+        Some(0) => tracing::warn!(
+            "--max-pending-per-ip 0: no per-address cap, so one address can hold every place              under --max-unauthenticated. Only behind a proxy whose address every connection shares."
+        ),
+        Some(per_ip) => anyhow::ensure!(
+            per_ip < total,
+            "--max-pending-per-ip {per_ip} must be below --max-unauthenticated {total}: one              address must never hold every place (leave it unset for a quarter of it)"
+        ),
+        None => {}
+    }
+    anyhow::ensure!(
+        total >= 2 || config.max_pending_per_ip == Some(0),
+        "--max-unauthenticated must be at least 2, so one address cannot hold every place"
+    );
+    Ok(())
 }
 
 /// Refuses hook settings that cannot work.
@@ -88,6 +119,14 @@ fn hooks(config: &Config) -> anyhow::Result<()> {
     );
     if hooks.join_hook.is_some() && hooks.join_hook_rooms.is_empty() {
         tracing::warn!("--join-hook without --join-hook-rooms: no join will ever ask it");
+    }
+    // A hook trusts whoever presents the key: an empty or short one is no proof of an edge.
+    if let Some(key) = &hooks.hook_key {
+        anyhow::ensure!(
+            key.len() >= MIN_API_KEY_LEN,
+            "--hook-key is {} bytes; at least {MIN_API_KEY_LEN} are required (e.g. `openssl rand -hex 24`)",
+            key.len()
+        );
     }
     if (hooks.connect_hook.is_some() || hooks.join_hook.is_some()) && hooks.hook_key.is_none() {
         tracing::warn!(

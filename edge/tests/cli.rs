@@ -84,3 +84,82 @@ fn inconsistent_key_settings_stop_the_edge_with_a_reason() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn settings_that_would_leave_a_door_open_stop_the_edge_with_a_reason() {
+    let strong = "a-production-secret-of-more-than-32-bytes";
+    let spaces = " ".repeat(32);
+    for (args, expected) in [
+        // Long enough, but one distinct byte: as guessable as no secret.
+        (
+            vec!["--jwt-secret", &spaces, "--listen", "127.0.0.1:0"],
+            "distinct bytes",
+        ),
+        (
+            vec!["--jwt-secret", &"ab".repeat(20), "--listen", "127.0.0.1:0"],
+            "distinct bytes",
+        ),
+        // One address could hold every place before authentication.
+        (
+            vec![
+                "--max-unauthenticated",
+                "200",
+                "--max-pending-per-ip",
+                "256",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "must be below --max-unauthenticated",
+        ),
+        (
+            vec![
+                "--max-unauthenticated",
+                "200",
+                "--max-pending-per-ip",
+                "200",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "must be below --max-unauthenticated",
+        ),
+        // A hook key anyone can guess proves nothing to the hook.
+        (
+            vec![
+                "--connect-hook",
+                "http://127.0.0.1:1/connect",
+                "--hook-key",
+                "",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "--hook-key is 0 bytes",
+        ),
+        (
+            vec!["--hook-key", "short", "--listen", "127.0.0.1:0"],
+            "--hook-key is 5 bytes",
+        ),
+        // Echo mode answers anyone: never on a public address, whatever the secret.
+        (
+            vec![
+                "--echo",
+                "--jwt-secret",
+                strong,
+                "--listen",
+                "0.0.0.0:0",
+                "--internal-listen",
+                "127.0.0.1:0",
+            ],
+            "--echo answers every connection",
+        ),
+    ] {
+        let mut args = args;
+        if !args.contains(&"--internal-listen") {
+            args.extend(["--internal-listen", "127.0.0.1:0"]);
+        }
+        let out = edge(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains(strong), "no secret in logs: {stderr}");
+    }
+}

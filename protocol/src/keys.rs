@@ -64,7 +64,7 @@ impl Target {
             }),
             Scope::User => Ok(Target::User(name.to_owned())),
             Scope::Client => {
-                names::validate_room(name).map_err(|_| NameError::Character { what: "client" })?;
+                names::validate_client(name)?;
                 Ok(Target::Client(name.to_owned()))
             }
             Scope::All => Ok(Target::All),

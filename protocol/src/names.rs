@@ -47,6 +47,27 @@ pub fn validate_room(name: &str) -> Result<(), NameError> {
     check(name, "room", MAX_ROOM_LEN)
 }
 
+/// Longest client id, in bytes.
+pub const MAX_CLIENT_LEN: usize = 64;
+
+/// Checks a client id: 1 to 64 bytes of `A-Z a-z 0-9 _ -`. Edges issue UUIDs; the narrower set
+/// (no `.`, `/`, `:` or `@`) keeps an id from ever reading as a path or a key separator.
+pub fn validate_client(id: &str) -> Result<(), NameError> {
+    if id.is_empty() || id.len() > MAX_CLIENT_LEN {
+        return Err(NameError::Length {
+            what: "client",
+            max: MAX_CLIENT_LEN,
+        });
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    {
+        return Err(NameError::Character { what: "client" });
+    }
+    Ok(())
+}
+
 /// Checks an event name: 1 to 64 bytes of the name set.
 pub fn validate_event(name: &str) -> Result<(), NameError> {
     check(name, "event", MAX_EVENT_LEN)
@@ -71,6 +92,15 @@ mod tests {
         assert!(validate_event(&"e".repeat(65)).is_err());
         for bad in ["a b", "a{b", "a}b", "é", "a*", "a\n"] {
             assert!(validate_room(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn client_ids_are_uuid_like_and_never_paths() {
+        assert!(validate_client("0193a7c2-5b1e-4f6a-9d2e-0123456789ab").is_ok());
+        assert!(validate_client("c_1").is_ok());
+        for bad in ["", "../../x", "a/b", "a:b", "a@b", "a.b", &"c".repeat(65)] {
+            assert!(validate_client(bad).is_err(), "{bad:?}");
         }
     }
 }

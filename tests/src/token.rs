@@ -57,6 +57,19 @@ impl Token {
         .expect("sign")
     }
 
+    /// Signed with HS256 and `secret`, its header's `crit` naming `extensions` (RFC 7515
+    /// §4.1.11: a recipient that does not understand them must refuse the token).
+    pub fn hs256_critical(&self, secret: &str, extensions: &[&str]) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(extensions.iter().map(|e| (*e).to_owned()).collect());
+        jsonwebtoken::encode(
+            &header,
+            &self.claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
+    }
+
     /// Signed with HS256 and the development secret.
     pub fn dev(&self) -> String {
         self.hs256(DEV_SECRET)

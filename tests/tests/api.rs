@@ -102,10 +102,23 @@ async fn wrong_keys_bad_bodies_and_huge_bodies_get_json_errors() {
         r#"{"all":true,"event":"bad event!","data":1}"#,
         r#"{"all":true,"event":"e","data":1e400}"#,
         r#"{"all":true,"event":"e","data":1,"surprise":true}"#,
+        // A client id is what an edge issues, never a path or a key's separator.
+        r#"{"client":"../../x","event":"e","data":1}"#,
     ] {
         let (status, _, answer) = bad(body).await;
         assert_eq!(status, 400, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], "BAD_FRAME", "{body}: {answer}");
+    }
+    for (route, body) in [
+        ("/api/disconnect", r#"{"client":"../../x"}"#),
+        ("/api/join", r#"{"client":"a:b","room":"r"}"#),
+    ] {
+        let (status, _, answer) = edge.api("POST", route, Some(DEV_KEY), body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (400, json!("BAD_FRAME")),
+            "{route} {body}: {answer}"
+        );
     }
     let (status, _, answer) = bad(r#"{"room":"","event":"e","data":1}"#).await;
     assert_eq!(
@@ -177,8 +190,8 @@ async fn wrong_keys_bad_bodies_and_huge_bodies_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_the_api_is_off_without_one_and_a_redis_outage_answers_503() {
     let redis = RedisServer::start();
-    let secret = "s".repeat(32);
-    let off = Edge::with_redis(&redis, &["--jwt-secret", &secret]).await;
+    let secret = "an-api-test-secret-of-32-bytes-or-more";
+    let off = Edge::with_redis(&redis, &["--jwt-secret", secret]).await;
     let publish = json!({"room": "r", "event": "e", "data": 1}).to_string();
     let (status, _, answer) = off
         .api("POST", "/api/publish", Some(DEV_KEY), &publish)
@@ -189,13 +202,13 @@ async fn keys_rotate_the_api_is_off_without_one_and_a_redis_outage_answers_503()
         &redis,
         &[
             "--jwt-secret",
-            &secret,
+            secret,
             "--api-key",
             "old-key-0123456789,new-key-0123456789",
         ],
     )
     .await;
-    let token = Token::user("ada", &["r"]).hs256(&secret);
+    let token = Token::user("ada", &["r"]).hs256(secret);
     let (mut ada, _) = Client::connect(&edge.ws_url(), &token).await;
     ada.join("r").await;
     for key in ["old-key-0123456789", "new-key-0123456789"] {
@@ -314,9 +327,9 @@ async fn keys_rotate_the_api_is_off_without_one_and_a_redis_outage_answers_503()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_or_published_api_keys_are_refused_at_start() {
-    let secret = "s".repeat(32);
+    let secret = "an-api-test-secret-of-32-bytes-or-more";
     for key in ["short", DEV_KEY] {
-        let mut edge = Edge::spawn(&["--jwt-secret", &secret, "--api-key", key], &[]);
+        let mut edge = Edge::spawn(&["--jwt-secret", secret, "--api-key", key], &[]);
         let status = edge.exited(ferrocast_tests::DEADLINE).await;
         assert!(!status.success(), "{key}: {status}");
     }

@@ -53,6 +53,10 @@ async fn bad_tokens_are_refused_both_ways_and_the_edge_keeps_serving() {
             good.clone().claim("sub", json!(7)).hs256(SECRET),
         ),
         ("garbage", "not.a.jwt".to_owned()),
+        (
+            "unknown critical extension",
+            good.hs256_critical(SECRET, &["urn:example:must-understand"]),
+        ),
     ];
     for (what, token) in &bad_tokens {
         eprintln!("checking {what}");

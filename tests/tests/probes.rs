@@ -145,3 +145,90 @@ async fn ready_within_a_second_of_an_empty_redis_answering_and_then_every_connec
         assert_eq!(client.join("r").await["type"], "joined", "connection {i}");
     }
 }
+
+/// A TCP connection to the edge's internal port from local address `source` (127.0.0.x).
+async fn internal_from(edge: &Edge, source: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("address"))
+        .expect("bind");
+    socket
+        .connect(([127, 0, 0, 1], edge.internal_port).into())
+        .await
+        .expect("connect")
+}
+
+/// `GET /healthz` on the internal port from `source`: the status, or `None` if no answer came
+/// within a second (a probe's usual timeout).
+async fn healthz_from(edge: &Edge, source: &str) -> Option<u16> {
+    let exchange = async {
+        let mut stream = internal_from(edge, source).await;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        String::from_utf8_lossy(&answer)
+            .split(' ')
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    tokio::time::timeout(Duration::from_secs(1), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_to_the_internal_port_never_delay_a_probe() {
+    let edge = Edge::start(&[]).await;
+    // The reviewers' shape: 64 connections that say nothing, from the probe's own address.
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(internal_from(&edge, "127.0.0.1").await);
+    }
+    for _ in 0..5 {
+        assert_eq!(healthz_from(&edge, "127.0.0.1").await, Some(200));
+    }
+    assert_eq!(edge.get("/readyz").await.map(|r| r.0), Some(200));
+    // An address that opens far more is held to its share: the kubelet's address still gets in.
+    let mut crowd = Vec::new();
+    for _ in 0..300 {
+        crowd.push(internal_from(&edge, "127.0.0.3").await);
+    }
+    assert_eq!(healthz_from(&edge, "127.0.0.2").await, Some(200));
+    // A connection that never sends its request is closed soon, not held for the edge's life.
+    let mut silent = internal_from(&edge, "127.0.0.4").await;
+    let mut byte = [0u8; 1];
+    let ended = tokio::time::timeout(DEADLINE, silent.read(&mut byte)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0) | Err(_))),
+        "an idle internal connection was kept: {ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_clients_of_a_dual_stack_listener_each_have_their_own_pending_cap() {
+    let edge = Edge::start_at(
+        "[::]",
+        &[
+            "--jwt-secret",
+            "a-dual-stack-test-secret-of-32-bytes+",
+            "--max-unauthenticated",
+            "100",
+            "--max-pending-per-ip",
+            "3",
+            "--handshake-timeout",
+            "30s",
+        ],
+    )
+    .await;
+    // They arrive as ::ffff:127.0.0.1; masked as IPv6 they would all be `::`, one peer.
+    let _silent = silent_sockets(&edge, "127.0.0.1", 3).await;
+    assert_eq!(upgrade_status(&edge, "127.0.0.1").await, "503");
+    assert_eq!(upgrade_status(&edge, "127.0.0.2").await, "101");
+}

@@ -30,6 +30,10 @@ pub(super) struct Mailbox {
     closed: AtomicBool,
     /// The close code asked for (0: none yet; the first asked for wins).
     kick: AtomicU16,
+    /// The code of a worker's disconnect queued for the connection (0: none), and whether a
+    /// sweep already found it waiting (see [`Outbox::force_overdue_disconnect`](super::outbox::Outbox::force_overdue_disconnect)).
+    pub(super) disconnect: AtomicU16,
+    pub(super) disconnect_seen: AtomicBool,
     pub(super) bytes: AtomicUsize,
     pub(super) max_bytes: usize,
     pub(super) socket: Option<Arc<Socket>>,
@@ -57,6 +61,8 @@ impl Mailbox {
             task: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             kick: AtomicU16::new(0),
+            disconnect: AtomicU16::new(0),
+            disconnect_seen: AtomicBool::new(false),
             bytes: AtomicUsize::new(0),
             max_bytes,
             socket,

@@ -213,6 +213,16 @@ impl Outbox {
     /// the frame is dropped (the connection is about to close; it can resume from its offsets).
     /// Returns whether the frame was queued.
     fn enqueue(&self, frame: Outbound) -> bool {
+        if let Outbound::Control(control) = &frame
+            && let Control::Disconnect { code, .. } = **control
+        {
+            // Applied in order with the messages ahead of it, normally; the sweep's backstop
+            // for a task stuck behind a write the client never reads.
+            let _ =
+                self.0
+                    .disconnect
+                    .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        }
         let size = frame.size();
         if self.0.bytes.fetch_add(size, Ordering::AcqRel) + size > self.0.max_bytes {
             self.0.bytes.fetch_sub(size, Ordering::AcqRel);
@@ -256,6 +266,18 @@ impl Outbox {
     /// Asks the connection to close with `code`.
     pub fn close(&self, code: u16) {
         self.0.ask(code);
+    }
+
+    /// Called by each sweep: a worker's disconnect queued for the connection and still waiting
+    /// a sweep later means its task is stuck behind a write (a client that does not read), so
+    /// the close is asked for directly, ahead of what is queued. Whether it was.
+    pub fn force_overdue_disconnect(&self) -> bool {
+        let code = self.0.disconnect.load(Ordering::Acquire);
+        if code == 0 || !self.0.disconnect_seen.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.0.ask(code);
+        true
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn serve<B: Bus>(
                     // Reserved here, in accept order: a task spawned later may run first, and
                     // the cap must count every connection accepted before this one.
                     let config = &shared.config;
-                    match shared.connections.reserve_pending(peer.ip(), config.max_unauthenticated, config.max_pending_per_ip) {
+                    match shared.connections.reserve_pending(peer.ip(), config.max_unauthenticated, config.pending_per_ip()) {
                         Ok(pending) => {
                             tokio::spawn(connection(shared.clone(), stream, peer.ip(), pending));
                         }

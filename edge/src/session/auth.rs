@@ -81,6 +81,26 @@ pub enum AuthConfigError {
          Leave it unset, not empty, for development mode"
     )]
     WeakSecret(usize),
+    /// A configured HS256 secret long enough but made of a handful of distinct bytes (32
+    /// spaces, a repeated letter): as guessable as a short one.
+    #[error(
+        "--jwt-secret has only {0} distinct bytes; at least {MIN_DISTINCT_SECRET_BYTES} are required \
+         (e.g. `openssl rand -base64 48`)"
+    )]
+    RepetitiveSecret(usize),
+}
+
+/// Fewest distinct bytes an HS256 secret must hold. A random 32-byte secret has about 30; a
+/// passphrase a dozen or more.
+pub const MIN_DISTINCT_SECRET_BYTES: usize = 8;
+
+/// How many different byte values `bytes` holds.
+fn distinct_bytes(bytes: &[u8]) -> usize {
+    let mut seen = [false; 256];
+    for &b in bytes {
+        seen[usize::from(b)] = true;
+    }
+    seen.iter().filter(|&&s| s).count()
 }
 
 /// Verifies tokens with the configured key and rules.
@@ -102,10 +122,14 @@ impl Verifier {
             }
             (JwtAlg::Hs256, None) => {
                 let secret = config.jwt_secret.as_deref();
-                if let Some(secret) = secret
-                    && secret.len() < MIN_SECRET_LEN
-                {
-                    return Err(AuthConfigError::WeakSecret(secret.len()));
+                if let Some(secret) = secret {
+                    if secret.len() < MIN_SECRET_LEN {
+                        return Err(AuthConfigError::WeakSecret(secret.len()));
+                    }
+                    let distinct = distinct_bytes(secret.as_bytes());
+                    if distinct < MIN_DISTINCT_SECRET_BYTES {
+                        return Err(AuthConfigError::RepetitiveSecret(distinct));
+                    }
                 }
                 let key = DecodingKey::from_secret(secret.unwrap_or(DEV_JWT_SECRET).as_bytes());
                 // With a connect hook, tokens never reach the verifier: no development mode.
@@ -165,6 +189,15 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let error = |message, reason| AuthError { message, reason };
+        // RFC 7515 §4.1.11: a token whose `crit` names extensions the recipient does not
+        // understand must be refused, and this edge understands none.
+        match jsonwebtoken::decode_header(token) {
+            Ok(header) if header.crit.is_some() => {
+                return Err(error("unsupported critical header", "malformed"));
+            }
+            Ok(_) => {}
+            Err(_) => return Err(error("invalid token", "malformed")),
+        }
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) if data.claims.sub.is_empty() => Err(error("empty sub", "invalid_claims")),
             Ok(data) => Ok(data.claims),

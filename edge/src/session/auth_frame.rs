@@ -1,5 +1,7 @@
 //! A connection's first frame, when it was not authenticated by header: it must be `auth`.
 
+use std::time::Instant;
+
 use ferrocast_protocol::frame::client::{ClientFrame, ScopeSince};
 use tungstenite::Message;
 
@@ -9,32 +11,66 @@ use crate::session::identify::{Denied, Peer};
 use crate::websocket::WsError;
 
 use super::Ws;
+use super::rate::{TokenBucket, Verdict};
 use super::refusal::AuthFailure;
 use super::shared::Shared;
 
-/// Waits for the `auth` frame and checks its token. The error is the close reason and the
+/// Waits for the `auth` frame and checks its token. WebSocket pings before it count against
+/// `rate`, as every frame of the connection does: an allowed one is answered, a refused one is
+/// not, and a client that keeps at it is closed (4008). The error is the close reason and the
 /// metric label.
 pub(super) async fn authenticate<B: Bus>(
     shared: &Shared<B>,
     ws: &mut Ws,
     peer: &Peer,
+    rate: &mut TokenBucket,
 ) -> Result<(Claims, ScopeSince), AuthFailure> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
+    let timed_out = || AuthFailure::new("authentication timed out", "timeout");
     loop {
-        let frame = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return Err(AuthFailure::new("authentication timed out", "timeout")),
-            Ok(Some(Err(WsError::Closed(1009)))) => {
+        let read = std::future::poll_fn(|cx| ws.poll_read(cx));
+        let read = tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| timed_out())?;
+        let settled = ws.settle(read);
+        // The frames a fragmented `auth` came in count too.
+        rate.charge(f64::from(ws.take_extra_frames()));
+        let frame = match settled {
+            Some(Err(WsError::Closed(1009))) => {
                 return Err(AuthFailure::new("frame too large", "too_large"));
             }
-            Ok(None | Some(Err(_))) => {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
                 return Err(AuthFailure::new(
                     "connection closed before authentication",
                     "closed",
                 ));
             }
-            Ok(Some(Ok(Message::Text(text)))) => ClientFrame::from_json(text.as_bytes()),
-            Ok(Some(Ok(Message::Binary(bytes)))) => ClientFrame::from_msgpack(&bytes),
-            Ok(Some(Ok(_))) => continue,
+            Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
+            Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
+            Some(Ok(control)) => {
+                match rate.take(Instant::now()) {
+                    Verdict::Allow => {}
+                    Verdict::Refuse => continue,
+                    Verdict::Close => {
+                        return Err(AuthFailure::new("rate limit exceeded", "rate_limited"));
+                    }
+                }
+                if let Message::Ping(payload) = control {
+                    ws.pong(payload);
+                    // Within the auth deadline, like everything before the welcome.
+                    match tokio::time::timeout_at(deadline, ws.flush()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => {
+                            return Err(AuthFailure::new(
+                                "connection closed before authentication",
+                                "closed",
+                            ));
+                        }
+                        Err(_) => return Err(timed_out()),
+                    }
+                }
+                continue;
+            }
         };
         return match frame {
             // The connect hook's own timeout applies; the auth deadline bounds both.

@@ -97,6 +97,24 @@ impl Drop for Pending {
     }
 }
 
+/// The address that per-peer limits count `ip` under. An IPv4 client of a dual-stack listener
+/// arrives as `::ffff:a.b.c.d` and counts as `a.b.c.d` (masked as IPv6, every IPv4 client would
+/// be one peer); an IPv6 host usually has a whole /64 to pick addresses from, so that counts as
+/// one.
+pub fn peer_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// Why a new connection was refused a place among the unauthenticated ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingRefusal {
@@ -149,15 +167,7 @@ impl Connections {
                 ip: None,
             });
         }
-        // An IPv6 host usually has a whole /64 to pick addresses from: count it as one.
-        let ip = match ip {
-            IpAddr::V6(v6) => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-            v4 => v4,
-        };
+        let ip = peer_group(ip);
         let mut table = self.pending_by_ip.lock();
         let held = table.entry(ip).or_insert(0);
         if *held >= max_per_ip {
@@ -225,6 +235,9 @@ impl Connections {
         let table = self.table.lock();
         for (id, handle) in table.iter() {
             let last_seen = handle.life.last_seen.load(Ordering::Relaxed);
+            if handle.outbox.force_overdue_disconnect() {
+                continue;
+            }
             if now.saturating_sub(last_seen) > idle {
                 handle
                     .outbox

@@ -170,22 +170,27 @@ async fn open_session<B: Bus>(
     peer: Peer,
     unauthenticated: Pending,
 ) -> Result<Box<Live<B>>, u16> {
+    let config = &shared.config;
+    // One bucket for the connection's whole life: frames before `auth` count too.
+    let mut rate = TokenBucket::new(config.rate, config.burst);
     let (claims, since) = match claims {
         Some(claims) => (claims, ScopeSince::default()),
-        None => match Box::pin(auth_frame::authenticate(&shared, &mut ws, &peer)).await {
-            Ok(claims) => claims,
-            Err(failure) => {
-                metrics()
-                    .auth_failures
-                    .get_or_create(&ReasonLabel {
-                        reason: failure.label,
-                    })
-                    .inc();
-                tracing::debug!(reason = failure.reason, "authentication failed");
-                close_with(&mut ws, failure.code(), failure.reason).await;
-                return Err(failure.code());
+        None => {
+            match Box::pin(auth_frame::authenticate(&shared, &mut ws, &peer, &mut rate)).await {
+                Ok(claims) => claims,
+                Err(failure) => {
+                    metrics()
+                        .auth_failures
+                        .get_or_create(&ReasonLabel {
+                            reason: failure.label,
+                        })
+                        .inc();
+                    tracing::debug!(reason = failure.reason, "authentication failed");
+                    close_with(&mut ws, failure.code(), failure.reason).await;
+                    return Err(failure.code());
+                }
             }
-        },
+        }
     };
     drop(unauthenticated);
     // A connection that authenticated after a drain began would outlive it.
@@ -198,7 +203,6 @@ async fn open_session<B: Bus>(
         .await;
         return Err(close::GOING_AWAY);
     }
-    let config = &shared.config;
     let (outbox, queued) = outbox::channel(
         config.outbound_queue,
         config.outbound_queue_bytes,
@@ -217,7 +221,7 @@ async fn open_session<B: Bus>(
         encoding,
         outbox,
         life,
-        rate: TokenBucket::new(config.rate, config.burst),
+        rate,
         upstream_quota: None,
         event_limits: None,
         rooms: JoinedRooms::default(),

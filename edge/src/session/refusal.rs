@@ -89,11 +89,13 @@ impl AuthFailure {
     }
 
     /// The close code: 1009 for a frame over the limit, 1013 when the connect hook gave no
-    /// answer (the back end's outage, not the token's fault), 4001 for everything else.
+    /// answer (the back end's outage, not the token's fault), 4008 for a client that kept
+    /// sending past the rate limit, 4001 for everything else.
     pub(super) fn code(self) -> u16 {
         match self.label {
             "too_large" => ferrocast_protocol::close::TOO_BIG,
             "hook_unavailable" => ferrocast_protocol::close::TRY_LATER,
+            "rate_limited" => ferrocast_protocol::close::RATE_LIMITED,
             _ => ferrocast_protocol::close::AUTH_FAILED,
         }
     }

@@ -20,7 +20,7 @@ use ferrocast_protocol::lifecycle::Lifecycle;
 use super::handlers::Reply;
 use super::rate::Verdict;
 use super::refusal::Refusal;
-use super::writer::{CLOSE_WAIT, close_with, kick_reason, send_unless_kicked};
+use super::writer::{close_with, finish_closing, kick_reason, send_unless_kicked};
 use super::{ABNORMAL, Session, Ws};
 
 impl<B: Bus> Session<B> {
@@ -167,46 +167,30 @@ impl<B: Bus> Session<B> {
         &mut self,
         ws: &mut Ws,
         read: Read,
-        mut kick: Pin<&mut impl Future<Output = u16>>,
+        kick: Pin<&mut impl Future<Output = u16>>,
     ) -> ControlFlow<u16> {
-        let frame = match ws.settle(read).await {
-            // The frame path closed it already, with the code the violation calls for.
-            Some(Err(WsError::Closed(code))) => return ControlFlow::Break(code),
+        let frame = match ws.settle(read) {
+            // The frame path queued the close the violation calls for.
+            Some(Err(WsError::Closed(code))) => {
+                finish_closing(ws).await;
+                return ControlFlow::Break(code);
+            }
             None | Some(Err(WsError::Io(_))) => return ControlFlow::Break(ABNORMAL),
             Some(Ok(Message::Close(frame))) => {
-                // The frame path answered the close; read on until the socket ends.
-                let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                    while let Some(Ok(_)) = ws.next().await {}
-                })
-                .await;
+                // The frame path queued the answer; it goes out, and the socket is read until it
+                // ends, within the close wait.
+                finish_closing(ws).await;
                 return ControlFlow::Break(frame.map_or(1005, |f| u16::from(f.code)));
             }
             Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
             Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
-            Some(Ok(_)) => {
-                // Pings and pongs count against the rate limit like any frame: a ping flood is
-                // a flood. The frame path answers each ping on its own; a refused one also gets
-                // RATE_LIMITED, as every refused frame does.
-                return match self.rate.take(Instant::now()) {
-                    Verdict::Allow => ControlFlow::Continue(()),
-                    Verdict::Refuse => {
-                        metrics().rate_limited.inc();
-                        let wait = self.rate.retry_after_ms(Instant::now());
-                        let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
-                        match send_unless_kicked(ws, kick.as_mut(), refused).await {
-                            Ok(()) => ControlFlow::Continue(()),
-                            Err(Some(code)) => ControlFlow::Break(self.kicked(ws, code).await),
-                            Err(None) => ControlFlow::Break(ABNORMAL),
-                        }
-                    }
-                    Verdict::Close => {
-                        metrics().rate_limited.inc();
-                        close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
-                        ControlFlow::Break(close::RATE_LIMITED)
-                    }
-                };
-            }
+            Some(Ok(control)) => return self.control_frame(ws, kick, control).await,
         };
+        // A message that came in fragments costs a frame each.
+        let extra = ws.take_extra_frames();
+        if extra > 0 {
+            self.rate.charge(f64::from(extra));
+        }
         let reply = match self.rate.take(Instant::now()) {
             Verdict::Allow => match frame {
                 Ok(frame) => self.handle(frame).await,
@@ -230,6 +214,40 @@ impl<B: Bus> Session<B> {
             }
         };
         self.answered(ws, kick, reply).await
+    }
+
+    /// A WebSocket Ping or Pong: counted against the rate limit like any frame (a ping flood
+    /// is a flood). An allowed ping's pong is queued, and goes out with the loop's next write,
+    /// which the close request can interrupt; a refused one gets `RATE_LIMITED` and no pong.
+    async fn control_frame(
+        &mut self,
+        ws: &mut Ws,
+        mut kick: Pin<&mut impl Future<Output = u16>>,
+        control: Message,
+    ) -> ControlFlow<u16> {
+        match self.rate.take(Instant::now()) {
+            Verdict::Allow => {
+                if let Message::Ping(payload) = control {
+                    ws.pong(payload);
+                }
+                ControlFlow::Continue(())
+            }
+            Verdict::Refuse => {
+                metrics().rate_limited.inc();
+                let wait = self.rate.retry_after_ms(Instant::now());
+                let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
+                match send_unless_kicked(ws, kick.as_mut(), refused).await {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(Some(code)) => ControlFlow::Break(self.kicked(ws, code).await),
+                    Err(None) => ControlFlow::Break(ABNORMAL),
+                }
+            }
+            Verdict::Close => {
+                metrics().rate_limited.inc();
+                close_with(ws, close::RATE_LIMITED, "rate limit exceeded").await;
+                ControlFlow::Break(close::RATE_LIMITED)
+            }
+        }
     }
 
     /// Writes `reply`; breaks with the close code if the connection must end.

@@ -131,6 +131,7 @@ pub(super) fn kick_reason(code: u16) -> &'static str {
         close::TOKEN_EXPIRED => "token expired",
         close::RATE_LIMITED => "rate limit exceeded",
         close::GOING_AWAY => "edge going away; reconnect and resume",
+        close::DISCONNECTED => "disconnected by the application",
         _ => "closed by the edge",
     }
 }
@@ -144,14 +145,24 @@ pub(super) fn close_with<'a>(
     code: u16,
     reason: &'a str,
 ) -> Pin<Box<impl Future<Output = ()> + Send + 'a>> {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    ws.queue_close(Some(frame));
+    finish_closing(ws)
+}
+
+/// Writes the close frame already queued (and what is ahead of it), reads until the client's
+/// answer ends the stream, then lingers until the client closes its side: all of it within
+/// [`CLOSE_WAIT`], after which the socket is simply dropped. A client that reads nothing cannot
+/// make a close take longer.
+pub(super) fn finish_closing(ws: &mut Ws) -> Pin<Box<impl Future<Output = ()> + Send + '_>> {
     Box::pin(async move {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            if ws.close(Some(frame)).await.is_ok() {
+            if ws.flush().await.is_ok() {
                 while let Some(Ok(_)) = ws.next().await {}
+                ws.linger().await;
             }
         })
         .await;

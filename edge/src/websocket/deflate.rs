@@ -5,7 +5,12 @@
 use std::cell::RefCell;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, FlushCompress};
+use miniz_oxide::inflate::TINFLStatus;
+use miniz_oxide::inflate::core::{self as inflate_core, DecompressorOxide, inflate_flags};
+
+/// Inflate into one buffer holding the whole message.
+const NON_WRAPPING: u32 = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
 
 /// What a connection negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +73,8 @@ thread_local! {
     // Reset for every message (no context takeover): kept only to spare the allocation.
     static FAST: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
     static STORED: RefCell<Compress> = RefCell::new(Compress::new(Compression::none(), false));
-    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+    // Boxed: the decompressor's tables are some KiB.
+    static INFLATE: RefCell<Box<DecompressorOxide>> = RefCell::new(Box::default());
 }
 
 /// `payload` compressed for the wire (the sync flush's empty block left out). Stored blocks for
@@ -102,46 +108,55 @@ pub fn compress(payload: &[u8], small_window: bool) -> Bytes {
 
 /// Inflates a compressed message; `Ok(None)` if it is not valid deflate data, `Err` as soon as
 /// it would exceed `max` bytes (a small message can inflate to gigabytes: never allocated).
+///
+/// The whole message is inflated into one buffer that does not wrap, so a back-reference to
+/// before the message's first byte is an error, as RFC 7692 has it with no context takeover,
+/// rather than a read of an empty window as zeros.
 pub fn inflate(compressed: &[u8], max: usize) -> Result<Option<Vec<u8>>, TooBig> {
-    INFLATE.with(|inflater| {
-        let mut inflater = inflater.borrow_mut();
-        inflater.reset(false);
-        let mut out = Vec::new();
-        for (chunk, flush) in [
-            (compressed, FlushDecompress::None),
-            (&TAIL[..], FlushDecompress::Sync),
-        ] {
+    INFLATE.with(|state| {
+        let mut state = state.borrow_mut();
+        state.init();
+        let limit = max.saturating_add(1);
+        let mut out = vec![0u8; compressed.len().saturating_mul(4).max(64).min(limit)];
+        let mut written = 0;
+        for (chunk, more) in [(compressed, true), (&TAIL[..], false)] {
             let mut rest = chunk;
             loop {
-                if out.len() == out.capacity() {
-                    // Room up to one byte past the limit, to see a message that exceeds it.
-                    let room = (max + 1).saturating_sub(out.len());
-                    if room == 0 {
-                        return Err(TooBig);
-                    }
-                    out.reserve(room.min(out.len().max(1024)));
-                }
-                let (read, written) = (inflater.total_in(), out.len());
-                let status = match inflater.decompress_vec(rest, &mut out, flush) {
-                    Ok(status) => status,
-                    Err(_) => return Ok(None),
-                };
-                if out.len() > max {
+                let flags = NON_WRAPPING
+                    | if more {
+                        inflate_flags::TINFL_FLAG_HAS_MORE_INPUT
+                    } else {
+                        0
+                    };
+                let (status, read, wrote) =
+                    inflate_core::decompress(&mut state, rest, &mut out, written, flags);
+                rest = &rest[read..];
+                written += wrote;
+                if written > max {
                     return Err(TooBig);
                 }
-                rest = &rest[(inflater.total_in() - read) as usize..];
-                if status == Status::StreamEnd {
-                    return Ok(Some(out));
-                }
-                // Done with this chunk once it is all read and the output has room to spare.
-                let stalled = out.len() == written && inflater.total_in() == read;
-                if (rest.is_empty() && out.len() < out.capacity())
-                    || (stalled && out.len() < out.capacity())
-                {
-                    break;
+                match status {
+                    // The client ended the message with a final block.
+                    TINFLStatus::Done => {
+                        out.truncate(written);
+                        return Ok(Some(out));
+                    }
+                    TINFLStatus::HasMoreOutput => {
+                        // Room up to one byte past the limit, to see a message that exceeds it.
+                        let grown = out.len().saturating_mul(2).min(limit);
+                        if grown <= out.len() {
+                            return Err(TooBig);
+                        }
+                        out.resize(grown, 0);
+                    }
+                    TINFLStatus::NeedsMoreInput => break,
+                    // Everything read, at the block boundary the empty stored block made.
+                    TINFLStatus::FailedCannotMakeProgress if !more && rest.is_empty() => break,
+                    _ => return Ok(None),
                 }
             }
         }
+        out.truncate(written);
         Ok(Some(out))
     })
 }
@@ -207,6 +222,12 @@ mod tests {
             Some(&b""[..])
         );
         assert_eq!(inflate(b"\xff\xff\xff", 100), Ok(None));
+        // A back-reference before the message's first byte: a fixed-Huffman block whose first
+        // symbol is a match (length 3, distance 1) with nothing before it.
+        assert_eq!(inflate(&[0x03, 0x02, 0x00], 100), Ok(None));
+        // The same match after a literal is fine.
+        let wire = compress(b"aaaa", false);
+        assert_eq!(inflate(&wire, 100).unwrap().as_deref(), Some(&b"aaaa"[..]));
         // A bomb: a megabyte of zeros in a few kilobytes, refused at the limit.
         let bomb = compress(&vec![0u8; 1 << 20], false);
         assert!(bomb.len() < 16 * 1024, "{}", bomb.len());

@@ -35,6 +35,20 @@ impl Edge {
 
     /// Starts an edge process on free ports without waiting for anything.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Edge {
+        Edge::spawn_at("127.0.0.1", args, env)
+    }
+
+    /// Like [`Edge::start`], with the public listener on `host` (e.g. `[::]`, dual-stack: IPv4
+    /// clients arrive as IPv4-mapped IPv6 addresses). A host other than loopback needs a
+    /// configured secret.
+    pub async fn start_at(host: &str, args: &[&str]) -> Edge {
+        let mut edge = Edge::spawn_at(host, args, &[]);
+        edge.wait_started().await;
+        edge
+    }
+
+    /// Starts an edge process with its public listener on `host` without waiting for anything.
+    pub fn spawn_at(host: &str, args: &[&str], env: &[(&str, &str)]) -> Edge {
         let port = free_port();
         let internal_port = free_port();
         let child = Command::new(bin("edge"))
@@ -42,7 +56,7 @@ impl Edge {
             .env_remove("FERROCAST_REDIS_URL")
             .env_remove("FERROCAST_JWT_SECRET")
             .envs(env.iter().copied())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--listen", &format!("{host}:{port}")])
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
             .args([
                 "--log",

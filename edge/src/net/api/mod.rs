@@ -10,6 +10,7 @@ mod presence;
 mod publish;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -17,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 
@@ -26,6 +28,12 @@ use crate::session::Shared;
 
 /// Largest request body, in bytes (PROTOCOL.md part C); larger ones get 413 `TOO_LARGE`.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Requests other than the probes served at once (metrics and the API); more wait for a place
+/// for up to [`SLOT_WAIT`], then get 503. Probes take no place: nothing can queue them.
+const SLOTS: usize = 64;
+/// Longest a request waits for one of the [`SLOTS`].
+const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the API's handlers share.
 pub(crate) struct Api<B> {
@@ -48,11 +56,15 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
         .route("/api/presence", get(presence::list::<B>))
         .route("/api/presence_stats", get(presence::stats::<B>))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize::<B>))
-        .with_state(api);
+        .with_state(api)
+        .route("/metrics", get(|| async { metrics().render() }))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(SLOTS)),
+            bounded,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<B>))
-        .route("/metrics", get(|| async { metrics().render() }))
         .with_state(shared)
         .merge(routes)
         .fallback(|| async {
@@ -67,6 +79,19 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(count))
+}
+
+/// Serves a request once one of the [`SLOTS`] is free; 503 if none is within [`SLOT_WAIT`].
+async fn bounded(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(SLOT_WAIT, slots.acquire()).await {
+        Ok(Ok(_slot)) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "too many requests in progress; retry",
+        )
+        .into_response(),
+    }
 }
 
 async fn ready<B: Bus>(State(shared): State<Arc<Shared<B>>>) -> Response {

@@ -47,6 +47,9 @@ pub struct WsConn {
     out: VecDeque<Bytes>,
     /// Where small headers and payloads are gathered; no capacity while idle.
     scratch: BytesMut,
+    /// Frames beyond the first of the fragmented messages read (see
+    /// [`WsConn::take_extra_frames`]).
+    extra_frames: u32,
     /// A close frame went out: nothing more is written.
     close_sent: bool,
     /// The close handshake is over (or the connection failed): nothing more is read.
@@ -70,6 +73,7 @@ impl WsConn {
             max_message,
             out: VecDeque::new(),
             scratch: BytesMut::new(),
+            extra_frames: 0,
             close_sent: false,
             done: false,
         }

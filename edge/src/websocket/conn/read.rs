@@ -2,9 +2,11 @@
 //! messages inflated within the limit, pings and closes answered.
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::Interest;
+use tokio::time::Instant;
 use tungstenite::Message;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::Utf8Bytes;
@@ -16,12 +18,22 @@ use crate::websocket::frame::{self, FrameError, Opcode};
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 4096;
+/// Most frames one message may arrive in (more: close 1008). Clients fragment large messages
+/// into pieces of kilobytes; a thousand empty continuations is a flood, not a message.
+const MAX_FRAGMENTS: u32 = 1024;
+/// Longest a fragmented message may take from its first frame to its last (longer: close 1008),
+/// so an unfinished message cannot be held for the connection's life by pinging meanwhile.
+const FRAGMENTED_WITHIN: Duration = Duration::from_secs(10);
 
 /// A message arriving in fragments.
 pub(super) struct Partial {
     text: bool,
     compressed: bool,
     pub(super) data: Vec<u8>,
+    /// Frames received so far.
+    fragments: u32,
+    /// When its first frame arrived.
+    since: Instant,
 }
 
 /// What a read from the socket came to, before the frame path answers it (see
@@ -39,26 +51,70 @@ pub enum Read {
 }
 
 impl WsConn {
-    /// The next message (pings are answered here, and returned too; a close is answered and
-    /// returned, and ends the stream). `None` once the connection is over.
+    /// The next message, pings answered (and returned too), a close answered and returned (it
+    /// ends the stream). `None` once the connection is over. The answer's write is not bounded:
+    /// for the echo endpoint and for a close handshake under its own timeout. A session reads
+    /// with [`WsConn::poll_read`] and [`WsConn::settle`], and decides itself which pings to answer
+    /// and how long a write may take.
     pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
         let read = std::future::poll_fn(|cx| self.poll_read(cx)).await;
-        self.settle(read).await
+        let settled = self.settle(read);
+        if let Some(Ok(Message::Ping(payload))) = &settled {
+            self.pong(payload.clone());
+        }
+        if self.has_unwritten() {
+            // After a close or a violation the stream is over whatever the write does.
+            if let Err(error) = self.flush().await
+                && matches!(settled, Some(Ok(Message::Ping(_))))
+            {
+                return Some(Err(error));
+            }
+        }
+        settled
     }
 
-    /// Answers what `read` needs answered (a ping, a close, a violation) and hands the rest
-    /// over, as [`WsConn::next`] does.
-    pub async fn settle(&mut self, read: Read) -> Option<Result<Message, WsError>> {
-        // Answering writes, and is boxed: the reads that need no answer must not carry a
-        // write's state.
+    /// Acts on what `read` requires without writing anything: a close is answered, a
+    /// violation closed, each by a close frame queued for the next [`WsConn::flush`]; a ping is
+    /// handed over unanswered (see [`WsConn::pong`]). Whoever flushes decides how long that may
+    /// take, so no answer to a client can hold a connection the edge wants closed.
+    pub fn settle(&mut self, read: Read) -> Option<Result<Message, WsError>> {
         match read {
-            Read::Message(message @ (Message::Ping(_) | Message::Close(_))) => {
-                Some(Box::pin(self.answer(message)).await)
+            Read::Message(Message::Close(frame)) => {
+                if !self.close_sent {
+                    let code = frame.as_ref().map(|f| u16::from(f.code));
+                    let payload = code
+                        .map(|c| Bytes::copy_from_slice(&c.to_be_bytes()))
+                        .unwrap_or_default();
+                    self.control(Opcode::Close, payload);
+                    self.close_sent = true;
+                }
+                self.done = true;
+                Some(Ok(Message::Close(frame)))
             }
             Read::Message(message) => Some(Ok(message)),
-            Read::Violation(code) => Some(Err(Box::pin(self.fail(code)).await)),
+            Read::Violation(code) => {
+                self.done = true;
+                if !self.close_sent {
+                    self.control(Opcode::Close, Bytes::copy_from_slice(&code.to_be_bytes()));
+                    self.close_sent = true;
+                }
+                Some(Err(WsError::Closed(code)))
+            }
             Read::Failed(error) => Some(Err(error.into())),
             Read::Ended => None,
+        }
+    }
+
+    /// How many frames beyond one each the messages handed over since the last call came in, so
+    /// a rate limit can count every frame a client sent, not just every message.
+    pub fn take_extra_frames(&mut self) -> u32 {
+        std::mem::take(&mut self.extra_frames)
+    }
+
+    /// Queues the answer to a ping (nothing once a close went out).
+    pub fn pong(&mut self, payload: Bytes) {
+        if !self.close_sent {
+            self.control(Opcode::Pong, payload);
         }
     }
 
@@ -123,30 +179,6 @@ impl WsConn {
         }
     }
 
-    /// Answers what needs an answer (a ping, a close) before handing the message over.
-    async fn answer(&mut self, message: Message) -> Result<Message, WsError> {
-        match &message {
-            Message::Ping(payload) if !self.close_sent => {
-                self.control(Opcode::Pong, payload.clone());
-                self.flush().await?;
-            }
-            Message::Close(frame) => {
-                if !self.close_sent {
-                    let code = frame.as_ref().map(|f| u16::from(f.code));
-                    let payload = code
-                        .map(|c| Bytes::copy_from_slice(&c.to_be_bytes()))
-                        .unwrap_or_default();
-                    self.control(Opcode::Close, payload);
-                    self.close_sent = true;
-                    let _ = self.flush().await;
-                }
-                self.done = true;
-            }
-            _ => {}
-        }
-        Ok(message)
-    }
-
     /// One complete message from what was read, if there is one.
     pub(super) fn parse(&mut self) -> Result<Option<Message>, u16> {
         loop {
@@ -161,6 +193,11 @@ impl WsConn {
                 self.read
                     .reserve(header.header_len + header.len - self.read.len());
                 return Ok(None);
+            }
+            if let Some(partial) = &self.partial
+                && partial.since.elapsed() > FRAGMENTED_WITHIN
+            {
+                return Err(1008);
             }
             self.read.advance(header.header_len);
             let mut payload = self.read.split_to(header.len);
@@ -182,6 +219,8 @@ impl WsConn {
                         text,
                         compressed: header.compressed,
                         data: payload.to_vec(),
+                        fragments: 1,
+                        since: Instant::now(),
                     }));
                 }
                 Opcode::Continuation => {
@@ -190,6 +229,10 @@ impl WsConn {
                     };
                     if partial.data.len() + payload.len() > self.max_message {
                         return Err(1009);
+                    }
+                    partial.fragments += 1;
+                    if partial.fragments > MAX_FRAGMENTS {
+                        return Err(1008);
                     }
                     partial.data.extend_from_slice(&payload);
                     if header.fin {
@@ -200,7 +243,10 @@ impl WsConn {
                             text,
                             compressed,
                             data,
+                            fragments,
+                            ..
                         } = *partial;
+                        self.extra_frames = self.extra_frames.saturating_add(fragments - 1);
                         return self.finish(text, compressed, Bytes::from(data)).map(Some);
                     }
                 }
@@ -225,17 +271,6 @@ impl WsConn {
         Utf8Bytes::try_from(payload)
             .map(Message::Text)
             .map_err(|_| 1007)
-    }
-
-    /// Closes with `code` after a violation; the error to return.
-    async fn fail(&mut self, code: u16) -> WsError {
-        self.done = true;
-        if !self.close_sent {
-            self.control(Opcode::Close, Bytes::copy_from_slice(&code.to_be_bytes()));
-            self.close_sent = true;
-            let _ = self.flush().await;
-        }
-        WsError::Closed(code)
     }
 }
 

@@ -51,7 +51,7 @@ impl WsConn {
             Message::Binary(bytes) => (Opcode::Binary, bytes.clone()),
             Message::Ping(bytes) => return self.control(Opcode::Ping, bytes.clone()),
             Message::Pong(bytes) => return self.control(Opcode::Pong, bytes.clone()),
-            Message::Close(frame) => return self.queue_close(frame.as_ref()),
+            Message::Close(frame) => return self.push_close(frame.as_ref()),
             Message::Frame(_) => return,
         };
         match self.socket.deflate {
@@ -63,7 +63,14 @@ impl WsConn {
         }
     }
 
-    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+    /// Queues a close frame, unless one went out already; nothing is queued after it.
+    pub fn queue_close(&mut self, frame: Option<CloseFrame>) {
+        if !self.close_sent {
+            self.push_close(frame.as_ref());
+        }
+    }
+
+    fn push_close(&mut self, frame: Option<&CloseFrame>) {
         let payload = frame.map(|f| {
             let mut payload = u16::from(f.code).to_be_bytes().to_vec();
             // A control frame holds 125 bytes: the reason is cut at a character boundary.
@@ -135,11 +142,32 @@ impl WsConn {
         self.flush().await
     }
 
+    /// Once the close frame is written: sends FIN and reads (and drops) whatever the client
+    /// still sends until it closes its side too. Dropping a socket with unread bytes makes the
+    /// kernel reset the connection, and a reset can discard the close frame before the client
+    /// reads it: a client closed for flooding would never learn why. Not bounded here: the
+    /// caller bounds it (the close wait).
+    pub async fn linger(&mut self) {
+        self.read = BytesMut::new();
+        let stream = &self.socket.stream;
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Sends a close frame (once).
     pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), WsError> {
-        if !self.close_sent {
-            self.queue_close(frame.as_ref());
-        }
+        self.queue_close(frame);
         self.flush().await
     }
 }
