@@ -17,7 +17,7 @@
 #      Service for the public port; Ingresses routing to the public port only, and then
 #      FERROCAST_MAX_PENDING_PER_IP=0; ServiceMonitors scraping /metrics on the internal port; a
 #      NetworkPolicy isolating the pods, admitting the public port and admitting the internal one
-#      only from pod/namespace selectors (no ipBlock, never from anywhere); exactly one of
+#      only from pods named by label (never every pod, an ipBlock or anywhere); exactly one of
 #      FERROCAST_JWT_SECRET (from a Secret, at least 32 bytes where the Secret is rendered) and
 #      FERROCAST_JWT_PUBLIC_KEY_FILE, since without either the edge runs in development mode on
 #      loopback only;
@@ -566,6 +566,16 @@ for w, namespace, labels, annotations, c in edges:
                     bad("%s: admits the internal port (%d) from ipBlock %s: only pod and "
                         "namespace selectors keep it inside the cluster",
                         name(np), internal, peer["ipBlock"].get("cidr"))
+                    continue
+                # Every pod (of a namespace, or of the cluster) could hold its connections:
+                # only pods named by label may reach it.
+                pods = peer.get("podSelector") or {}
+                if not (pods.get("matchLabels") or pods.get("matchExpressions")):
+                    bad("%s: admits the internal port (%d) from every pod%s: name the pods that "
+                        "need it (Prometheus, API clients) with a podSelector",
+                        name(np), internal,
+                        " of the namespaces selected" if "namespaceSelector" in peer else
+                        " of its namespace")
     if not isolated:
         bad("%s: no NetworkPolicy isolates these pods for ingress: the internal port (%d) is open "
             "to anything that can reach a pod", who, internal)

@@ -208,6 +208,12 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_UPSTREAM_BYTES_RATE", default_value_t = 64 * 1024)]
     pub upstream_bytes_rate: usize,
 
+    /// Bytes of `data` per second one connection may `publish` (what it writes into room
+    /// histories, kept for --history-ttl); over it: RATE_LIMITED with `retry_after`. A message of
+    /// --max-data-size always passes once the quota has refilled.
+    #[arg(long, env = "FERROCAST_PUBLISH_BYTES_RATE", default_value_t = 64 * 1024)]
+    pub publish_bytes_rate: usize,
+
     /// A per-event rate limit on `publish` and `send` frames, per connection:
     /// `PATTERN=N/PERIOD[,BURST]` (e.g. `chat.*=5/1s,10`: 5 per second, bursts of 10; BURST
     /// defaults to N). PATTERN is an event name or a prefix ending in `*`. Repeatable (in the

@@ -30,6 +30,7 @@ pub mod websocket;
 pub use session::Shared;
 
 mod handle;
+pub mod peer;
 mod preflight;
 
 pub use handle::{Edge, Listeners, random_node_id};

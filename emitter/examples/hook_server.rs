@@ -6,7 +6,7 @@
 //! cargo run -p ferrocast-emitter --example hook_server          # listens on 127.0.0.1:3000
 //! edge --redis-url redis://127.0.0.1:6379 --connect-hook http://127.0.0.1:3000/connect \
 //!      --join-hook http://127.0.0.1:3000/join --join-hook-rooms 'project:*' \
-//!      --hook-key change-me --upstream-events 'chat.*' --upstream-lifecycle join
+//!      --hook-key change-me-to-a-secret --upstream-events 'chat.*' --upstream-lifecycle join
 //! # a browser connects with {"type":"auth","token":"session-alice"}, joins chat:lobby (its
 //! # token's rooms) and project:apollo (this server's table says yes), not project:zeus.
 //! ```

@@ -38,6 +38,8 @@ pub struct HookState {
     pub members: Mutex<HashSet<(String, String)>>,
     /// Every request: path, its Authorization header and traceparent, and its body.
     pub seen: Mutex<Vec<Seen>>,
+    /// Tokens the connect hook never answers (it holds the request until the edge gives up).
+    pub hang: Mutex<HashSet<String>>,
     /// When set, an accepting connect hook first publishes a `greeting` to the new client id
     /// through this emitter, as an application sending a connection its initial state would.
     pub greeter: Mutex<Option<ferrocast_emitter::Emitter>>,
@@ -60,6 +62,7 @@ impl HookServer {
             tokens: Mutex::new(HashMap::new()),
             members: Mutex::new(HashSet::new()),
             seen: Mutex::new(Vec::new()),
+            hang: Mutex::new(HashSet::new()),
             greeter: Mutex::new(None),
         });
         let router = axum::Router::new()
@@ -84,6 +87,11 @@ impl HookServer {
     /// Answers `token` with `claims`.
     pub fn token(&self, token: &str, claims: Value) {
         self.state.tokens.lock().insert(token.to_owned(), claims);
+    }
+
+    /// Makes the connect hook hold every request for `token` without answering.
+    pub fn hang_on(&self, token: &str) {
+        self.state.hang.lock().insert(token.to_owned());
     }
 
     /// Makes the connect hook publish a `greeting` (`{"client": <id>}`) to every client it
@@ -165,6 +173,10 @@ async fn connect(
         return answer;
     }
     let token = body["token"].as_str().unwrap_or_default();
+    if state.hang.lock().contains(token) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
     let Some(claims) = state.tokens.lock().get(token).cloned() else {
         return StatusCode::UNAUTHORIZED.into_response();
     };

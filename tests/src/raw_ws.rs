@@ -53,8 +53,22 @@ impl RawWs {
     /// `extra` header lines, the socket's receive buffer set to `recv_buffer` bytes (small, for a
     /// client that should fall behind quickly), and reads the `101` answer.
     pub async fn open(port: u16, token: Option<&str>, extra: &str, recv_buffer: u32) -> RawWs {
+        RawWs::open_from("127.0.0.1", port, token, extra, recv_buffer).await
+    }
+
+    /// Like [`RawWs::open`], from local address `source` (127.0.0.x: another peer to the edge).
+    pub async fn open_from(
+        source: &str,
+        port: u16,
+        token: Option<&str>,
+        extra: &str,
+        recv_buffer: u32,
+    ) -> RawWs {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(recv_buffer).expect("SO_RCVBUF");
+        socket
+            .bind(format!("{source}:0").parse().expect("address"))
+            .expect("bind");
         let mut stream = socket
             .connect(([127, 0, 0, 1], port).into())
             .await

@@ -58,7 +58,16 @@ async fn connection_caps_refuse_with_503_before_the_upgrade() {
     assert!(admitted, "a freed place is given again");
 
     // Connections that never authenticate hold their place only until the handshake timeout.
-    let edge = Edge::start(&["--max-unauthenticated", "2", "--handshake-timeout", "4s"]).await;
+    // No per-address cap (its default, a quarter of 2, would hold the second): the edge's cap alone.
+    let edge = Edge::start(&[
+        "--max-unauthenticated",
+        "2",
+        "--max-pending-per-ip",
+        "0",
+        "--handshake-timeout",
+        "4s",
+    ])
+    .await;
     // Two connections that say nothing. One may be refused itself while the start-up readiness
     // probes still hold their places: only keep those the edge is waiting on (nothing comes back).
     let mut silent = Vec::new();
@@ -387,4 +396,50 @@ async fn close_codes_clients_invent_share_one_metric_series() {
             .any(|k| k.contains("4321") || k.contains("3999")),
         "{metrics:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_is_held_to_a_byte_quota_per_connection() {
+    let redis = RedisServer::start();
+    // The default quota: 64 KiB of data a second per connection.
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let publisher = Token::user("writer", &["r"])
+        .claim("pub", json!(["r"]))
+        .dev();
+    let (mut client, _) = Client::connect(&edge.ws_url(), &publisher).await;
+    client.join("r").await;
+    let blob = "x".repeat(4000);
+    let (mut acked, mut refused) = (0, None);
+    // 40 publishes of 4 KB (within the frame rate's burst of 50): 160 KB at once.
+    for _ in 0..40 {
+        let answer = client
+            .request(
+                json!({"type": "publish", "room": "r", "event": "e", "data": blob, "echo": false}),
+            )
+            .await;
+        match answer["type"].as_str() {
+            Some("ack") => acked += 1,
+            _ => {
+                refused = Some(answer);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("160 KB published at once: the byte quota never refused");
+    assert_eq!(refused["code"], "RATE_LIMITED", "{refused}");
+    assert!(
+        refused["retry_after"].as_u64().is_some_and(|ms| ms > 0),
+        "{refused}"
+    );
+    assert!(
+        (14..=17).contains(&acked),
+        "{acked} publishes of 4 KB passed a 64 KiB quota"
+    );
+    // The quota refills: after the wait it says, the same publish passes.
+    let wait = refused["retry_after"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait + 50)).await;
+    let answer = client
+        .request(json!({"type": "publish", "room": "r", "event": "e", "data": blob, "echo": false}))
+        .await;
+    assert_eq!(answer["type"], "ack", "{answer}");
 }

@@ -40,7 +40,9 @@ pub struct HookConfig {
     pub hook_timeout: Duration,
 
     /// Hook requests one edge has in flight at once; more wait (within --hook-timeout), so a
-    /// slow hook cannot pile up connections or requests.
+    /// slow hook cannot pile up connections or requests. One client address may have a quarter
+    /// of them in flight or waiting for connects; its further logins are closed with 1013 (HTTP
+    /// 503 for a header) at once, so it cannot make everyone else's wait.
     #[arg(long, env = "FERROCAST_HOOK_CONCURRENCY", default_value_t = 64)]
     pub hook_concurrency: usize,
 

@@ -2,6 +2,8 @@
 //! hook key, a timeout that includes waiting for a free slot, bounded concurrency, a span whose
 //! trace continues into the hook (`traceparent`), and metrics.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,11 +13,13 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::HookConfig;
 use crate::ops::metrics::{HookLabel, metrics};
+use crate::peer::peer_group;
 
 /// Largest hook answer read, in bytes.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -29,6 +33,9 @@ pub enum HookError {
     /// The request failed (connection refused, reset, ...).
     #[error("hook unreachable: {0}")]
     Transport(String),
+    /// The client's address has its share of the slots in use already: not sent.
+    #[error("too many hook requests from this address at once")]
+    Busy,
 }
 
 /// An answer: its status and body.
@@ -46,6 +53,10 @@ pub struct HookClient {
     key: Option<String>,
     timeout: Duration,
     slots: Semaphore,
+    /// Requests in flight or waiting per client address (see [`HookClient::post_from`]).
+    shares: Mutex<HashMap<IpAddr, usize>>,
+    /// Most of them one address may have.
+    share: usize,
 }
 
 impl HookClient {
@@ -61,7 +72,39 @@ impl HookClient {
             key: config.hook_key.clone(),
             timeout: config.hook_timeout,
             slots: Semaphore::new(config.hook_concurrency.max(1)),
+            shares: Mutex::new(HashMap::new()),
+            // A quarter of the slots: the slots are one queue, and one address whose tokens the
+            // hook never answers would otherwise push everyone else's logins to the timeout.
+            share: (config.hook_concurrency / 4).max(1),
         }
+    }
+
+    /// Like [`HookClient::post`], on behalf of a client at `peer`: refused at once
+    /// ([`HookError::Busy`]) if that address has its share of the slots in flight or waiting
+    /// already, so no address can hold more than a bounded part of the hook's capacity.
+    pub async fn post_from(
+        &self,
+        peer: IpAddr,
+        hook: &'static str,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<Answer, HookError> {
+        let Some(_share) = self.take_share(peer) else {
+            record(hook, "busy", Instant::now());
+            return Err(HookError::Busy);
+        };
+        self.post(hook, url, body).await
+    }
+
+    fn take_share(&self, peer: IpAddr) -> Option<Share<'_>> {
+        let peer = peer_group(peer);
+        let mut shares = self.shares.lock();
+        let held = shares.entry(peer).or_insert(0);
+        if *held >= self.share {
+            return None;
+        }
+        *held += 1;
+        Some(Share { client: self, peer })
     }
 
     /// POSTs `body` (JSON) to `url` for hook `hook` (a metric label).
@@ -88,14 +131,9 @@ impl HookClient {
             }
             Err(HookError::Timeout) => "timeout",
             Err(HookError::Transport(_)) => "unreachable",
+            Err(HookError::Busy) => "busy",
         };
-        let m = metrics();
-        m.hook_requests
-            .get_or_create(&HookLabel { hook, outcome })
-            .inc();
-        m.hook_duration
-            .get_or_create(&HookLabel { hook, outcome })
-            .observe(started.elapsed().as_secs_f64());
+        record(hook, outcome, started);
         result
     }
 
@@ -133,4 +171,33 @@ impl HookClient {
             .to_bytes();
         Ok(Answer { status, body })
     }
+}
+
+/// One request's place in its address's share, given back on drop.
+struct Share<'a> {
+    client: &'a HookClient,
+    peer: IpAddr,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut shares = self.client.shares.lock();
+        if let Some(held) = shares.get_mut(&self.peer) {
+            *held -= 1;
+            if *held == 0 {
+                shares.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Counts a hook request and its duration under `outcome`.
+fn record(hook: &'static str, outcome: &'static str, started: Instant) {
+    let m = metrics();
+    m.hook_requests
+        .get_or_create(&HookLabel { hook, outcome })
+        .inc();
+    m.hook_duration
+        .get_or_create(&HookLabel { hook, outcome })
+        .observe(started.elapsed().as_secs_f64());
 }

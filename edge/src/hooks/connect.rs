@@ -60,13 +60,14 @@ pub enum Verdict {
     Unavailable(String),
 }
 
-/// Asks the hook at `url` about `request`.
+/// Asks the hook at `url` about `request`, within the share of the hook's slots that the
+/// client's address may take.
 pub async fn decide(client: &HookClient, url: &str, request: &ConnectRequest<'_>) -> Verdict {
     let body = match serde_json::to_vec(request) {
         Ok(body) => body,
         Err(e) => return Verdict::Unavailable(e.to_string()),
     };
-    match client.post("connect", url, body).await {
+    match client.post_from(request.remote, "connect", url, body).await {
         Ok(answer) => match answer.status {
             200 => match serde_json::from_slice::<HookClaims>(&answer.body) {
                 Ok(claims) if !claims.user.is_empty() => Verdict::Accept(claims),

@@ -24,8 +24,8 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 
 use crate::bus::Bus;
+use crate::peer::peer_group;
 use crate::session::Shared;
-use crate::session::connections::peer_group;
 
 /// Connections open at once, in all; more are closed as soon as they are accepted. Each costs a
 /// task and hyper's buffers (some KiB).

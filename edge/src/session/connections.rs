@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use tungstenite::Message;
 
 use crate::fanout::outbox::{Frame, Outbound, Outbox};
+use crate::peer::peer_group;
 
 /// What the sweep needs to know about a connection, updated by the connection itself.
 pub struct Life {
@@ -94,24 +95,6 @@ impl Drop for Pending {
                 }
             }
         }
-    }
-}
-
-/// The address that per-peer limits count `ip` under. An IPv4 client of a dual-stack listener
-/// arrives as `::ffff:a.b.c.d` and counts as `a.b.c.d` (masked as IPv6, every IPv4 client would
-/// be one peer); an IPv6 host usually has a whole /64 to pick addresses from, so that counts as
-/// one.
-pub fn peer_group(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-        v4 => v4,
     }
 }
 

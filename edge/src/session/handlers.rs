@@ -8,7 +8,7 @@ use tungstenite::Message;
 
 use super::Session;
 use super::identify::{Denied, Peer};
-use super::rate::{TokenBucket, UpstreamQuota, Verdict};
+use super::rate::{ByteQuota, TokenBucket, UpstreamQuota, Verdict};
 use super::refusal::Refusal;
 use super::replay::Replaying;
 use crate::bus::Bus;
@@ -210,6 +210,21 @@ impl<B: Bus> Session<B> {
             ));
         }
         self.check_data(&data)?;
+        let config = &self.shared.config;
+        // Made on the first `publish`: most connections never publish, and idle ones stay small.
+        let quota = self.publish_quota.get_or_insert_with(|| {
+            Box::new(ByteQuota::new(
+                config.publish_bytes_rate,
+                config.max_data_size,
+            ))
+        });
+        if let Err(wait) = quota.take(data.len(), std::time::Instant::now()) {
+            metrics().rate_limited.inc();
+            return Err(Refusal::rate_limited(
+                "publish quota exceeded (--publish-bytes-rate)",
+                wait,
+            ));
+        }
         let mut envelope = Envelope::message(&Target::Room(room), event, data);
         if !echo {
             envelope.except.push(self.client.to_string());

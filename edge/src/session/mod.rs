@@ -223,6 +223,7 @@ async fn open_session<B: Bus>(
         life,
         rate,
         upstream_quota: None,
+        publish_quota: None,
         event_limits: None,
         rooms: JoinedRooms::default(),
         fences: Fences::default(),
@@ -262,6 +263,8 @@ struct Session<B: Bus> {
     rate: TokenBucket,
     /// What it may still `send` upstream (made on its first `send`).
     upstream_quota: Option<Box<rate::UpstreamQuota>>,
+    /// Bytes of data this connection may `publish` (made on its first publish).
+    publish_quota: Option<Box<rate::ByteQuota>>,
     /// Its buckets for the `--event-rate` rules, by rule (made on first use).
     event_limits: Option<Box<[Option<TokenBucket>]>>,
     /// Joined rooms.

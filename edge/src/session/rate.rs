@@ -107,27 +107,54 @@ impl TokenBucket {
     }
 }
 
+/// Bytes of data per second: what one connection may write into history with `publish`, or
+/// into the inbox with `send`.
+pub struct ByteQuota(TokenBucket);
+
+impl ByteQuota {
+    /// `bytes_rate` bytes a second. The bucket holds a second's worth or one message of
+    /// `max_data` bytes, whichever is more, so the largest allowed message can always pass
+    /// eventually.
+    pub fn new(bytes_rate: usize, max_data: usize) -> ByteQuota {
+        let burst = u32::try_from(bytes_rate.max(max_data)).unwrap_or(u32::MAX);
+        ByteQuota(TokenBucket::new(bytes_rate as f64, burst))
+    }
+
+    /// Milliseconds from `now` until `len` bytes may pass (0: now).
+    fn wait_for(&mut self, len: usize, now: Instant) -> u64 {
+        self.0.wait_for(len as f64, now)
+    }
+
+    /// Takes `len` bytes arriving `now`, or says how many milliseconds to wait.
+    pub fn take(&mut self, len: usize, now: Instant) -> Result<(), u64> {
+        match self.wait_for(len, now) {
+            0 => {
+                self.0.tokens -= len as f64;
+                Ok(())
+            }
+            wait => Err(wait),
+        }
+    }
+}
+
 /// What one connection may `send` upstream: messages per second, and bytes of data per second.
 pub struct UpstreamQuota {
     messages: TokenBucket,
-    bytes: TokenBucket,
+    bytes: ByteQuota,
 }
 
 impl UpstreamQuota {
-    /// `rate` messages a second (bursts of `burst`) and `bytes_rate` bytes of data a second.
-    /// The byte bucket holds a second's worth or one message of `max_data` bytes, whichever is
-    /// more, so the largest allowed message can always pass eventually.
+    /// `rate` messages a second (bursts of `burst`) and `bytes_rate` bytes of data a second
+    /// (see [`ByteQuota::new`]).
     pub fn new(rate: f64, burst: u32, bytes_rate: usize, max_data: usize) -> UpstreamQuota {
-        let bytes_burst = u32::try_from(bytes_rate.max(max_data)).unwrap_or(u32::MAX);
         UpstreamQuota {
             messages: TokenBucket::new(rate, burst),
-            bytes: TokenBucket::new(bytes_rate as f64, bytes_burst),
+            bytes: ByteQuota::new(bytes_rate, max_data),
         }
     }
 
     /// Takes a message of `len` bytes arriving `now`, or says how many milliseconds to wait.
     pub fn take(&mut self, len: usize, now: Instant) -> Result<(), u64> {
-        let len = len as f64;
         let wait = self
             .messages
             .wait_for(1.0, now)
@@ -136,7 +163,7 @@ impl UpstreamQuota {
             return Err(wait);
         }
         self.messages.tokens -= 1.0;
-        self.bytes.tokens -= len;
+        self.bytes.0.tokens -= len as f64;
         Ok(())
     }
 }
@@ -222,5 +249,18 @@ mod tests {
             "700 bytes there; 100 ms to 800"
         );
         assert_eq!(quota.take(700, later), Ok(()));
+    }
+
+    #[test]
+    fn the_byte_quota_passes_a_second_s_worth_then_the_rate() {
+        let start = Instant::now();
+        let mut quota = ByteQuota::new(1000, 200);
+        assert_eq!(quota.take(600, start), Ok(()));
+        assert_eq!(quota.take(400, start), Ok(()));
+        assert_eq!(quota.take(100, start), Err(100));
+        assert_eq!(quota.take(100, start + Duration::from_millis(100)), Ok(()));
+        // A message larger than a second's worth still passes once the bucket is full.
+        let mut big = ByteQuota::new(100, 500);
+        assert_eq!(big.take(500, start), Ok(()));
     }
 }
