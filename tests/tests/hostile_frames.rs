@@ -88,3 +88,21 @@ async fn deflate_data_referring_before_the_message_closes_with_1007() {
     );
     assert_eq!(ws.close_code().await.0, 1007);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_the_rate_limit_refused_gets_no_pong() {
+    let edge = Edge::start(&["--rate", "0.1", "--burst", "5"]).await;
+    let mut ws = welcomed(&edge, "").await;
+    let pings: Vec<u8> = (0..8).flat_map(|_| frame(true, PING, b"")).collect();
+    assert!(ws.write(&pings).await);
+    let (mut pongs, mut refused) = (0, 0);
+    while refused < 3 {
+        let (opcode, payload) = ws.next_frame().await.expect("the connection stays open");
+        match opcode {
+            0xA => pongs += 1,
+            0x1 if String::from_utf8_lossy(&payload).contains("RATE_LIMITED") => refused += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(pongs, 5, "the burst is answered, the refused pings are not");
+}
