@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ferrocast_emitter::settings::parse_duration;
+use ferrocast_redis::settings::parse_duration;
 use ferrocast_protocol::script;
 
 mod event_rate;

@@ -84,7 +84,7 @@ impl Edge {
         let feed = Feed::new(registry.clone());
         let settings = RedisSettings::from_config(&config);
         if !config.redis_cluster_nodes.is_empty() {
-            let nodes = ferrocast_emitter::settings::node_urls(&config.redis_cluster_nodes);
+            let nodes = ferrocast_redis::settings::node_urls(&config.redis_cluster_nodes);
             let bus = ClusterBus::start(nodes, &settings, feed)?;
             return Edge::launch(config, verifier, registry, bus, listeners);
         }

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::settings::node_urls;
+use ferrocast_redis::settings::node_urls;
 
 use anyhow::Context;
 use ferrocast_protocol::Scope;

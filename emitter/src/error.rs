@@ -56,7 +56,7 @@ impl From<serde_json::Error> for EmitError {
 
 impl From<redis::RedisError> for EmitError {
     fn from(e: redis::RedisError) -> Self {
-        if crate::redis::errors::is_transient(&e) {
+        if ferrocast_redis::errors::is_transient(&e) {
             EmitError::Unavailable(e.to_string())
         } else {
             EmitError::Redis(e)

@@ -7,17 +7,15 @@
 //! disconnect them) travel the same way. Upstream, [`Inbox`] reads the clients' `send`s from the
 //! inbox stream through a consumer group.
 //!
-//! This crate is also the one Redis layer of the project: the edge uses its [`redis`] module
-//! (pools, error classes, backoff, history reads), its [`Emitter`] for client publishes, and the
-//! writing end of the [`inbox`], so both sides talk to Redis the same way.
+//! Its Redis plumbing (connection settings, pools, error classes, backoff, history reads) is the
+//! `ferrocast-redis` crate, which the edge uses too; the edge also uses [`Emitter`] for client
+//! publishes and the writing end of the [`inbox`], so both sides talk to Redis the same way.
 
 mod emitter;
 mod error;
 pub mod inbox;
 
 pub mod cli;
-pub mod redis;
-pub mod settings;
 
 pub use emitter::{
     Emitter, EmitterBuilder, Message, PresenceChanges, PresenceList, PresenceUpdate, Publication,

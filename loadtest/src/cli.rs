@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ferrocast_emitter::settings::parse_duration;
+use ferrocast_redis::settings::parse_duration;
 
 /// Drive many real WebSocket clients against Ferrocast edges and measure latency, loss and the
 /// edge's cost. Defaults suit a 2-core machine; flags scale every scenario up.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
-use ferrocast_emitter::redis::history as reads;
+use ferrocast_redis::history as reads;
 use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence;
 use ferrocast_protocol::script::LiveMessage;

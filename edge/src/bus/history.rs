@@ -1,6 +1,6 @@
 //! Each subscribed target's position in its history, and catching up from it after a
 //! reconnect: what both Redis buses (one Redis, or a cluster) share. The history reads
-//! themselves are in the shared Redis layer ([`ferrocast_emitter::redis::history`]).
+//! themselves are in the shared Redis layer ([`ferrocast_redis::history`]).
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Keys, Offset, TargetKey};
 use redis::aio::ConnectionLike;
 
-use ferrocast_emitter::redis::history::{open, page};
+use ferrocast_redis::history::{open, page};
 
 use super::{BusError, Sink};
 

@@ -19,12 +19,11 @@ pub mod history;
 pub mod inbox;
 pub mod memory;
 mod memory_presence;
-mod pubsub;
 pub mod redis;
 
 pub use cluster::ClusterBus;
 pub use ferrocast_emitter::inbox::InboxStats;
-pub use ferrocast_emitter::redis::replay::{PAGE_BYTES, ReplayCursor};
+pub use ferrocast_redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 
@@ -47,6 +46,17 @@ pub enum BusError {
 impl From<::redis::RedisError> for BusError {
     fn from(error: ::redis::RedisError) -> BusError {
         BusError::Unavailable(error.to_string())
+    }
+}
+
+/// What the pub/sub connection says, as the bus says it.
+impl From<ferrocast_redis::pubsub::PubSubError> for BusError {
+    fn from(error: ferrocast_redis::pubsub::PubSubError) -> BusError {
+        use ferrocast_redis::pubsub::PubSubError;
+        match error {
+            PubSubError::Unavailable(e) => BusError::Unavailable(e),
+            PubSubError::Refused(e) => BusError::Refused(e),
+        }
     }
 }
 
@@ -83,8 +93,8 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 /// The Redis buses' waits between attempts to connect: 100 ms doubling up to 500 ms. Short,
 /// because the edge is not ready meanwhile: it must be ready again within a second of Redis
 /// answering. A refused connection attempt costs Redis (and the edge) next to nothing.
-pub(crate) fn reconnect_backoff() -> ferrocast_emitter::redis::Backoff {
-    ferrocast_emitter::redis::Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
+pub(crate) fn reconnect_backoff() -> ferrocast_redis::Backoff {
+    ferrocast_redis::Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
 }
 
 /// What both Redis buses (one Redis, or a cluster) are configured with.

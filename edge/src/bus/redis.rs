@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_emitter::redis::pool::{Conn, Manager};
+use ferrocast_redis::pool::{Conn, Manager};
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use super::core::RedisCore;
 use super::history::{FROM_START, unavailable};
-use super::pubsub::{self, Commands, Held, Reader};
+use ferrocast_redis::pubsub::{self, Commands, Held, Reader};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
 
@@ -86,7 +86,8 @@ impl RedisBus {
                     // buffer (which disconnects a subscriber that falls far behind).
                     match reader.settle(self.catch_up(), &mut held).await {
                         Ok(Ok(())) => Ok((commands, reader, held)),
-                        Ok(Err(error)) | Err(error) => Err(error),
+                        Ok(Err(error)) => Err(error),
+                        Err(error) => Err(error.into()),
                     }
                 }
                 Err(error) => Err(error),
@@ -140,7 +141,7 @@ impl RedisBus {
     async fn catch_up(&self) -> Result<(), BusError> {
         // Pooled connections from before a Redis restart are dead: find them now, not one
         // failed read here (or client command, and 1013) at a time.
-        ferrocast_emitter::redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
+        ferrocast_redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
         self.core.emitter.revalidate().await;
         for (target, position) in self.core.positions.snapshot() {
             let mut conn = self.reads.get().await.map_err(unavailable)?;
@@ -251,7 +252,7 @@ impl Bus for RedisBus {
         }
         let commands = live.as_ref().ok_or_else(|| unavailable("not connected"))?;
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
-        commands.unsubscribe(&channels).await
+        Ok(commands.unsubscribe(&channels).await?)
     }
 
     fn known_position(&self, target: &TargetKey) -> Option<ReplayCursor> {

@@ -1,6 +1,6 @@
 //! `--event-rate` rules: per-event limits on `publish` and `send` frames.
 
-use ferrocast_emitter::settings::parse_duration;
+use ferrocast_redis::settings::parse_duration;
 
 /// One `--event-rate` rule.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Args;
-use ferrocast_emitter::settings::parse_duration;
+use ferrocast_redis::settings::parse_duration;
 
 /// Presence settings.
 #[derive(Debug, Clone, Args)]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::parse_duration;
+use ferrocast_redis::settings::parse_duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use ferrocast_protocol::script;

@@ -8,7 +8,7 @@ use ferrocast_protocol::names::NameError;
 use ferrocast_protocol::script::PUBLISH_SCRIPT;
 
 use crate::error::EmitError;
-use crate::redis::pool::Manager;
+use ferrocast_redis::pool::Manager;
 
 use super::{Backend, Emitter, Inner};
 

@@ -33,8 +33,8 @@ use ferrocast_protocol::offset::Offset;
 use ferrocast_protocol::script::{self};
 
 use crate::error::EmitError;
-use crate::redis::Backoff;
-use crate::redis::pool::Manager;
+use ferrocast_redis::Backoff;
+use ferrocast_redis::pool::Manager;
 
 /// Longest wait between two attempts of a publish.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -145,7 +145,7 @@ impl Emitter {
     /// connection reconnects per node by itself.
     pub async fn revalidate(&self) {
         if let Backend::Single(pool) = &self.inner.backend {
-            crate::redis::pool::revalidate(pool, std::time::Duration::from_secs(1)).await;
+            ferrocast_redis::pool::revalidate(pool, std::time::Duration::from_secs(1)).await;
         }
     }
 
@@ -208,7 +208,7 @@ impl Emitter {
             for (&i, reply) in todo.iter().zip(replies) {
                 match reply {
                     Err(e)
-                        if crate::redis::errors::is_transient(&e)
+                        if ferrocast_redis::errors::is_transient(&e)
                             && attempt < self.inner.retries =>
                     {
                         again.push(i);

@@ -77,7 +77,7 @@ impl InboxError {
 
 impl From<redis::RedisError> for InboxError {
     fn from(e: redis::RedisError) -> Self {
-        if crate::redis::errors::is_transient(&e) {
+        if ferrocast_redis::errors::is_transient(&e) {
             InboxError::Unavailable(e.to_string())
         } else {
             InboxError::Redis(e)

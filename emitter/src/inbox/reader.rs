@@ -1,7 +1,7 @@
 //! Reading the inbox as one consumer of a group: new entries, acknowledgements, and the loop
 //! that hands each to a handler.
 
-use crate::redis::Backoff;
+use ferrocast_redis::Backoff;
 use ferrocast_protocol::Keys;
 use redis::aio::ConnectionManagerConfig;
 use std::fmt::Display;

@@ -23,7 +23,7 @@ pub enum WriteError {
     /// The entry could not be encoded.
     #[error("cannot encode the inbox entry: {0}")]
     Encode(String),
-    /// Redis failed (see [`is_transient`](crate::redis::errors::is_transient)).
+    /// Redis failed (see [`is_transient`](ferrocast_redis::errors::is_transient)).
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
 }

@@ -122,7 +122,7 @@ pub async fn emitter(common: &crate::cli::Common) -> anyhow::Result<Emitter> {
     let builder = if common.redis_cluster_nodes.is_empty() {
         Emitter::builder(&common.redis_url)
     } else {
-        Emitter::cluster_builder(ferrocast_emitter::settings::node_urls(
+        Emitter::cluster_builder(ferrocast_redis::settings::node_urls(
             &common.redis_cluster_nodes,
         ))
     };

@@ -5,8 +5,7 @@ use std::collections::VecDeque;
 
 use tokio::sync::oneshot;
 
-use super::super::BusError;
-use super::super::history::unavailable;
+use super::{PubSubError, unavailable};
 
 /// A command waiting for its replies.
 pub(super) struct Waiter {
@@ -25,7 +24,7 @@ struct WaitList {
 }
 
 impl Waiting {
-    pub(super) fn push(&self, waiter: Waiter) -> Result<(), BusError> {
+    pub(super) fn push(&self, waiter: Waiter) -> Result<(), PubSubError> {
         let mut list = self.0.lock();
         if list.closed {
             return Err(unavailable("the pub/sub connection is lost"));
@@ -36,7 +35,7 @@ impl Waiting {
 
     /// One reply to the oldest command: a confirmation counts down its replies; an error is the
     /// command's only reply.
-    pub(super) fn answer(&self, reply: Result<(), String>) -> Result<(), BusError> {
+    pub(super) fn answer(&self, reply: Result<(), String>) -> Result<(), PubSubError> {
         let mut list = self.0.lock();
         let Some(oldest) = list.queue.front_mut() else {
             return Err(unavailable(

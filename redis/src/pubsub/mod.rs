@@ -14,16 +14,34 @@ mod waiting;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use redis::{ConnectionAddr, ConnectionInfo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::history::unavailable;
-use super::{BusError, TIMEOUT};
 use resp::{Item, Reply};
 use waiting::{Waiter, Waiting};
+
+/// How long a command may take to be written and answered.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the pub/sub connection cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PubSubError {
+    /// Redis is unreachable, or the connection was lost: connect again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The settings cannot work (an address or a scheme this reader does not speak).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A lost connection, for `e`.
+fn unavailable(e: impl std::fmt::Display) -> PubSubError {
+    PubSubError::Unavailable(e.to_string())
+}
 
 /// Read space kept for the connection (one per edge): a burst of small messages is read and
 /// delivered in one go.
@@ -40,7 +58,7 @@ pub type Held = (Bytes, Bytes);
 
 /// Opens a connection to the Redis `info` names and authenticates it. Only plain TCP and Unix
 /// sockets: the edge is built without TLS.
-pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Reader), BusError> {
+pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Reader), PubSubError> {
     let (read, write): (
         Box<dyn AsyncRead + Send + Unpin>,
         Box<dyn AsyncWrite + Send + Unpin>,
@@ -61,7 +79,7 @@ pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Reader), BusErr
             (Box::new(read), Box::new(write))
         }
         _ => {
-            return Err(BusError::Refused(
+            return Err(PubSubError::Refused(
                 "this edge connects to Redis over TCP or a Unix socket, not TLS".into(),
             ));
         }
@@ -105,21 +123,21 @@ pub struct Commands {
 
 impl Commands {
     /// Subscribes to `channels`; returns once Redis confirmed every one.
-    pub async fn subscribe(&self, channels: &[String]) -> Result<(), BusError> {
+    pub async fn subscribe(&self, channels: &[String]) -> Result<(), PubSubError> {
         self.send_with("SUBSCRIBE", channels).await
     }
 
     /// Unsubscribes from `channels`; returns once Redis confirmed every one.
-    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), BusError> {
+    pub async fn unsubscribe(&self, channels: &[String]) -> Result<(), PubSubError> {
         self.send_with("UNSUBSCRIBE", channels).await
     }
 
     /// Asks Redis for an answer, to learn that the connection still works.
-    pub async fn ping(&self) -> Result<(), BusError> {
+    pub async fn ping(&self) -> Result<(), PubSubError> {
         self.send(&["PING"], 1).await
     }
 
-    async fn send_with(&self, command: &str, channels: &[String]) -> Result<(), BusError> {
+    async fn send_with(&self, command: &str, channels: &[String]) -> Result<(), PubSubError> {
         if channels.is_empty() {
             return Ok(());
         }
@@ -131,7 +149,7 @@ impl Commands {
     }
 
     /// Writes `args` as one command and waits for its `replies` replies.
-    async fn send(&self, args: &[&str], replies: usize) -> Result<(), BusError> {
+    async fn send(&self, args: &[&str], replies: usize) -> Result<(), PubSubError> {
         let mut bytes = Vec::new();
         resp::command(&mut bytes, args);
         let (done, answered) = oneshot::channel();
@@ -154,7 +172,7 @@ impl Commands {
         }
         match tokio::time::timeout(TIMEOUT, answered).await {
             Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(BusError::Unavailable(format!("Redis refused: {error}"))),
+            Ok(Ok(Err(error))) => Err(PubSubError::Unavailable(format!("Redis refused: {error}"))),
             Ok(Err(_)) => Err(unavailable("the pub/sub connection is lost")),
             Err(_) => Err(unavailable("Redis did not answer in time")),
         }
@@ -170,7 +188,7 @@ pub struct Reader {
 
 impl Reader {
     /// Waits until more bytes have arrived. Cancel-safe.
-    pub async fn fill(&mut self) -> Result<(), BusError> {
+    pub async fn fill(&mut self) -> Result<(), PubSubError> {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(READ_SIZE);
         }
@@ -183,7 +201,7 @@ impl Reader {
 
     /// Acts on every complete reply read so far: a confirmation answers its command, a
     /// message's channel and payload go to `deliver`.
-    pub fn drain(&mut self, mut deliver: impl FnMut(&[u8], &[u8])) -> Result<(), BusError> {
+    pub fn drain(&mut self, mut deliver: impl FnMut(&[u8], &[u8])) -> Result<(), PubSubError> {
         let mut at = 0;
         while let Some((reply, used)) = resp::parse(&self.buf[at..]).map_err(unavailable)? {
             at += used;
@@ -223,7 +241,7 @@ impl Reader {
         &mut self,
         work: F,
         held: &mut Vec<Held>,
-    ) -> Result<F::Output, BusError> {
+    ) -> Result<F::Output, PubSubError> {
         let mut work = std::pin::pin!(work);
         let mut bytes: usize = held.iter().map(|(c, p)| c.len() + p.len()).sum();
         loop {

@@ -1,0 +1,21 @@
+//! The one Redis layer of Ferrocast: every connection the edge and the emitter open goes
+//! through here, so connection settings, failure handling and the history reads are written
+//! once.
+//!
+//! - [`settings`]: what the flags of both sides parse (durations, Cluster node URLs);
+//! - [`pool`]: pooled multiplexed connections that drop themselves when broken, and their
+//!   revalidation after a Redis restart;
+//! - [`pubsub`]: the edge's own pub/sub connection, read straight from its buffer;
+//! - [`errors`]: the one classification of what Redis answered (retry, or give up);
+//! - [`backoff`]: the one exponential backoff every reconnecting or retrying loop uses;
+//! - [`history`] and [`replay`]: reading a target's history stream a page at a time.
+
+pub mod backoff;
+pub mod errors;
+pub mod history;
+pub mod pool;
+pub mod pubsub;
+pub mod replay;
+pub mod settings;
+
+pub use backoff::Backoff;
