@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use ferrocast_redis::settings::parse_duration;
 use ferrocast_protocol::script;
+use ferrocast_redis::settings::parse_duration;
 
 mod event_rate;
 mod hooks;
@@ -69,6 +69,10 @@ pub struct Config {
         conflicts_with = "redis_url"
     )]
     pub redis_cluster_nodes: Vec<String>,
+
+    /// TLS to Redis, for rediss:// URLs and Cluster nodes.
+    #[command(flatten)]
+    pub redis_tls: ferrocast_redis::TlsFiles,
 
     /// Key prefix shared with the emitters.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]

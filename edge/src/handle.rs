@@ -82,7 +82,7 @@ impl Edge {
         }
         let registry = Registry::new();
         let feed = Feed::new(registry.clone());
-        let settings = RedisSettings::from_config(&config);
+        let settings = RedisSettings::from_config(&config)?;
         if !config.redis_cluster_nodes.is_empty() {
             let nodes = ferrocast_redis::settings::node_urls(&config.redis_cluster_nodes);
             let bus = ClusterBus::start(nodes, &settings, feed)?;

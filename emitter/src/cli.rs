@@ -99,6 +99,7 @@ impl Cli {
             builder = builder.cluster(node_urls(&self.redis_cluster_nodes));
         }
         let mut inbox = builder
+            .tls(self.redis_tls.load()?)
             .prefix(&self.prefix)
             .partitions(args.inbox_partitions)
             .claim_idle(args.claim_idle)
@@ -151,6 +152,7 @@ impl Cli {
             Emitter::cluster_builder(node_urls(&self.redis_cluster_nodes))
         };
         builder
+            .tls(self.redis_tls.load()?)
             .prefix(&self.prefix)
             .history_len(self.history_len)
             .history_ttl(self.history_ttl)

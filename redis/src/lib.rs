@@ -3,6 +3,8 @@
 //! once.
 //!
 //! - [`settings`]: what the flags of both sides parse (durations, Cluster node URLs);
+//! - [`tls`] and [`clients`]: `rediss://` with the system's roots or a CA file, and client
+//!   certificates, for every connection;
 //! - [`pool`]: pooled multiplexed connections that drop themselves when broken, and their
 //!   revalidation after a Redis restart;
 //! - [`pubsub`]: the edge's own pub/sub connection, read straight from its buffer;
@@ -11,11 +13,14 @@
 //! - [`history`] and [`replay`]: reading a target's history stream a page at a time.
 
 pub mod backoff;
+pub mod clients;
 pub mod errors;
 pub mod history;
 pub mod pool;
 pub mod pubsub;
 pub mod replay;
 pub mod settings;
+pub mod tls;
 
 pub use backoff::Backoff;
+pub use tls::{Tls, TlsFiles};

@@ -6,6 +6,7 @@
 
 #![allow(clippy::missing_panics_doc)]
 
+pub mod certs;
 pub mod client;
 pub mod emitter_cli;
 pub mod follow;

@@ -258,6 +258,7 @@ async fn redis_bus_keeps_the_contract() {
         history_ttl: Duration::from_secs(60),
         inbox_max_len: 1000,
         inbox_partitions: 1,
+        tls: Default::default(),
     };
     let bus = RedisBus::start(&redis.url(), &settings, Feed::new(registry.clone())).expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;

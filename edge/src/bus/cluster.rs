@@ -23,7 +23,7 @@ use ferrocast_emitter::Emitter;
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -58,7 +58,8 @@ impl ClusterBus {
         sink: Arc<dyn Sink>,
     ) -> Result<Arc<ClusterBus>, BusError> {
         let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
-        let client = ClusterClientBuilder::new(nodes.clone())
+        let client = ferrocast_redis::clients::cluster_builder(&nodes, &settings.tls)
+            .map_err(|e| BusError::Refused(e.to_string()))?
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(pushes)
             .connection_timeout(TIMEOUT)

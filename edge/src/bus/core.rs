@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
-use ferrocast_redis::history as reads;
 use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
+use ferrocast_redis::history as reads;
 use redis::aio::ConnectionLike;
 
 use super::history::{self, FROM_START, Positions};

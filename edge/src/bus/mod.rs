@@ -110,18 +110,23 @@ pub struct RedisSettings {
     pub inbox_max_len: u64,
     /// Partitions of the upstream inbox.
     pub inbox_partitions: u16,
+    /// Certificates for `rediss://`.
+    pub tls: ferrocast_redis::Tls,
 }
 
 impl RedisSettings {
-    /// The settings from the edge's configuration.
-    pub fn from_config(config: &crate::config::Config) -> RedisSettings {
-        RedisSettings {
+    /// The settings from the edge's configuration, its certificate files read.
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<RedisSettings, ferrocast_redis::tls::TlsError> {
+        Ok(RedisSettings {
             prefix: config.prefix.clone(),
             history_len: config.history_len,
             history_ttl: config.history_ttl,
             inbox_max_len: config.inbox_max_len,
             inbox_partitions: config.inbox_partitions,
-        }
+            tls: config.redis_tls.load()?,
+        })
     }
 
     /// The emitter for the edge's own publishes, from `builder` (one Redis or a cluster).
@@ -130,6 +135,7 @@ impl RedisSettings {
         builder: ferrocast_emitter::EmitterBuilder,
     ) -> Result<ferrocast_emitter::Emitter, BusError> {
         builder
+            .tls(self.tls.clone())
             .prefix(&self.prefix)
             .history_len(self.history_len)
             .history_ttl(self.history_ttl)

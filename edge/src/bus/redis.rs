@@ -15,18 +15,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_redis::pool::{Conn, Manager};
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
+use ferrocast_redis::pool::{Conn, Manager};
 use futures_util::future::OptionFuture;
 use tokio::sync::Mutex;
 
 use super::core::RedisCore;
 use super::history::{FROM_START, unavailable};
-use ferrocast_redis::pubsub::{self, Commands, Held, Reader};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
+use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
 
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -36,7 +36,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// A bus over one Redis.
 pub struct RedisBus {
     core: RedisCore,
-    client: redis::Client,
+    /// Opens the live (pub/sub) connection.
+    connector: Connector,
     reads: bb8::Pool<Manager>,
     /// The live connection's command half. Held while subscribing, so a reconnect and a
     /// subscribe cannot interleave; what it is subscribed to is the core's
@@ -55,8 +56,9 @@ impl RedisBus {
         settings: &RedisSettings,
         sink: Arc<dyn Sink>,
     ) -> Result<Arc<RedisBus>, BusError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| BusError::Refused(format!("invalid Redis URL: {e}")))?;
+        let client = ferrocast_redis::clients::client(url, &settings.tls)
+            .map_err(|e| BusError::Refused(e.to_string()))?;
+        let connector = Connector::new(client.get_connection_info().clone(), &settings.tls)?;
         let reads = bb8::Pool::builder()
             .max_size(4)
             .test_on_check_out(false)
@@ -64,7 +66,7 @@ impl RedisBus {
             .build_unchecked(Manager::new(client.clone(), TIMEOUT, TIMEOUT));
         let bus = Arc::new(RedisBus {
             core: RedisCore::new(settings, Emitter::builder(url), sink)?,
-            client,
+            connector,
             reads,
             live: Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -121,10 +123,9 @@ impl RedisBus {
     async fn connect(&self) -> Result<(Arc<Commands>, Reader, Vec<Held>), BusError> {
         let mut live = self.live.lock().await;
         *live = None;
-        let (commands, mut reader) =
-            tokio::time::timeout(TIMEOUT, pubsub::connect(self.client.get_connection_info()))
-                .await
-                .map_err(|_| unavailable("timed out"))??;
+        let (commands, mut reader) = tokio::time::timeout(TIMEOUT, self.connector.connect())
+            .await
+            .map_err(|_| unavailable("timed out"))??;
         let targets = self.core.positions.targets();
         let channels: Vec<String> = targets.iter().map(|t| self.core.keys.live(t)).collect();
         let mut held = Vec::new();

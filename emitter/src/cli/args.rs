@@ -33,6 +33,9 @@ pub struct Cli {
         global = true
     )]
     pub redis_cluster_nodes: Vec<String>,
+    /// TLS to Redis, for rediss:// URLs and Cluster nodes.
+    #[command(flatten)]
+    pub redis_tls: ferrocast_redis::TlsFiles,
     /// Key prefix shared with the edges.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc", global = true)]
     pub prefix: String,

@@ -25,6 +25,7 @@ pub struct EmitterBuilder {
     pub(super) response_timeout: Duration,
     pub(super) retries: u32,
     pub(super) retry_backoff: Duration,
+    pub(super) tls: ferrocast_redis::Tls,
 }
 
 impl EmitterBuilder {
@@ -35,6 +36,13 @@ impl EmitterBuilder {
     pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.retries = retries;
         self.retry_backoff = backoff;
+        self
+    }
+
+    /// Certificates for `rediss://` URLs (default: the system's roots, no client certificate).
+    /// Read them with [`TlsFiles::load`](ferrocast_redis::TlsFiles::load).
+    pub fn tls(mut self, tls: ferrocast_redis::Tls) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -111,7 +119,7 @@ impl EmitterBuilder {
             }));
         }
         let backend = if self.cluster_nodes.is_empty() {
-            let client = redis::Client::open(self.url.as_str())
+            let client = ferrocast_redis::clients::client(&self.url, &self.tls)
                 .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
             Backend::Single(
                 bb8::Pool::builder()
@@ -130,7 +138,8 @@ impl EmitterBuilder {
         } else {
             // One cluster connection: it keeps a multiplexed connection per node, routes each
             // call to its slot's master and follows MOVED redirections itself.
-            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
+            let client = ferrocast_redis::clients::cluster_builder(&self.cluster_nodes, &self.tls)
+                .map_err(|e| EmitError::InvalidUrl(e.to_string()))?
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.response_timeout)
                 .retries(2)

@@ -89,6 +89,7 @@ impl Emitter {
             response_timeout: Duration::from_secs(5),
             retries: 2,
             retry_backoff: Duration::from_millis(100),
+            tls: ferrocast_redis::Tls::default(),
         }
     }
 

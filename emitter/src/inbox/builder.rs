@@ -21,9 +21,17 @@ pub struct InboxBuilder {
     pub(super) dead_letter_len: u64,
     pub(super) start: StartFrom,
     pub(super) timeout: Duration,
+    pub(super) tls: ferrocast_redis::Tls,
 }
 
 impl InboxBuilder {
+    /// Certificates for `rediss://` URLs (default: the system's roots, no client certificate).
+    /// Read them with [`TlsFiles::load`](ferrocast_redis::TlsFiles::load).
+    pub fn tls(mut self, tls: ferrocast_redis::Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Key prefix shared with the edges (default `fc`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();

@@ -1,8 +1,8 @@
 //! Reading the inbox as one consumer of a group: new entries, acknowledgements, and the loop
 //! that hands each to a handler.
 
-use ferrocast_redis::Backoff;
 use ferrocast_protocol::Keys;
+use ferrocast_redis::Backoff;
 use redis::aio::ConnectionManagerConfig;
 use std::fmt::Display;
 use std::future::Future;
@@ -95,6 +95,7 @@ impl Inbox {
             dead_letter_len: 10_000,
             start: StartFrom::Beginning,
             timeout: Duration::from_secs(5),
+            tls: ferrocast_redis::Tls::default(),
         }
     }
 
@@ -325,7 +326,7 @@ impl InboxBuilder {
             ));
         }
         let conn = if self.cluster_nodes.is_empty() {
-            let client = redis::Client::open(self.url.as_str())
+            let client = ferrocast_redis::clients::client(&self.url, &self.tls)
                 .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.timeout))
@@ -333,7 +334,8 @@ impl InboxBuilder {
                 .set_number_of_retries(1);
             Conn::Single(client.get_connection_manager_with_config(config).await?)
         } else {
-            let client = redis::cluster::ClusterClientBuilder::new(self.cluster_nodes.clone())
+            let client = ferrocast_redis::clients::cluster_builder(&self.cluster_nodes, &self.tls)
+                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?
                 .connection_timeout(self.timeout)
                 .response_timeout(self.block + self.timeout)
                 .build()

@@ -18,9 +18,11 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use redis::{ConnectionAddr, ConnectionInfo};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::tls::Tls;
 use resp::{Item, Reply};
 use waiting::{Waiter, Waiting};
 
@@ -56,44 +58,87 @@ const MAX_HELD: usize = 32 * 1024 * 1024;
 /// after the catch-up: its channel and payload.
 pub type Held = (Bytes, Bytes);
 
-/// Opens a connection to the Redis `info` names and authenticates it. Only plain TCP and Unix
-/// sockets: the edge is built without TLS.
-pub async fn connect(info: &ConnectionInfo) -> Result<(Commands, Reader), PubSubError> {
-    let (read, write): (
-        Box<dyn AsyncRead + Send + Unpin>,
-        Box<dyn AsyncWrite + Send + Unpin>,
-    ) = match info.addr() {
-        ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map_err(unavailable)?;
-            stream.set_nodelay(true).map_err(unavailable)?;
-            let (read, write) = stream.into_split();
-            (Box::new(read), Box::new(write))
-        }
-        ConnectionAddr::Unix(path) => {
-            let stream = tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(unavailable)?;
-            let (read, write) = stream.into_split();
-            (Box::new(read), Box::new(write))
-        }
-        _ => {
-            return Err(PubSubError::Refused(
-                "this edge connects to Redis over TCP or a Unix socket, not TLS".into(),
-            ));
-        }
-    };
-    let (commands, mut reader) = over(read, write);
-    let settings = info.redis_settings();
-    if let Some(password) = settings.password() {
-        let mut auth = vec!["AUTH"];
-        auth.extend(settings.username());
-        auth.push(password);
-        let mut held = Vec::new();
-        reader.settle(commands.send(&auth, 1), &mut held).await??;
+/// How to open the pub/sub connection: the address, credentials and TLS settings of one Redis,
+/// checked once, when the bus starts.
+pub struct Connector {
+    info: ConnectionInfo,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Connector {
+    /// A connector for the Redis `info` names; for `rediss://`, with the certificates of `tls`.
+    pub fn new(info: ConnectionInfo, tls: &Tls) -> Result<Connector, PubSubError> {
+        let tls = match info.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(PubSubError::Refused(INSECURE.into()));
+            }
+            ConnectionAddr::TcpTls { .. } => Some(tokio_rustls::TlsConnector::from(
+                tls.client_config().map_err(PubSubError::Refused)?,
+            )),
+            _ => None,
+        };
+        Ok(Connector { info, tls })
     }
-    Ok((commands, reader))
+
+    /// Opens a connection and authenticates it: TCP, TLS over TCP, or a Unix socket.
+    pub async fn connect(&self) -> Result<(Commands, Reader), PubSubError> {
+        let (read, write): (
+            Box<dyn AsyncRead + Send + Unpin>,
+            Box<dyn AsyncWrite + Send + Unpin>,
+        ) = match (self.info.addr(), &self.tls) {
+            (ConnectionAddr::Tcp(host, port), _) => {
+                let stream = tcp(host, *port).await?;
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            (ConnectionAddr::TcpTls { host, port, .. }, Some(connector)) => {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| PubSubError::Refused(format!("Redis host {host:?}: {e}")))?;
+                let stream = tcp(host, *port).await?;
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| unavailable(format!("TLS with Redis: {e}")))?;
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Box::new(write))
+            }
+            (ConnectionAddr::Unix(path), _) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(unavailable)?;
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            _ => {
+                return Err(PubSubError::Refused(
+                    "the pub/sub connection speaks TCP, TLS over TCP or a Unix socket".into(),
+                ));
+            }
+        };
+        let (commands, mut reader) = over(read, write);
+        let settings = self.info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut auth = vec!["AUTH"];
+            auth.extend(settings.username());
+            auth.push(password);
+            let mut held = Vec::new();
+            reader.settle(commands.send(&auth, 1), &mut held).await??;
+        }
+        Ok((commands, reader))
+    }
+}
+
+/// Why a `rediss://…#insecure` URL is refused.
+pub const INSECURE: &str = "a rediss:// URL with #insecure turns certificate checks off, which \
+     Ferrocast does not do: give --redis-ca-file, with a certificate naming the host (or IP \
+     address) the URL uses";
+
+async fn tcp(host: &str, port: u16) -> Result<tokio::net::TcpStream, PubSubError> {
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(unavailable)?;
+    stream.set_nodelay(true).map_err(unavailable)?;
+    Ok(stream)
 }
 
 /// The two halves of a connection over `read` and `write`.

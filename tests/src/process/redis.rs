@@ -13,6 +13,10 @@ pub struct RedisServer {
     child: Child,
     /// Its port.
     pub port: u16,
+    /// Its TLS port, if it has one (see [`RedisServer::start_tls`]).
+    pub tls_port: Option<u16>,
+    /// The password it requires, if any.
+    password: Option<String>,
     dir: PathBuf,
 }
 
@@ -28,7 +32,58 @@ impl RedisServer {
         RedisServer::start_on(free_port(), extra)
     }
 
+    /// Starts redis-server with TLS on a second port (`tls_port`, besides the plain one the
+    /// test's own checks use), with the certificates of `certs`. With `client_certs`, a client
+    /// must present a certificate signed by the CA; with `password`, it must authenticate.
+    pub fn start_tls(
+        certs: &crate::certs::Certs,
+        client_certs: bool,
+        password: Option<&str>,
+    ) -> RedisServer {
+        let tls_port = free_port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let mut args: Vec<String> = [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &path(&certs.server_cert),
+            "--tls-key-file",
+            &path(&certs.server_key),
+            "--tls-ca-cert-file",
+            &path(&certs.ca),
+            "--tls-auth-clients",
+            if client_certs { "yes" } else { "no" },
+            // A second address, which the certificate does not name.
+            "--bind",
+            "127.0.0.1",
+            "127.0.0.2",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(password) = password {
+            args.extend(["--requirepass".to_owned(), password.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut server = RedisServer::start_as(free_port(), &args, password);
+        server.tls_port = Some(tls_port);
+        server
+    }
+
+    /// `rediss://localhost:<tls port>` (with the password, if there is one), for a server
+    /// started by [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server started with TLS");
+        match &self.password {
+            Some(password) => format!("rediss://:{password}@localhost:{port}"),
+            None => format!("rediss://localhost:{port}"),
+        }
+    }
+
     fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        RedisServer::start_as(port, extra, None)
+    }
+
+    fn start_as(port: u16, extra: &[&str], password: Option<&str>) -> RedisServer {
         let dir =
             std::env::temp_dir().join(format!("ferrocast-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -50,7 +105,13 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be on PATH (the README's test command installs it)");
-        let server = RedisServer { child, port, dir };
+        let server = RedisServer {
+            child,
+            port,
+            tls_port: None,
+            password: password.map(str::to_owned),
+            dir,
+        };
         let deadline = Instant::now() + DEADLINE;
         while server.cli(&["PING"]).as_deref() != Some("PONG") {
             assert!(
@@ -105,7 +166,11 @@ impl RedisServer {
 
     /// Runs redis-cli against this server; `None` if it failed.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        redis_cli(&["-p", &self.port.to_string()], args)
+        let port = self.port.to_string();
+        match &self.password {
+            Some(password) => redis_cli(&["-p", &port, "--no-auth-warning", "-a", password], args),
+            None => redis_cli(&["-p", &port], args),
+        }
     }
 }
 
