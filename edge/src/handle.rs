@@ -129,7 +129,7 @@ impl Edge {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let (hooks, lifecycle) = Hooks::new(&config, &node_id);
+        let (hooks, lifecycle) = Hooks::new(&config, &node_id).map_err(anyhow::Error::msg)?;
         let mut finishing = Vec::new();
         if let Some(events) = lifecycle {
             let append = crate::hooks::lifecycle::run(events, bus.clone(), stopped());

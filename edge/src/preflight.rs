@@ -100,8 +100,10 @@ fn hooks(config: &Config) -> anyhow::Result<()> {
         if let Some(url) = url {
             let parsed: Result<hyper::Uri, _> = url.parse();
             anyhow::ensure!(
-                parsed.is_ok_and(|u| u.scheme_str() == Some("http") && u.host().is_some()),
-                "{flag} must be an http:// URL (the hook is the application's, next to the edges), not {url:?}"
+                parsed.is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                }),
+                "{flag} must be an http:// or https:// URL, not {url:?}"
             );
         }
     }

@@ -173,27 +173,7 @@ impl Tls {
     /// A rustls configuration for a connection of our own (the pub/sub reader): the same roots
     /// and client certificate redis-rs uses.
     pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
-        let mut roots = RootCertStore::empty();
-        match &self.ca {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert.map_err(|e| format!("--redis-ca-file: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("--redis-ca-file: {e}"))?;
-                }
-            }
-            None => {
-                let native = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(native.certs);
-                if added == 0 {
-                    return Err(
-                        "no system root certificates to check Redis's against: give --redis-ca-file"
-                            .into(),
-                    );
-                }
-            }
-        }
+        let roots = root_store(self.ca.as_deref(), "--redis-ca-file")?;
         let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
         let config = match &self.client {
             Some((cert, key)) => {
@@ -210,4 +190,31 @@ impl Tls {
         };
         Ok(Arc::new(config))
     }
+}
+
+/// The roots a server's certificate is checked against: only the PEM certificates of `ca` when
+/// given (named `flag` in errors), otherwise the system's.
+pub fn root_store(ca: Option<&[u8]>, flag: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("{flag}: {e}"))?;
+                roots.add(cert).map_err(|e| format!("{flag}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{flag}: no PEM certificate in it"));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(format!(
+                    "no system root certificates to check servers' against: give {flag}"
+                ));
+            }
+        }
+    }
+    Ok(roots)
 }

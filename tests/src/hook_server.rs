@@ -52,11 +52,72 @@ pub struct HookServer {
     /// Its tables and what it saw.
     pub state: Arc<HookState>,
     task: tokio::task::JoinHandle<()>,
+    /// `http` or `https`.
+    scheme: &'static str,
 }
 
 impl HookServer {
     /// Starts a server answering `/connect` and `/join`.
     pub async fn start() -> HookServer {
+        let (state, router) = HookServer::routes();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind hook server");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        HookServer {
+            port,
+            state,
+            task,
+            scheme: "http",
+        }
+    }
+
+    /// Like [`HookServer::start`], over TLS with the server certificate of `certs` (for
+    /// `localhost`): its URLs are `https://localhost:…`.
+    pub async fn start_tls(certs: &crate::certs::Certs) -> HookServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (state, router) = HookServer::routes();
+        let chain = CertificateDer::pem_file_iter(&certs.server_cert)
+            .expect("server certificate")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate");
+        let key = PrivateKeyDer::from_pem_file(&certs.server_key).expect("server key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("TLS config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind hook server");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(router);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        HookServer {
+            port,
+            state,
+            task,
+            scheme: "https",
+        }
+    }
+
+    fn routes() -> (Arc<HookState>, axum::Router) {
         let state = Arc::new(HookState {
             mode: Mutex::new(Mode::Normal),
             tokens: Mutex::new(HashMap::new()),
@@ -69,19 +130,15 @@ impl HookServer {
             .route("/connect", post(connect))
             .route("/join", post(join))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind hook server");
-        let port = listener.local_addr().expect("address").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        HookServer { port, state, task }
+        (state, router)
     }
 
     /// The URL of `path` (`/connect`, `/join`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        match self.scheme {
+            "https" => format!("https://localhost:{}{path}", self.port),
+            _ => format!("http://127.0.0.1:{}{path}", self.port),
+        }
     }
 
     /// Answers `token` with `claims`.

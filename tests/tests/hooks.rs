@@ -344,3 +344,34 @@ async fn what_the_connect_hook_publishes_to_the_new_client_reaches_it_after_welc
     let next = quiet.request(json!({"type": "ping"})).await;
     assert_eq!(next["type"], "pong", "{next}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_hook_is_reached_and_its_certificate_checked() {
+    let certs = ferrocast_tests::certs::Certs::generate("https-hook");
+    let hooks = HookServer::start_tls(&certs).await;
+    hooks.token("session-alice", json!({"user": "alice"}));
+    let url = hooks.url("/connect");
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = certs.ca.display().to_string();
+    let trusting = Edge::start(&[
+        "--connect-hook",
+        &url,
+        "--hook-key",
+        HOOK_KEY,
+        "--hook-ca-file",
+        &ca,
+    ])
+    .await;
+    let (_, welcome) = Client::connect_with_auth_frame(&trusting.ws_url(), "session-alice").await;
+    assert_eq!(welcome["user"], "alice");
+    let seen = hooks.requests("/connect");
+    assert_eq!(
+        seen.last().and_then(|(auth, ..)| auth.clone()).as_deref(),
+        Some(format!("Bearer {HOOK_KEY}").as_str()),
+        "the hook key went over TLS"
+    );
+
+    // The system's roots do not know the test's CA: the hook cannot be trusted, so no answer.
+    let doubting = Edge::start(&["--connect-hook", &url, "--hook-key", HOOK_KEY]).await;
+    assert_eq!(refused(&doubting.ws_url(), "session-alice").await.0, 1013);
+}

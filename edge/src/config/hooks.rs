@@ -10,7 +10,7 @@ use ferrocast_redis::settings::parse_duration;
 #[derive(Debug, Clone, Args)]
 pub struct HookConfig {
     /// Decide every authentication (auth frame or Authorization header) by POSTing
-    /// {"token","client","node","remote","origin"} to this URL (http://). 200 with
+    /// {"token","client","node","remote","origin"} to this URL (http:// or https://). 200 with
     /// {"user","rooms","pub","send","meta","info","exp"} (the JWT claims' meanings, `user` for
     /// `sub`) accepts; 401 or 403 refuses (4001, or HTTP 401 for a header); a timeout or any
     /// other answer closes with 1013 (HTTP 503 for a header): the back end's outage, not the
@@ -19,7 +19,7 @@ pub struct HookConfig {
     pub connect_hook: Option<String>,
 
     /// Decide joins of --join-hook-rooms rooms that the client's claims do not allow by POSTing
-    /// {"client","user","meta","room","node"} to this URL (http://): 200 {"allow":true} joins,
+    /// {"client","user","meta","room","node"} to this URL (http:// or https://): 200 {"allow":true} joins,
     /// 200 {"allow":false,"reason":"..."} answers FORBIDDEN; a timeout or failure answers
     /// UNAVAILABLE with `retry_after`.
     #[arg(long, env = "FERROCAST_JOIN_HOOK")]
@@ -29,6 +29,11 @@ pub struct HookConfig {
     /// comma-separated patterns.
     #[arg(long, env = "FERROCAST_JOIN_HOOK_ROOMS", value_delimiter = ',')]
     pub join_hook_rooms: Vec<String>,
+
+    /// For https:// hook URLs: PEM CA certificate(s) the hook's certificate must chain to,
+    /// instead of the system's roots. The host name is always checked.
+    #[arg(long, env = "FERROCAST_HOOK_CA_FILE", value_name = "FILE")]
+    pub hook_ca_file: Option<std::path::PathBuf>,
 
     /// Sent as `Authorization: Bearer KEY` with every hook request, so the hook can tell the
     /// edges from anyone else.

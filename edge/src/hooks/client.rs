@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -47,9 +48,10 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Sends hook requests.
+/// Sends hook requests, over plain HTTP or TLS (https:// URLs, checked against the system's
+/// roots or --hook-ca-file).
 pub struct HookClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     key: Option<String>,
     timeout: Duration,
     slots: Semaphore,
@@ -60,12 +62,30 @@ pub struct HookClient {
 }
 
 impl HookClient {
-    /// A client as configured.
-    pub fn new(config: &HookConfig) -> HookClient {
+    /// A client as configured; fails if --hook-ca-file cannot be used.
+    pub fn new(config: &HookConfig) -> Result<HookClient, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.hook_timeout));
-        HookClient {
+        // https:// goes through this connector's TLS; http:// stays plain.
+        connector.enforce_http(false);
+        let ca = match &config.hook_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read --hook-ca-file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let roots = ferrocast_redis::tls::root_store(ca.as_deref(), "--hook-ca-file")?;
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(HookClient {
             http: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
@@ -76,7 +96,7 @@ impl HookClient {
             // A quarter of the slots: the slots are one queue, and one address whose tokens the
             // hook never answers would otherwise push everyone else's logins to the timeout.
             share: (config.hook_concurrency / 4).max(1),
-        }
+        })
     }
 
     /// Like [`HookClient::post`], on behalf of a client at `peer`: refused at once

@@ -29,14 +29,18 @@ pub struct Hooks {
 
 impl Hooks {
     /// The hooks of `config`, for edge `node`; with lifecycle events, the receiver their task
-    /// ([`lifecycle::run`]) appends from.
+    /// ([`lifecycle::run`]) appends from. Fails if --hook-ca-file cannot be used.
+    #[allow(clippy::type_complexity)]
     pub fn new(
         config: &Config,
         node: &str,
-    ) -> (
-        Hooks,
-        Option<tokio::sync::mpsc::Receiver<ferrocast_protocol::Upstream>>,
-    ) {
+    ) -> Result<
+        (
+            Hooks,
+            Option<tokio::sync::mpsc::Receiver<ferrocast_protocol::Upstream>>,
+        ),
+        String,
+    > {
         let hooks: &HookConfig = &config.hooks;
         let (lifecycle, rx) = if hooks.upstream_lifecycle.is_empty() {
             (None, None)
@@ -44,16 +48,16 @@ impl Hooks {
             let (events, rx) = LifecycleEvents::new(&hooks.upstream_lifecycle, node);
             (Some(events), Some(rx))
         };
-        (
+        Ok((
             Hooks {
-                client: HookClient::new(hooks),
+                client: HookClient::new(hooks)?,
                 connect: hooks.connect_hook.clone(),
                 join: hooks.join_hook.clone(),
                 join_rooms: Patterns::from(hooks.join_hook_rooms.clone()),
                 lifecycle,
             },
             rx,
-        )
+        ))
     }
 
     /// The join hook's URL, if it decides joins of `room`.
