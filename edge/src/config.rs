@@ -53,8 +53,10 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_WS_PATH", default_value = "/ws")]
     pub ws_path: String,
 
-    /// Redis to receive messages through (e.g. redis://127.0.0.1:6379). Absent: single-node mode
-    /// with an in-process bus, for development and trying it out.
+    /// Redis to receive messages through (e.g. redis://127.0.0.1:6379, rediss://host:6380 for TLS).
+    /// With --redis-sentinels, only its scheme and credentials are used, for the master the
+    /// sentinels name. Absent (and no sentinels or Cluster): single-node mode with an in-process
+    /// bus, for development and trying it out.
     #[arg(long, env = "FERROCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -73,6 +75,10 @@ pub struct Config {
     /// TLS to Redis, for rediss:// URLs and Cluster nodes.
     #[command(flatten)]
     pub redis_tls: ferrocast_redis::TlsFiles,
+
+    /// Redis behind Sentinel.
+    #[command(flatten)]
+    pub redis_sentinel: ferrocast_redis::sentinel::SentinelArgs,
 
     /// Key prefix shared with the emitters.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]
@@ -335,6 +341,14 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Whether Redis is configured (an address, a Sentinel group or a Cluster): otherwise the
+    /// edge runs on its in-process bus.
+    pub fn has_redis(&self) -> bool {
+        self.redis_url.is_some()
+            || !self.redis_cluster_nodes.is_empty()
+            || !self.redis_sentinel.sentinels.is_empty()
+    }
+
     /// The cap on unauthenticated connections per peer address (0: none): as configured, or a
     /// quarter of the edge's cap, so one address never holds every place.
     pub fn pending_per_ip(&self) -> usize {

@@ -88,16 +88,17 @@ impl Edge {
             let bus = ClusterBus::start(nodes, &settings, feed)?;
             return Edge::launch(config, verifier, registry, bus, listeners);
         }
-        match &config.redis_url {
-            Some(url) => {
-                let bus = RedisBus::start(url, &settings, feed)?;
-                Edge::launch(config, verifier, registry, bus, listeners)
-            }
-            None => {
-                let bus = Arc::new(MemoryBus::new(feed, config.history_len, config.history_ttl));
-                Edge::launch(config, verifier, registry, bus, listeners)
-            }
+        let sentinels = config
+            .redis_sentinel
+            .sentinels(config.redis_url.as_deref(), &settings.tls)?
+            .map(Arc::new);
+        if sentinels.is_some() || config.redis_url.is_some() {
+            let url = config.redis_url.as_deref().unwrap_or_default();
+            let bus = RedisBus::start(url, sentinels, &settings, feed)?;
+            return Edge::launch(config, verifier, registry, bus, listeners);
         }
+        let bus = Arc::new(MemoryBus::new(feed, config.history_len, config.history_ttl));
+        Edge::launch(config, verifier, registry, bus, listeners)
     }
 
     fn launch<B: Bus>(

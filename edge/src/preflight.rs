@@ -32,10 +32,7 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
              only, not {public}"
         );
     }
-    if !config.upstream_events.is_empty()
-        && config.redis_url.is_none()
-        && config.redis_cluster_nodes.is_empty()
-    {
+    if !config.upstream_events.is_empty() && !config.has_redis() {
         anyhow::bail!(
             "--upstream-events needs --redis-url or --redis-cluster-nodes: workers read upstream messages from Redis"
         );
@@ -107,10 +104,7 @@ fn hooks(config: &Config) -> anyhow::Result<()> {
             );
         }
     }
-    if !hooks.upstream_lifecycle.is_empty()
-        && config.redis_url.is_none()
-        && config.redis_cluster_nodes.is_empty()
-    {
+    if !hooks.upstream_lifecycle.is_empty() && !config.has_redis() {
         anyhow::bail!(
             "--upstream-lifecycle needs --redis-url or --redis-cluster-nodes: workers read lifecycle events from the inbox in Redis"
         );
@@ -179,7 +173,7 @@ fn warn(config: &Config, verifier: &Verifier) {
              For protocol conformance tests only."
         );
     }
-    if config.redis_url.is_none() && config.redis_cluster_nodes.is_empty() {
+    if !config.has_redis() {
         tracing::warn!(
             "SINGLE-NODE MODE: no --redis-url, so messages travel on an in-process bus and only \
              clients of this edge see them. Set --redis-url to run several edges."

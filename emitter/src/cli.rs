@@ -94,6 +94,11 @@ impl Cli {
         } else {
             StartFrom::Beginning
         };
+        if !self.redis_sentinel.sentinels.is_empty() {
+            anyhow::bail!(
+                "consume does not read through Sentinel yet: give the master's --redis-url"
+            );
+        }
         let mut builder = Inbox::builder(&self.redis_url, &args.group, &args.consumer);
         if !self.redis_cluster_nodes.is_empty() {
             builder = builder.cluster(node_urls(&self.redis_cluster_nodes));
@@ -146,13 +151,17 @@ impl Cli {
     }
 
     async fn connect(&self) -> anyhow::Result<Emitter> {
-        let builder = if self.redis_cluster_nodes.is_empty() {
+        let tls = self.redis_tls.load()?;
+        let mut builder = if self.redis_cluster_nodes.is_empty() {
             Emitter::builder(&self.redis_url)
         } else {
             Emitter::cluster_builder(node_urls(&self.redis_cluster_nodes))
         };
+        if let Some(sentinels) = self.redis_sentinel.sentinels(Some(&self.redis_url), &tls)? {
+            builder = builder.sentinels(std::sync::Arc::new(sentinels));
+        }
         builder
-            .tls(self.redis_tls.load()?)
+            .tls(tls)
             .prefix(&self.prefix)
             .history_len(self.history_len)
             .history_ttl(self.history_ttl)

@@ -15,9 +15,16 @@ pub fn is_transient(e: &RedisError) -> bool {
         )
 }
 
-/// Whether the connection `e` happened on can no longer be used: a pool must drop it.
+/// Whether the connection `e` happened on can no longer be used: a pool must drop it. A
+/// `READONLY` answer means the connection reached a replica (the master it was made to has
+/// been demoted in a failover): it is remade, through Sentinel when there is one, so nothing is
+/// written to a replica twice.
 pub fn breaks_connection(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`settings`]: what the flags of both sides parse (durations, Cluster node URLs);
 //! - [`tls`] and [`clients`]: `rediss://` with the system's roots or a CA file, and client
 //!   certificates, for every connection;
+//! - [`sentinel`]: the master a Sentinel group names, asked whenever a connection is made;
 //! - [`pool`]: pooled multiplexed connections that drop themselves when broken, and their
 //!   revalidation after a Redis restart;
 //! - [`pubsub`]: the edge's own pub/sub connection, read straight from its buffer;
@@ -19,6 +20,7 @@ pub mod history;
 pub mod pool;
 pub mod pubsub;
 pub mod replay;
+pub mod sentinel;
 pub mod settings;
 pub mod tls;
 

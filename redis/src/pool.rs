@@ -5,14 +5,18 @@
 //! handing it out forever. Ours marks a connection broken when a command on it fails with an I/O
 //! error, and bb8 drops it instead of returning it to the pool.
 
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
 use std::time::Duration;
+
+use crate::clients::Endpoint;
 
 /// A pooled connection and whether an I/O error has been seen on it.
 pub struct Conn {
     inner: MultiplexedConnection,
     broken: bool,
+    /// The master generation it was made in (behind Sentinel; see [`Endpoint::generation`]).
+    generation: u64,
 }
 
 impl Conn {
@@ -40,17 +44,22 @@ impl Conn {
 
 /// Makes connections for bb8.
 pub struct Manager {
-    client: Client,
+    endpoint: Endpoint,
     config: AsyncConnectionConfig,
 }
 
 impl Manager {
-    /// A manager for `client` whose commands time out after `response_timeout`.
-    pub fn new(client: Client, connect_timeout: Duration, response_timeout: Duration) -> Manager {
+    /// A manager for connections to `endpoint` whose commands time out after
+    /// `response_timeout`.
+    pub fn new(
+        endpoint: Endpoint,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Manager {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(response_timeout));
-        Manager { client, config }
+        Manager { endpoint, config }
     }
 }
 
@@ -59,23 +68,43 @@ impl bb8::ManageConnection for Manager {
     type Error = redis::RedisError;
 
     async fn connect(&self) -> Result<Conn, redis::RedisError> {
-        let inner = self
-            .client
+        let generation = self.endpoint.generation();
+        let mut inner = self
+            .endpoint
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
+        if self.endpoint.checks_role() && !crate::sentinel::is_master(&mut inner).await? {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+                "the sentinels named a Redis that is not a master (a failover is under way)",
+            )));
+        }
         Ok(Conn {
             inner,
             broken: false,
+            generation,
         })
     }
 
+    /// Checked on every checkout, with no round trip to Redis: behind Sentinel, a connection
+    /// made before the named master changed goes to a demoted master (which may still accept
+    /// writes for a while, and lose them when it resyncs), so it is dropped and another made.
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), redis::RedisError> {
-        let result = redis::cmd("PING").query_async::<()>(&mut conn.inner).await;
-        conn.check(result)
+        self.endpoint.refresh_if_due().await;
+        if conn.generation == self.endpoint.generation() {
+            return Ok(());
+        }
+        conn.broken = true;
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+            "the sentinels name another master now",
+        )))
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
+        conn.broken || conn.generation != self.endpoint.generation()
     }
 }
 

@@ -19,7 +19,7 @@ pub mod upstream;
 pub use client::Client;
 pub use emitter_cli::emitter;
 pub use hook_server::HookServer;
-pub use process::{Edge, RedisCluster, RedisServer, Running, bin, free_port};
+pub use process::{Edge, RedisCluster, RedisServer, Running, SentinelGroup, bin, free_port};
 pub use token::Token;
 
 use std::time::Duration;

@@ -3,10 +3,12 @@
 pub mod cluster;
 pub mod edge;
 pub mod redis;
+pub mod sentinel;
 
 pub use cluster::RedisCluster;
 pub use edge::Edge;
 pub use redis::RedisServer;
+pub use sentinel::SentinelGroup;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -260,7 +260,8 @@ async fn redis_bus_keeps_the_contract() {
         inbox_partitions: 1,
         tls: Default::default(),
     };
-    let bus = RedisBus::start(&redis.url(), &settings, Feed::new(registry.clone())).expect("bus");
+    let bus =
+        RedisBus::start(&redis.url(), None, &settings, Feed::new(registry.clone())).expect("bus");
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !bus.is_ready() {
         assert!(tokio::time::Instant::now() < deadline, "bus never ready");

@@ -26,7 +26,9 @@ use super::core::RedisCore;
 use super::history::{FROM_START, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
+use ferrocast_redis::clients::Endpoint;
 use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
+use ferrocast_redis::sentinel::Sentinels;
 
 /// A pub/sub connection that lasted this long resets the reconnection backoff.
 const STABLE: Duration = Duration::from_secs(10);
@@ -53,19 +55,30 @@ impl RedisBus {
     /// in the background, and [`Bus::is_ready`] says when it is up.
     pub fn start(
         url: &str,
+        sentinels: Option<Arc<Sentinels>>,
         settings: &RedisSettings,
         sink: Arc<dyn Sink>,
     ) -> Result<Arc<RedisBus>, BusError> {
-        let client = ferrocast_redis::clients::client(url, &settings.tls)
-            .map_err(|e| BusError::Refused(e.to_string()))?;
-        let connector = Connector::new(client.get_connection_info().clone(), &settings.tls)?;
+        let endpoint = match &sentinels {
+            Some(sentinels) => Endpoint::Sentinel(sentinels.clone()),
+            None => Endpoint::Fixed(Box::new(
+                ferrocast_redis::clients::client(url, &settings.tls)
+                    .map_err(|e| BusError::Refused(e.to_string()))?,
+            )),
+        };
+        let connector = Connector::new(endpoint.clone(), &settings.tls)?;
+        let mut emitter = Emitter::builder(url);
+        if let Some(sentinels) = sentinels {
+            emitter = emitter.sentinels(sentinels);
+        }
         let reads = bb8::Pool::builder()
             .max_size(4)
-            .test_on_check_out(false)
+            // Behind Sentinel only: a connection to a demoted master is not handed out.
+            .test_on_check_out(endpoint.checks_role())
             .connection_timeout(TIMEOUT)
-            .build_unchecked(Manager::new(client.clone(), TIMEOUT, TIMEOUT));
+            .build_unchecked(Manager::new(endpoint, TIMEOUT, TIMEOUT));
         let bus = Arc::new(RedisBus {
-            core: RedisCore::new(settings, Emitter::builder(url), sink)?,
+            core: RedisCore::new(settings, emitter, sink)?,
             connector,
             reads,
             live: Mutex::new(None),
@@ -166,6 +179,8 @@ impl RedisBus {
         // The ping is answered through the reader: it is awaited beside the reads, never
         // instead of them.
         let mut ping = None;
+        // Behind Sentinel: whether the master moved, asked on every ping's tick.
+        let mut moved = None;
         loop {
             tokio::select! {
                 read = reader.fill() => {
@@ -186,6 +201,19 @@ impl RedisBus {
                     ping = Some(Box::pin(async move {
                         tokio::time::timeout(PING_TIMEOUT, commands.ping()).await
                     }));
+                    if moved.is_none() {
+                        moved = Some(Box::pin(tokio::time::timeout(
+                            PING_TIMEOUT,
+                            self.connector.master_moved(),
+                        )));
+                    }
+                }
+                Some(answer) = OptionFuture::from(moved.as_mut()), if moved.is_some() => {
+                    moved = None;
+                    if answer == Ok(true) {
+                        tracing::warn!("the sentinels name a new master; reconnecting to it");
+                        return;
+                    }
                 }
                 Some(answered) = OptionFuture::from(ping.as_mut()), if ping.is_some() => {
                     if !matches!(answered, Ok(Ok(()))) {

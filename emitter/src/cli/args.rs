@@ -36,6 +36,9 @@ pub struct Cli {
     /// TLS to Redis, for rediss:// URLs and Cluster nodes.
     #[command(flatten)]
     pub redis_tls: ferrocast_redis::TlsFiles,
+    /// Redis behind Sentinel.
+    #[command(flatten)]
+    pub redis_sentinel: ferrocast_redis::sentinel::SentinelArgs,
     /// Key prefix shared with the edges.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc", global = true)]
     pub prefix: String,

@@ -8,6 +8,7 @@ use ferrocast_protocol::names::NameError;
 use ferrocast_protocol::script::PUBLISH_SCRIPT;
 
 use crate::error::EmitError;
+use ferrocast_redis::clients::Endpoint;
 use ferrocast_redis::pool::Manager;
 
 use super::{Backend, Emitter, Inner};
@@ -26,6 +27,7 @@ pub struct EmitterBuilder {
     pub(super) retries: u32,
     pub(super) retry_backoff: Duration,
     pub(super) tls: ferrocast_redis::Tls,
+    pub(super) sentinels: Option<std::sync::Arc<ferrocast_redis::sentinel::Sentinels>>,
 }
 
 impl EmitterBuilder {
@@ -43,6 +45,18 @@ impl EmitterBuilder {
     /// Read them with [`TlsFiles::load`](ferrocast_redis::TlsFiles::load).
     pub fn tls(mut self, tls: ferrocast_redis::Tls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Publishes to the master a Sentinel group names (asked again whenever a connection
+    /// breaks, so a failover is followed) instead of the URL's address; the URL's scheme and
+    /// credentials still apply to the master. Make the group with
+    /// [`SentinelArgs::sentinels`](ferrocast_redis::sentinel::SentinelArgs::sentinels).
+    pub fn sentinels(
+        mut self,
+        sentinels: std::sync::Arc<ferrocast_redis::sentinel::Sentinels>,
+    ) -> Self {
+        self.sentinels = Some(sentinels);
         self
     }
 
@@ -119,18 +133,24 @@ impl EmitterBuilder {
             }));
         }
         let backend = if self.cluster_nodes.is_empty() {
-            let client = ferrocast_redis::clients::client(&self.url, &self.tls)
-                .map_err(|e| EmitError::InvalidUrl(e.to_string()))?;
+            let endpoint = match &self.sentinels {
+                Some(sentinels) => Endpoint::Sentinel(sentinels.clone()),
+                None => Endpoint::Fixed(Box::new(
+                    ferrocast_redis::clients::client(&self.url, &self.tls)
+                        .map_err(|e| EmitError::InvalidUrl(e.to_string()))?,
+                )),
+            };
             Backend::Single(
                 bb8::Pool::builder()
                     .max_size(self.pool_size)
-                    .test_on_check_out(false)
+                    // Behind Sentinel only: a connection to a demoted master is not handed out.
+                    .test_on_check_out(endpoint.checks_role())
                     // Our own retry loop decides how often to try; bb8 would retry silently
                     // until its timeout.
                     .retry_connection(false)
                     .connection_timeout(self.connect_timeout)
                     .build_unchecked(Manager::new(
-                        client,
+                        endpoint,
                         self.connect_timeout,
                         self.response_timeout,
                     )),

@@ -90,6 +90,7 @@ impl Emitter {
             retries: 2,
             retry_backoff: Duration::from_millis(100),
             tls: ferrocast_redis::Tls::default(),
+            sentinels: None,
         }
     }
 

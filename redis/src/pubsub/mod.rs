@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use redis::{ConnectionAddr, ConnectionInfo};
+use redis::ConnectionAddr;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::clients::Endpoint;
 use crate::tls::Tls;
 use resp::{Item, Reply};
 use waiting::{Waiter, Waiting};
@@ -58,34 +59,66 @@ const MAX_HELD: usize = 32 * 1024 * 1024;
 /// after the catch-up: its channel and payload.
 pub type Held = (Bytes, Bytes);
 
-/// How to open the pub/sub connection: the address, credentials and TLS settings of one Redis,
-/// checked once, when the bus starts.
+/// How to open the pub/sub connection: where Redis is (an address, or the master a Sentinel
+/// group names), its credentials and TLS settings, checked once, when the bus starts.
 pub struct Connector {
-    info: ConnectionInfo,
+    endpoint: Endpoint,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The address the last connection was made to (behind Sentinel: the master then).
+    last: parking_lot::Mutex<Option<(String, u16)>>,
 }
 
 impl Connector {
-    /// A connector for the Redis `info` names; for `rediss://`, with the certificates of `tls`.
-    pub fn new(info: ConnectionInfo, tls: &Tls) -> Result<Connector, PubSubError> {
-        let tls = match info.addr() {
-            ConnectionAddr::TcpTls { insecure: true, .. } => {
-                return Err(PubSubError::Refused(INSECURE.into()));
-            }
-            ConnectionAddr::TcpTls { .. } => Some(tokio_rustls::TlsConnector::from(
+    /// A connector for `endpoint`; for `rediss://`, with the certificates of `tls`.
+    pub fn new(endpoint: Endpoint, tls: &Tls) -> Result<Connector, PubSubError> {
+        if let Endpoint::Fixed(client) = &endpoint
+            && let ConnectionAddr::TcpTls { insecure: true, .. } =
+                client.get_connection_info().addr()
+        {
+            return Err(PubSubError::Refused(INSECURE.into()));
+        }
+        let tls = if endpoint.uses_tls() {
+            Some(tokio_rustls::TlsConnector::from(
                 tls.client_config().map_err(PubSubError::Refused)?,
-            )),
-            _ => None,
+            ))
+        } else {
+            None
         };
-        Ok(Connector { info, tls })
+        Ok(Connector {
+            endpoint,
+            tls,
+            last: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Whether the sentinels now name another master than the one the last connection was made
+    /// to: a failover happened, and the connection should be made again. (A demoted master
+    /// still relays what the new one publishes, so the connection itself may not notice.)
+    /// Always false without Sentinel, or when no sentinel answers.
+    pub async fn master_moved(&self) -> bool {
+        let Endpoint::Sentinel(sentinels) = &self.endpoint else {
+            return false;
+        };
+        let Ok(now) = sentinels.master_address().await else {
+            return false;
+        };
+        self.last.lock().as_ref().is_some_and(|last| *last != now)
     }
 
     /// Opens a connection and authenticates it: TCP, TLS over TCP, or a Unix socket.
     pub async fn connect(&self) -> Result<(Commands, Reader), PubSubError> {
+        let client = self.endpoint.client().await.map_err(unavailable)?;
+        let info = client.get_connection_info();
+        *self.last.lock() = match info.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                Some((host.clone(), *port))
+            }
+            _ => None,
+        };
         let (read, write): (
             Box<dyn AsyncRead + Send + Unpin>,
             Box<dyn AsyncWrite + Send + Unpin>,
-        ) = match (self.info.addr(), &self.tls) {
+        ) = match (info.addr(), &self.tls) {
             (ConnectionAddr::Tcp(host, port), _) => {
                 let stream = tcp(host, *port).await?;
                 let (read, write) = stream.into_split();
@@ -116,7 +149,7 @@ impl Connector {
             }
         };
         let (commands, mut reader) = over(read, write);
-        let settings = self.info.redis_settings();
+        let settings = info.redis_settings();
         if let Some(password) = settings.password() {
             let mut auth = vec!["AUTH"];
             auth.extend(settings.username());

@@ -1,0 +1,160 @@
+//! A Sentinel group of the test's own: one master, one replica and three sentinels
+//! (`redis-server FILE --sentinel`), all on loopback, with short failure detection so a failover
+//! takes seconds.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::DEADLINE;
+
+use super::redis::{RedisServer, redis_cli};
+use super::{Running, free_port};
+
+/// The master's name in the sentinels' configuration.
+pub const MASTER: &str = "ferrocast";
+
+/// The group; every process is killed on drop.
+pub struct SentinelGroup {
+    /// The two data nodes: which is the master changes with each failover.
+    pub nodes: Vec<RedisServer>,
+    /// The sentinels' ports.
+    pub sentinel_ports: Vec<u16>,
+    _sentinels: Vec<Running>,
+    dir: std::path::PathBuf,
+}
+
+impl SentinelGroup {
+    /// Starts a master, a replica of it and three sentinels watching it, and waits until every
+    /// sentinel sees the replica and the other two.
+    pub fn start() -> SentinelGroup {
+        let master = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        wait_for("the replica to sync", || {
+            replica
+                .cli(&["INFO", "replication"])
+                .is_some_and(|info| info.contains("master_link_status:up"))
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "ferrocast-sentinels-{}-{}",
+            std::process::id(),
+            master.port
+        ));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let mut sentinels = Vec::new();
+        let mut sentinel_ports = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let file = dir.join(format!("sentinel-{i}.conf"));
+            let config = format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {MASTER} 127.0.0.1 {master} 2\n\
+                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel failover-timeout {MASTER} 10000\n\
+                 sentinel parallel-syncs {MASTER} 1\n",
+                dir = dir.display(),
+                master = master.port,
+            );
+            std::fs::write(&file, config).expect("sentinel config");
+            let child: Child = Command::new("redis-server")
+                .arg(&file)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server --sentinel");
+            sentinels.push(Running(child));
+            sentinel_ports.push(port);
+        }
+        let group = SentinelGroup {
+            nodes: vec![master, replica],
+            sentinel_ports,
+            _sentinels: sentinels,
+            dir,
+        };
+        for &port in &group.sentinel_ports {
+            wait_for("the sentinels to know each other and the replica", || {
+                let Some(info) = sentinel_cli(port, &["SENTINEL", "MASTER", MASTER]) else {
+                    return false;
+                };
+                let lines: Vec<&str> = info.lines().collect();
+                let field = |name: &str| {
+                    lines
+                        .iter()
+                        .position(|l| *l == name)
+                        .and_then(|i| lines.get(i + 1))
+                        .map(|v| v.to_string())
+                };
+                field("num-slaves").as_deref() == Some("1")
+                    && field("num-other-sentinels").as_deref() == Some("2")
+            });
+        }
+        group
+    }
+
+    /// The sentinels, as `--redis-sentinels` takes them.
+    pub fn sentinels_flag(&self) -> String {
+        self.sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The port of the master the sentinels name now.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinel_ports.iter().find_map(|&port| {
+            let answer = sentinel_cli(port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER])?;
+            answer.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// The data node that is master now.
+    pub fn master(&self) -> &RedisServer {
+        let port = self.master_port().expect("a master");
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("the master is one of the nodes")
+    }
+
+    /// Asks a sentinel for a failover and waits until the sentinels name the other node.
+    pub fn failover(&self) {
+        let before = self.master_port();
+        let answer = sentinel_cli(self.sentinel_ports[0], &["SENTINEL", "FAILOVER", MASTER]);
+        assert_eq!(answer.as_deref(), Some("OK"), "SENTINEL FAILOVER");
+        wait_for("the sentinels to name a new master", || {
+            let now = self.master_port();
+            now.is_some() && now != before
+        });
+    }
+
+    /// Kills the master outright (SIGKILL) and waits until the sentinels have promoted the
+    /// replica.
+    pub fn kill_master(&self) {
+        let before = self.master_port();
+        self.master().kill();
+        wait_for("the sentinels to promote the replica", || {
+            let now = self.master_port();
+            now.is_some() && now != before
+        });
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sentinel_cli(port: u16, args: &[&str]) -> Option<String> {
+    redis_cli(&["-p", &port.to_string()], args)
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE * 3;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
