@@ -191,7 +191,11 @@ impl Sentinels {
                 Ok(Ok(Some(address))) => {
                     self.first.store(index, Ordering::Relaxed);
                     let mut current = self.current.lock();
-                    if current.master.as_ref().is_some_and(|named| *named != address) {
+                    if current
+                        .master
+                        .as_ref()
+                        .is_some_and(|named| *named != address)
+                    {
                         self.generation.fetch_add(1, Ordering::AcqRel);
                     }
                     *current = Named {
