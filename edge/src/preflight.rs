@@ -55,6 +55,10 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
         );
     }
     pending_caps(config)?;
+    anyhow::ensure!(
+        config.redis_sentinel.sentinels.is_empty() || config.redis_cluster_nodes.is_empty(),
+        "--redis-sentinels and --redis-cluster-nodes name two different Redis setups: give one"
+    );
     hooks(config)?;
     if config.presence.presence_ttl < std::time::Duration::from_secs(1) {
         anyhow::bail!("--presence-ttl must be at least 1s");

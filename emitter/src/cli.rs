@@ -142,7 +142,12 @@ impl Cli {
 
     /// Where Redis is, for messages.
     fn redis_name(&self) -> String {
-        if self.redis_cluster_nodes.is_empty() {
+        if let Some(master) = &self.redis_sentinel.master {
+            format!(
+                "the master {master:?} of the sentinels {}",
+                self.redis_sentinel.sentinels.join(",")
+            )
+        } else if self.redis_cluster_nodes.is_empty() {
             redact(&self.redis_url)
         } else {
             let nodes: Vec<String> = self.redis_cluster_nodes.iter().map(|n| redact(n)).collect();

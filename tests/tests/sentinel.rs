@@ -30,8 +30,8 @@ struct Seen {
     gaps: usize,
 }
 
-/// Reads `client`'s frames into `seen` until the last message arrives.
-async fn record(mut client: Client, seen: Arc<Mutex<Seen>>) {
+/// Reads `client`'s frames into `seen` until the last message arrives; gives the client back.
+async fn record(mut client: Client, seen: Arc<Mutex<Seen>>) -> Client {
     loop {
         let frame = client.recv().await;
         match frame["type"].as_str() {
@@ -39,7 +39,7 @@ async fn record(mut client: Client, seen: Arc<Mutex<Seen>>) {
                 let seq = frame["data"].as_u64().expect("a sequence number");
                 seen.lock().await.seqs.push(seq);
                 if seq == MESSAGES - 1 {
-                    return;
+                    return client;
                 }
             }
             Some("gap") => seen.lock().await.gaps += 1,
@@ -131,14 +131,13 @@ async fn run_through(failure: impl FnOnce(&SentinelGroup) + Send + 'static) {
         acked.contains(&(MESSAGES - 1)),
         "the last publish was acknowledged"
     );
+    let mut clients = Vec::new();
     for (i, recorder) in recorders.into_iter().enumerate() {
-        if !matches!(
-            tokio::time::timeout(DEADLINE * 3, recorder).await,
-            Ok(Ok(()))
-        ) {
+        if let Ok(Ok(client)) = tokio::time::timeout(DEADLINE * 3, recorder).await {
+            clients.push(client);
+        } else {
             let seen = records[i].lock().await;
             let last: Vec<_> = seen.seqs.iter().rev().take(20).collect();
-
             panic!(
                 "subscriber on edge {i} never got the last message: {} received, the last {last:?}, {} gaps; {} acknowledged",
                 seen.seqs.len(),
@@ -173,6 +172,27 @@ async fn run_through(failure: impl FnOnce(&SentinelGroup) + Send + 'static) {
         master.is_some() && master != Some(first_master),
         "the failover happened"
     );
+    // The command finds the new master through the sentinels too.
+    let run = ferrocast_tests::emitter(
+        &[
+            "--redis-sentinels",
+            &sentinels,
+            "--redis-sentinel-master",
+            MASTER,
+            "send",
+            "--room",
+            "r",
+            "--event",
+            "cli",
+            "--data",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for client in &mut clients {
+        assert_eq!(client.expect("msg").await["event"], "cli");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
