@@ -32,16 +32,18 @@ impl Cli {
     /// ([`Outcome::of_error`] gives their exit status); per-line failures in `--stdin` mode are
     /// reported as they happen and set the status returned.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        // Each command's future boxed: run once, and nested inline they make a type too deep
+        // for the compiler's layout queries.
         if let Some(url) = &self.edge {
-            return self.over_edge(url).await;
+            return Box::pin(self.over_edge(url)).await;
         }
         match &self.command {
-            Command::Presence(args) => self.presence(args).await,
-            Command::Send(args) if args.stdin => self.send_stdin(args).await,
-            Command::Send(args) => self.send_one(args).await,
-            Command::Join(args) | Command::Leave(args) => self.move_sessions(args).await,
-            Command::Disconnect(args) => self.disconnect(args).await,
-            Command::Consume(args) => self.consume(args).await,
+            Command::Presence(args) => Box::pin(self.presence(args)).await,
+            Command::Send(args) if args.stdin => Box::pin(self.send_stdin(args)).await,
+            Command::Send(args) => Box::pin(self.send_one(args)).await,
+            Command::Join(args) | Command::Leave(args) => Box::pin(self.move_sessions(args)).await,
+            Command::Disconnect(args) => Box::pin(self.disconnect(args)).await,
+            Command::Consume(args) => Box::pin(self.consume(args)).await,
         }
     }
 

@@ -1,5 +1,9 @@
 //! `emitter`: publish Ferrocast messages from the command line. See `emitter --help`.
 
+// The commands' futures nest the emitter's, the pool's and rustls's types deep enough that a
+// fresh build's layout queries pass the default limit of 128.
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use clap::Parser;
