@@ -18,9 +18,14 @@ use crate::websocket::frame::{self, FrameError, Opcode};
 
 /// Bytes read at a time.
 const READ_CHUNK: usize = 4096;
-/// Most frames one message may arrive in (more: close 1008). Clients fragment large messages
-/// into pieces of kilobytes; a thousand empty continuations is a flood, not a message.
-const MAX_FRAGMENTS: u32 = 1024;
+/// Fewest bytes a message's fragments must average: a message may arrive in at most its limit
+/// over this many frames, and never fewer than [`MIN_FRAGMENTS`] (more: close 1008). Clients
+/// fragment large messages into pieces of kilobytes; a thousand empty continuations is a flood,
+/// not a message. (The conformance suite sends 4 MiB in fragments of 64 bytes, within the 16 MiB
+/// limit of echo mode.)
+const BYTES_PER_FRAGMENT: usize = 64;
+/// Fragments any message may arrive in: 1024, a 64 KiB message's share at 64 bytes each.
+const MIN_FRAGMENTS: usize = 1024;
 /// Longest a fragmented message may take from its first frame to its last (longer: close 1008),
 /// so an unfinished message cannot be held for the connection's life by pinging meanwhile.
 const FRAGMENTED_WITHIN: Duration = Duration::from_secs(10);
@@ -231,7 +236,8 @@ impl WsConn {
                         return Err(1009);
                     }
                     partial.fragments += 1;
-                    if partial.fragments > MAX_FRAGMENTS {
+                    let most = (self.max_message / BYTES_PER_FRAGMENT).max(MIN_FRAGMENTS);
+                    if partial.fragments as usize > most {
                         return Err(1008);
                     }
                     partial.data.extend_from_slice(&payload);
