@@ -42,6 +42,14 @@ fn help_names_every_flag_with_its_environment_variable() {
         "--max-rooms",
         "--max-frame-size",
         "--outbound-queue",
+        "--publish-bytes-rate",
+        "--redis-ca-file",
+        "--redis-cert-file",
+        "--redis-key-file",
+        "--redis-sentinels",
+        "--redis-sentinel-master",
+        "--redis-sentinel-password",
+        "--hook-ca-file",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
         let env = format!(
