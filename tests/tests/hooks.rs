@@ -375,3 +375,42 @@ async fn an_https_hook_is_reached_and_its_certificate_checked() {
     let doubting = Edge::start(&["--connect-hook", &url, "--hook-key", HOOK_KEY]).await;
     assert_eq!(refused(&doubting.ws_url(), "session-alice").await.0, 1013);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_one_address_may_use_every_hook_slot() {
+    let hooks = HookServer::start().await;
+    hooks.token("session-alice", json!({"user": "alice"}));
+    hooks.hang_on("stalling");
+    // --max-pending-per-ip 0: every client comes through one proxy, so one address is everyone.
+    let edge = Edge::start(&[
+        "--connect-hook",
+        &hooks.url("/connect"),
+        "--hook-key",
+        HOOK_KEY,
+        "--hook-timeout",
+        "3s",
+        "--hook-concurrency",
+        "4",
+        "--max-pending-per-ip",
+        "0",
+    ])
+    .await;
+    let stalls: Vec<_> = (0..2)
+        .map(|_| {
+            let port = edge.port;
+            tokio::spawn(async move { upgrade_from(port, "127.0.0.1", "stalling").await })
+        })
+        .collect();
+    ferrocast_tests::eventually("both stalling logins at the hook", || {
+        hooks.requests("/connect").len() >= 2
+    })
+    .await;
+    // Two of four slots are taken from this address: a third login from it still gets one.
+    assert_eq!(
+        upgrade_from(edge.port, "127.0.0.1", "session-alice").await,
+        101
+    );
+    for stall in stalls {
+        stall.abort();
+    }
+}

@@ -47,7 +47,8 @@ pub struct HookConfig {
     /// Hook requests one edge has in flight at once; more wait (within --hook-timeout), so a
     /// slow hook cannot pile up connections or requests. One client address may have a quarter
     /// of them in flight or waiting for connects; its further logins are closed with 1013 (HTTP
-    /// 503 for a header) at once, so it cannot make everyone else's wait.
+    /// 503 for a header) at once, so it cannot make everyone else's wait. Not with
+    /// --max-pending-per-ip 0 (behind a proxy every client shares its address).
     #[arg(long, env = "FERROCAST_HOOK_CONCURRENCY", default_value_t = 64)]
     pub hook_concurrency: usize,
 

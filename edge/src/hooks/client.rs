@@ -62,8 +62,10 @@ pub struct HookClient {
 }
 
 impl HookClient {
-    /// A client as configured; fails if --hook-ca-file cannot be used.
-    pub fn new(config: &HookConfig) -> Result<HookClient, String> {
+    /// A client as configured; fails if --hook-ca-file cannot be used. `per_peer`: whether
+    /// each client address gets only its share of the slots (not behind a proxy, whose address
+    /// every client shares: `--max-pending-per-ip 0`).
+    pub fn new(config: &HookConfig, per_peer: bool) -> Result<HookClient, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.hook_timeout));
@@ -95,7 +97,11 @@ impl HookClient {
             shares: Mutex::new(HashMap::new()),
             // A quarter of the slots: the slots are one queue, and one address whose tokens the
             // hook never answers would otherwise push everyone else's logins to the timeout.
-            share: (config.hook_concurrency / 4).max(1),
+            share: if per_peer {
+                (config.hook_concurrency / 4).max(1)
+            } else {
+                usize::MAX
+            },
         })
     }
 

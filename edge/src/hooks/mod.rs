@@ -50,7 +50,8 @@ impl Hooks {
         };
         Ok((
             Hooks {
-                client: HookClient::new(hooks)?,
+                // Behind a proxy (no per-address cap), every client shares one address.
+                client: HookClient::new(hooks, config.pending_per_ip() != 0)?,
                 connect: hooks.connect_hook.clone(),
                 join: hooks.join_hook.clone(),
                 join_rooms: Patterns::from(hooks.join_hook_rooms.clone()),
