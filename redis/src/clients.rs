@@ -6,9 +6,13 @@ use std::sync::Arc;
 use redis::IntoConnectionInfo;
 use redis::cluster::ClusterClientBuilder;
 
-use crate::pubsub::INSECURE;
 use crate::sentinel::Sentinels;
 use crate::tls::Tls;
+
+/// Why a `rediss://…#insecure` URL is refused.
+pub const INSECURE: &str = "a rediss:// URL with #insecure turns certificate checks off, which \
+     Ferrocast does not do: give --redis-ca-file, with a certificate naming the host (or IP \
+     address) the URL uses";
 
 /// Where the connections to one Redis go: a fixed address, or whichever master a Sentinel group
 /// names when the connection is made.

@@ -68,11 +68,10 @@ impl bb8::ManageConnection for Manager {
     type Error = redis::RedisError;
 
     async fn connect(&self) -> Result<Conn, redis::RedisError> {
+        let client = self.endpoint.client().await?;
+        // Read after the sentinels were asked: the connection goes to the master they named.
         let generation = self.endpoint.generation();
-        let mut inner = self
-            .endpoint
-            .client()
-            .await?
+        let mut inner = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
         if self.endpoint.checks_role() && !crate::sentinel::is_master(&mut inner).await? {

@@ -14,6 +14,7 @@ mod waiting;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -64,19 +65,13 @@ pub type Held = (Bytes, Bytes);
 pub struct Connector {
     endpoint: Endpoint,
     tls: Option<tokio_rustls::TlsConnector>,
-    /// The address the last connection was made to (behind Sentinel: the master then).
-    last: parking_lot::Mutex<Option<(String, u16)>>,
+    /// The master generation the last connection was made in (see [`Endpoint::generation`]).
+    generation: AtomicU64,
 }
 
 impl Connector {
     /// A connector for `endpoint`; for `rediss://`, with the certificates of `tls`.
     pub fn new(endpoint: Endpoint, tls: &Tls) -> Result<Connector, PubSubError> {
-        if let Endpoint::Fixed(client) = &endpoint
-            && let ConnectionAddr::TcpTls { insecure: true, .. } =
-                client.get_connection_info().addr()
-        {
-            return Err(PubSubError::Refused(INSECURE.into()));
-        }
         let tls = if endpoint.uses_tls() {
             Some(tokio_rustls::TlsConnector::from(
                 tls.client_config().map_err(PubSubError::Refused)?,
@@ -87,7 +82,7 @@ impl Connector {
         Ok(Connector {
             endpoint,
             tls,
-            last: parking_lot::Mutex::new(None),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -96,25 +91,16 @@ impl Connector {
     /// still relays what the new one publishes, so the connection itself may not notice.)
     /// Always false without Sentinel, or when no sentinel answers.
     pub async fn master_moved(&self) -> bool {
-        let Endpoint::Sentinel(sentinels) = &self.endpoint else {
-            return false;
-        };
-        let Ok(now) = sentinels.master_address().await else {
-            return false;
-        };
-        self.last.lock().as_ref().is_some_and(|last| *last != now)
+        self.endpoint.refresh_if_due().await;
+        self.endpoint.generation() != self.generation.load(Ordering::Acquire)
     }
 
     /// Opens a connection and authenticates it: TCP, TLS over TCP, or a Unix socket.
     pub async fn connect(&self) -> Result<(Commands, Reader), PubSubError> {
         let client = self.endpoint.client().await.map_err(unavailable)?;
         let info = client.get_connection_info();
-        *self.last.lock() = match info.addr() {
-            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                Some((host.clone(), *port))
-            }
-            _ => None,
-        };
+        self.generation
+            .store(self.endpoint.generation(), Ordering::Release);
         let (read, write): (
             Box<dyn AsyncRead + Send + Unpin>,
             Box<dyn AsyncWrite + Send + Unpin>,
@@ -160,11 +146,6 @@ impl Connector {
         Ok((commands, reader))
     }
 }
-
-/// Why a `rediss://…#insecure` URL is refused.
-pub const INSECURE: &str = "a rediss:// URL with #insecure turns certificate checks off, which \
-     Ferrocast does not do: give --redis-ca-file, with a certificate naming the host (or IP \
-     address) the URL uses";
 
 async fn tcp(host: &str, port: u16) -> Result<tokio::net::TcpStream, PubSubError> {
     let stream = tokio::net::TcpStream::connect((host, port))
