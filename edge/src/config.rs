@@ -12,10 +12,12 @@ mod event_rate;
 mod hooks;
 pub mod patterns;
 mod presence;
+mod redis;
 
 pub use event_rate::{EventRate, parse_event_rate};
 pub use hooks::{HookConfig, LifecycleKind};
 pub use presence::PresenceConfig;
+pub use redis::RedisConfig;
 
 /// The JWT secret of development mode (no key configured). It is published, so anyone can mint
 /// tokens with it: in development mode the edge listens on loopback only.
@@ -53,32 +55,9 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_WS_PATH", default_value = "/ws")]
     pub ws_path: String,
 
-    /// Redis to receive messages through (e.g. redis://127.0.0.1:6379, rediss://host:6380 for TLS).
-    /// With --redis-sentinels, only its scheme and credentials are used, for the master the
-    /// sentinels name. Absent (and no sentinels or Cluster): single-node mode with an in-process
-    /// bus, for development and trying it out.
-    #[arg(long, env = "FERROCAST_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-
-    /// A Redis Cluster to use instead of --redis-url: some of its nodes, comma-separated
-    /// (host:port,host:port,...; the others are discovered). Live messages then travel by
-    /// sharded pub/sub (SSUBSCRIBE on each target's master).
-    #[arg(
-        long,
-        env = "FERROCAST_REDIS_CLUSTER_NODES",
-        hide_env_values = true,
-        value_delimiter = ',',
-        conflicts_with = "redis_url"
-    )]
-    pub redis_cluster_nodes: Vec<String>,
-
-    /// TLS to Redis, for rediss:// URLs and Cluster nodes.
+    /// Where Redis is: an address, a Sentinel group or a Cluster, and TLS to it.
     #[command(flatten)]
-    pub redis_tls: ferrocast_redis::TlsFiles,
-
-    /// Redis behind Sentinel.
-    #[command(flatten)]
-    pub redis_sentinel: ferrocast_redis::sentinel::SentinelArgs,
+    pub redis: RedisConfig,
 
     /// Key prefix shared with the emitters.
     #[arg(long, env = "FERROCAST_PREFIX", default_value = "fc")]
@@ -341,14 +320,6 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// Whether Redis is configured (an address, a Sentinel group or a Cluster): otherwise the
-    /// edge runs on its in-process bus.
-    pub fn has_redis(&self) -> bool {
-        self.redis_url.is_some()
-            || !self.redis_cluster_nodes.is_empty()
-            || !self.redis_sentinel.sentinels.is_empty()
-    }
-
     /// The cap on unauthenticated connections per peer address (0: none): as configured, or a
     /// quarter of the edge's cap, so one address never holds every place.
     pub fn pending_per_ip(&self) -> usize {

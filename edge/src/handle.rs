@@ -83,17 +83,18 @@ impl Edge {
         let registry = Registry::new();
         let feed = Feed::new(registry.clone());
         let settings = RedisSettings::from_config(&config)?;
-        if !config.redis_cluster_nodes.is_empty() {
-            let nodes = ferrocast_redis::settings::node_urls(&config.redis_cluster_nodes);
+        if !config.redis.cluster_nodes.is_empty() {
+            let nodes = ferrocast_redis::settings::node_urls(&config.redis.cluster_nodes);
             let bus = ClusterBus::start(nodes, &settings, feed)?;
             return Edge::launch(config, verifier, registry, bus, listeners);
         }
         let sentinels = config
-            .redis_sentinel
-            .sentinels(config.redis_url.as_deref(), &settings.tls)?
+            .redis
+            .sentinel
+            .sentinels(config.redis.url.as_deref(), &settings.tls)?
             .map(Arc::new);
-        if sentinels.is_some() || config.redis_url.is_some() {
-            let url = config.redis_url.as_deref().unwrap_or_default();
+        if sentinels.is_some() || config.redis.url.is_some() {
+            let url = config.redis.url.as_deref().unwrap_or_default();
             let bus = RedisBus::start(url, sentinels, &settings, feed)?;
             return Edge::launch(config, verifier, registry, bus, listeners);
         }

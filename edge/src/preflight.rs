@@ -32,7 +32,7 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
              only, not {public}"
         );
     }
-    if !config.upstream_events.is_empty() && !config.has_redis() {
+    if !config.upstream_events.is_empty() && !config.redis.is_configured() {
         anyhow::bail!(
             "--upstream-events needs --redis-url or --redis-cluster-nodes: workers read upstream messages from Redis"
         );
@@ -56,7 +56,7 @@ pub fn check(config: &Config, listeners: [&TcpListener; 2]) -> anyhow::Result<Ve
     }
     pending_caps(config)?;
     anyhow::ensure!(
-        config.redis_sentinel.sentinels.is_empty() || config.redis_cluster_nodes.is_empty(),
+        config.redis.sentinel.sentinels.is_empty() || config.redis.cluster_nodes.is_empty(),
         "--redis-sentinels and --redis-cluster-nodes name two different Redis setups: give one"
     );
     hooks(config)?;
@@ -108,7 +108,7 @@ fn hooks(config: &Config) -> anyhow::Result<()> {
             );
         }
     }
-    if !hooks.upstream_lifecycle.is_empty() && !config.has_redis() {
+    if !hooks.upstream_lifecycle.is_empty() && !config.redis.is_configured() {
         anyhow::bail!(
             "--upstream-lifecycle needs --redis-url or --redis-cluster-nodes: workers read lifecycle events from the inbox in Redis"
         );
@@ -177,7 +177,7 @@ fn warn(config: &Config, verifier: &Verifier) {
              For protocol conformance tests only."
         );
     }
-    if !config.has_redis() {
+    if !config.redis.is_configured() {
         tracing::warn!(
             "SINGLE-NODE MODE: no --redis-url, so messages travel on an in-process bus and only \
              clients of this edge see them. Set --redis-url to run several edges."

@@ -125,7 +125,7 @@ impl RedisSettings {
             history_ttl: config.history_ttl,
             inbox_max_len: config.inbox_max_len,
             inbox_partitions: config.inbox_partitions,
-            tls: config.redis_tls.load()?,
+            tls: config.redis.tls.load()?,
         })
     }
 
