@@ -13,6 +13,7 @@ pub struct RedisConfig {
     #[arg(
         id = "redis_url",
         long = "redis-url",
+        value_name = "URL",
         env = "FERROCAST_REDIS_URL",
         hide_env_values = true
     )]
@@ -24,6 +25,7 @@ pub struct RedisConfig {
     #[arg(
         id = "redis_cluster_nodes",
         long = "redis-cluster-nodes",
+        value_name = "HOST:PORT,...",
         env = "FERROCAST_REDIS_CLUSTER_NODES",
         hide_env_values = true,
         value_delimiter = ',',
