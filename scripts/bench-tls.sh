@@ -2,7 +2,8 @@
 # TLS to Redis against plain, side by side in one run: one release edge binary twice over one
 # redis-server, one edge's Redis connections (its live pub/sub connection and its pools) over
 # rediss:// with a CA made here by openssl, the other's over redis://; the loadtest publishes
-# through the plain port, alternating ROUNDS times. Prints one JSON line per run, with the
+# the same way as the edge it measures (so latency includes the publish over TLS), alternating
+# ROUNDS times. Prints one JSON line per run, with the
 # Redis process's CPU ticks (1/100 s) during it.
 # Usage: [SCENARIO=fanout|direct] scripts/bench-tls.sh [ROUNDS] [DURATION] [scenario flags...]
 set -euo pipefail
@@ -31,10 +32,14 @@ redis_pid=$(redis-cli -p 6395 info server | grep process_id | cut -d: -f2 | tr -
 ticks() { awk '{print $14+$15}' "/proc/$redis_pid/stat"; }
 for _ in $(seq "$rounds"); do
   for which in plain tls; do
-    if [ $which = plain ]; then port=9141 pid=$plain; else port=9143 pid=$tls; fi
+    if [ $which = plain ]; then
+      port=9141 pid=$plain publish=(--redis-url redis://127.0.0.1:6395)
+    else
+      port=9143 pid=$tls publish=(--redis-url rediss://localhost:6396 --redis-ca-file "$work/ca.pem")
+    fi
     before=$(ticks)
     result=$(target/release/loadtest --json --url ws://127.0.0.1:$port/ws --edge-pid $pid \
-      --redis-url redis://127.0.0.1:6395 "${SCENARIO:-fanout}" --duration "$duration" "$@")
+      "${publish[@]}" "${SCENARIO:-fanout}" --duration "$duration" "$@")
     echo "{\"edge\":\"$which\",\"redis_cpu_ticks\":$(( $(ticks) - before )),\"result\":$result}"
   done
 done

@@ -96,17 +96,16 @@ impl Cli {
         } else {
             StartFrom::Beginning
         };
-        if !self.redis_sentinel.sentinels.is_empty() {
-            anyhow::bail!(
-                "consume does not read through Sentinel yet: give the master's --redis-url"
-            );
-        }
+        let tls = self.redis_tls.load()?;
         let mut builder = Inbox::builder(&self.redis_url, &args.group, &args.consumer);
         if !self.redis_cluster_nodes.is_empty() {
             builder = builder.cluster(node_urls(&self.redis_cluster_nodes));
         }
+        if let Some(sentinels) = self.redis_sentinel.sentinels(Some(&self.redis_url), &tls)? {
+            builder = builder.sentinels(std::sync::Arc::new(sentinels));
+        }
         let mut inbox = builder
-            .tls(self.redis_tls.load()?)
+            .tls(tls)
             .prefix(&self.prefix)
             .partitions(args.inbox_partitions)
             .claim_idle(args.claim_idle)

@@ -53,6 +53,9 @@ pub struct Common {
         value_delimiter = ','
     )]
     pub redis_cluster_nodes: Vec<String>,
+    /// Certificates for rediss:// URLs.
+    #[command(flatten)]
+    pub redis_tls: ferrocast_redis::TlsFiles,
     /// Key prefix the edges use.
     #[arg(long, global = true, env = "FERROCAST_PREFIX", default_value = "fc")]
     pub prefix: String,

@@ -8,6 +8,7 @@
 //! - [`sentinel`]: the master a Sentinel group names, asked whenever a connection is made;
 //! - [`pool`]: pooled multiplexed connections that drop themselves when broken, and their
 //!   revalidation after a Redis restart;
+//! - [`reconnecting`]: one connection that remakes itself, for a long-lived reader;
 //! - [`pubsub`]: the edge's own pub/sub connection, read straight from its buffer;
 //! - [`errors`]: the one classification of what Redis answered (retry, or give up);
 //! - [`backoff`]: the one exponential backoff every reconnecting or retrying loop uses;
@@ -19,6 +20,7 @@ pub mod errors;
 pub mod history;
 pub mod pool;
 pub mod pubsub;
+pub mod reconnecting;
 pub mod replay;
 pub mod sentinel;
 pub mod settings;

@@ -61,6 +61,12 @@ impl Manager {
             .set_response_timeout(Some(response_timeout));
         Manager { endpoint, config }
     }
+
+    /// Behind Sentinel, asks the sentinels again if that is due, so that
+    /// [`has_broken`](bb8::ManageConnection::has_broken) learns of a failover.
+    pub async fn refresh_if_due(&self) {
+        self.endpoint.refresh_if_due().await;
+    }
 }
 
 impl bb8::ManageConnection for Manager {
@@ -105,6 +111,22 @@ impl bb8::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut Conn) -> bool {
         conn.broken || conn.generation != self.endpoint.generation()
     }
+}
+
+/// A connection from `pool`. With none in the pool at all (Redis went away and every connection
+/// broke), one is made here first, so a Redis that cannot be reached fails the caller at once:
+/// bb8's own `get` would leave the connecting to its background task and wait out its whole
+/// timeout, learning nothing of the failure, and every publish of an outage would take that
+/// long to be refused.
+pub async fn checkout(
+    pool: &bb8::Pool<Manager>,
+) -> Result<bb8::PooledConnection<'_, Manager>, bb8::RunError<redis::RedisError>> {
+    if pool.state().connections == 0 {
+        let conn = pool.dedicated_connection().await?;
+        // Another caller may have filled the pool meanwhile: then this one is surplus.
+        let _ = pool.add(conn);
+    }
+    pool.get().await
 }
 
 /// Checks every idle connection of `pool` with a PING and drops those that fail, so that after

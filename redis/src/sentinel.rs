@@ -20,7 +20,10 @@ use crate::tls::Tls;
 /// How long asking one sentinel may take before the next is asked.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often connections in use ask whether the master moved (see [`Sentinels::refresh_if_due`]).
-const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// A demoted master keeps taking writes until Sentinel reconfigures it, and its resync then
+/// discards them: the sooner a publisher learns of the new master, the fewer it loses. Asked over
+/// a connection kept open to the sentinel, this costs one small round trip.
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
 
 /// The Sentinel flags, the same for the edge and the `emitter` command.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
@@ -76,6 +79,8 @@ struct Named {
 /// A Sentinel group, and how to reach the master it names.
 pub struct Sentinels {
     nodes: Vec<redis::Client>,
+    /// A connection to each sentinel, kept between questions and made again after one failed.
+    links: Vec<parking_lot::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     master: String,
     /// The master's connection settings but for its address.
     template: ConnectionInfo,
@@ -137,6 +142,10 @@ impl SentinelArgs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(Sentinels {
+            links: nodes
+                .iter()
+                .map(|_| parking_lot::Mutex::new(None))
+                .collect(),
             nodes,
             master: self.master.clone().unwrap_or_default(),
             template,
@@ -187,7 +196,11 @@ impl Sentinels {
         let mut last_error = None;
         for i in 0..count {
             let index = (first + i) % count;
-            match tokio::time::timeout(ASK_TIMEOUT, self.ask(&self.nodes[index])).await {
+            let answer = tokio::time::timeout(ASK_TIMEOUT, self.ask(index)).await;
+            if !matches!(answer, Ok(Ok(_))) {
+                *self.links[index].lock() = None;
+            }
+            match answer {
                 Ok(Ok(Some(address))) => {
                     self.first.store(index, Ordering::Relaxed);
                     let mut current = self.current.lock();
@@ -227,23 +240,35 @@ impl Sentinels {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Asks the sentinels again if they were last asked over a second ago, so connections in
-    /// use learn of a failover within about a second even when none of them breaks (a demoted
-    /// master keeps its connections for a while and answers them as a master). Failing to ask
-    /// changes nothing.
+    /// Asks the sentinels again if they were last asked [`REFRESH_EVERY`] ago or more, so
+    /// connections in use learn of a failover within a quarter of a second even when none of
+    /// them breaks (a demoted master keeps its connections for a while and answers them as a
+    /// master). Failing to ask changes nothing.
     pub async fn refresh_if_due(&self) {
-        let due = self
-            .current
-            .lock()
-            .asked
-            .is_none_or(|asked| asked.elapsed() >= REFRESH_EVERY);
-        if due {
-            let _ = self.master_address().await;
+        {
+            let mut current = self.current.lock();
+            if current
+                .asked
+                .is_some_and(|asked| asked.elapsed() < REFRESH_EVERY)
+            {
+                return;
+            }
+            // Claimed: the checkouts meanwhile do not all ask at once.
+            current.asked = Some(Instant::now());
         }
+        let _ = self.master_address().await;
     }
 
-    async fn ask(&self, node: &redis::Client) -> RedisResult<Option<(String, u16)>> {
-        let mut conn = node.get_multiplexed_async_connection().await?;
+    async fn ask(&self, index: usize) -> RedisResult<Option<(String, u16)>> {
+        let link = self.links[index].lock().clone();
+        let mut conn = match link {
+            Some(conn) => conn,
+            None => {
+                let conn = self.nodes[index].get_multiplexed_async_connection().await?;
+                *self.links[index].lock() = Some(conn.clone());
+                conn
+            }
+        };
         redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.master)

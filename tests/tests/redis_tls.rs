@@ -261,3 +261,65 @@ fn certificates_for_a_plain_url_or_half_a_client_pair_stop_the_edge_at_start() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_is_reached_over_tls_on_every_node_it_redirects_to() {
+    let certs = Certs::generate("tls-cluster");
+    let cluster = ferrocast_tests::RedisCluster::start_tls(3, 0, &certs);
+    let nodes = cluster.tls_urls().join(",");
+    let ca = path(&certs.ca);
+    let edge = Edge::start(&["--redis-cluster-nodes", &nodes, "--redis-ca-file", &ca]).await;
+    // Rooms whose streams and channels hash to every master: the edge and the emitters are
+    // redirected to each.
+    let rooms: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let token = Token::user("ada", &names).dev();
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token).await;
+    for room in &rooms {
+        client.join(room).await;
+    }
+    let library = Emitter::cluster_builder(cluster.tls_urls())
+        .tls(ca_only(&certs).load().expect("certificates"))
+        .connect()
+        .await
+        .expect("emitter over TLS");
+    for room in &rooms {
+        library
+            .to_room(room)
+            .emit("lib", &json!(room))
+            .await
+            .expect("publish");
+        assert_eq!(client.expect("msg").await["data"], json!(room));
+    }
+    for room in &rooms {
+        let run = emitter(
+            &[
+                "--redis-cluster-nodes",
+                &nodes,
+                "--redis-ca-file",
+                &ca,
+                "send",
+                "--room",
+                room,
+                "--event",
+                "cli",
+                "--data",
+                "1",
+            ],
+            None,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let msg = client.expect("msg").await;
+        assert_eq!(msg["event"], "cli");
+        assert_eq!(msg["room"], json!(room));
+    }
+    // Every master holds connections from the edge and the library, all on its TLS port: none
+    // was redirected to a plain one.
+    for (port, tls_port, clients) in cluster.client_ports() {
+        assert!(!clients.is_empty(), "node {port} was never reached");
+        assert!(
+            clients.iter().all(|p| Some(*p) == tls_port),
+            "node {port} has clients on its plain port: {clients:?}"
+        );
+    }
+}

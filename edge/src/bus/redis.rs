@@ -158,7 +158,9 @@ impl RedisBus {
         ferrocast_redis::pool::revalidate(&self.reads, PING_TIMEOUT).await;
         self.core.emitter.revalidate().await;
         for (target, position) in self.core.positions.snapshot() {
-            let mut conn = self.reads.get().await.map_err(unavailable)?;
+            let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+                .await
+                .map_err(unavailable)?;
             let caught_up = self.core.catch_up(conn.get(), &target, position).await;
             checked(&mut conn, caught_up)?;
         }
@@ -234,7 +236,9 @@ impl RedisBus {
 
     /// The newest offset of each target, in one round trip.
     async fn newest(&self, targets: &[TargetKey]) -> Result<Vec<Option<Offset>>, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
         let newest = self.core.newest(conn.get(), targets).await;
         checked(&mut conn, newest)
     }
@@ -293,7 +297,9 @@ impl Bus for RedisBus {
         target: &TargetKey,
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
         let opened = self.core.open_replay(conn.get(), target, since).await;
         checked(&mut conn, opened)
     }
@@ -303,7 +309,9 @@ impl Bus for RedisBus {
         target: &TargetKey,
         cursor: &mut ReplayCursor,
     ) -> Result<Vec<(Offset, Bytes)>, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
         let page = self.core.replay_page(conn.get(), target, cursor).await;
         checked(&mut conn, page)
     }
@@ -334,13 +342,17 @@ impl Bus for RedisBus {
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
         let appended = self.core.send_upstream(conn.get(), upstream).await;
         checked(&mut conn, appended)
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {
-        let mut conn = self.reads.get().await.map_err(unavailable)?;
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
         let stats = self.core.inbox_stats(conn.get()).await;
         checked(&mut conn, stats).map(Some)
     }

@@ -159,7 +159,7 @@ impl Emitter {
             Backend::Single(pool) => pool,
             Backend::Cluster(conn) => return Ok(self.cluster_calls(conn, chunk).await),
         };
-        let mut conn = pool.get().await?;
+        let mut conn = ferrocast_redis::pool::checkout(pool).await?;
         {
             let mut pipe = redis::pipe();
             // Loading first makes the pipeline immune to a SCRIPT FLUSH or a restarted Redis.
@@ -239,7 +239,7 @@ impl Emitter {
         self.retrying(|| async {
             match &self.inner.backend {
                 Backend::Single(pool) => {
-                    let mut conn = pool.get().await?;
+                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
                     let reply = self.invocation(message).invoke_async(conn.get()).await;
                     parse_reply(conn.check(reply)?)
                 }

@@ -175,7 +175,7 @@ impl Emitter {
         self.retrying(|| async {
             match &self.inner.backend {
                 Backend::Single(pool) => {
-                    let mut conn = pool.get().await?;
+                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
                     let reply: redis::RedisResult<i64> = cmd.query_async(conn.get()).await;
                     conn.check(reply)?;
                 }
@@ -201,7 +201,7 @@ impl Emitter {
         self.retrying(|| async {
             match &self.inner.backend {
                 Backend::Single(pool) => {
-                    let mut conn = pool.get().await?;
+                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
                     let reply = invocation.invoke_async(conn.get()).await;
                     Ok(conn.check(reply)?)
                 }

@@ -22,6 +22,7 @@ pub struct InboxBuilder {
     pub(super) start: StartFrom,
     pub(super) timeout: Duration,
     pub(super) tls: ferrocast_redis::Tls,
+    pub(super) sentinels: Option<std::sync::Arc<ferrocast_redis::sentinel::Sentinels>>,
 }
 
 impl InboxBuilder {
@@ -29,6 +30,19 @@ impl InboxBuilder {
     /// Read them with [`TlsFiles::load`](ferrocast_redis::TlsFiles::load).
     pub fn tls(mut self, tls: ferrocast_redis::Tls) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Reads the inbox in the master a Sentinel group names (asked again whenever the
+    /// connection breaks, and followed when the sentinels name another), instead of the Redis
+    /// given to [`Inbox::builder`](super::Inbox::builder), whose URL then gives only the scheme
+    /// and credentials. Make the group with
+    /// [`SentinelArgs::sentinels`](ferrocast_redis::sentinel::SentinelArgs::sentinels).
+    pub fn sentinels(
+        mut self,
+        sentinels: std::sync::Arc<ferrocast_redis::sentinel::Sentinels>,
+    ) -> Self {
+        self.sentinels = Some(sentinels);
         self
     }
 

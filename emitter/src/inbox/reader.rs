@@ -3,12 +3,13 @@
 
 use ferrocast_protocol::Keys;
 use ferrocast_redis::Backoff;
-use redis::aio::ConnectionManagerConfig;
+use ferrocast_redis::clients::Endpoint;
+use ferrocast_redis::pool::Manager;
+use ferrocast_redis::reconnecting::Reconnecting;
 use std::fmt::Display;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamInfoConsumersReply, StreamReadReply};
 
 use super::builder::InboxBuilder;
@@ -36,9 +37,10 @@ pub(super) struct Partition {
     pub(super) last_claim: Option<Instant>,
 }
 
-/// The connection: one Redis (reconnecting by itself) or a cluster (routing by key).
+/// The connection: one Redis, or the master of a Sentinel group (either remade when it breaks),
+/// or a cluster (routing by key).
 pub(super) enum Conn {
-    Single(ConnectionManager),
+    Single(Box<Reconnecting>),
     Cluster(redis::cluster_async::ClusterConnection),
 }
 
@@ -96,6 +98,7 @@ impl Inbox {
             start: StartFrom::Beginning,
             timeout: Duration::from_secs(5),
             tls: ferrocast_redis::Tls::default(),
+            sentinels: None,
         }
     }
 
@@ -326,13 +329,15 @@ impl InboxBuilder {
             ));
         }
         let conn = if self.cluster_nodes.is_empty() {
-            let client = ferrocast_redis::clients::client(&self.url, &self.tls)
-                .map_err(|e| InboxError::InvalidUrl(e.to_string()))?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.block + self.timeout))
-                .set_number_of_retries(1);
-            Conn::Single(client.get_connection_manager_with_config(config).await?)
+            let endpoint = match &self.sentinels {
+                Some(sentinels) => Endpoint::Sentinel(sentinels.clone()),
+                None => Endpoint::Fixed(Box::new(
+                    ferrocast_redis::clients::client(&self.url, &self.tls)
+                        .map_err(|e| InboxError::InvalidUrl(e.to_string()))?,
+                )),
+            };
+            let manager = Manager::new(endpoint, self.timeout, self.block + self.timeout);
+            Conn::Single(Box::new(Reconnecting::new(manager)))
         } else {
             let client = ferrocast_redis::clients::cluster_builder(&self.cluster_nodes, &self.tls)
                 .map_err(|e| InboxError::InvalidUrl(e.to_string()))?

@@ -126,9 +126,14 @@ pub async fn emitter(common: &crate::cli::Common) -> anyhow::Result<Emitter> {
             &common.redis_cluster_nodes,
         ))
     };
-    builder.prefix(&common.prefix).connect().await.context(
-        "this scenario publishes through Redis: check --redis-url or --redis-cluster-nodes",
-    )
+    builder
+        .tls(common.redis_tls.load()?)
+        .prefix(&common.prefix)
+        .connect()
+        .await
+        .context(
+            "this scenario publishes through Redis: check --redis-url or --redis-cluster-nodes",
+        )
 }
 
 /// Opens `count` connections, at most `concurrency` at a time, each set up by `setup(i)`.

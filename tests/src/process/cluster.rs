@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::DEADLINE;
+use crate::certs::Certs;
 
 use super::redis::{RedisServer, redis_cli};
 
@@ -19,22 +20,57 @@ impl RedisCluster {
     /// Starts the nodes, joins them with `redis-cli --cluster create`, and waits until every
     /// node reports `cluster_state:ok`.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_nodes(masters, replicas, None)
+    }
+
+    /// Like [`RedisCluster::start`], every node also serving TLS on its `tls_port` with the
+    /// certificates of `certs`, and speaking TLS to the others (cluster bus and replication).
+    /// A client that reaches the cluster over TLS is redirected to the nodes' TLS ports.
+    pub fn start_tls(masters: usize, replicas: usize, certs: &Certs) -> RedisCluster {
+        RedisCluster::start_nodes(masters, replicas, Some(certs))
+    }
+
+    fn start_nodes(masters: usize, replicas: usize, tls: Option<&Certs>) -> RedisCluster {
         let count = masters * (1 + replicas);
+        let args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"];
         let nodes: Vec<RedisServer> = (0..count)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "1000",
-                ])
+            .map(|_| match tls {
+                None => RedisServer::start_with(&args),
+                Some(certs) => {
+                    // Nodes connecting to each other present the client certificate: the
+                    // server's is for server authentication only.
+                    let (cert, key) = (certs.client_cert.display(), certs.client_key.display());
+                    let (cert, key) = (cert.to_string(), key.to_string());
+                    let mut args = args.to_vec();
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    args.extend([
+                        "--tls-client-cert-file",
+                        &cert,
+                        "--tls-client-key-file",
+                        &key,
+                    ]);
+                    RedisServer::start_tls_with(certs, false, None, &args)
+                }
             })
             .collect();
+        // With TLS, the nodes meet on their TLS ports (their cluster bus is the TLS port's).
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.unwrap_or(n.port)))
             .collect();
-        let out = Command::new("redis-cli")
+        let tls_args: Vec<String> = tls
+            .map(|certs| {
+                vec![
+                    "--tls".into(),
+                    "--cacert".into(),
+                    certs.ca.display().to_string(),
+                ]
+            })
+            .unwrap_or_default();
+        // Bounded: a cluster whose nodes cannot meet waits forever for them to join.
+        let out = Command::new("timeout")
+            .args(["60", "redis-cli"])
+            .args(&tls_args)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -79,6 +115,33 @@ impl RedisCluster {
     /// `redis://host:port` of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `rediss://localhost:<tls port>` of every node, for a cluster started with
+    /// [`RedisCluster::start_tls`].
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
+    }
+
+    /// Each node's plain and TLS ports, and the local ports its clients are connected to (from
+    /// `CLIENT LIST`, leaving out the connection that asks).
+    pub fn client_ports(&self) -> Vec<(u16, Option<u16>, Vec<u16>)> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.killed.contains(&n.port))
+            .map(|n| {
+                let list = n.cli(&["CLIENT", "LIST"]).unwrap_or_default();
+                let ports = list
+                    .lines()
+                    .filter(|l| !l.contains("cmd=client|list"))
+                    .filter_map(|l| {
+                        let laddr = l.split(' ').find_map(|f| f.strip_prefix("laddr="))?;
+                        laddr.rsplit_once(':')?.1.parse().ok()
+                    })
+                    .collect();
+                (n.port, n.tls_port, ports)
+            })
+            .collect()
     }
 
     /// Runs redis-cli in cluster mode (`-c`, following redirections) from the first node still

@@ -150,9 +150,15 @@ impl Edge {
             "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
+        let started = Instant::now();
         let response = raw_exchange(self.internal_port, request.as_bytes())
             .await
-            .unwrap_or_else(|| panic!("no answer to {method} {path}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no answer to {method} {path} (gave up after {:?})",
+                    started.elapsed()
+                )
+            });
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         let status = head
             .split(' ')

@@ -40,6 +40,16 @@ impl RedisServer {
         client_certs: bool,
         password: Option<&str>,
     ) -> RedisServer {
+        RedisServer::start_tls_with(certs, client_certs, password, &[])
+    }
+
+    /// Like [`RedisServer::start_tls`], with extra redis-server arguments.
+    pub fn start_tls_with(
+        certs: &crate::certs::Certs,
+        client_certs: bool,
+        password: Option<&str>,
+        extra: &[&str],
+    ) -> RedisServer {
         let tls_port = free_port();
         let path = |p: &std::path::Path| p.display().to_string();
         let mut args: Vec<String> = [
@@ -63,6 +73,7 @@ impl RedisServer {
         if let Some(password) = password {
             args.extend(["--requirepass".to_owned(), password.to_owned()]);
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut server = RedisServer::start_as(free_port(), &args, password);
         server.tls_port = Some(tls_port);

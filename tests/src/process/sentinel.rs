@@ -129,6 +129,23 @@ impl SentinelGroup {
         });
     }
 
+    /// Like [`SentinelGroup::failover`], then waits until the old master has been made a
+    /// replica: until then it still takes writes, which its resync then discards (the window
+    /// asynchronous replication leaves, which a test of something else must not fall into).
+    pub fn failover_settled(&self) {
+        let old = self.master().port;
+        self.failover();
+        let old = self
+            .nodes
+            .iter()
+            .find(|n| n.port == old)
+            .expect("the old master is one of the nodes");
+        wait_for("the old master to become a replica", || {
+            old.cli(&["ROLE"])
+                .is_some_and(|role| role.lines().next() == Some("slave"))
+        });
+    }
+
     /// Kills the master outright (SIGKILL) and waits until the sentinels have promoted the
     /// replica.
     pub fn kill_master(&self) {
