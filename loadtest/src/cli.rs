@@ -196,6 +196,38 @@ pub enum Scenario {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         down_for: Duration,
     },
+    /// The delivery contract under faults (docs/guarantees.md): starts its own redis-server and
+    /// edges (behind proxies it controls), subscribers that resume, and publishers (the library
+    /// and the HTTP API) numbering every message; injects a seeded schedule of faults (edges
+    /// killed, paused, drained; Redis killed or emptied; edge-Redis and client links reset,
+    /// black-holed or slowed); then checks every subscriber's record against what was
+    /// acknowledged. Fails, naming the seed and the first violation, on any silent loss,
+    /// duplicate or reorder. Ignores --url and --redis-url.
+    Campaign {
+        /// Seed of the fault schedule: the same seed injects the same faults.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long to inject faults.
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        duration: Duration,
+        /// Edges to run.
+        #[arg(long, default_value_t = 3)]
+        edges: usize,
+        /// Subscribers, each in three rooms, its user's scope and `all`.
+        #[arg(long, default_value_t = 6)]
+        subscribers: usize,
+        /// Average time between two faults (each lasts up to about nine seconds, so they
+        /// overlap).
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        every: Duration,
+        /// The edge binary (default: `edge` next to this one).
+        #[arg(long)]
+        edge_binary: Option<std::path::PathBuf>,
+        /// Inject only these kinds of fault (names as in the report's faults_by_kind,
+        /// comma-separated), e.g. to study one.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Not a scenario: runs the baseline server, a minimal tokio-tungstenite room fan-out with
     /// no Redis, auth, history or limits, to run `fanout --publish-via ws` against (with
     /// --edge-pid set to this process) and compare the edge's cost with.

@@ -2,6 +2,7 @@
 //! loss and what it cost the edge. See `loadtest --help`.
 
 mod baseline;
+mod campaign;
 mod cli;
 mod clients;
 mod proc;

@@ -260,3 +260,32 @@ async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
     assert!((100 * 99 / 2 + 100..=100 * 100).contains(&seen), "{report}");
     assert!(report["presence_stats_p50_ms"].is_number(), "{report}");
 }
+
+/// The short campaign CI runs: a minute of faults of every kind, drawn with a fixed seed (the
+/// long one's command and figures are in BENCHMARKS.md). The checker's own tests
+/// (`loadtest/src/campaign/checker.rs`) show it catching each kind of violation.
+#[test]
+fn a_short_fault_campaign_keeps_the_delivery_contract() {
+    let args: Vec<String> = [
+        "--json",
+        "campaign",
+        "--seed",
+        "1",
+        "--duration",
+        "60s",
+        "--every",
+        "2s",
+        "--edge-binary",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([bin("edge").display().to_string()])
+    .collect();
+    let report = loadtest(&args);
+    eprintln!("{report}");
+    for count in ["silent_losses", "duplicates", "reorders"] {
+        assert_eq!(report[count], 0, "{count}: {report}");
+    }
+    assert!(report["faults"].as_u64() >= Some(20), "{report}");
+    assert!(report["delivered"].as_u64() > Some(10_000), "{report}");
+}

@@ -74,6 +74,26 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             presence::run(&cli.common, connector, load).await
         }
         Scenario::BaselineServer { listen } => crate::baseline::serve(*listen).await,
+        Scenario::Campaign {
+            seed,
+            duration,
+            edges,
+            subscribers,
+            every,
+            edge_binary,
+            only,
+        } => {
+            let campaign = crate::campaign::Campaign {
+                only: only.clone(),
+                seed: *seed,
+                duration: *duration,
+                edges: *edges,
+                subscribers: *subscribers,
+                every: *every,
+                edge_binary: edge_binary.clone(),
+            };
+            crate::campaign::run(&cli.common, campaign).await
+        }
         Scenario::Chaos {
             clients,
             rate,

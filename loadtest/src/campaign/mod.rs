@@ -1,0 +1,382 @@
+//! `campaign`: the delivery contract under every fault this machine can cause (docs/guarantees.md).
+//!
+//! The campaign starts its own world (a redis-server with an AOF, edges behind proxies it
+//! controls), subscribers that resume the way a careful client does, and two publishers (the
+//! library and the HTTP API) numbering every message per target. A seeded schedule injects
+//! faults, one after another and overlapping; then everything is healed, each publisher sends a
+//! last message per target, and the checker reads every subscriber's record against what was
+//! acknowledged. Any silent loss, duplicate or reorder fails the run, naming the seed and the
+//! first (subscriber, target, sequence) that shows it.
+
+mod checker;
+mod faults;
+mod proxy;
+mod publisher;
+mod subscriber;
+mod world;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferrocast_emitter::Emitter;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::cli::Common;
+use crate::clients::Connector;
+use crate::report::Report;
+use faults::{Fault, Rng};
+use publisher::Target;
+use subscriber::{Seen, Subscriber};
+use world::{Edge, Redis};
+
+/// Rooms every subscriber joins: two the library publishes to, one the HTTP API does.
+const LIBRARY_ROOMS: [&str; 2] = ["lib0", "lib1"];
+const API_ROOM: &str = "api0";
+/// Users the subscribers are spread over (each user's messages reach all of its connections).
+const USERS: usize = 2;
+
+/// A campaign's settings.
+pub struct Campaign {
+    pub seed: u64,
+    pub duration: Duration,
+    pub edges: usize,
+    pub subscribers: usize,
+    pub every: Duration,
+    pub edge_binary: Option<PathBuf>,
+    /// Kinds of fault to draw from, by name (empty: all).
+    pub only: Vec<String>,
+}
+
+/// A fault as injected: what, where, and when it began (Unix ms).
+struct Injected {
+    fault: Fault,
+    started_ms: u64,
+}
+
+pub async fn run(common: &Common, campaign: Campaign) -> anyhow::Result<Report> {
+    let binary = match &campaign.edge_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the loadtest binary's folder")?
+            .join("edge"),
+    };
+    let dir = std::env::temp_dir().join(format!("ferrocast-campaign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(common, &campaign, &binary, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    common: &Common,
+    campaign: &Campaign,
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+) -> anyhow::Result<Report> {
+    let redis = Redis::start(dir).await?;
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut edges = Vec::new();
+    for _ in 0..campaign.edges.max(1) {
+        edges.push(Edge::start(binary, redis.port).await?);
+    }
+    let client_ports: Vec<u16> = edges.iter().map(|e| e.client_port).collect();
+    let internal_ports: Vec<u16> = edges.iter().map(|e| e.internal_port).collect();
+    let redis = Arc::new(Mutex::new(redis));
+    let edges: Arc<Vec<Mutex<Edge>>> = Arc::new(edges.into_iter().map(Mutex::new).collect());
+
+    // Subscribers, every one in every target before anything is published.
+    let connector = Connector::new(common);
+    let mut rooms: Vec<String> = LIBRARY_ROOMS.iter().map(|r| r.to_string()).collect();
+    rooms.push(API_ROOM.to_owned());
+    let room_refs: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let stop_subscribers = Arc::new(AtomicBool::new(false));
+    let mut seens = Vec::new();
+    let mut subscribers = Vec::new();
+    let mut follows: Vec<Vec<String>> = Vec::new();
+    for i in 0..campaign.subscribers.max(1) {
+        let user = format!("u{}", i % USERS);
+        let name = format!("{user}/s{i}");
+        let seen = Arc::new(parking_lot::Mutex::new(Seen::default()));
+        seens.push((name.clone(), seen.clone()));
+        let subscriber = Subscriber {
+            name,
+            token: connector.token(&user, &room_refs)?,
+            rooms: rooms.clone(),
+            ports: client_ports.clone(),
+            first: i,
+            seen,
+            stop: stop_subscribers.clone(),
+        };
+        follows.push(subscriber.targets());
+        subscribers.push(tokio::spawn(subscriber.run()));
+    }
+    wait_for("every subscriber to join", Duration::from_secs(30), || {
+        seens.iter().all(|(_, seen)| seen.lock().ready)
+    })
+    .await?;
+
+    // Publishers.
+    let emitter = Emitter::builder(&redis_url)
+        .retries(3, Duration::from_millis(50))
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(2))
+        .build()?;
+    let mut targets: Vec<Target> = LIBRARY_ROOMS
+        .iter()
+        .map(|r| Target::Room(r.to_string()))
+        .collect();
+    targets.extend((0..USERS).map(|u| Target::User(format!("u{u}"))));
+    targets.push(Target::All);
+    let (stop_publishing, publishing) = tokio::sync::watch::channel(false);
+    let library = tokio::spawn(
+        publisher::Library::new(emitter, targets)
+            .run(Duration::from_millis(10), publishing.clone()),
+    );
+    let api = tokio::spawn(
+        publisher::Api::new(API_ROOM.to_owned(), internal_ports.clone())
+            .run(Duration::from_millis(50), publishing),
+    );
+
+    // Faults, until the duration is up.
+    let kinds: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| campaign.only.is_empty() || campaign.only.iter().any(|o| o == f.name()))
+        .collect();
+    if kinds.is_empty() {
+        bail!(
+            "--only names no fault: choose among {:?}",
+            Fault::ALL.map(Fault::name)
+        );
+    }
+    let mut rng = Rng::new(campaign.seed);
+    // Drawn as from a shuffled deck, dealt again when empty: every kind comes up once in each
+    // round of the deck, however short the campaign.
+    let mut deck: Vec<Fault> = Vec::new();
+    let started = Instant::now();
+    let mut injected = Vec::new();
+    let mut running = tokio::task::JoinSet::new();
+    while started.elapsed() < campaign.duration {
+        let every = campaign.every.as_millis() as u64;
+        tokio::time::sleep(rng.between_ms(every / 2, every * 3 / 2)).await;
+        if deck.is_empty() {
+            deck = kinds.clone();
+            for i in (1..deck.len()).rev() {
+                deck.swap(i, rng.below(i + 1));
+            }
+        }
+        let Some(fault) = deck.pop() else { break };
+        let edge = rng.below(edges.len());
+        let mut fault_rng = rng.fork();
+        injected.push(Injected {
+            fault,
+            started_ms: ferrocast_protocol::envelope::now_ms(),
+        });
+        let (redis, edges) = (redis.clone(), edges.clone());
+        running.spawn(async move {
+            let result = if fault.hits_redis() {
+                fault
+                    .on_redis(&mut *redis.lock().await, &mut fault_rng)
+                    .await
+            } else {
+                fault
+                    .on_edge(&mut *edges[edge].lock().await, &mut fault_rng)
+                    .await
+            };
+            if let Err(error) = result {
+                eprintln!("{} on edge {edge}: {error:#}", fault.name());
+            }
+        });
+    }
+    while running.join_next().await.is_some() {}
+    heal(&redis, &edges).await?;
+
+    // A last message to every target, until every subscriber has seen the last of each: one
+    // published while an edge was still catching up may fall inside its announced gap.
+    stop_publishing.send_replace(true);
+    let mut library = library.await?;
+    let mut api = api.await?;
+    for &port in &internal_ports {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !world::ready(port).await && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut ends: BTreeMap<String, u64> = BTreeMap::new();
+    let mut drained = Err(anyhow::anyhow!("no last message was acknowledged"));
+    for _ in 0..10 {
+        ends.extend(library.end_round().await);
+        ends.extend(api.end_round().await);
+        drained = wait_for(
+            "every subscriber to see the last messages",
+            Duration::from_secs(5),
+            || {
+                seens.iter().zip(&follows).all(|((_, seen), targets)| {
+                    let seen = seen.lock();
+                    targets.iter().all(|target| {
+                        ends.get(target)
+                            .is_some_and(|end| seen.highest.get(target).is_some_and(|h| h >= end))
+                    })
+                })
+            },
+        )
+        .await;
+        if drained.is_ok() {
+            break;
+        }
+    }
+    stop_subscribers.store(true, Ordering::Relaxed);
+    for subscriber in &subscribers {
+        subscriber.abort();
+    }
+
+    let library = library.acked;
+    let api = api.acked;
+    let mut acked = library.seqs;
+    acked.extend(api.seqs);
+    let mut records = Vec::new();
+    let mut reconnects = 0;
+    for (name, seen) in &seens {
+        let seen = seen.lock();
+        records.extend(Subscriber::records(name, &seen));
+        reconnects += seen.reconnects;
+    }
+    let verdict = checker::check(&acked, &records);
+    let recovery = recovery_times(&injected, &seens);
+
+    let mut report = Report::new("campaign");
+    report.add("seed", campaign.seed);
+    report.add("duration_s", campaign.duration.as_secs());
+    report.add("edges", edges.len());
+    report.add("subscribers", seens.len());
+    report.add("faults", injected.len());
+    let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
+    for fault in &injected {
+        *by_kind.entry(fault.fault.name()).or_default() += 1;
+    }
+    report.add("faults_by_kind", json!(by_kind));
+    report.add("published", library.tried + api.tried);
+    report.add(
+        "acknowledged",
+        acked.values().map(|s| s.len() as u64).sum::<u64>(),
+    );
+    report.add("delivered", verdict.delivered);
+    report.add("reconnects", reconnects);
+    report.add("silent_losses", verdict.silent_losses);
+    report.add("duplicates", verdict.duplicates);
+    report.add("reorders", verdict.reorders);
+    report.add("announced_losses", json!(verdict.announced_losses));
+    for (name, value) in recovery {
+        report.add(name, value);
+    }
+    let violations: Vec<String> = verdict
+        .violations
+        .iter()
+        .take(5)
+        .map(ToString::to_string)
+        .collect();
+    report.add("violations", json!(violations));
+    // Who never saw the last message of some target, and what it saw of it last.
+    let unfinished: Vec<String> = seens
+        .iter()
+        .flat_map(|(name, seen)| {
+            let seen = seen.lock();
+            seen.events
+                .iter()
+                .filter(|(target, _)| {
+                    seen.highest.get(*target).copied() < ends.get(*target).copied()
+                })
+                .map(|(target, events)| {
+                    let tail = &events[events.len().saturating_sub(3)..];
+                    format!("{name} {target}: {} events, last {tail:?}", events.len())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        report.add("unfinished", json!(unfinished));
+    }
+    if !verdict.holds() || drained.is_err() {
+        report.print(common.json);
+        let first = verdict.violations.first().map_or_else(
+            || "a subscriber never saw the end".to_owned(),
+            ToString::to_string,
+        );
+        bail!(
+            "the contract did not hold (seed {}; rerun with --seed {}): {first}",
+            campaign.seed,
+            campaign.seed
+        );
+    }
+    Ok(report)
+}
+
+/// Brings every part back: Redis and every edge running, every link passing bytes.
+async fn heal(redis: &Mutex<Redis>, edges: &[Mutex<Edge>]) -> anyhow::Result<()> {
+    redis.lock().await.ensure_running().await?;
+    for edge in edges {
+        let mut edge = edge.lock().await;
+        edge.redis_link.set(proxy::Mode::Pass);
+        edge.client_link.set(proxy::Mode::Pass);
+        edge.signal("-CONT").await;
+        edge.ensure_running().await?;
+    }
+    Ok(())
+}
+
+/// Per fault, the time from its start until every subscriber got a message published after it
+/// began (the slowest subscriber's); their p50, p99 and maximum, in milliseconds.
+fn recovery_times(
+    injected: &[Injected],
+    seens: &[(String, Arc<parking_lot::Mutex<Seen>>)],
+) -> Vec<(&'static str, u64)> {
+    let mut times: Vec<u64> = injected
+        .iter()
+        .filter_map(|fault| {
+            seens
+                .iter()
+                .map(|(_, seen)| {
+                    seen.lock()
+                        .arrivals
+                        .iter()
+                        .filter(|(_, published)| *published >= fault.started_ms)
+                        .map(|(arrived, _)| arrived.saturating_sub(fault.started_ms))
+                        .min()
+                })
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|per_subscriber| per_subscriber.into_iter().max())
+        })
+        .collect();
+    times.sort_unstable();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
+    vec![
+        ("recovery_p50_ms", at(0.5)),
+        ("recovery_p99_ms", at(0.99)),
+        ("recovery_max_ms", times.last().copied().unwrap_or_default()),
+    ]
+}
+
+async fn wait_for(
+    what: &str,
+    within: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
