@@ -228,6 +228,34 @@ pub enum Scenario {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// A reconnect storm: every client on the first --url edge, in one room, under steady
+    /// publishing; --kill-cmd kills that edge, and every client reconnects to the other --url
+    /// edges with the official client's back-off, resuming from its last offset. Reports how
+    /// long until all were back, the peak of Redis commands per second and the surviving edge's
+    /// CPU (--edge-pid) meanwhile, and loss, duplicates and order.
+    Storm {
+        /// Clients, all on the first edge to begin with.
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        /// Messages published per second to their room.
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+        /// Publishing before the kill.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Publishing after every client is back.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        after: Duration,
+        /// Shell command that kills the first edge, e.g. 'kill -9 1234'.
+        #[arg(long)]
+        kill_cmd: String,
+        /// The client's back-off: first wait, and the most it grows to (@ferrocast/client's
+        /// defaults).
+        #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+        backoff_min: Duration,
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        backoff_max: Duration,
+    },
     /// Not a scenario: runs the baseline server, a minimal tokio-tungstenite room fan-out with
     /// no Redis, auth, history or limits, to run `fanout --publish-via ws` against (with
     /// --edge-pid set to this process) and compare the edge's cost with.

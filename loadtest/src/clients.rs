@@ -57,6 +57,21 @@ impl Connector {
         small_receive_buffer: bool,
     ) -> anyhow::Result<Ws> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open_at(n, token, small_receive_buffer).await
+    }
+
+    /// How many URLs there are.
+    pub fn url_count(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Like [`Connector::open`], to URL number `n` (modulo their count).
+    pub async fn open_at(
+        &self,
+        n: usize,
+        token: Option<&str>,
+        small_receive_buffer: bool,
+    ) -> anyhow::Result<Ws> {
         let url = &self.urls[n % self.urls.len()];
         let mut request = url.as_str().into_client_request()?;
         if let Some(token) = token {

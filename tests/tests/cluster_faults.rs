@@ -100,14 +100,20 @@ async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
 
     // Steady publishing; only what Redis acknowledged must arrive.
     let acked = Arc::new(Mutex::new(Vec::new()));
+    let ack_times = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let publishing = {
         let (lib, acked, stop) = (lib.clone(), acked.clone(), stop.clone());
+        let ack_times = ack_times.clone();
         tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 if lib.to_room(ROOM).emit("n", &n).await.is_ok() {
                     acked.lock().expect("acked").push(n);
+                    ack_times
+                        .lock()
+                        .expect("ack times")
+                        .push(std::time::Instant::now());
                 }
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -130,6 +136,7 @@ async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before_kill = acked.lock().expect("acked").len();
+    let killed_at = std::time::Instant::now();
     cluster.kill(master);
     // The replica takes over; publishing goes on against it for a while.
     let deadline = tokio::time::Instant::now() + DEADLINE * 3;
@@ -138,6 +145,7 @@ async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after_failover = acked.lock().expect("acked").len();
+    let promoted_after = killed_at.elapsed();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while acked.lock().expect("acked").len() < after_failover + 100 {
         assert!(
@@ -156,6 +164,17 @@ async fn a_master_failover_under_steady_publishing_loses_nothing_silently() {
         );
     }
     let acked = acked.lock().expect("acked").clone();
+    let longest_without_ack = ack_times
+        .lock()
+        .expect("ack times")
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "master killed: the cluster served the slot again after {promoted_after:?}; longest time \
+         without an acknowledged publish {longest_without_ack:?}"
+    );
     for follower in followers {
         let followed = tokio::time::timeout(DEADLINE * 3, follower)
             .await

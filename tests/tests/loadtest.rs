@@ -76,16 +76,15 @@ fn loadtest(args: &[String]) -> Value {
     serde_json::from_str(stdout.trim()).expect("one JSON object")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
-    let redis = RedisServer::start();
+/// Starts `count` edges through the shell on `redis`, and waits until each is ready.
+async fn shell_edges(name: &str, count: usize, redis: &RedisServer) -> ShellEdges {
     let edges = ShellEdges {
-        dir: std::env::temp_dir().join(format!("ferrocast-chaos-{}", std::process::id())),
-        ports: vec![free_port(), free_port()],
-        internal: vec![free_port(), free_port()],
+        dir: std::env::temp_dir().join(format!("ferrocast-{name}-{}", std::process::id())),
+        ports: (0..count).map(|_| free_port()).collect(),
+        internal: (0..count).map(|_| free_port()).collect(),
     };
     std::fs::create_dir_all(&edges.dir).expect("temp dir");
-    for i in 0..2 {
+    for i in 0..count {
         let status = Command::new("sh")
             .arg("-c")
             .arg(edges.start_cmd(i, &redis))
@@ -100,6 +99,13 @@ async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    edges
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
+    let redis = RedisServer::start();
+    let edges = shell_edges("chaos", 2, &redis).await;
     let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
     for port in &edges.ports {
         args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
@@ -259,6 +265,47 @@ async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
         .expect("member_joins_seen");
     assert!((100 * 99 / 2 + 100..=100 * 100).contains(&seen), "{report}");
     assert!(report["presence_stats_p50_ms"].is_number(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_brings_every_client_of_a_killed_edge_back_with_nothing_lost() {
+    let redis = RedisServer::start();
+    let edges = shell_edges("storm", 3, &redis).await;
+    let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
+    for port in &edges.ports {
+        args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
+    }
+    args.extend(
+        [
+            "storm",
+            "--clients",
+            "300",
+            "--warmup",
+            "2s",
+            "--after",
+            "1s",
+            "--kill-cmd",
+        ]
+        .map(String::from),
+    );
+    args.push(edges.kill_cmd(0));
+    let report = loadtest(&args);
+    eprintln!("storm report: {report}");
+    assert_eq!(report["clients_back"], 300, "{report}");
+    assert!(report["published"].as_u64() >= Some(100), "{report}");
+    assert!(
+        report["redis_commands_per_s_peak"].as_u64()
+            > report["redis_commands_per_s_before"].as_u64(),
+        "{report}"
+    );
+    for zero in [
+        "lost",
+        "duplicates",
+        "out_of_order",
+        "resumes_not_recovered",
+    ] {
+        assert_eq!(report[zero], 0, "{zero}: {report}");
+    }
 }
 
 /// The short campaign CI runs: a minute of faults of every kind, drawn with a fixed seed (the

@@ -30,21 +30,21 @@ pub struct Chaos {
     pub down_for: Duration,
 }
 
-/// One client's record.
+/// One client's record (the storm's clients keep the same).
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     /// Which sequence numbers arrived (index = seq).
     got: Vec<bool>,
-    duplicates: u64,
-    out_of_order: u64,
+    pub(super) duplicates: u64,
+    pub(super) out_of_order: u64,
     highest: Option<u64>,
     reconnects: u64,
-    not_recovered: u64,
+    pub(super) not_recovered: u64,
 }
 
 impl Seen {
     /// Records `seq`; true if it is new.
-    fn note(&mut self, seq: u64) -> bool {
+    pub(super) fn note(&mut self, seq: u64) -> bool {
         let index = seq as usize;
         if self.got.len() <= index {
             self.got.resize(index + 1, false);
@@ -61,7 +61,7 @@ impl Seen {
         true
     }
 
-    fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.got.iter().filter(|g| **g).count() as u64
     }
 }
@@ -250,7 +250,7 @@ impl Client {
                     self.ready.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            self.read(&mut ws, &mut offset).await;
+            read(&mut ws, &mut offset, &self.seen, &self.delivered).await;
             lost_at = Some(Instant::now());
             if let Ok(mut seen) = self.seen.lock() {
                 seen.reconnects += 1;
@@ -261,45 +261,63 @@ impl Client {
     /// Connects and joins the room from `since`, handling the answer's `recovered`.
     async fn join(&self, since: Option<&str>) -> anyhow::Result<Ws> {
         let mut ws = self.connector.open(Some(&self.token), false).await?;
-        let mut join = json!({"type": "join", "room": ROOM});
-        if let Some(since) = since {
-            join["since"] = json!(since);
-        }
-        ws.send(Message::Text(join.to_string().into())).await?;
-        let answer = crate::clients::next_json(&mut ws).await?;
-        if answer["type"] != "joined" {
-            bail!("join: {answer}");
-        }
-        if since.is_some()
-            && answer["recovered"] != true
-            && let Ok(mut seen) = self.seen.lock()
-        {
-            seen.not_recovered += 1;
-        }
+        join(&mut ws, ROOM, since, &self.seen).await?;
         Ok(ws)
     }
+}
 
-    /// Reads messages until the connection ends, keeping the newest offset.
-    async fn read(&self, ws: &mut Ws, offset: &mut Option<String>) {
-        while let Some(Ok(message)) = ws.next().await {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let Ok(frame) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            if frame["type"] != "msg" {
-                continue;
-            }
-            if let Some(o) = frame["offset"].as_str() {
-                *offset = Some(o.to_owned());
-            }
-            if let Some(seq) = frame["data"]["seq"].as_u64()
-                && let Ok(mut seen) = self.seen.lock()
-                && seen.note(seq)
-            {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
+/// Joins `room` from `since` and waits for `joined`; a resume that was not recovered is
+/// counted in `seen`.
+pub(super) async fn join(
+    ws: &mut Ws,
+    room: &str,
+    since: Option<&str>,
+    seen: &Mutex<Seen>,
+) -> anyhow::Result<()> {
+    let mut join = json!({"type": "join", "room": room});
+    if let Some(since) = since {
+        join["since"] = json!(since);
+    }
+    ws.send(Message::Text(join.to_string().into())).await?;
+    let answer = crate::clients::next_json(ws).await?;
+    if answer["type"] != "joined" {
+        bail!("join: {answer}");
+    }
+    if since.is_some()
+        && answer["recovered"] != true
+        && let Ok(mut seen) = seen.lock()
+    {
+        seen.not_recovered += 1;
+    }
+    Ok(())
+}
+
+/// Reads messages until the connection ends, keeping the newest offset, noting each sequence
+/// number in `seen` and counting the new ones in `delivered`.
+pub(super) async fn read(
+    ws: &mut Ws,
+    offset: &mut Option<String>,
+    seen: &Mutex<Seen>,
+    delivered: &AtomicU64,
+) {
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if frame["type"] != "msg" {
+            continue;
+        }
+        if let Some(o) = frame["offset"].as_str() {
+            *offset = Some(o.to_owned());
+        }
+        if let Some(seq) = frame["data"]["seq"].as_u64()
+            && let Ok(mut seen) = seen.lock()
+            && seen.note(seq)
+        {
+            delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

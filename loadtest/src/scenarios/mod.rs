@@ -7,6 +7,7 @@ mod direct;
 mod fanout;
 mod idle;
 mod presence;
+mod storm;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,6 +75,26 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             presence::run(&cli.common, connector, load).await
         }
         Scenario::BaselineServer { listen } => crate::baseline::serve(*listen).await,
+        Scenario::Storm {
+            clients,
+            rate,
+            warmup,
+            after,
+            kill_cmd,
+            backoff_min,
+            backoff_max,
+        } => {
+            let load = storm::Storm {
+                clients: *clients,
+                rate: *rate,
+                warmup: *warmup,
+                after: *after,
+                kill_cmd: kill_cmd.clone(),
+                backoff_min: *backoff_min,
+                backoff_max: *backoff_max,
+            };
+            storm::run(&cli.common, connector, load).await
+        }
         Scenario::Campaign {
             seed,
             duration,
