@@ -30,6 +30,15 @@ impl ShellEdges {
         )
     }
 
+    /// The loadtest's options for these edges and `redis`: JSON, the Redis URL, every edge's URL.
+    fn loadtest_args(&self, redis: &RedisServer) -> Vec<String> {
+        let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
+        for port in &self.ports {
+            args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
+        }
+        args
+    }
+
     fn kill_cmd(&self, i: usize) -> String {
         format!("kill -9 $(cat {}/edge{i}.pid)", self.dir.display())
     }
@@ -87,7 +96,7 @@ async fn shell_edges(name: &str, count: usize, redis: &RedisServer) -> ShellEdge
     for i in 0..count {
         let status = Command::new("sh")
             .arg("-c")
-            .arg(edges.start_cmd(i, &redis))
+            .arg(edges.start_cmd(i, redis))
             .status()
             .expect("sh");
         assert!(status.success());
@@ -106,10 +115,7 @@ async fn shell_edges(name: &str, count: usize, redis: &RedisServer) -> ShellEdge
 async fn chaos_kills_edges_under_steady_publishing_and_clients_lose_nothing() {
     let redis = RedisServer::start();
     let edges = shell_edges("chaos", 2, &redis).await;
-    let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
-    for port in &edges.ports {
-        args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
-    }
+    let mut args = edges.loadtest_args(&redis);
     args.extend(
         [
             "chaos",
@@ -271,10 +277,7 @@ async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
 async fn a_reconnect_storm_brings_every_client_of_a_killed_edge_back_with_nothing_lost() {
     let redis = RedisServer::start();
     let edges = shell_edges("storm", 3, &redis).await;
-    let mut args: Vec<String> = vec!["--json".into(), "--redis-url".into(), redis.url()];
-    for port in &edges.ports {
-        args.extend(["--url".into(), format!("ws://127.0.0.1:{port}/ws")]);
-    }
+    let mut args = edges.loadtest_args(&redis);
     args.extend(
         [
             "storm",
