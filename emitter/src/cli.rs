@@ -6,6 +6,7 @@
 mod args;
 mod edge;
 mod outcome;
+mod over_edge;
 mod stdin;
 
 pub use args::{Cli, Command, ConsumeArgs, DisconnectArgs, MoveArgs, PresenceArgs, SendArgs};

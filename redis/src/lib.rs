@@ -5,6 +5,7 @@
 //! - [`settings`]: what the flags of both sides parse (durations, Cluster node URLs);
 //! - [`tls`] and [`clients`]: `rediss://` with the system's roots or a CA file, and client
 //!   certificates, for every connection;
+//! - [`endpoint`]: where one Redis's connections go (a fixed address, or a Sentinel master);
 //! - [`sentinel`]: the master a Sentinel group names, asked whenever a connection is made;
 //! - [`pool`]: pooled multiplexed connections that drop themselves when broken, and their
 //!   revalidation after a Redis restart;
@@ -16,6 +17,7 @@
 
 pub mod backoff;
 pub mod clients;
+pub mod endpoint;
 pub mod errors;
 pub mod history;
 pub mod pool;

@@ -9,7 +9,7 @@ use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
 
-use crate::clients::Endpoint;
+use crate::endpoint::Endpoint;
 
 /// A pooled connection and whether an I/O error has been seen on it.
 pub struct Conn {

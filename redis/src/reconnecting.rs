@@ -7,7 +7,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::pool::{Conn, Manager};
 
-/// A connection to an [`Endpoint`](crate::clients::Endpoint), made on first use and again after
+/// A connection to an [`Endpoint`](crate::endpoint::Endpoint), made on first use and again after
 /// a command on it broke it (an I/O error, a timeout, `READONLY`) or the sentinels named
 /// another master. The command that found it broken fails; the next one reconnects.
 pub struct Reconnecting {

@@ -508,3 +508,59 @@ async fn workers_read_the_inbox_through_sentinel_and_follow_a_failover() {
         .collect();
     assert_eq!(data, [json!(1), json!(2)], "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_and_masters_reached_over_tls_are_followed_through_a_failover() {
+    let certs = ferrocast_tests::certs::Certs::generate("sentinel-tls");
+    let group = Arc::new(SentinelGroup::start_tls(&certs));
+    let sentinels = group.sentinels_flag();
+    let ca = certs.ca.display().to_string();
+    // Only TLS ports are given out: a plain connection would fail its handshake. The master
+    // URL's host is not used (the sentinels name the master); its scheme asks for TLS.
+    let redis = [
+        "--redis-sentinels",
+        sentinels.as_str(),
+        "--redis-sentinel-master",
+        MASTER,
+        "--redis-url",
+        "rediss://127.0.0.1",
+        "--redis-ca-file",
+        ca.as_str(),
+    ];
+    let edge = Edge::start(&redis).await;
+    let (mut client, _) = Client::connect(&edge.ws_url(), &token("tls")).await;
+    client.join("r").await;
+    let send = |data: &str| {
+        let mut args = redis.to_vec();
+        args.extend([
+            "--retries",
+            "30",
+            "send",
+            "--room",
+            "r",
+            "--event",
+            "tls",
+            "--data",
+            data,
+        ]);
+        let run = ferrocast_tests::emitter(&args, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    };
+    send("1");
+    assert_eq!(client.expect("msg").await["data"], 1);
+
+    let failing = group.clone();
+    tokio::task::spawn_blocking(move || failing.failover_settled())
+        .await
+        .expect("failover");
+    let deadline = Instant::now() + DEADLINE;
+    while !reconnected(&edge).await {
+        assert!(
+            Instant::now() < deadline,
+            "the edge never moved to the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    send("2");
+    assert_eq!(client.expect("msg").await["data"], 2);
+}

@@ -26,7 +26,7 @@ use super::core::RedisCore;
 use super::history::{FROM_START, unavailable};
 use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
 use crate::ops::metrics::metrics;
-use ferrocast_redis::clients::Endpoint;
+use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
 use ferrocast_redis::sentinel::Sentinels;
 

@@ -12,7 +12,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
 use super::dedup::Written;
-use super::outbox::Outbound;
+use super::outbound::Outbound;
 use super::sparse::SparseMap;
 use crate::websocket::socket::Socket;
 use ferrocast_protocol::Offset;

@@ -2,9 +2,40 @@
 //! targets), so one member is kept inline and a map is made only for a second: two allocations
 //! fewer for each of those topics, which every idle connection pays for.
 
+use std::sync::Arc;
+
+use ferrocast_protocol::Encoding;
 use indexmap::IndexMap;
 
-use super::registry::Member;
+use super::outbox::{Direct, Outbox};
+
+/// A local connection in a target.
+#[derive(Clone)]
+pub struct Member {
+    /// Its client id, to honour `except`.
+    pub client: Arc<str>,
+    /// Its frame encoding.
+    pub encoding: Encoding,
+    /// Its outbound queue.
+    pub outbox: Outbox,
+    /// Whether the target's messages may be written straight to its socket, and whether their
+    /// offsets are noted as written.
+    pub direct: Direct,
+}
+
+#[cfg(test)]
+impl Member {
+    /// A JSON member named `client`, written directly, whose queue nobody reads.
+    pub(crate) fn for_test(client: &str) -> Member {
+        let (outbox, _queued) = crate::fanout::outbox::channel(4, 1024, None);
+        Member {
+            client: client.into(),
+            encoding: Encoding::Json,
+            outbox,
+            direct: Direct::Yes,
+        }
+    }
+}
 
 /// The members of one topic, by session id.
 #[derive(Default)]

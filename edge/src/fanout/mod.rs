@@ -6,7 +6,7 @@
 //! [`registry`] tracks which connections are in which target (a target's `members`: one kept
 //! inline, more in a map) and keeps the bus subscribed to exactly those ([`subscriptions`]); [`delivery`] builds each message's frame once per encoding
 //! and hands the same bytes to every member's [`outbox`] (its queue, the `mailbox`, is what the
-//! connection's task reads); [`dedup`] drops messages seen twice,
+//! connection's task reads; what the queue holds is [`outbound`]); [`dedup`] drops messages seen twice,
 //! and [`recovery`] keeps the seam between a replay and live delivery clean. [`control`] is a
 //! worker's control message (join, leave, disconnect) on its way to the sessions it acts on;
 //! [`presence`] is a batch of presence joins and leaves on its way to a room's members. An
@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod feed;
 mod mailbox;
 mod members;
+pub mod outbound;
 pub mod outbox;
 pub mod presence;
 pub mod recovery;

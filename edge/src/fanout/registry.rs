@@ -16,8 +16,9 @@ use ferrocast_protocol::{Encoding, TargetKey};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+pub use crate::fanout::members::Member;
 use crate::fanout::members::Members;
-use crate::fanout::outbox::{Direct, Outbound, Outbox, Pushed};
+use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 
 /// A target's subscription while it is being made, as seen by those waiting to join it: a byte
 /// and a wait list, which its topic gives up once live. (A `watch` channel kept for the topic's
@@ -59,20 +60,6 @@ impl Subscription {
         self.state.store(state, Ordering::Release);
         self.changed.notify_waiters();
     }
-}
-
-/// A local connection in a target.
-#[derive(Clone)]
-pub struct Member {
-    /// Its client id, to honour `except`.
-    pub client: Arc<str>,
-    /// Its frame encoding.
-    pub encoding: Encoding,
-    /// Its outbound queue.
-    pub outbox: Outbox,
-    /// Whether the target's messages may be written straight to its socket, and whether their
-    /// offsets are noted as written.
-    pub direct: Direct,
 }
 
 struct Topic {
@@ -282,20 +269,6 @@ impl Registry {
     /// How many targets have local members.
     pub fn targets(&self) -> usize {
         self.state.lock().topics.len()
-    }
-}
-
-#[cfg(test)]
-impl Member {
-    /// A JSON member named `client`, written directly, whose queue nobody reads.
-    pub(crate) fn for_test(client: &str) -> Member {
-        let (outbox, _queued) = crate::fanout::outbox::channel(4, 1024, None);
-        Member {
-            client: client.into(),
-            encoding: Encoding::Json,
-            outbox,
-            direct: Direct::Yes,
-        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! The command over an edge's HTTP API (`--edge URL --api-key KEY`) instead of Redis: for a
-//! single-node edge, or a machine that cannot reach Redis. Plain HTTP (the internal listener is
-//! never exposed publicly), one connection reused for the run, through hyper's client.
+//! The client of an edge's HTTP API that the command uses with `--edge URL --api-key KEY`, and
+//! the publish body it sends. Plain HTTP (the internal listener is never exposed publicly), one
+//! connection reused for the run, through hyper's client. A leaf: the command's runner
+//! ([`over_edge`](super::over_edge)) and `send --stdin` both use it.
 
 use std::time::Duration;
 
@@ -135,97 +136,6 @@ impl Edge {
     }
 }
 
-impl super::Cli {
-    /// Runs the command through the edge at `url`.
-    pub(super) async fn over_edge(&self, url: &str) -> anyhow::Result<std::process::ExitCode> {
-        use super::Command;
-        use super::outcome::BadArgument;
-        use serde_json::json;
-        let key = self
-            .api_key
-            .as_deref()
-            .ok_or_else(|| BadArgument("--edge needs --api-key (or FERROCAST_API_KEY)".into()))?;
-        let edge = Edge::new(url, key, self.redis_timeout)?;
-        let session = |user: &Option<String>, client: &Option<String>| match (user, client) {
-            (Some(user), _) => Ok(json!({ "user": user })),
-            (_, Some(client)) => Ok(json!({ "client": client })),
-            _ => Err(BadArgument("give --user or --client".into())),
-        };
-        let answer = match &self.command {
-            Command::Send(args) if args.stdin => {
-                let input =
-                    tokio::io::BufReader::with_capacity(super::stdin::BUFFER, tokio::io::stdin());
-                let to = super::stdin::Destination::Edge(&edge);
-                let outcome = super::stdin::send(to, input, &args.except).await;
-                return Ok(outcome.into());
-            }
-            Command::Send(args) => {
-                let target = match (&args.room, &args.user, &args.client) {
-                    (Some(room), _, _) => ("room", Value::from(room.as_str())),
-                    (_, Some(user), _) => ("user", Value::from(user.as_str())),
-                    (_, _, Some(client)) => ("client", Value::from(client.as_str())),
-                    _ => ("all", Value::Bool(true)),
-                };
-                let text = match (&args.data, &args.data_file) {
-                    (Some(data), _) => data.clone(),
-                    (_, Some(path)) => std::fs::read_to_string(path)
-                        .map_err(|e| BadArgument(format!("cannot read {}: {e}", path.display())))?,
-                    _ => {
-                        return Err(BadArgument(
-                            "give the message with --data JSON or --data-file FILE".into(),
-                        )
-                        .into());
-                    }
-                };
-                let data: &serde_json::value::RawValue = serde_json::from_str(text.trim())
-                    .map_err(|e| crate::EmitError::InvalidJson(e.to_string()))?;
-                let event = args.event.as_deref().unwrap_or_default();
-                let body = publish_body(target, event, data.get(), &args.except);
-                let answer = edge.post_text("/api/publish", body).await?;
-                println!("{}", answer["offset"].as_str().unwrap_or_default());
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
-            Command::Join(args) | Command::Leave(args) => {
-                let mut body = session(&args.user, &args.client)?;
-                body["room"] = json!(args.room);
-                let path = match self.command {
-                    Command::Join(_) => "/api/join",
-                    _ => "/api/leave",
-                };
-                edge.post(path, &body).await?
-            }
-            Command::Disconnect(args) => {
-                if args.room.is_some() || args.all {
-                    return Err(BadArgument(
-                        "over --edge, disconnect takes --user or --client".into(),
-                    )
-                    .into());
-                }
-                let mut body = session(&args.user, &args.client)?;
-                body["code"] = json!(args.code);
-                body["reason"] = json!(args.reason);
-                edge.post("/api/disconnect", &body).await?
-            }
-            Command::Presence(args) => {
-                let route = if args.stats {
-                    "presence_stats"
-                } else {
-                    "presence"
-                };
-                edge.get(&format!("/api/{route}?room={}", query_escape(&args.room)))
-                    .await?
-            }
-            Command::Consume(_) => {
-                return Err(
-                    BadArgument("consume reads the inbox in Redis (not --edge)".into()).into(),
-                );
-            }
-        };
-        println!("{answer}");
-        Ok(std::process::ExitCode::SUCCESS)
-    }
-}
-
 /// The API's publish body for a message to `target` (its key and value), as JSON text with
 /// `data` as it was written: a publish through the API means what the same one through Redis
 /// means, number for number and key for key.
@@ -240,16 +150,4 @@ pub(super) fn publish_body(
         Value::from(event),
         Value::from(except.to_vec())
     )
-}
-
-/// `text` escaped for a query string.
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

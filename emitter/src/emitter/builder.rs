@@ -8,7 +8,7 @@ use ferrocast_protocol::names::NameError;
 use ferrocast_protocol::script::PUBLISH_SCRIPT;
 
 use crate::error::EmitError;
-use ferrocast_redis::clients::Endpoint;
+use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pool::Manager;
 
 use super::{Backend, Emitter, Inner};

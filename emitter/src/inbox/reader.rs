@@ -3,7 +3,7 @@
 
 use ferrocast_protocol::Keys;
 use ferrocast_redis::Backoff;
-use ferrocast_redis::clients::Endpoint;
+use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pool::Manager;
 use ferrocast_redis::reconnecting::Reconnecting;
 use std::fmt::Display;

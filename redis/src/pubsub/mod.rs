@@ -23,7 +23,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use crate::clients::Endpoint;
+use crate::endpoint::Endpoint;
 use crate::tls::Tls;
 use resp::{Item, Reply};
 use waiting::{Waiter, Waiting};

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::DEADLINE;
+use crate::certs::Certs;
 
 use super::redis::{RedisServer, redis_cli};
 use super::{Running, free_port};
@@ -17,8 +18,10 @@ pub const MASTER: &str = "ferrocast";
 pub struct SentinelGroup {
     /// The two data nodes: which is the master changes with each failover.
     pub nodes: Vec<RedisServer>,
-    /// The sentinels' ports.
+    /// The sentinels' ports (plain, for the test's own checks).
     pub sentinel_ports: Vec<u16>,
+    /// With TLS: the sentinels' TLS ports, the only ones clients are given.
+    pub sentinel_tls_ports: Vec<u16>,
     _sentinels: Vec<Running>,
     dir: std::path::PathBuf,
 }
@@ -27,9 +30,38 @@ impl SentinelGroup {
     /// Starts a master, a replica of it and three sentinels watching it, and waits until every
     /// sentinel sees the replica and the other two.
     pub fn start() -> SentinelGroup {
-        let master = RedisServer::start();
-        let replica =
-            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        SentinelGroup::start_nodes(None)
+    }
+
+    /// Like [`SentinelGroup::start`], with TLS everywhere clients go: the data nodes serve TLS
+    /// (and replicate over it), and the sentinels listen on TLS ports too and reach the data
+    /// nodes over TLS; the sentinels name the master's TLS port. Plain ports stay open for the
+    /// test's own checks only.
+    pub fn start_tls(certs: &Certs) -> SentinelGroup {
+        SentinelGroup::start_nodes(Some(certs))
+    }
+
+    fn start_nodes(tls: Option<&Certs>) -> SentinelGroup {
+        let path = |p: &std::path::Path| p.display().to_string();
+        let data_node = |extra: &[&str]| match tls {
+            None => RedisServer::start_with(extra),
+            Some(certs) => {
+                let (cert, key) = (path(&certs.client_cert), path(&certs.client_key));
+                let mut args = vec!["--tls-replication", "yes"];
+                args.extend([
+                    "--tls-client-cert-file",
+                    &cert,
+                    "--tls-client-key-file",
+                    &key,
+                ]);
+                args.extend(extra);
+                RedisServer::start_tls_with(certs, false, None, &args)
+            }
+        };
+        let master = data_node(&[]);
+        // What replicas and sentinels reach the master on.
+        let master_port = master.tls_port.unwrap_or(master.port);
+        let replica = data_node(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
         wait_for("the replica to sync", || {
             replica
                 .cli(&["INFO", "replication"])
@@ -43,18 +75,32 @@ impl SentinelGroup {
         std::fs::create_dir_all(&dir).expect("sentinel dir");
         let mut sentinels = Vec::new();
         let mut sentinel_ports = Vec::new();
+        let mut sentinel_tls_ports = Vec::new();
         for i in 0..3 {
             let port = free_port();
             let file = dir.join(format!("sentinel-{i}.conf"));
-            let config = format!(
+            let mut config = format!(
                 "port {port}\nbind 127.0.0.1\ndir {dir}\n\
-                 sentinel monitor {MASTER} 127.0.0.1 {master} 2\n\
+                 sentinel monitor {MASTER} 127.0.0.1 {master_port} 2\n\
                  sentinel down-after-milliseconds {MASTER} 1000\n\
                  sentinel failover-timeout {MASTER} 10000\n\
                  sentinel parallel-syncs {MASTER} 1\n",
                 dir = dir.display(),
-                master = master.port,
             );
+            if let Some(certs) = tls {
+                let tls_port = free_port();
+                config.push_str(&format!(
+                    "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n\
+                     tls-client-cert-file {}\ntls-client-key-file {}\n",
+                    path(&certs.server_cert),
+                    path(&certs.server_key),
+                    path(&certs.ca),
+                    path(&certs.client_cert),
+                    path(&certs.client_key),
+                ));
+                sentinel_tls_ports.push(tls_port);
+            }
             std::fs::write(&file, config).expect("sentinel config");
             let child: Child = Command::new("redis-server")
                 .arg(&file)
@@ -69,6 +115,7 @@ impl SentinelGroup {
         let group = SentinelGroup {
             nodes: vec![master, replica],
             sentinel_ports,
+            sentinel_tls_ports,
             _sentinels: sentinels,
             dir,
         };
@@ -92,9 +139,14 @@ impl SentinelGroup {
         group
     }
 
-    /// The sentinels, as `--redis-sentinels` takes them.
+    /// The sentinels, as `--redis-sentinels` takes them (their TLS ports, with TLS).
     pub fn sentinels_flag(&self) -> String {
-        self.sentinel_ports
+        let ports = if self.sentinel_tls_ports.is_empty() {
+            &self.sentinel_ports
+        } else {
+            &self.sentinel_tls_ports
+        };
+        ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
@@ -114,7 +166,7 @@ impl SentinelGroup {
         let port = self.master_port().expect("a master");
         self.nodes
             .iter()
-            .find(|n| n.port == port)
+            .find(|n| n.port == port || n.tls_port == Some(port))
             .expect("the master is one of the nodes")
     }
 
