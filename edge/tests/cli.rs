@@ -1,5 +1,8 @@
 //! The `edge` binary's command line: help that explains, and clear refusals of bad settings.
 
+// A test's helpers panic on purpose, as a failed test must.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,9 @@
 //! A whole edge inside the test process, on the in-process bus: started, used by real WebSocket
 //! clients and stopped through its [`Edge`] handle, in milliseconds and with no other process.
 
+// A test's helpers panic on purpose, as a failed test must.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use clap::Parser;

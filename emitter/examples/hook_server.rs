@@ -1,5 +1,5 @@
-//! A back end's hooks in one file (PROTOCOL.md part D): it authenticates opaque session tokens
-//! and decides who may join which project room, from two tables that stand in for the
+//! A back end's hooks in one file (docs/protocol.md, part 4): it authenticates opaque session
+//! tokens and decides who may join which project room, from two tables that stand in for the
 //! application's database.
 //!
 //! ```text

@@ -1,5 +1,8 @@
 //! The `emitter` binary's help. (Its behaviour against Redis is tested end to end in `tests/`.)
 
+// A test's helpers panic on purpose, as a failed test must.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 #[test]

@@ -1,7 +1,7 @@
 //! Ferrocast's wire formats, with no I/O: what clients and edges say over a WebSocket
 //! ([`frame`]), what publishers put into Redis ([`envelope`], [`script`]), and the names, offsets
-//! and codes both sides share. PROTOCOL.md is the contract; this crate is its one implementation,
-//! linked by the edge, the emitter and the tests alike.
+//! and codes both sides share. docs/protocol.md states the contract; this crate is its one
+//! implementation, linked by the edge, the emitter and the tests alike.
 
 pub mod close;
 pub mod data;

@@ -1,4 +1,4 @@
-//! Lifecycle events (PROTOCOL.md part D, v1.1): what an edge appends to the inbox, beside the
+//! Lifecycle events (docs/protocol.md, part 4): what an edge appends to the inbox, beside the
 //! clients' `send`s, when a client connects, disconnects, joins or leaves a room. Their event
 //! names start with `$`, which no client may use, so a client can never forge one.
 

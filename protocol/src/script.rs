@@ -1,4 +1,4 @@
-//! The publish script and the live message it publishes (PROTOCOL.md part B).
+//! The publish script and the live message it publishes (docs/protocol.md, part 2).
 
 use crate::keys::{Keys, TargetKey};
 use crate::offset::{Offset, StreamId};

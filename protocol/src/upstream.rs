@@ -1,5 +1,5 @@
 //! Upstream messages: what an edge appends to the inbox stream `P:{inbox}` for every client
-//! `send` (PROTOCOL.md part B), and what workers read back.
+//! `send` (docs/protocol.md, part 2), and what workers read back.
 //!
 //! A MessagePack map with named fields, like the envelope. `data` and `meta` are JSON text
 //! carried as bytes, so a worker gets the client's JSON exactly as it was sent.

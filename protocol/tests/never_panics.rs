@@ -1,5 +1,8 @@
 //! Whatever bytes arrive from a client or from Redis, decoding answers with a value or an error.
 
+// A test's helpers panic on purpose, as a failed test must.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ferrocast_protocol::Envelope;
 use ferrocast_protocol::frame::client::ClientFrame;
 use ferrocast_protocol::keys::Keys;

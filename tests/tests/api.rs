@@ -1,4 +1,4 @@
-//! The HTTP API on the internal listener (PROTOCOL.md part C); `emitter --edge` over it is in
+//! The HTTP API on the internal listener (docs/protocol.md, part 3); `emitter --edge` over it is in
 //! api_cli.rs.
 
 use ferrocast_tests::{Client, Edge, RedisServer, Token, emitter};

@@ -1,4 +1,4 @@
-//! Back-end hooks (PROTOCOL.md part D) against a real hook server started by each test: the
+//! Back-end hooks (docs/protocol.md, part 4) against a real hook server started by each test: the
 //! application authenticates opaque tokens and decides joins, a failing hook is the back end's
 //! outage (1013, never 4001), and what the connect hook publishes reaches the new client
 //! (lifecycle events are in lifecycle.rs).

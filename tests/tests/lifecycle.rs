@@ -1,6 +1,6 @@
-//! Lifecycle events (PROTOCOL.md part D): `$connect`, `$join`, `$leave` and `$disconnect` reach
-//! workers through the inbox, a mass disconnect cannot flood it, and a drained edge appends what
-//! its drain queued before it exits.
+//! Lifecycle events (docs/protocol.md, part 4): `$connect`, `$join`, `$leave` and `$disconnect`
+//! reach workers through the inbox, a mass disconnect cannot flood it, and a drained edge appends
+//! what its drain queued before it exits.
 
 use std::time::Duration;
 

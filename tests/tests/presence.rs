@@ -1,4 +1,4 @@
-//! Presence (PROTOCOL.md v1.1): who is in a room across every edge, the frames that ask, the
+//! Presence (docs/protocol.md): who is in a room across every edge, the frames that ask, the
 //! pushes that tell, and what happens to the members of an edge that was killed.
 
 use std::time::Duration;

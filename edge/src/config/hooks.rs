@@ -1,4 +1,4 @@
-//! Back-end hook flags (PROTOCOL.md part D, v1.1): the application decides connects and joins,
+//! Back-end hook flags (docs/protocol.md, part 4): the application decides connects and joins,
 //! and hears of lifecycle events through the inbox.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Presence flags (PROTOCOL.md v1.1): which rooms record who is in them, and which tell their
+//! Presence flags (docs/protocol.md): which rooms record who is in them, and which tell their
 //! members about joins and leaves.
 
 use std::time::Duration;

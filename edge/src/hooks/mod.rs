@@ -1,4 +1,4 @@
-//! Back-end hooks (PROTOCOL.md part D, v1.1): decisions and events that belong to the
+//! Back-end hooks (docs/protocol.md, part 4): decisions and events that belong to the
 //! application rather than to a token. The [`connect`] hook authenticates any credential, the
 //! [`join`] hook decides joins the claims do not cover, and [`lifecycle`] events tell workers
 //! who connected, left or moved, through the inbox. Every request goes through one

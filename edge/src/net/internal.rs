@@ -1,4 +1,4 @@
-//! The internal listener: `/healthz`, `/readyz`, `/metrics` and the HTTP API (PROTOCOL.md
+//! The internal listener: `/healthz`, `/readyz`, `/metrics` and the HTTP API (docs/protocol.md
 //! part C), on an address of their own.
 //!
 //! Probes share nothing with the public port (no accept queue, no cap on unauthenticated

@@ -90,7 +90,7 @@ async fn apply<B: Bus>(presence: &Presence, bus: &B, batch: &RoomBatch) -> Resul
         leave: changes.removed,
     };
     if !events.is_empty() {
-        // Best effort (PROTOCOL.md): the change itself is recorded; a lost announcement is not
+        // Best effort (docs/protocol.md): the change itself is recorded; a lost announcement is not
         // retried.
         if let Err(error) = bus.presence_announce(&batch.room, &events).await {
             tracing::debug!(%error, room = %batch.room, "presence announcement lost");

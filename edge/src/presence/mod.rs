@@ -1,4 +1,4 @@
-//! Presence (PROTOCOL.md v1.1): this edge's members of presence rooms, and how they reach the
+//! Presence (docs/protocol.md): this edge's members of presence rooms, and how they reach the
 //! bus.
 //!
 //! Sessions report joins and leaves here and never wait for Redis: each is a pending operation

@@ -1,4 +1,4 @@
-//! permessage-deflate (RFC 7692), as PROTOCOL.md v1.1 has it: no context takeover on either
+//! permessage-deflate (RFC 7692), as docs/protocol.md has it: no context takeover on either
 //! side, so no connection keeps compression state between messages, and a message compressed
 //! once can go to every recipient that negotiated the extension.
 

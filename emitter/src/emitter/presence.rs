@@ -1,4 +1,4 @@
-//! Presence through Redis (PROTOCOL.md v1.1): reading who is in a room, for workers, and the
+//! Presence through Redis (docs/protocol.md): reading who is in a room, for workers, and the
 //! updates edges make, through the same pool or cluster connection as publishes. The key layout
 //! and scripts are the protocol crate's ([`ferrocast_protocol::presence`]).
 

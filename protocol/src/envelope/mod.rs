@@ -1,4 +1,4 @@
-//! The envelope: what a publisher puts into Redis for every message (PROTOCOL.md part B).
+//! The envelope: what a publisher puts into Redis for every message (docs/protocol.md, part 2).
 //!
 //! A MessagePack map with named fields, so publishers in any language can write it and new
 //! optional fields can be added without breaking old edges (unknown fields are ignored).

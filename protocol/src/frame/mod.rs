@@ -1,5 +1,5 @@
-//! Client frames (PROTOCOL.md part A): what a client sends (`client`) and what an edge answers
-//! (`server`), in either of the two encodings a connection negotiates.
+//! Client frames (docs/protocol.md, part 1): what a client sends (`client`) and what an edge
+//! answers (`server`), in either of the two encodings a connection negotiates.
 
 pub mod client;
 pub mod server;

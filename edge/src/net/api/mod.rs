@@ -1,4 +1,4 @@
-//! The internal listener's routes: probes, metrics, and the HTTP API (PROTOCOL.md part C).
+//! The internal listener's routes: probes, metrics, and the HTTP API (docs/protocol.md, part 3).
 //!
 //! The API publishes exactly as the emitter does (the bus runs the same script with the same
 //! envelope), so history, resume and idempotent ids hold for every route; in single-node mode it
@@ -26,7 +26,7 @@ use crate::bus::Bus;
 use crate::ops::metrics::{ApiLabel, metrics};
 use crate::session::Shared;
 
-/// Largest request body, in bytes (PROTOCOL.md part C); larger ones get 413 `TOO_LARGE`.
+/// Largest request body, in bytes (docs/protocol.md, part 3); larger ones get 413 `TOO_LARGE`.
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Requests other than the probes served at once (metrics and the API); more wait for a place
