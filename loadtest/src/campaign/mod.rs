@@ -242,9 +242,9 @@ async fn run_in(
     acked.extend(api.seqs);
     let mut records = Vec::new();
     let mut reconnects = 0;
-    for (name, seen) in &seens {
+    for ((name, seen), targets) in seens.iter().zip(&follows) {
         let seen = seen.lock();
-        records.extend(Subscriber::records(name, &seen));
+        records.extend(Subscriber::records(name, targets, &seen));
         reconnects += seen.reconnects;
     }
     let verdict = checker::check(&acked, &records);

@@ -102,9 +102,13 @@ impl Subscriber {
                 join["since"] = json!(since);
             }
             send(&mut ws, join).await?;
-            // Messages of targets joined before may come first.
+            // Messages of targets joined before may come first. A refusal (Redis unreachable:
+            // `UNAVAILABLE`) ends this connection; the next one tries again.
             loop {
-                let frame = next(&mut ws).await?;
+                let frame = tokio::time::timeout(SILENCE, next(&mut ws)).await??;
+                if frame["type"] == "error" {
+                    bail!("join refused: {frame}");
+                }
                 if frame["type"] == "joined" && frame["room"] == json!(room) {
                     if offsets.contains_key(&target) && frame["recovered"] != true {
                         self.announce(&target, Cause::NotRecovered);
@@ -188,14 +192,15 @@ impl Subscriber {
         }
     }
 
-    /// The records, for the checker.
-    pub fn records(name: &str, seen: &Seen) -> Vec<Record> {
-        seen.events
+    /// The records of the targets it follows, for the checker: one for each, even a target of
+    /// which nothing arrived (whose every acknowledged message is then missing).
+    pub fn records(name: &str, targets: &[String], seen: &Seen) -> Vec<Record> {
+        targets
             .iter()
-            .map(|(target, events)| Record {
+            .map(|target| Record {
                 subscriber: name.to_owned(),
                 target: target.clone(),
-                events: events.clone(),
+                events: seen.events.get(target).cloned().unwrap_or_default(),
             })
             .collect()
     }
