@@ -237,8 +237,8 @@ pub struct Config {
 
     /// permessage-deflate (RFC 7692) for clients that offer it (browsers, Node `ws` and Python
     /// `websockets` do), with no context takeover on either side: `on` or `off`.
-    #[arg(long, env = "FERROCAST_COMPRESSION", default_value = "on", value_parser = ["on", "off"])]
-    pub compression: String,
+    #[arg(long, env = "FERROCAST_COMPRESSION", default_value = "on", value_enum)]
+    pub compression: Compression,
 
     /// Outbound messages at least this large go out compressed to clients that negotiated it
     /// (each compressed once per edge, shared by all its recipients); smaller ones gain little.
@@ -394,4 +394,13 @@ mod tests {
             "0.0.0.0:8080".parse().unwrap()
         );
     }
+}
+
+/// Whether clients that offer permessage-deflate get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Negotiated with every client that offers it.
+    On,
+    /// Never negotiated.
+    Off,
 }

@@ -170,7 +170,11 @@ impl RedisCore {
         conn: &mut C,
         upstream: &Upstream,
     ) -> Result<String, BusError> {
-        Ok(self.inbox.append(conn, upstream).await?)
+        let appended = self.inbox.append(conn, upstream).await;
+        if let Err(ferrocast_emitter::inbox::WriteError::Full(_)) = &appended {
+            crate::ops::metrics::metrics().dropped("inbox_full");
+        }
+        Ok(appended?)
     }
 
     /// How far behind the inbox's workers are.

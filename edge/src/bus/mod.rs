@@ -76,10 +76,7 @@ impl From<ferrocast_emitter::inbox::WriteError> for BusError {
     fn from(error: ferrocast_emitter::inbox::WriteError) -> BusError {
         use ferrocast_emitter::inbox::WriteError;
         match error {
-            WriteError::Full(_) => {
-                crate::ops::metrics::metrics().dropped("inbox_full");
-                BusError::Full(error.to_string())
-            }
+            WriteError::Full(_) => BusError::Full(error.to_string()),
             WriteError::Encode(e) => BusError::Refused(e),
             WriteError::Redis(e) => BusError::Unavailable(e.to_string()),
         }

@@ -275,7 +275,7 @@ async fn upgrade<B: Bus>(
         }
     };
     let config = &shared.config;
-    let negotiated = (config.compression == "on")
+    let negotiated = (config.compression == crate::config::Compression::On)
         .then(|| deflate::negotiate(request.headers("sec-websocket-extensions")))
         .flatten();
     let extensions = negotiated.as_ref().map(|(_, response)| response.as_str());
