@@ -319,6 +319,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether clients that offer permessage-deflate get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Negotiated with every client that offers it.
+    On,
+    /// Never negotiated.
+    Off,
+}
+
 impl Config {
     /// The cap on unauthenticated connections per peer address (0: none): as configured, or a
     /// quarter of the edge's cap, so one address never holds every place.
@@ -394,13 +403,4 @@ mod tests {
             "0.0.0.0:8080".parse().unwrap()
         );
     }
-}
-
-/// Whether clients that offer permessage-deflate get it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    /// Negotiated with every client that offers it.
-    On,
-    /// Never negotiated.
-    Off,
 }

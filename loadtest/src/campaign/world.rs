@@ -82,9 +82,7 @@ impl Redis {
 
     /// Starts it if it is not running.
     pub async fn ensure_running(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &mut self.child
-            && child.try_wait()?.is_none()
-        {
+        if running(&mut self.child)? {
             return Ok(());
         }
         self.spawn().await
@@ -193,9 +191,7 @@ impl Edge {
 
     /// Starts it if it is not running (a restart that failed leaves it down).
     pub async fn ensure_running(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &mut self.child
-            && child.try_wait()?.is_none()
-        {
+        if running(&mut self.child)? {
             return Ok(());
         }
         self.restart().await
@@ -206,6 +202,14 @@ impl Edge {
         self.exited(Duration::ZERO).await;
         self.spawn().await
     }
+}
+
+/// Whether `child` is a process that has not exited.
+fn running(child: &mut Option<Child>) -> anyhow::Result<bool> {
+    Ok(match child {
+        Some(child) => child.try_wait()?.is_none(),
+        None => false,
+    })
 }
 
 /// Whether the edge with this internal port answers `/readyz` with 200.
