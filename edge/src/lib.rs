@@ -24,6 +24,7 @@ pub mod hooks;
 pub mod net;
 pub mod ops;
 pub mod presence;
+pub mod refusal;
 pub mod session;
 pub mod websocket;
 

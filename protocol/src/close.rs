@@ -52,3 +52,46 @@ pub enum ErrorCode {
     /// Something went wrong on the edge.
     Internal,
 }
+
+impl ErrorCode {
+    /// The code as the wire writes it (`BAD_FRAME`, ...): the HTTP API's error bodies use the
+    /// same names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "BAD_FRAME",
+            ErrorCode::UnknownType => "UNKNOWN_TYPE",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::InvalidRoom => "INVALID_ROOM",
+            ErrorCode::TooManyRooms => "TOO_MANY_ROOMS",
+            ErrorCode::NotJoined => "NOT_JOINED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn each_code_is_named_as_serde_writes_it() {
+        for code in [
+            ErrorCode::BadFrame,
+            ErrorCode::UnknownType,
+            ErrorCode::Forbidden,
+            ErrorCode::InvalidRoom,
+            ErrorCode::TooManyRooms,
+            ErrorCode::NotJoined,
+            ErrorCode::RateLimited,
+            ErrorCode::TooLarge,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

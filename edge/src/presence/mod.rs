@@ -8,6 +8,7 @@
 //! spread over that time by client, so ten thousand clients never refresh in one burst.
 
 pub mod flush;
+pub mod query;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use crate::session::identify::{Denied, Peer};
 use crate::websocket::WsError;
 
 use super::Ws;
+use super::closing::AuthFailure;
 use super::rate::{TokenBucket, Verdict};
-use super::refusal::AuthFailure;
 use super::shared::Shared;
 
 /// Waits for the `auth` frame and checks its token. WebSocket pings before it count against

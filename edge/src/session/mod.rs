@@ -1,25 +1,24 @@
 //! One client connection, from its first frame to its close.
 //!
 //! A single task owns the socket. After the first frame (`auth_frame`, unless the upgrade
-//! carried a token) its loop (`serve`) reads client frames and answers them in order
-//! (`handlers`, `rooms`; its own targets in `own`), streams replays (`replay`), applies workers' moves (`apply`)
-//! and writes what the registry queued for it, a burst per flush (`writer`). Everything it
-//! joined is left when it ends, whatever the reason.
+//! carried a token) its loop (`serve`) reads client frames and answers them in order (`frames`,
+//! a file per frame), streams replays (`replay`), applies workers' control messages (`control`)
+//! and writes what the registry queued for it, a burst per flush (`writer`). The targets every
+//! connection is in are in `own_targets`, its rooms in `joined_rooms`. Everything it joined is
+//! left when it ends, whatever the reason.
 
 pub mod auth;
 pub mod connections;
 
-mod apply;
 mod auth_frame;
-mod handlers;
+mod closing;
+mod control;
+mod frames;
 pub mod identify;
-mod joined;
-mod own;
-mod presence;
+mod joined_rooms;
+mod own_targets;
 mod rate;
-mod refusal;
 mod replay;
-mod rooms;
 mod serve;
 mod shared;
 mod writer;
@@ -31,14 +30,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::client::ScopeSince;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Encoding, Target};
 use tracing::Instrument;
 use tungstenite::Message;
-use tungstenite::protocol::frame::Utf8Bytes;
 
 use crate::bus::Bus;
 use crate::fanout::dedup::Seams;
@@ -46,14 +43,14 @@ use crate::fanout::outbox::{self, Direct, Fences, Outbox, Queued};
 use crate::fanout::registry::{Member, Subscription};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
+use crate::refusal::Refusal;
 use crate::session::auth::Claims;
 use crate::session::connections::{Life, Pending, Slot};
 use crate::session::identify::Peer;
 use ferrocast_protocol::lifecycle::Lifecycle;
-use joined::{JoinedRooms, Room};
-use own::OwnTargets;
+use joined_rooms::JoinedRooms;
+use own_targets::OwnTargets;
 use rate::TokenBucket;
-use refusal::Refusal;
 use writer::close_with;
 
 /// The socket, after the upgrade.
@@ -317,34 +314,9 @@ impl<B: Bus> Session<B> {
         }
     }
 
-    fn error(&self, reference: Option<u64>, code: ErrorCode, message: &str) -> Option<Message> {
-        self.refuse(reference, &Refusal::new(code, message))
-    }
-
-    /// The `error` answer to the frame `reference` for `refusal`.
-    fn refuse(&self, reference: Option<u64>, refusal: &Refusal) -> Option<Message> {
-        self.encode(&ServerFrame::Error {
-            reference,
-            code: refusal.code,
-            message: &refusal.message,
-            retry_after: refusal.retry_after,
-        })
-    }
-
+    /// `frame` as a WebSocket message in the connection's encoding.
     fn encode(&self, frame: &ServerFrame<'_>) -> Option<Message> {
-        match frame.encode(self.encoding) {
-            Ok(bytes) => Some(match self.encoding {
-                Encoding::Json => match String::from_utf8(bytes) {
-                    Ok(text) => Message::Text(Utf8Bytes::from(text)),
-                    Err(_) => return None,
-                },
-                Encoding::MsgPack => Message::Binary(Bytes::from(bytes)),
-            }),
-            Err(error) => {
-                tracing::error!(%error, "cannot encode a control frame");
-                None
-            }
-        }
+        crate::fanout::delivery::message(frame, self.encoding)
     }
 }
 

@@ -17,11 +17,11 @@ use crate::ops::metrics::metrics;
 use crate::websocket::{Read, WsError};
 use ferrocast_protocol::lifecycle::Lifecycle;
 
-use super::handlers::Reply;
+use super::frames::Reply;
 use super::rate::Verdict;
-use super::refusal::Refusal;
 use super::writer::{close_with, finish_closing, kick_reason, send_unless_kicked};
 use super::{ABNORMAL, Session, Ws};
+use crate::refusal::Refusal;
 
 impl<B: Bus> Session<B> {
     /// Serves the authenticated connection until it ends; returns the close code.
@@ -198,14 +198,13 @@ impl<B: Bus> Session<B> {
                     reference,
                     code,
                     message,
-                }) => self.error(reference, code, &message).into(),
+                }) => self.refused(reference, &Refusal::new(code, message)),
             },
             Verdict::Refuse => {
                 metrics().rate_limited.inc();
                 let reference = frame.as_ref().ok().and_then(ClientFrame::reference);
                 let wait = self.rate.retry_after_ms(Instant::now());
-                self.refuse(reference, &Refusal::rate_limited("slow down", wait))
-                    .into()
+                self.refused(reference, &Refusal::rate_limited("slow down", wait))
             }
             Verdict::Close => {
                 metrics().rate_limited.inc();
@@ -235,8 +234,8 @@ impl<B: Bus> Session<B> {
             Verdict::Refuse => {
                 metrics().rate_limited.inc();
                 let wait = self.rate.retry_after_ms(Instant::now());
-                let refused = self.refuse(None, &Refusal::rate_limited("slow down", wait));
-                match send_unless_kicked(ws, kick.as_mut(), refused).await {
+                let refused = self.refused(None, &Refusal::rate_limited("slow down", wait));
+                match send_unless_kicked(ws, kick.as_mut(), refused.frames).await {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(Some(code)) => ControlFlow::Break(self.kicked(ws, code).await),
                     Err(None) => ControlFlow::Break(ABNORMAL),

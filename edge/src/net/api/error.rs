@@ -3,13 +3,12 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferrocast_emitter::EmitError;
+use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::names::NameError;
 use serde_json::json;
 
 use crate::bus::BusError;
-
-/// Seconds a client is told to wait (`Retry-After`) while the bus is down.
-const RETRY_AFTER_SECS: u64 = 1;
+use crate::refusal::Refusal;
 
 /// A refused request.
 #[derive(Debug)]
@@ -17,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait before retrying (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +27,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -36,7 +38,7 @@ impl ApiError {
 
     /// The bus is down: 503 with `Retry-After`.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+        Refusal::new(ErrorCode::Unavailable, message).into()
     }
 
     /// The error as a batch entry: `{"code":C,"message":M}`.
@@ -49,21 +51,39 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = axum::Json(json!({"error": self.entry()}));
         let mut response = (self.status, body).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
 }
 
+/// A refusal as the API answers it: the same code and message as a client frame's `error`, with
+/// the status that code means over HTTP.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let status = match refusal.code {
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            code: refusal.code.as_str(),
+            message: refusal.message,
+            retry_after: refusal.retry_after.map(|ms| ms.div_ceil(1000)),
+        }
+    }
+}
+
+/// What the bus says, as a client frame's refusal says it ([`Refusal`]'s one mapping).
 impl From<BusError> for ApiError {
     fn from(error: BusError) -> ApiError {
-        match error {
-            BusError::Unavailable(e) | BusError::Full(e) => ApiError::unavailable(e),
-            BusError::Refused(e) => ApiError::bad(e),
-        }
+        Refusal::from(error).into()
     }
 }
 

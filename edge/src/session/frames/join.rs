@@ -1,27 +1,41 @@
-//! Joining and leaving rooms: membership, the replay a `since` asks for, presence, and what a
-//! refresh takes away.
+//! `join`, and joining for a worker: the permission (claims, public patterns or the join hook),
+//! membership, the replay a `since` asks for, and presence.
 
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Offset, Target, TargetKey};
 use tungstenite::Message;
 
-use super::handlers::Reply;
-use super::refusal::Refusal;
-use super::replay::Replaying;
-use super::{Room, Session, wait_live};
+use super::{Reply, SINCE_COST};
 use crate::bus::{Bus, ReplayCursor};
 use crate::fanout::dedup::Written;
 use crate::fanout::outbox::Direct;
 use crate::hooks::join::{self, JoinRequest, JoinVerdict};
 use crate::ops::metrics::metrics;
+use crate::refusal::Refusal;
+use crate::session::joined_rooms::Room;
+use crate::session::replay::Replaying;
+use crate::session::{Session, wait_live};
 use ferrocast_protocol::lifecycle::Lifecycle;
 
 impl<B: Bus> Session<B> {
+    /// Answers `join` with `joined`, then the replay `since` asks for.
+    pub(super) async fn on_join(
+        &mut self,
+        room: &str,
+        since: Option<&str>,
+        reference: Option<u64>,
+    ) -> Result<Reply, Refusal> {
+        if since.is_some() {
+            self.rate.charge(SINCE_COST);
+        }
+        self.join(room, since, reference, None).await
+    }
+
     /// Joins a room: subscribes, then opens its history after `since`. Answers `joined`, to be
     /// followed by the replay. `by` is `Some("server")` for a worker's join, which needs no
     /// permission from the token.
-    pub(super) async fn join(
+    pub(in crate::session) async fn join(
         &mut self,
         room: &str,
         since: Option<&str>,
@@ -34,48 +48,81 @@ impl<B: Bus> Session<B> {
             let cursor = self.open(&target, None).await?;
             return Ok(self.joined(room, reference, &cursor, by).into());
         }
+        let granted = self.may_join(room, by).await?;
+        let since = since.and_then(|s| s.parse::<Offset>().ok());
+        let (topic, cursor) = self.subscribe(&target, since).await?;
+        self.enter(room, Room { topic, granted }, by);
+        // A seam only where there is a replay: with no usable `since`, queued live messages
+        // are all new to the client.
+        if let (Some(_), Some(last)) = (since, cursor.last) {
+            self.seams.set(topic, last);
+        }
+        Ok(Reply {
+            frames: self
+                .joined(room, reference, &cursor, by)
+                .into_iter()
+                .collect(),
+            replays: vec![Replaying {
+                target,
+                topic,
+                cursor,
+                written: Written::default(),
+            }],
+            close: None,
+        })
+    }
+
+    /// Whether the connection may join `room` now; `Ok(true)` if a worker or the join hook let
+    /// it in (so no claim is needed to stay after a refresh).
+    async fn may_join(&self, room: &str, by: Option<&str>) -> Result<bool, Refusal> {
         if !self.shared.bus.is_ready() {
             return Err(Refusal::new(
                 ErrorCode::Unavailable,
                 "the bus is reconnecting; retry",
             ));
         }
-        if self.rooms.len() >= self.shared.config.max_rooms {
+        let max = self.shared.config.max_rooms;
+        if self.rooms.len() >= max {
             return Err(Refusal::new(
                 ErrorCode::TooManyRooms,
-                format!(
-                    "at most {} rooms per connection",
-                    self.shared.config.max_rooms
-                ),
+                format!("at most {max} rooms per connection"),
             ));
         }
         let claimed = self.claims.rooms.allows(room) || self.shared.public_rooms.allows(room);
         // A room the claims do not cover may still be the application's to grant.
-        let granted = by.is_some() || (!claimed && self.ask_join_hook(room).await?);
+        Ok(by.is_some() || (!claimed && self.ask_join_hook(room).await?))
+    }
+
+    /// Makes the connection a member of `target`, waits until it is live and opens its history
+    /// after `since`: the topic and where the history stands. On failure the membership is
+    /// undone, and whatever of the topic was queued meanwhile is fenced off.
+    async fn subscribe(
+        &mut self,
+        target: &TargetKey,
+        since: Option<Offset>,
+    ) -> Result<(u64, ReplayCursor), Refusal> {
         let joined = self
             .shared
             .registry
-            .join(&target, self.id, self.member(Direct::Yes));
-        let since = since.and_then(|s| s.parse::<Offset>().ok());
+            .join(target, self.id, self.member(Direct::Yes));
         let cursor = match wait_live(joined.state).await {
-            Ok(()) => self.open(&target, since).await,
+            Ok(()) => self.open(target, since).await,
             Err(refusal) => Err(refusal),
         };
-        let cursor = match cursor {
-            Ok(cursor) => cursor,
+        match cursor {
+            Ok(cursor) => Ok((joined.topic, cursor)),
             Err(refusal) => {
-                self.shared.registry.leave(&target, self.id);
+                self.shared.registry.leave(target, self.id);
                 self.fence(joined.topic);
-                return Err(refusal);
+                Err(refusal)
             }
-        };
-        self.rooms.insert(
-            room,
-            Room {
-                topic: joined.topic,
-                granted,
-            },
-        );
+        }
+    }
+
+    /// Records the connection in `room`, which it is now a member of: its list, the metric,
+    /// the workers' `$join`, and presence.
+    fn enter(&mut self, room: &str, joined: Room, by: Option<&str>) {
+        self.rooms.insert(room, joined);
         metrics().room_memberships.inc();
         self.report(Lifecycle::Join {
             room: room.to_owned(),
@@ -85,24 +132,6 @@ impl<B: Bus> Session<B> {
         self.shared
             .presence
             .join(room, &self.client, &self.claims.sub, info.as_deref());
-        // A seam only where there is a replay: with no usable `since`, queued live messages
-        // are all new to the client.
-        if let (Some(_), Some(last)) = (since, cursor.last) {
-            self.seams.set(joined.topic, last);
-        }
-        Ok(Reply {
-            frames: self
-                .joined(room, reference, &cursor, by)
-                .into_iter()
-                .collect(),
-            replays: vec![Replaying {
-                target,
-                topic: joined.topic,
-                cursor,
-                written: Written::default(),
-            }],
-            close: None,
-        })
     }
 
     /// Whether the join hook lets the connection into `room`, which its claims do not allow:
@@ -136,7 +165,8 @@ impl<B: Bus> Session<B> {
         }
     }
 
-    pub(super) fn joined(
+    /// The `joined` answer, with where the room's history stands.
+    fn joined(
         &self,
         room: &str,
         reference: Option<u64>,
@@ -152,82 +182,17 @@ impl<B: Bus> Session<B> {
         })
     }
 
-    /// Leaves a room; false if the connection was not in it. Nothing of the room is written
-    /// after this, even what was queued before.
-    pub(super) fn leave(&mut self, room: &str, by: &str) -> bool {
-        let Some(Room { topic, .. }) = self.rooms.remove(room) else {
-            return false;
-        };
-        self.shared
-            .registry
-            .leave(&Target::Room(room.to_owned()).key(), self.id);
-        self.shared.presence.leave(room, &self.client);
-        self.report(Lifecycle::Leave {
-            room: room.to_owned(),
-            by: by.to_owned(),
-        });
-        self.seams.forget(topic);
-        self.fence(topic);
-        metrics().room_memberships.dec();
-        true
-    }
-
-    /// Drops whatever of `topic`, which the registry no longer holds this connection in, is
-    /// still queued (see [`Fences`](crate::fanout::outbox::Fences)).
-    pub(super) fn fence(&mut self, topic: u64) {
-        self.fences.raise(topic);
-        self.outbox
-            .push(crate::fanout::outbox::Outbound::Fence(topic));
-    }
-
     /// The token's `info` claim as presence stores it.
-    fn presence_info(&self) -> Option<Vec<u8>> {
+    pub(super) fn presence_info(&self) -> Option<Vec<u8>> {
         self.claims
             .info
             .as_ref()
             .and_then(|i| serde_json::to_vec(i).ok())
     }
 
-    /// Records the connection in its presence rooms again, with the `info` of a refreshed
-    /// token: `presence` answers show it once the next batch is applied.
-    pub(super) fn present_again(&self) {
-        let info = self.presence_info();
-        for (room, _) in self.rooms.iter() {
-            self.shared
-                .presence
-                .join(room, &self.client, &self.claims.sub, info.as_deref());
-        }
-    }
-
-    /// Leaves, each with `left` `by: "server"`, the rooms that neither the token's claims, nor a
-    /// public pattern, nor a worker's join allow any longer (after a `refresh`).
-    pub(super) fn revoke_rooms(&mut self) -> Vec<Message> {
-        let revoked: Vec<String> = self
-            .rooms
-            .iter()
-            .filter(|(room, joined)| {
-                !joined.granted
-                    && !self.claims.rooms.allows(room)
-                    && !self.shared.public_rooms.allows(room)
-            })
-            .map(|(room, _)| room.to_owned())
-            .collect();
-        let mut frames = Vec::with_capacity(revoked.len());
-        for room in revoked {
-            if self.leave(&room, "server") {
-                frames.extend(self.encode(&ServerFrame::Left {
-                    room: &room,
-                    reference: None,
-                    by: Some("server"),
-                }));
-            }
-        }
-        frames
-    }
-
     /// Opens `target`'s history after `since` for a member (it was joined first); without
     /// `since`, where it stands, from the bus if it knows.
-    pub(super) async fn open(
+    async fn open(
         &self,
         target: &TargetKey,
         since: Option<Offset>,

@@ -1,16 +1,13 @@
-//! Applying a worker's control message to this connection.
+//! A worker's control message for this connection: join a room, leave one, or disconnect.
 
 use ferrocast_protocol::frame::server::ServerFrame;
 
 use super::Session;
-use super::handlers::Reply;
-use super::refusal::Closing;
+use super::closing::Closing;
+use super::frames::{BY_SERVER, Reply};
 use crate::bus::Bus;
 use crate::fanout::control::Control;
 use crate::ops::metrics::metrics;
-
-/// How a worker's move is marked in `joined` and `left`.
-const BY_SERVER: &str = "server";
 
 impl<B: Bus> Session<B> {
     /// Applies `control`: the frames to send, or the close code and reason to close with.

@@ -1,13 +1,10 @@
-//! The connection's own targets (its user, itself, everyone): joined before `welcome`, resumed
-//! from the offsets the client sent, and the client id's history replayed when the application
-//! published to it before the subscription.
+//! The connection's own targets (its user, itself, everyone): joined before `welcome` (resumed
+//! from the offsets the client sent, by [`resume`](super::frames)), and the client id's history
+//! replayed when the application published to it before the subscription.
 
 use ferrocast_protocol::Scope;
-use ferrocast_protocol::frame::client::ScopeSince;
-use ferrocast_protocol::frame::server::Recovered;
 use ferrocast_protocol::{Target, TargetKey};
 
-use super::handlers::SINCE_COST;
 use super::replay::Replaying;
 use super::{Session, wait_live};
 use crate::bus::history::FROM_START;
@@ -15,52 +12,6 @@ use crate::bus::{Bus, BusError};
 use crate::fanout::outbox::Direct;
 
 impl<B: Bus> Session<B> {
-    /// Opens the user and `all` scopes' history after the offsets the client sent; returns what
-    /// was recovered and the replays to stream after the answer.
-    pub(super) async fn resume(
-        &mut self,
-        since: &ScopeSince,
-    ) -> Result<(Recovered, Vec<Replaying>), BusError> {
-        if since.user.is_some() || since.all.is_some() {
-            self.rate.charge(SINCE_COST);
-        }
-        let mut recovered = Recovered::default();
-        let mut replays = Vec::new();
-        for (scope, since) in [(Scope::User, &since.user), (Scope::All, &since.all)] {
-            let Some(since) = since else {
-                continue;
-            };
-            let own = self.own.get(scope);
-            // Complete: the connection holds the writing (nothing is written directly) while
-            // it greets the client or acts on its frame.
-            let (target, topic) = (own.key.clone(), own.topic);
-            let written = self.outbox.written(topic);
-            let cursor = self
-                .shared
-                .bus
-                .open_replay(&target, since.parse().ok())
-                .await?;
-            match scope {
-                Scope::User => recovered.user = cursor.recovered,
-                _ => recovered.all = cursor.recovered,
-            }
-            replays.push(Replaying {
-                target,
-                topic,
-                cursor,
-                written,
-            });
-        }
-        // Seams only once every history is open: a failed open answers UNAVAILABLE, and a seam
-        // left behind would drop live messages that no replay brings.
-        for replay in &replays {
-            if let Some(last) = replay.cursor.last {
-                self.seams.set(replay.topic, last);
-            }
-        }
-        Ok((recovered, replays))
-    }
-
     /// Opens the connection's own client target's history from its start, if it has one: the
     /// connect hook learns the client id before the connection is subscribed, so the
     /// application may have published to it already, and everything there is for this
@@ -155,7 +106,7 @@ impl OwnTargets {
     }
 
     /// The one of `scope` (a room is none of them: the `all` target stands in).
-    fn get(&self, scope: Scope) -> &OwnTarget {
+    pub(super) fn get(&self, scope: Scope) -> &OwnTarget {
         match scope {
             Scope::User => &self.user,
             Scope::Client => &self.client,
