@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
-use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
+use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -237,6 +236,12 @@ impl ClusterBus {
 }
 
 impl Bus for ClusterBus {
+    type Presence = Emitter;
+
+    fn presence(&self) -> &Emitter {
+        &self.core.emitter
+    }
+
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let conn = self.connection()?;
         // All at once: one call per target (a call's channels must share a slot), and the
@@ -313,25 +318,8 @@ impl Bus for ClusterBus {
         self.core.publish(envelope, idempotent).await
     }
 
-    async fn presence_update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> Result<PresenceChanges, BusError> {
-        self.core.presence_update(room, update, ttl).await
-    }
-
     async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
         self.core.presence_announce(room, events).await
-    }
-
-    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
-        self.core.presence_list(room, max).await
-    }
-
-    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
-        self.core.presence_stats(room).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrocast_emitter::Emitter;
 use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
-use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
@@ -135,16 +135,6 @@ impl RedisCore {
         }
     }
 
-    /// Applies an edge's presence changes to `room`.
-    pub async fn presence_update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> Result<PresenceChanges, BusError> {
-        Ok(self.emitter.presence_update(room, update, ttl).await?)
-    }
-
     /// Announces presence changes of `room` to every edge.
     pub async fn presence_announce(
         &self,
@@ -152,16 +142,6 @@ impl RedisCore {
         events: &presence::PresenceEvents,
     ) -> Result<(), BusError> {
         Ok(self.emitter.presence_announce(room, events).await?)
-    }
-
-    /// `room`'s present clients, unless more than `max`.
-    pub async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
-        Ok(self.emitter.presence_limited(room, max).await?)
-    }
-
-    /// `room`'s presence counts.
-    pub async fn presence_stats(&self, room: &str) -> Result<presence::PresenceStats, BusError> {
-        Ok(self.emitter.presence_stats(room).await?)
     }
 
     /// Appends a client's `send` to the inbox.

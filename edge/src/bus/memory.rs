@@ -12,10 +12,9 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::memory_presence::MemoryPresence;
+use super::memory_presence::MemoryPresenceStore;
 use super::{Bus, BusError, InboxStats, ReplayCursor, Sink};
-use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
-use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
+use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Scope, Target};
 
 /// How often expired histories are swept away (on the next publish after this long).
@@ -27,7 +26,7 @@ pub struct MemoryBus {
     history_len: usize,
     history_ttl: Duration,
     state: Mutex<State>,
-    presence: Mutex<MemoryPresence>,
+    presence: MemoryPresenceStore,
 }
 
 struct State {
@@ -58,7 +57,7 @@ impl MemoryBus {
                 subscribed: HashSet::new(),
                 last_sweep: Instant::now(),
             }),
-            presence: Mutex::new(MemoryPresence::default()),
+            presence: MemoryPresenceStore::default(),
         }
     }
 }
@@ -70,6 +69,12 @@ impl History {
 }
 
 impl Bus for MemoryBus {
+    type Presence = MemoryPresenceStore;
+
+    fn presence(&self) -> &MemoryPresenceStore {
+        &self.presence
+    }
+
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         self.state.lock().subscribed.extend(targets.iter().cloned());
         Ok(())
@@ -239,17 +244,6 @@ impl Bus for MemoryBus {
         Ok(None)
     }
 
-    async fn presence_update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> Result<PresenceChanges, BusError> {
-        let now = now_ms();
-        let expiry = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        Ok(self.presence.lock().update(room, update, now, expiry))
-    }
-
     async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
         let target = Target::new(Scope::Room, room)
             .map_err(|e| BusError::Refused(e.to_string()))?
@@ -258,14 +252,6 @@ impl Bus for MemoryBus {
             self.sink.presence(&target, events.clone());
         }
         Ok(())
-    }
-
-    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
-        Ok(self.presence.lock().list(room, max, now_ms()))
-    }
-
-    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
-        Ok(self.presence.lock().stats(room, now_ms()))
     }
 
     fn is_subscribed(&self, target: &TargetKey) -> bool {

@@ -4,14 +4,45 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use std::time::Duration;
+
 use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_protocol::envelope::now_ms;
+use parking_lot::Mutex;
+
+use super::{BusError, PresenceStore};
 use ferrocast_protocol::presence::{
     self, CLEANUP_LIMIT, PresenceLeft, PresenceMember, PresenceStats,
 };
 
-/// Every room's presence.
+/// The in-process bus's presence store: every room's records, on the wall clock.
 #[derive(Default)]
-pub struct MemoryPresence {
+pub struct MemoryPresenceStore(Mutex<MemoryPresence>);
+
+impl PresenceStore for MemoryPresenceStore {
+    async fn update(
+        &self,
+        room: &str,
+        update: &PresenceUpdate,
+        ttl: Duration,
+    ) -> Result<PresenceChanges, BusError> {
+        let now = now_ms();
+        let expiry = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        Ok(self.0.lock().update(room, update, now, expiry))
+    }
+
+    async fn list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
+        Ok(self.0.lock().list(room, max, now_ms()))
+    }
+
+    async fn stats(&self, room: &str) -> Result<PresenceStats, BusError> {
+        Ok(self.0.lock().stats(room, now_ms()))
+    }
+}
+
+/// Every room's presence, at times given by the caller.
+#[derive(Default)]
+struct MemoryPresence {
     rooms: HashMap<String, Room>,
 }
 
@@ -44,7 +75,7 @@ impl Room {
 
 impl MemoryPresence {
     /// Applies an update at `now` (Unix ms), entries expiring at `expiry`.
-    pub fn update(
+    fn update(
         &mut self,
         room: &str,
         update: &PresenceUpdate,
@@ -94,7 +125,7 @@ impl MemoryPresence {
     }
 
     /// The unexpired members of `room`, unless more than `max`.
-    pub fn list(&self, room: &str, max: u64, now: u64) -> PresenceList {
+    fn list(&self, room: &str, max: u64, now: u64) -> PresenceList {
         let Some(state) = self.rooms.get(room) else {
             return PresenceList::Members(Vec::new());
         };
@@ -118,7 +149,7 @@ impl MemoryPresence {
     }
 
     /// Unexpired clients and users of `room`.
-    pub fn stats(&self, room: &str, now: u64) -> PresenceStats {
+    fn stats(&self, room: &str, now: u64) -> PresenceStats {
         let Some(state) = self.rooms.get(room) else {
             return PresenceStats::default();
         };

@@ -8,8 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
-use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
+use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
@@ -19,12 +18,15 @@ pub mod history;
 pub mod inbox;
 pub mod memory;
 mod memory_presence;
+pub mod presence;
 pub mod redis;
 
 pub use cluster::ClusterBus;
 pub use ferrocast_emitter::inbox::InboxStats;
 pub use ferrocast_redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
+pub use memory_presence::MemoryPresenceStore;
+pub use presence::PresenceStore;
 pub use redis::RedisBus;
 
 /// The bus could not do what was asked.
@@ -175,8 +177,15 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// Where messages come from, and where an edge's own publishes go.
+/// Where messages come from, and where an edge's own publishes go: the broker. Presence
+/// records are kept apart, in its [`PresenceStore`].
 pub trait Bus: Send + Sync + 'static {
+    /// Where this bus keeps presence records.
+    type Presence: PresenceStore;
+
+    /// Its presence records.
+    fn presence(&self) -> &Self::Presence;
+
     /// Starts delivery of `targets`; returns once messages published from now on will arrive.
     fn subscribe(&self, targets: &[TargetKey])
     -> impl Future<Output = Result<(), BusError>> + Send;
@@ -227,33 +236,12 @@ pub trait Bus: Send + Sync + 'static {
     /// How far behind the workers reading the upstream inbox are (`None` without an inbox).
     fn inbox_stats(&self) -> impl Future<Output = Result<Option<InboxStats>, BusError>> + Send;
 
-    /// Applies this edge's presence changes to `room` (and removes some expired entries).
-    fn presence_update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<PresenceChanges, BusError>> + Send;
-
     /// Tells every edge with members in `room` about joins and leaves (not stored).
     fn presence_announce(
         &self,
         room: &str,
         events: &PresenceEvents,
     ) -> impl Future<Output = Result<(), BusError>> + Send;
-
-    /// `room`'s present clients, unless there are more than `max`.
-    fn presence_list(
-        &self,
-        room: &str,
-        max: u64,
-    ) -> impl Future<Output = Result<PresenceList, BusError>> + Send;
-
-    /// How many clients and users are present in `room`.
-    fn presence_stats(
-        &self,
-        room: &str,
-    ) -> impl Future<Output = Result<PresenceStats, BusError>> + Send;
 
     /// Whether `target` is subscribed: the bus's own record, which the
     /// [`subscriptions`](crate::fanout::subscriptions) task compares the registry's wishes with

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
-use ferrocast_protocol::presence::{PresenceEvents, PresenceStats};
+use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use ferrocast_redis::pool::{Conn, Manager};
 use futures_util::future::OptionFuture;
@@ -254,6 +253,12 @@ fn checked<T>(conn: &mut Conn, result: Result<T, BusError>) -> Result<T, BusErro
 }
 
 impl Bus for RedisBus {
+    type Presence = Emitter;
+
+    fn presence(&self) -> &Emitter {
+        &self.core.emitter
+    }
+
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let live = self.live.lock().await;
         let commands = live.as_ref().ok_or_else(|| unavailable("not connected"))?;
@@ -320,25 +325,8 @@ impl Bus for RedisBus {
         self.core.publish(envelope, idempotent).await
     }
 
-    async fn presence_update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> Result<PresenceChanges, BusError> {
-        self.core.presence_update(room, update, ttl).await
-    }
-
     async fn presence_announce(&self, room: &str, events: &PresenceEvents) -> Result<(), BusError> {
         self.core.presence_announce(room, events).await
-    }
-
-    async fn presence_list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
-        self.core.presence_list(room, max).await
-    }
-
-    async fn presence_stats(&self, room: &str) -> Result<PresenceStats, BusError> {
-        self.core.presence_stats(room).await
     }
 
     async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferrocast_protocol::presence::PresenceEvents;
 
 use super::{Presence, RoomBatch, WINDOW};
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, PresenceStore};
 
 /// How long to wait after the bus failed a batch before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -75,7 +75,8 @@ pub async fn flush<B: Bus>(
 /// Tells the bus about one batch, and the room's members (on every edge) about what changed.
 async fn apply<B: Bus>(presence: &Presence, bus: &B, batch: &RoomBatch) -> Result<(), BusError> {
     let changes = bus
-        .presence_update(&batch.room, &batch.update, presence.ttl)
+        .presence()
+        .update(&batch.room, &batch.update, presence.ttl)
         .await?;
     crate::ops::metrics::metrics().presence_updates.inc();
     if !presence.announces(&batch.room) {

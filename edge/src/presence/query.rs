@@ -7,7 +7,7 @@ use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::presence::{PresenceMember, PresenceStats};
 
 use super::{Presence, flush};
-use crate::bus::Bus;
+use crate::bus::{Bus, PresenceStore};
 use crate::refusal::Refusal;
 
 /// Refuses a room that records no presence.
@@ -30,7 +30,7 @@ pub async fn list<B: Bus>(
 ) -> Result<Vec<PresenceMember>, Refusal> {
     flush::flush(presence, bus, Some(room)).await?;
     let max = presence.max;
-    match bus.presence_list(room, max).await? {
+    match bus.presence().list(room, max).await? {
         PresenceList::Members(members) => Ok(members),
         PresenceList::TooMany(n) => Err(Refusal::new(
             ErrorCode::TooLarge,
@@ -46,5 +46,5 @@ pub async fn stats<B: Bus>(
     room: &str,
 ) -> Result<PresenceStats, Refusal> {
     flush::flush(presence, bus, Some(room)).await?;
-    Ok(bus.presence_stats(room).await?)
+    Ok(bus.presence().stats(room).await?)
 }

@@ -85,11 +85,22 @@ impl Emitter {
             invocation.key(k);
         });
         invocation.arg(now_ms()).arg(max.min(i64::MAX as u64));
-        let reply: (u64, Vec<String>, Vec<Vec<u8>>) = self.invoke(&invocation).await?;
-        let (count, clients, stored) = reply;
+        // `{count}` alone when over the limit, else `{count, clients, stored members}`.
+        let reply: Vec<redis::Value> = self.invoke(&invocation).await?;
+        let mut reply = reply.into_iter();
+        let malformed = |e: redis::ParsingError| EmitError::Reply(e.to_string());
+        let count =
+            u64::from_redis_value(reply.next().unwrap_or(redis::Value::Nil)).map_err(malformed)?;
         if count > max {
             return Ok(PresenceList::TooMany(count));
         }
+        let (Some(clients), Some(stored)) = (reply.next(), reply.next()) else {
+            return Err(EmitError::Reply(
+                "the presence list script answered without its members".into(),
+            ));
+        };
+        let clients = Vec::<String>::from_redis_value(clients).map_err(malformed)?;
+        let stored = Vec::<Vec<u8>>::from_redis_value(stored).map_err(malformed)?;
         let members = clients
             .into_iter()
             .zip(stored)
