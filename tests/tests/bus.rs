@@ -293,7 +293,7 @@ fn frames_of(queued: &Queued) -> Vec<(String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_replays_from_a_position_and_calls_a_lost_history_a_gap() {
-    use ferrocast_edge::bus::history::Positions;
+    use ferrocast_edge::bus::redis::positions::Positions;
     let redis = RedisServer::start();
     let emitter = ferrocast_emitter::Emitter::connect(redis.url())
         .await

@@ -1,33 +1,35 @@
 //! The bus: how messages reach this edge from publishers. A trait with three implementations:
-//! one Redis or a Redis Cluster (many edges), and in-process (one edge, no set-up).
+//! one Redis or a Redis Cluster (many edges, in `redis/`), and in-process (one edge, no set-up,
+//! in `memory/`). Presence records are kept apart from the broker, in a [`PresenceStore`].
 //!
 //! A bus hands every message of a subscribed target to the [`Sink`] it was built with, in the
 //! target's offset order. It knows nothing of what is above it: the edge's fan-out is the sink.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_protocol::presence::PresenceEvents;
-use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
+use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use thiserror::Error;
 
-pub mod cluster;
-pub mod core;
-pub mod history;
 pub mod inbox;
 pub mod memory;
-mod memory_presence;
 pub mod presence;
 pub mod redis;
 
-pub use cluster::ClusterBus;
 pub use ferrocast_emitter::inbox::InboxStats;
 pub use ferrocast_redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
-pub use memory_presence::MemoryPresenceStore;
+pub use memory::presence::MemoryPresenceStore;
 pub use presence::PresenceStore;
-pub use redis::RedisBus;
+pub use redis::{ClusterBus, RedisBus, RedisSettings};
+
+/// Replay position of a target whose history was empty when it was subscribed: everything
+/// its stream holds later is news. No real stream has this epoch.
+pub const FROM_START: Offset = Offset {
+    id: ferrocast_protocol::offset::StreamId { ms: 0, seq: 0 },
+    epoch: ferrocast_protocol::offset::StreamId { ms: 0, seq: 0 },
+};
 
 /// The bus could not do what was asked.
 #[derive(Debug, Error)]
@@ -82,75 +84,6 @@ impl From<ferrocast_emitter::inbox::WriteError> for BusError {
             WriteError::Encode(e) => BusError::Refused(e),
             WriteError::Redis(e) => BusError::Unavailable(e.to_string()),
         }
-    }
-}
-
-/// How long the Redis buses wait for Redis to answer.
-pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the Redis buses ping Redis to decide whether it is reachable.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
-/// The Redis buses' waits between attempts to connect: 100 ms doubling up to 500 ms. Short,
-/// because the edge is not ready meanwhile: it must be ready again within a second of Redis
-/// answering. A refused connection attempt costs Redis (and the edge) next to nothing.
-pub(crate) fn reconnect_backoff() -> ferrocast_redis::Backoff {
-    ferrocast_redis::Backoff::new(Duration::from_millis(100), Duration::from_millis(500))
-}
-
-/// What both Redis buses (one Redis, or a cluster) are configured with.
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    /// Key prefix shared with the emitters.
-    pub prefix: String,
-    /// History length of the edge's own publishes.
-    pub history_len: u64,
-    /// How long histories live after their last publish.
-    pub history_ttl: Duration,
-    /// Most entries each upstream inbox stream holds.
-    pub inbox_max_len: u64,
-    /// Partitions of the upstream inbox.
-    pub inbox_partitions: u16,
-    /// Certificates for `rediss://`.
-    pub tls: ferrocast_redis::Tls,
-}
-
-impl RedisSettings {
-    /// The settings from the edge's configuration, its certificate files read.
-    pub fn from_config(
-        config: &crate::config::Config,
-    ) -> Result<RedisSettings, ferrocast_redis::tls::TlsError> {
-        Ok(RedisSettings {
-            prefix: config.prefix.clone(),
-            history_len: config.history_len,
-            history_ttl: config.history_ttl,
-            inbox_max_len: config.inbox_max_len,
-            inbox_partitions: config.inbox_partitions,
-            tls: config.redis.tls.load()?,
-        })
-    }
-
-    /// The emitter for the edge's own publishes, from `builder` (one Redis or a cluster).
-    fn emitter(
-        &self,
-        builder: ferrocast_emitter::EmitterBuilder,
-    ) -> Result<ferrocast_emitter::Emitter, BusError> {
-        builder
-            .tls(self.tls.clone())
-            .prefix(&self.prefix)
-            .history_len(self.history_len)
-            .history_ttl(self.history_ttl)
-            .connect_timeout(TIMEOUT)
-            .response_timeout(TIMEOUT)
-            .build()
-            .map_err(|e| BusError::Refused(e.to_string()))
-    }
-
-    /// Where client `send`s go.
-    fn inbox(&self) -> ferrocast_emitter::inbox::InboxWriter {
-        ferrocast_emitter::inbox::InboxWriter::new(
-            Keys::new(&self.prefix),
-            self.inbox_max_len,
-            self.inbox_partitions,
-        )
     }
 }
 

@@ -1,14 +1,14 @@
 //! Presence records, apart from the broker: who is in a room is stored, not carried, as
 //! centrifuge keeps its `PresenceManager` apart from its `Broker`. Redis keeps the records
 //! through the emitter's scripts (one Redis or a Cluster alike, so both Redis buses share one
-//! implementation: the emitter's); the in-process bus keeps them in memory
+//! implementation, in `redis/presence.rs`); the in-process bus keeps them in memory
 //! ([`MemoryPresenceStore`](super::MemoryPresenceStore)). Telling other edges about joins and
 //! leaves is the broker's ([`Bus::presence_announce`](super::Bus::presence_announce)).
 
 use std::future::Future;
 use std::time::Duration;
 
-use ferrocast_emitter::{Emitter, PresenceChanges, PresenceList, PresenceUpdate};
+use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::presence::PresenceStats;
 
 use super::BusError;
@@ -35,24 +35,4 @@ pub trait PresenceStore: Send + Sync + 'static {
 
     /// How many clients and users are present in `room`.
     fn stats(&self, room: &str) -> impl Future<Output = Result<PresenceStats, BusError>> + Send;
-}
-
-/// Presence in Redis, through the emitter's scripts.
-impl PresenceStore for Emitter {
-    async fn update(
-        &self,
-        room: &str,
-        update: &PresenceUpdate,
-        ttl: Duration,
-    ) -> Result<PresenceChanges, BusError> {
-        Ok(self.presence_update(room, update, ttl).await?)
-    }
-
-    async fn list(&self, room: &str, max: u64) -> Result<PresenceList, BusError> {
-        Ok(self.presence_limited(room, max).await?)
-    }
-
-    async fn stats(&self, room: &str) -> Result<PresenceStats, BusError> {
-        Ok(self.presence_stats(room).await?)
-    }
 }

@@ -3,7 +3,7 @@
 //!
 //! 1. **Live and catch-up overlap** (offsets): after a Redis reconnect a target is replayed from
 //!    the newest offset the bus handed on, while live messages start arriving again. The bus
-//!    ([`Positions`](crate::bus::history::Positions)) hands a message on only if its offset is
+//!    ([`Positions`](crate::bus::redis::positions::Positions)) hands a message on only if its offset is
 //!    newer than that position, so each offset passes once.
 //! 2. **A message published twice** (ids): an emitter retry whose first attempt did reach Redis
 //!    stores the same message id at two offsets. [`RecentIds`] drops the second live; a replay

@@ -7,7 +7,7 @@ use ferrocast_protocol::{Target, TargetKey};
 
 use super::replay::Replaying;
 use super::{Session, wait_live};
-use crate::bus::history::FROM_START;
+use crate::bus::FROM_START;
 use crate::bus::{Bus, BusError};
 use crate::fanout::outbox::Direct;
 

@@ -27,9 +27,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::core::RedisCore;
-use super::history::{FROM_START, unavailable};
-use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
+use super::shared::RedisCore;
+use super::unavailable;
+use super::{PING_EVERY, RedisSettings, TIMEOUT};
+use crate::bus::{Bus, BusError, FROM_START, InboxStats, ReplayCursor, Sink};
 use crate::ops::metrics::metrics;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.

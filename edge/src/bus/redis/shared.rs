@@ -15,8 +15,9 @@ use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
 use ferrocast_redis::history as reads;
 use redis::aio::ConnectionLike;
 
-use super::history::{self, FROM_START, Positions};
-use super::{BusError, RedisSettings, ReplayCursor, Sink};
+use super::RedisSettings;
+use super::positions::Positions;
+use crate::bus::{BusError, FROM_START, ReplayCursor, Sink};
 
 /// The state and operations the single-Redis and cluster buses share.
 pub struct RedisCore {
@@ -113,7 +114,17 @@ impl RedisCore {
 
     /// Publishes a checked envelope (history, then live).
     pub async fn publish(&self, envelope: &Envelope, idempotent: bool) -> Result<Offset, BusError> {
-        history::publish(&self.emitter, envelope, idempotent).await
+        let mut message = ferrocast_emitter::Message::from_envelope(envelope)
+            .map_err(|e| BusError::Refused(e.to_string()))?;
+        if idempotent {
+            message = message.once(envelope.id);
+        }
+        // The message itself was checked above: what fails now is Redis (out of memory, a
+        // read-only replica after a failover, ...), which the client should retry.
+        self.emitter
+            .publish(&message)
+            .await
+            .map_err(super::unavailable)
     }
 
     /// Hands a live channel's payload to the sink: a message, unless it is newer than the

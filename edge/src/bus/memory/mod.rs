@@ -1,6 +1,8 @@
 //! The in-process bus: single-node mode. Same semantics as Redis (capped, expiring history per
 //! target, offsets with an epoch, delivery in offset order) with nothing to set up.
 
+pub mod presence;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +14,10 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::memory_presence::MemoryPresenceStore;
 use super::{Bus, BusError, InboxStats, ReplayCursor, Sink};
 use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Scope, Target};
+use presence::MemoryPresenceStore;
 
 /// How often expired histories are swept away (on the next publish after this long).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);

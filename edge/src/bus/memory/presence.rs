@@ -10,7 +10,7 @@ use ferrocast_emitter::{PresenceChanges, PresenceList, PresenceUpdate};
 use ferrocast_protocol::envelope::now_ms;
 use parking_lot::Mutex;
 
-use super::{BusError, PresenceStore};
+use crate::bus::{BusError, PresenceStore};
 use ferrocast_protocol::presence::{
     self, CLEANUP_LIMIT, PresenceLeft, PresenceMember, PresenceStats,
 };

@@ -7,7 +7,7 @@
 //! reconnects with backoff, subscribes again to every target, and replays each one from its
 //! position before going live again, so a Redis blip loses nothing still in the history. A target
 //! whose history did not survive (Redis restarted empty, or trimmed past the position) gets a
-//! `gap` frame to its members, who stay connected (see [`Positions::catch_up`](super::history::Positions::catch_up)).
+//! `gap` frame to its members, who stay connected (see [`Positions::catch_up`](super::positions::Positions::catch_up)).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +21,10 @@ use ferrocast_redis::pool::{Conn, Manager};
 use futures_util::future::OptionFuture;
 use tokio::sync::Mutex;
 
-use super::core::RedisCore;
-use super::history::{FROM_START, unavailable};
-use super::{Bus, BusError, InboxStats, PING_EVERY, RedisSettings, ReplayCursor, Sink, TIMEOUT};
+use super::shared::RedisCore;
+use super::unavailable;
+use super::{PING_EVERY, RedisSettings, TIMEOUT};
+use crate::bus::{Bus, BusError, FROM_START, InboxStats, ReplayCursor, Sink};
 use crate::ops::metrics::metrics;
 use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
@@ -42,7 +43,7 @@ pub struct RedisBus {
     reads: bb8::Pool<Manager>,
     /// The live connection's command half. Held while subscribing, so a reconnect and a
     /// subscribe cannot interleave; what it is subscribed to is the core's
-    /// [`Positions`](super::history::Positions).
+    /// [`Positions`](super::positions::Positions).
     live: Mutex<Option<Arc<Commands>>>,
     ready: AtomicBool,
     /// The task keeping the connection, stopped by [`Bus::shutdown`].

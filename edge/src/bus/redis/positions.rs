@@ -4,25 +4,13 @@
 
 use std::collections::HashMap;
 
-use ferrocast_protocol::offset::StreamId;
 use ferrocast_protocol::{Keys, Offset, TargetKey};
 use redis::aio::ConnectionLike;
 
 use ferrocast_redis::history::{open, page};
 
-use super::{BusError, Sink};
-
-/// Replay position of a target whose history was empty when it was subscribed: everything
-/// its stream holds later is news. No real stream has this epoch.
-pub const FROM_START: Offset = Offset {
-    id: StreamId { ms: 0, seq: 0 },
-    epoch: StreamId { ms: 0, seq: 0 },
-};
-
-/// Redis could not answer: the client may retry.
-pub fn unavailable(e: impl std::fmt::Display) -> BusError {
-    BusError::Unavailable(e.to_string())
-}
+use super::unavailable;
+use crate::bus::{BusError, FROM_START, Sink};
 
 /// Newest offset handed to the sink, per subscribed target: the bus's one record of what it is
 /// subscribed to (every connection has two targets of its own, so a second set would cost each
@@ -148,20 +136,4 @@ impl Positions {
         self.update(target, cursor.last.unwrap_or(FROM_START));
         Ok(())
     }
-}
-
-/// Publishes a checked envelope through the emitter (history, then live).
-pub async fn publish(
-    emitter: &ferrocast_emitter::Emitter,
-    envelope: &ferrocast_protocol::Envelope,
-    idempotent: bool,
-) -> Result<Offset, BusError> {
-    let mut message = ferrocast_emitter::Message::from_envelope(envelope)
-        .map_err(|e| BusError::Refused(e.to_string()))?;
-    if idempotent {
-        message = message.once(envelope.id);
-    }
-    // The message itself was checked above: what fails now is Redis (out of memory, a
-    // read-only replica after a failover, ...), which the client should retry.
-    emitter.publish(&message).await.map_err(unavailable)
 }
