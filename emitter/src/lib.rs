@@ -9,21 +9,24 @@
 //!
 //! Its Redis plumbing (connection settings, pools, error classes, backoff, history reads) is the
 //! `ferrocast-redis` crate, which the edge uses too; the edge also uses [`Emitter`] for client
-//! publishes and the writing end of the [`inbox`], so both sides talk to Redis the same way.
+//! publishes and the writing end of the [`inbox`], so both sides talk to Redis the same way. Over
+//! HTTP, the command's `--edge` client and the edge's hook client make their requests through
+//! [`http`].
 
-mod emitter;
 mod error;
+pub mod http;
 pub mod inbox;
+mod publish;
 
 pub mod cli;
 
-pub use emitter::{
-    Emitter, EmitterBuilder, Message, PresenceChanges, PresenceList, PresenceUpdate, Publication,
-    current_traceparent, presence_json,
-};
 pub use error::EmitError;
 pub use ferrocast_protocol::Offset;
 pub use ferrocast_protocol::Upstream;
 pub use ferrocast_protocol::lifecycle::Lifecycle;
 pub use ferrocast_protocol::presence::{PresenceMember, PresenceStats};
 pub use inbox::{Inbox, InboxBuilder, InboxError, Received, StartFrom};
+pub use publish::{
+    Emitter, EmitterBuilder, Message, PresenceChanges, PresenceList, PresenceUpdate, Publication,
+    current_traceparent, presence_json,
+};

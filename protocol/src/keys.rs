@@ -71,24 +71,6 @@ impl Target {
         }
     }
 
-    /// The target a JSON body names with exactly one of `"room"`, `"user"`, `"client"` or
-    /// `"all":true` (the emitter's `--stdin` lines, the HTTP API's publishes); `None` when it
-    /// names none or several.
-    pub fn one_of(
-        room: Option<&str>,
-        user: Option<&str>,
-        client: Option<&str>,
-        all: bool,
-    ) -> Option<Result<Target, NameError>> {
-        Some(match (room, user, client, all) {
-            (Some(room), None, None, false) => Target::new(Scope::Room, room),
-            (None, Some(user), None, false) => Target::new(Scope::User, user),
-            (None, None, Some(client), false) => Target::new(Scope::Client, client),
-            (None, None, None, true) => Ok(Target::All),
-            _ => return None,
-        })
-    }
-
     /// The target's scope.
     pub fn scope(&self) -> Scope {
         match self {

@@ -1,15 +1,18 @@
-//! The one HTTP client every hook request goes through: hyper's, with pooled connections, the
-//! hook key, a timeout that includes waiting for a free slot, bounded concurrency, a span whose
-//! trace continues into the hook (`traceparent`), and metrics.
+//! The one HTTP client every hook request goes through: hyper's, with pooled connections and
+//! TLS, each request made as [`ferrocast_emitter::http`] makes them (the hook key, a bounded
+//! answer), plus what only hooks need: a timeout that includes waiting for a free slot, bounded
+//! concurrency, each client address's share of it, a span whose trace continues into the hook
+//! (`traceparent`), and metrics.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use ferrocast_emitter::http::{self, Answer, HttpError};
+use http_body_util::Full;
+use hyper::Method;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -37,15 +40,6 @@ pub enum HookError {
     /// The client's address has its share of the slots in use already: not sent.
     #[error("too many hook requests from this address at once")]
     Busy,
-}
-
-/// An answer: its status and body.
-#[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// Body (at most 64 KiB).
-    pub body: Bytes,
 }
 
 /// Sends hook requests, over plain HTTP or TLS (https:// URLs, checked against the system's
@@ -142,10 +136,11 @@ impl HookClient {
     ) -> Result<Answer, HookError> {
         let span = tracing::info_span!("hook", hook, status = tracing::field::Empty);
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.send(url, body, &span))
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let result = self
+            .send(url, body, &span, deadline)
             .instrument(span.clone())
-            .await
-            .unwrap_or(Err(HookError::Timeout));
+            .await;
         let outcome = match &result {
             Ok(answer) => {
                 span.record("status", answer.status);
@@ -163,39 +158,37 @@ impl HookClient {
         result
     }
 
+    /// Waits for a slot, then sends: both by `deadline`.
     async fn send(
         &self,
         url: &str,
         body: Vec<u8>,
         span: &tracing::Span,
+        deadline: tokio::time::Instant,
     ) -> Result<Answer, HookError> {
-        let _slot = self
-            .slots
-            .acquire()
+        let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
             .await
+            .map_err(|_| HookError::Timeout)?
             .map_err(|_| HookError::Transport("shutting down".into()))?;
-        let mut request = Request::post(url).header(CONTENT_TYPE, "application/json");
-        if let Some(key) = &self.key {
-            request = request.header(AUTHORIZATION, format!("Bearer {key}"));
-        }
+        let mut request =
+            http::json_request(Method::POST, url, self.key.as_deref(), Bytes::from(body))?;
         if let Some(traceparent) = span.in_scope(ferrocast_emitter::current_traceparent) {
-            request = request.header("traceparent", traceparent);
+            let value = HeaderValue::try_from(traceparent)
+                .map_err(|e| HookError::Transport(e.to_string()))?;
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static("traceparent"), value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| HookError::Transport(e.to_string()))?;
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| HookError::Transport(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| HookError::Transport(e.to_string()))?
-            .to_bytes();
-        Ok(Answer { status, body })
+        Ok(http::send(&self.http, request, MAX_ANSWER, deadline).await?)
+    }
+}
+
+impl From<HttpError> for HookError {
+    fn from(error: HttpError) -> HookError {
+        match error {
+            HttpError::Timeout => HookError::Timeout,
+            other => HookError::Transport(other.to_string()),
+        }
     }
 }
 

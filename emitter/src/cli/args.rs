@@ -200,7 +200,8 @@ pub struct SendArgs {
     #[arg(long = "except", value_name = "CLIENT")]
     pub except: Vec<String>,
     /// Read one JSON object per line, e.g. {"room":"chat:1","event":"say","data":{...}}
-    /// (targets: "room", "user", "client" or "all":true; optional "except":[..]), and publish
+    /// (targets: "room", "user", "client" or "all":true; optional "except":[..] and "id":UUID,
+    /// which makes the publish idempotent: the API's publish body, "data" optional), and publish
     /// each as it arrives (so `tail -f events | emitter send --stdin` works), printing its offset.
     /// Bad lines are reported on stderr with their number and reason, and the rest are still
     /// published; if Redis (or the --edge) becomes unavailable, reading stops and stderr names

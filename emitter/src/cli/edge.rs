@@ -1,18 +1,19 @@
-//! The client of an edge's HTTP API that the command uses with `--edge URL --api-key KEY`, and
-//! the publish body it sends. Plain HTTP (the internal listener is never exposed publicly), one
-//! connection reused for the run, through hyper's client. A leaf: the command's runner
+//! The client of an edge's HTTP API that the command uses with `--edge URL --api-key KEY`.
+//! Plain HTTP (the internal listener is never exposed publicly), one connection reused for the
+//! run, each request made as [`crate::http`] makes them. A leaf: the command's runner
 //! ([`over_edge`](super::over_edge)) and `send --stdin` both use it.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+use crate::http::{self, Answer, HttpError};
 
 /// Largest answer read, in bytes.
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -74,80 +75,55 @@ impl Edge {
     /// `POST path` with a JSON body; the answer's JSON.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, EdgeError> {
         let body = serde_json::to_vec(body).map_err(|e| EdgeError::InvalidUrl(e.to_string()))?;
-        self.call("POST", path, Bytes::from(body)).await
+        self.call(Method::POST, path, Bytes::from(body)).await
     }
 
     /// `POST path` with `body`, JSON text already; the answer's JSON.
     pub async fn post_text(&self, path: &str, body: String) -> Result<Value, EdgeError> {
-        self.call("POST", path, Bytes::from(body)).await
+        self.call(Method::POST, path, Bytes::from(body)).await
     }
 
     /// `GET path`; the answer's JSON.
     pub async fn get(&self, path: &str) -> Result<Value, EdgeError> {
-        self.call("GET", path, Bytes::new()).await
+        self.call(Method::GET, path, Bytes::new()).await
     }
 
-    async fn call(&self, method: &str, path: &str, body: Bytes) -> Result<Value, EdgeError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header(AUTHORIZATION, format!("Bearer {}", self.key))
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| EdgeError::InvalidUrl(e.to_string()))?;
+    async fn call(&self, method: Method, path: &str, body: Bytes) -> Result<Value, EdgeError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let url = format!("{}{path}", self.base);
         let answer = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| EdgeError::Unavailable(e.to_string()))?;
-            let status = response.status().as_u16();
-            let bytes = Limited::new(response.into_body(), MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|e| EdgeError::Unavailable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, EdgeError>((status, bytes))
+            let request = http::json_request(method, &url, Some(&self.key), body)?;
+            http::send(&self.client, request, MAX_ANSWER, deadline).await
         };
-        let (status, bytes) =
-            tokio::time::timeout(self.timeout, answer)
-                .await
-                .map_err(|_| {
-                    EdgeError::Unavailable(format!("no answer within {:?}", self.timeout))
-                })??;
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status == 200 {
-            return Ok(value);
-        }
-        let error = &value["error"];
-        let code = error["code"].as_str().unwrap_or("").to_owned();
-        let message = error["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
-        if status == 503 {
-            return Err(EdgeError::Unavailable(message));
-        }
-        Err(EdgeError::Refused {
-            status,
-            code,
-            message,
-        })
+        let answer = answer.await.map_err(|e| match e {
+            HttpError::Request(e) => EdgeError::InvalidUrl(e.to_string()),
+            HttpError::Timeout => {
+                EdgeError::Unavailable(format!("no answer within {:?}", self.timeout))
+            }
+            e @ (HttpError::Send(_) | HttpError::Read(_)) => EdgeError::Unavailable(e.to_string()),
+        })?;
+        answer_json(&answer)
     }
 }
 
-/// The API's publish body for a message to `target` (its key and value), as JSON text with
-/// `data` as it was written: a publish through the API means what the same one through Redis
-/// means, number for number and key for key.
-pub(super) fn publish_body(
-    (key, value): (&str, Value),
-    event: &str,
-    data: &str,
-    except: &[String],
-) -> String {
-    format!(
-        "{{\"{key}\":{value},\"event\":{},\"data\":{data},\"except\":{}}}",
-        Value::from(event),
-        Value::from(except.to_vec())
-    )
+/// An answer's JSON on success; otherwise the API's error, a 503 counting as unavailable.
+fn answer_json(answer: &Answer) -> Result<Value, EdgeError> {
+    let value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    if answer.status == 200 {
+        return Ok(value);
+    }
+    let error = &value["error"];
+    let code = error["code"].as_str().unwrap_or("").to_owned();
+    let message = error["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).trim().to_owned());
+    if answer.status == 503 {
+        return Err(EdgeError::Unavailable(message));
+    }
+    Err(EdgeError::Refused {
+        status: answer.status,
+        code,
+        message,
+    })
 }

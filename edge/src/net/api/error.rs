@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use ferrocast_emitter::EmitError;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::names::NameError;
+use ferrocast_protocol::publish_body::BodyTargetError;
 use serde_json::json;
 
 use crate::bus::BusError;
@@ -97,6 +98,16 @@ impl From<EmitError> for ApiError {
             ) => ApiError::new(StatusCode::BAD_REQUEST, "INVALID_ROOM", e.to_string()),
             EmitError::Unavailable(e) => ApiError::unavailable(e),
             other => ApiError::bad(other.to_string()),
+        }
+    }
+}
+
+/// A publish body without exactly one target, or whose target's name the emitter would refuse.
+impl From<BodyTargetError> for ApiError {
+    fn from(error: BodyTargetError) -> ApiError {
+        match error {
+            BodyTargetError::NotOne => ApiError::bad(error.to_string()),
+            BodyTargetError::Name(e) => EmitError::from(e).into(),
         }
     }
 }

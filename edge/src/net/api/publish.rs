@@ -15,7 +15,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::{Api, ApiError, MAX_BODY};
 use crate::bus::Bus;
@@ -23,21 +22,8 @@ use crate::bus::Bus;
 /// Most messages in one `/api/batch`.
 pub const MAX_BATCH: usize = 1000;
 
-/// A message: its target (exactly one of `room`, `user`, `client`, `all`) and content.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishBody {
-    room: Option<String>,
-    user: Option<String>,
-    client: Option<String>,
-    #[serde(default)]
-    all: bool,
-    event: String,
-    data: Box<RawValue>,
-    #[serde(default)]
-    except: Vec<String>,
-    id: Option<Uuid>,
-}
+/// A message as the API takes it: `data` required.
+type PublishBody = ferrocast_protocol::PublishBody<Box<RawValue>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,21 +154,6 @@ impl<B: Bus> Api<B> {
         self.ready()?;
         self.shared.bus.publish(&envelope, false).await?;
         Ok(Json(json!({})))
-    }
-}
-
-impl PublishBody {
-    fn target(&self) -> Result<Target, ApiError> {
-        let target = Target::one_of(
-            self.room.as_deref(),
-            self.user.as_deref(),
-            self.client.as_deref(),
-            self.all,
-        )
-        .ok_or_else(|| {
-            ApiError::bad("give exactly one target: \"room\", \"user\", \"client\" or \"all\":true")
-        })?;
-        Ok(target.map_err(ferrocast_emitter::EmitError::from)?)
     }
 }
 

@@ -1,34 +1,18 @@
-//! One line of `--stdin`: checked as the emitter checks any message, and for an edge also
-//! written as the API's publish body.
+//! One line of `--stdin`: the HTTP API's publish body, `data` optional. Checked as the emitter
+//! checks any message, and for an edge also written back as that body.
 
 use anyhow::Context;
-use ferrocast_protocol::keys::Target;
-use serde::Deserialize;
-use serde_json::Value;
+use ferrocast_protocol::PublishBody;
 use serde_json::value::RawValue;
 
-use super::super::edge::publish_body;
 use crate::Message;
 
 /// Most bytes of lines one `POST /api/batch` carries: the edge takes bodies of up to 1 MiB,
 /// and the batch's own brackets need a few more.
 pub(super) const API_BATCH_BYTES: usize = 1024 * 1024 - 1024;
 
-/// One line of input.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line<'a> {
-    room: Option<String>,
-    user: Option<String>,
-    client: Option<String>,
-    #[serde(default)]
-    all: bool,
-    event: String,
-    #[serde(borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    except: Vec<String>,
-}
+/// One line of input: a publish body whose `data` may be left out, for `null`.
+type Line<'a> = PublishBody<Option<&'a RawValue>>;
 
 /// The message on `line` (its end of line included or not), with `except` added to its own,
 /// and, when `api` asks for it, the same as the edge API's publish body; `None` for a blank
@@ -42,37 +26,22 @@ pub(super) fn parse(
     if text.is_empty() {
         return Ok(None);
     }
-    let line: Line =
+    let mut line: Line =
         serde_json::from_str(text).context("not a JSON object of the expected shape")?;
-    let Some(target) = Target::one_of(
-        line.room.as_deref(),
-        line.user.as_deref(),
-        line.client.as_deref(),
-        line.all,
-    ) else {
-        anyhow::bail!("give exactly one of \"room\", \"user\", \"client\" or \"all\":true");
-    };
-    let target = target?;
+    let target = line.target()?;
+    line.except.extend_from_slice(except);
     let data = line.data.map_or("null", RawValue::get);
-    let mut all_except = line.except;
-    all_except.extend_from_slice(except);
     let message = Message::new(
         target,
         &line.event,
         data.as_bytes().to_vec(),
-        all_except.clone(),
-        None,
+        line.except.clone(),
+        line.id,
     )?;
     if !api {
         return Ok(Some((message, None)));
     }
-    let target = match (&line.room, &line.user, &line.client) {
-        (Some(room), ..) => ("room", Value::from(room.as_str())),
-        (_, Some(user), _) => ("user", Value::from(user.as_str())),
-        (.., Some(client)) => ("client", Value::from(client.as_str())),
-        _ => ("all", Value::Bool(true)),
-    };
-    let body = publish_body(target, &line.event, data, &all_except);
+    let body = serde_json::to_string(&line)?;
     if body.len() > API_BATCH_BYTES {
         anyhow::bail!("too large for the edge's API (its requests hold at most 1 MiB)");
     }
@@ -136,5 +105,20 @@ mod tests {
             .expect("good")
             .expect("not blank");
         assert_eq!(body, None, "no body for Redis");
+    }
+
+    #[test]
+    fn a_line_may_choose_its_id_as_an_api_body_may() {
+        let id = "0190c0de-0000-7000-8000-00000000002a";
+        let line = format!(r#"{{"room":"r","event":"e","data":1,"id":"{id}"}}"#);
+        let (_, body) = parse(line.as_bytes(), &[], true)
+            .expect("a good line")
+            .expect("not blank");
+        assert_eq!(
+            body.as_deref(),
+            Some(
+                format!(r#"{{"room":"r","event":"e","data":1,"except":[],"id":"{id}"}}"#).as_str()
+            )
+        );
     }
 }
