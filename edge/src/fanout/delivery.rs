@@ -65,16 +65,10 @@ fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Messag
         id: envelope.id,
         ts: envelope.ts,
     };
-    let built =
-        frame
-            .encode(encoding)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| match encoding {
-                Encoding::Json => String::from_utf8(bytes)
-                    .map(|text| Message::Text(Utf8Bytes::from(text)))
-                    .map_err(|e| e.to_string()),
-                Encoding::MsgPack => Ok(Message::Binary(Bytes::from(bytes))),
-            });
+    let built = frame
+        .encode(encoding)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| as_message(bytes, encoding).map_err(|e| e.to_string()));
     match built {
         Ok(message) => Some(message),
         Err(error) => {
@@ -103,16 +97,24 @@ pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Envelope> {
 
 /// A frame of the edge's own (everything but `msg`) as a WebSocket message in `encoding`.
 pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
-    match frame.encode(encoding) {
-        Ok(bytes) => match encoding {
-            Encoding::Json => String::from_utf8(bytes)
-                .ok()
-                .map(|text| Message::Text(Utf8Bytes::from(text))),
-            Encoding::MsgPack => Some(Message::Binary(Bytes::from(bytes))),
-        },
+    let built = frame
+        .encode(encoding)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| as_message(bytes, encoding).map_err(|e| e.to_string()));
+    match built {
+        Ok(message) => Some(message),
         Err(error) => {
             tracing::error!(%error, "cannot encode a frame of the edge's own");
             None
         }
     }
+}
+
+/// An encoded frame as the WebSocket message of its encoding: text for JSON, binary for
+/// MessagePack. Both kinds of frame go through here.
+fn as_message(bytes: Vec<u8>, encoding: Encoding) -> Result<Message, std::string::FromUtf8Error> {
+    Ok(match encoding {
+        Encoding::Json => Message::Text(Utf8Bytes::from(String::from_utf8(bytes)?)),
+        Encoding::MsgPack => Message::Binary(Bytes::from(bytes)),
+    })
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::presence::PresenceEvents;
-use ferrocast_protocol::{Encoding, Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Envelope, Offset, TargetKey};
 use parking_lot::Mutex;
 
 use super::control::Control;
@@ -22,10 +22,9 @@ use super::dedup::RecentIds;
 use super::delivery::{self, Delivery};
 use super::outbox::{Frame, Outbound};
 use super::presence::{self, PresenceFrames};
-use super::registry::{Audience, Registry, encoding_index};
+use super::registry::{Audience, Registry};
 use crate::bus::Sink;
 use crate::ops::metrics::metrics;
-use crate::websocket::wire::Wire;
 
 /// Most times a message is built again because its target's members all changed meanwhile.
 const REBUILDS: usize = 3;
@@ -97,22 +96,11 @@ impl Feed {
             let ts = envelope.ts;
             let mut delivery = Delivery::new(envelope, offset);
             let delivered = self.fan_out(target, &except, |audience| {
-                let mut items = [None, None];
-                for encoding in [Encoding::Json, Encoding::MsgPack] {
-                    let index = encoding_index(encoding);
-                    if audience.encodings[index] {
-                        items[index] = delivery.frame(encoding).map(|message| {
-                            Outbound::Frame(Arc::new(Frame {
-                                message,
-                                topic: audience.topic,
-                                offset: Some(offset),
-                                ts,
-                                wire: Wire::default(),
-                            }))
-                        });
-                    }
-                }
-                items
+                audience.per_encoding(|encoding| {
+                    let message = delivery.frame(encoding)?;
+                    let frame = Frame::of_topic(message, audience.topic, Some(offset), ts);
+                    Some(Outbound::Frame(frame))
+                })
             });
             // Frames written directly are counted here, once per message (queued ones by the
             // connection that writes them); the latency is that of the last written.
@@ -151,17 +139,12 @@ impl Sink for Feed {
             return;
         };
         self.fan_out(target, &[], |audience| {
-            let mut items = [None, None];
-            for encoding in [Encoding::Json, Encoding::MsgPack] {
-                let index = encoding_index(encoding);
-                if audience.encodings[index] {
-                    items[index] = Some(Outbound::Presence(Arc::new(PresenceFrames {
-                        topic: audience.topic,
-                        frames: presence::frames(room, &events, encoding),
-                    })));
-                }
-            }
-            items
+            audience.per_encoding(|encoding| {
+                Some(Outbound::Presence(Arc::new(PresenceFrames {
+                    topic: audience.topic,
+                    frames: presence::frames(room, &events, encoding),
+                })))
+            })
         });
     }
 
@@ -178,22 +161,15 @@ impl Sink for Feed {
             offset,
         };
         let members = self.fan_out(target, &[], |audience| {
-            let mut items = [None, None];
-            for encoding in [Encoding::Json, Encoding::MsgPack] {
-                let index = encoding_index(encoding);
-                if audience.encodings[index] {
-                    items[index] = delivery::message(&gap, encoding).map(|message| {
-                        Outbound::Frame(Arc::new(Frame {
-                            message,
-                            topic: audience.topic,
-                            offset: None,
-                            ts: 0,
-                            wire: Wire::default(),
-                        }))
-                    });
-                }
-            }
-            items
+            audience.per_encoding(|encoding| {
+                let message = delivery::message(&gap, encoding)?;
+                Some(Outbound::Frame(Frame::of_topic(
+                    message,
+                    audience.topic,
+                    None,
+                    0,
+                )))
+            })
         });
         if let Some((members, _)) = members {
             tracing::warn!(%target, members, "history lost; told members of the gap");

@@ -28,9 +28,9 @@ pub(super) struct Mailbox {
     task: AtomicWaker,
     /// The connection's task is gone: nothing more is queued.
     closed: AtomicBool,
-    /// The close code asked for (0: none yet; the first asked for wins).
+    /// The close code asked for ([`NO_CODE`] until then; the first asked for wins).
     kick: AtomicU16,
-    /// The code of a worker's disconnect queued for the connection (0: none), and whether a
+    /// The code of a worker's disconnect queued for the connection ([`NO_CODE`]: none), and whether a
     /// sweep already found it waiting (see [`Outbox::force_overdue_disconnect`](super::outbox::Outbox::force_overdue_disconnect)).
     pub(super) disconnect: AtomicU16,
     pub(super) disconnect_seen: AtomicBool,
@@ -41,6 +41,9 @@ pub(super) struct Mailbox {
     /// targets), by whichever side wrote it: a `resume` leaves that out of its replay.
     written: Mutex<SparseMap<u64, Written>>,
 }
+
+/// No close code: a real one is never 0 (they start at 1000).
+pub(super) const NO_CODE: u16 = 0;
 
 /// What became of an item offered to [`Mailbox::push`].
 pub(super) enum Admitted {
@@ -60,8 +63,8 @@ impl Mailbox {
             capacity: capacity.max(1),
             task: AtomicWaker::new(),
             closed: AtomicBool::new(false),
-            kick: AtomicU16::new(0),
-            disconnect: AtomicU16::new(0),
+            kick: AtomicU16::new(NO_CODE),
+            disconnect: AtomicU16::new(NO_CODE),
             disconnect_seen: AtomicBool::new(false),
             bytes: AtomicUsize::new(0),
             max_bytes,
@@ -104,9 +107,10 @@ impl Mailbox {
 
     /// Asks the connection to close with `code` (the first code asked for wins).
     pub(super) fn ask(&self, code: u16) {
+        debug_assert_ne!(code, NO_CODE, "a close is asked for with a real code");
         let _ = self
             .kick
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(NO_CODE, code, Ordering::AcqRel, Ordering::Acquire);
         self.task.wake();
     }
 }
@@ -169,7 +173,7 @@ impl Queued {
     pub fn poll_kicked(&self, cx: &mut Context<'_>) -> Poll<u16> {
         self.0.task.register(cx.waker());
         match self.0.kick.load(Ordering::Acquire) {
-            0 => Poll::Pending,
+            NO_CODE => Poll::Pending,
             code => Poll::Ready(code),
         }
     }

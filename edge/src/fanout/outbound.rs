@@ -55,15 +55,21 @@ impl PartialEq for Frame {
 }
 
 impl Frame {
-    /// A frame of the edge's own (a ping), not from any topic.
-    pub fn own(message: Message) -> Arc<Frame> {
+    /// `message` delivered through `topic`: a message at `offset`, published at `ts` (Unix ms),
+    /// or (without them) a frame of the edge's own about the topic, such as a `gap`.
+    pub fn of_topic(message: Message, topic: u64, offset: Option<Offset>, ts: u64) -> Arc<Frame> {
         Arc::new(Frame {
             message,
-            topic: 0,
-            offset: None,
-            ts: 0,
+            topic,
+            offset,
+            ts,
             wire: Wire::default(),
         })
+    }
+
+    /// A frame of the edge's own (a ping), not from any topic.
+    pub fn own(message: Message) -> Arc<Frame> {
+        Frame::of_topic(message, 0, None, 0)
     }
 }
 

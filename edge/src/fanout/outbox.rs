@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use crate::fanout::control::Control;
 use crate::fanout::dedup::Written;
-use crate::fanout::mailbox::{Admitted, Mailbox};
+use crate::fanout::mailbox::{Admitted, Mailbox, NO_CODE};
 use crate::fanout::sparse::SparseMap;
 
 use ferrocast_protocol::close;
@@ -153,10 +153,12 @@ impl Outbox {
         {
             // Applied in order with the messages ahead of it, normally; the sweep's backstop
             // for a task stuck behind a write the client never reads.
-            let _ =
-                self.0
-                    .disconnect
-                    .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+            let _ = self.0.disconnect.compare_exchange(
+                NO_CODE,
+                code,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
         let size = frame.size();
         if self.0.bytes.fetch_add(size, Ordering::AcqRel) + size > self.0.max_bytes {
@@ -208,7 +210,7 @@ impl Outbox {
     /// the close is asked for directly, ahead of what is queued. Whether it was.
     pub fn force_overdue_disconnect(&self) -> bool {
         let code = self.0.disconnect.load(Ordering::Acquire);
-        if code == 0 || !self.0.disconnect_seen.swap(true, Ordering::AcqRel) {
+        if code == NO_CODE || !self.0.disconnect_seen.swap(true, Ordering::AcqRel) {
             return false;
         }
         self.0.ask(code);

@@ -25,15 +25,33 @@ use crate::fanout::outbox::{Outbound, Outbox, Pushed};
 /// life cost about 300 bytes more per target, and every connection has two targets of its own.)
 #[derive(Default)]
 pub struct Subscription {
-    /// 0 while the bus subscription is being made, then [`LIVE`] or [`ENDED`].
-    state: AtomicU8,
+    /// A [`Stage`], as its `u8`.
+    stage: AtomicU8,
     changed: Notify,
 }
 
-/// Messages published from now on reach the target's members.
-const LIVE: u8 = 1;
-/// The target's topic is gone: its subscription failed, or everyone left before it was live.
-const ENDED: u8 = 2;
+/// Where a subscription stands. It is set once, from `Making`: to `Live` when the subscriptions
+/// task made it (the topic gives it up then), or to `Ended` when the topic goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    /// The bus subscription is being made.
+    Making = 0,
+    /// Messages published from now on reach the target's members.
+    Live = 1,
+    /// The target's topic is gone: its subscription failed, or everyone left before it was live.
+    Ended = 2,
+}
+
+impl Stage {
+    fn from_u8(stage: u8) -> Stage {
+        match stage {
+            1 => Stage::Live,
+            2 => Stage::Ended,
+            _ => Stage::Making,
+        }
+    }
+}
 
 /// Why [`Subscription::live`] gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -46,18 +64,19 @@ impl Subscription {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
-            // Registered before the state is read, so a change in between still wakes it.
+            // Registered before the stage is read, so a change in between still wakes it.
             changed.as_mut().enable();
-            match self.state.load(Ordering::Acquire) {
-                LIVE => return Ok(()),
-                ENDED => return Err(Ended),
-                _ => changed.await,
+            match Stage::from_u8(self.stage.load(Ordering::Acquire)) {
+                Stage::Live => return Ok(()),
+                Stage::Ended => return Err(Ended),
+                Stage::Making => changed.await,
             }
         }
     }
 
-    fn set(&self, state: u8) {
-        self.state.store(state, Ordering::Release);
+    fn set(&self, stage: Stage) {
+        let was = Stage::from_u8(self.stage.swap(stage as u8, Ordering::AcqRel));
+        debug_assert_eq!(was, Stage::Making, "a subscription's stage is set once");
         self.changed.notify_waiters();
     }
 }
@@ -75,7 +94,7 @@ impl Drop for Topic {
     fn drop(&mut self) {
         // Whoever still waits to join is told (the subscription failed, or everyone left).
         if let Some(pending) = &self.pending {
-            pending.set(ENDED);
+            pending.set(Stage::Ended);
         }
     }
 }
@@ -157,6 +176,24 @@ pub struct Audience {
     pub encodings: [bool; 2],
     /// How many members it has.
     pub members: usize,
+}
+
+impl Audience {
+    /// One item per encoding some member uses, made by `item`, in [`encoding_index`] order: the
+    /// feed builds a message's frame once per encoding, never for one nobody uses.
+    pub fn per_encoding(
+        &self,
+        mut item: impl FnMut(Encoding) -> Option<Outbound>,
+    ) -> [Option<Outbound>; 2] {
+        let mut items = [None, None];
+        for encoding in [Encoding::Json, Encoding::MsgPack] {
+            let index = encoding_index(encoding);
+            if self.encodings[index] {
+                items[index] = item(encoding);
+            }
+        }
+        items
+    }
 }
 
 /// Where `encoding` stands in per-encoding arrays.
@@ -251,7 +288,7 @@ impl Registry {
             .get_mut(target)
             .and_then(|topic| topic.pending.take())
         {
-            pending.set(LIVE);
+            pending.set(Stage::Live);
         }
     }
 

@@ -26,13 +26,13 @@ pub struct Socket {
     pub(super) deflate: Option<Deflate>,
     pub(super) min_compress: usize,
     gate: Mutex<Gate>,
-    /// Whether the gate is open, readable without the lock.
+    /// Whether the gate is open: read without the lock (the connection's loop asks on every
+    /// turn), but changed only under it, so whoever holds the lock sees it stable.
     open: AtomicBool,
 }
 
 #[derive(Default)]
 struct Gate {
-    open: bool,
     /// Frames accepted for the socket and not yet written: those of a corked batch (see
     /// [`Socket::deliver`]) while the gate is open; once it is shut, what the fan-out could
     /// not write, for the connection's task to write before anything else.
@@ -86,7 +86,7 @@ impl Socket {
         taken: impl FnOnce(),
     ) -> Delivered {
         let mut gate = self.gate.lock();
-        if gate.open
+        if self.open.load(Ordering::Relaxed)
             && let Some((message, wire)) = frame
             && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
         {
@@ -122,7 +122,7 @@ impl Socket {
     /// done (or the connection's task had taken over).
     pub fn flush(&self) -> Delivered {
         let mut gate = self.gate.lock();
-        if !gate.open {
+        if !self.open.load(Ordering::Relaxed) {
             return Delivered::Written;
         }
         while !gate.pending.is_empty() {
@@ -161,8 +161,8 @@ impl Socket {
         socket2::SockRef::from(&self.stream).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
     }
 
-    fn shut(&self, gate: &mut Gate) {
-        gate.open = false;
+    /// Shuts the gate; `_gate` is the lock's guard, proof that it is held.
+    fn shut(&self, _gate: &mut Gate) {
         self.open.store(false, Ordering::Relaxed);
     }
 
@@ -180,9 +180,8 @@ impl Socket {
         if self.open.load(Ordering::Relaxed) {
             return;
         }
-        let mut gate = self.gate.lock();
+        let gate = self.gate.lock();
         if gate.pending.is_empty() && idle() {
-            gate.open = true;
             self.open.store(true, Ordering::Relaxed);
         }
     }
