@@ -65,11 +65,7 @@ fn build(envelope: &Envelope, offset: &str, encoding: Encoding) -> Option<Messag
         id: envelope.id,
         ts: envelope.ts,
     };
-    let built = frame
-        .encode(encoding)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| as_message(bytes, encoding).map_err(|e| e.to_string()));
-    match built {
+    match as_message(frame.encode(encoding), encoding) {
         Ok(message) => Some(message),
         Err(error) => {
             // Entrances refuse such data; this is a publisher that did not check (another
@@ -97,11 +93,7 @@ pub fn decode(offset: Offset, bytes: &[u8]) -> Option<Envelope> {
 
 /// A frame of the edge's own (everything but `msg`) as a WebSocket message in `encoding`.
 pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
-    let built = frame
-        .encode(encoding)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| as_message(bytes, encoding).map_err(|e| e.to_string()));
-    match built {
+    match as_message(frame.encode(encoding), encoding) {
         Ok(message) => Some(message),
         Err(error) => {
             tracing::error!(%error, "cannot encode a frame of the edge's own");
@@ -110,11 +102,18 @@ pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
     }
 }
 
-/// An encoded frame as the WebSocket message of its encoding: text for JSON, binary for
-/// MessagePack. Both kinds of frame go through here.
-fn as_message(bytes: Vec<u8>, encoding: Encoding) -> Result<Message, std::string::FromUtf8Error> {
+/// A frame just encoded, as the WebSocket message of its encoding: text for JSON, binary for
+/// MessagePack; or why it could not be. Both kinds of frame go through here.
+fn as_message(
+    encoded: Result<Vec<u8>, impl std::fmt::Display>,
+    encoding: Encoding,
+) -> Result<Message, String> {
+    let bytes = encoded.map_err(|e| e.to_string())?;
     Ok(match encoding {
-        Encoding::Json => Message::Text(Utf8Bytes::from(String::from_utf8(bytes)?)),
+        Encoding::Json => {
+            let text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+            Message::Text(Utf8Bytes::from(text))
+        }
         Encoding::MsgPack => Message::Binary(Bytes::from(bytes)),
     })
 }

@@ -80,71 +80,202 @@ async fn run_in(
     binary: &std::path::Path,
     dir: &std::path::Path,
 ) -> anyhow::Result<Report> {
-    let redis = Redis::start(dir).await?;
-    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
-    let mut edges = Vec::new();
-    for _ in 0..campaign.edges.max(1) {
-        edges.push(Edge::start(binary, redis.port).await?);
-    }
-    let client_ports: Vec<u16> = edges.iter().map(|e| e.client_port).collect();
-    let internal_ports: Vec<u16> = edges.iter().map(|e| e.internal_port).collect();
-    let redis = Arc::new(Mutex::new(redis));
-    let edges: Arc<Vec<Mutex<Edge>>> = Arc::new(edges.into_iter().map(Mutex::new).collect());
+    let world = World::start(binary, dir, campaign.edges.max(1)).await?;
+    let audience = Audience::join(common, campaign.subscribers.max(1), &world.client_ports).await?;
+    let publishers = Publishers::start(&world)?;
+    let injected = inject_faults(campaign, &world).await?;
+    heal(&world.redis, &world.edges).await?;
+    let finished = publishers.finish(&world, &audience).await?;
+    audience.stop();
+    judge(common, campaign, &world, &audience, &injected, finished)
+}
 
-    // Subscribers, every one in every target before anything is published.
-    let connector = Connector::new(common);
-    let mut rooms: Vec<String> = LIBRARY_ROOMS.iter().map(|r| r.to_string()).collect();
-    rooms.push(API_ROOM.to_owned());
-    let room_refs: Vec<&str> = rooms.iter().map(String::as_str).collect();
-    let stop_subscribers = Arc::new(AtomicBool::new(false));
-    let mut seens = Vec::new();
-    let mut subscribers = Vec::new();
-    let mut follows: Vec<Vec<String>> = Vec::new();
-    for i in 0..campaign.subscribers.max(1) {
-        let user = format!("u{}", i % USERS);
-        let name = format!("{user}/s{i}");
-        let seen = Arc::new(parking_lot::Mutex::new(Seen::default()));
-        seens.push((name.clone(), seen.clone()));
-        let subscriber = Subscriber {
-            name,
-            token: connector.token(&user, &room_refs)?,
-            rooms: rooms.clone(),
-            ports: client_ports.clone(),
-            first: i,
-            seen,
-            stop: stop_subscribers.clone(),
+/// The world a campaign runs in: one Redis and its edges, each behind the proxies the faults
+/// control.
+struct World {
+    redis: Arc<Mutex<Redis>>,
+    redis_url: String,
+    edges: Arc<Vec<Mutex<Edge>>>,
+    client_ports: Vec<u16>,
+    internal_ports: Vec<u16>,
+}
+
+impl World {
+    async fn start(
+        binary: &std::path::Path,
+        dir: &std::path::Path,
+        edges: usize,
+    ) -> anyhow::Result<World> {
+        let redis = Redis::start(dir).await?;
+        let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+        let mut started = Vec::new();
+        for _ in 0..edges {
+            started.push(Edge::start(binary, redis.port).await?);
+        }
+        Ok(World {
+            redis_url,
+            client_ports: started.iter().map(|e| e.client_port).collect(),
+            internal_ports: started.iter().map(|e| e.internal_port).collect(),
+            redis: Arc::new(Mutex::new(redis)),
+            edges: Arc::new(started.into_iter().map(Mutex::new).collect()),
+        })
+    }
+}
+
+/// The subscribers, each in every target, and what each has seen.
+struct Audience {
+    /// Each subscriber's name and record.
+    seens: Vec<(String, Arc<parking_lot::Mutex<Seen>>)>,
+    /// The targets each follows.
+    follows: Vec<Vec<String>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Audience {
+    /// Starts `count` subscribers, spread over the edges, and waits until every one is in every
+    /// target: nothing is published before.
+    async fn join(common: &Common, count: usize, ports: &[u16]) -> anyhow::Result<Audience> {
+        let connector = Connector::new(common);
+        let mut rooms: Vec<String> = LIBRARY_ROOMS.iter().map(|r| r.to_string()).collect();
+        rooms.push(API_ROOM.to_owned());
+        let room_refs: Vec<&str> = rooms.iter().map(String::as_str).collect();
+        let mut audience = Audience {
+            seens: Vec::new(),
+            follows: Vec::new(),
+            tasks: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
         };
-        follows.push(subscriber.targets());
-        subscribers.push(tokio::spawn(subscriber.run()));
+        for i in 0..count {
+            let user = format!("u{}", i % USERS);
+            let name = format!("{user}/s{i}");
+            let seen = Arc::new(parking_lot::Mutex::new(Seen::default()));
+            audience.seens.push((name.clone(), seen.clone()));
+            let subscriber = Subscriber {
+                name,
+                token: connector.token(&user, &room_refs)?,
+                rooms: rooms.clone(),
+                ports: ports.to_vec(),
+                first: i,
+                seen,
+                stop: audience.stop.clone(),
+            };
+            audience.follows.push(subscriber.targets());
+            audience.tasks.push(tokio::spawn(subscriber.run()));
+        }
+        let seens = &audience.seens;
+        wait_for("every subscriber to join", Duration::from_secs(30), || {
+            seens.iter().all(|(_, seen)| seen.lock().ready)
+        })
+        .await?;
+        Ok(audience)
     }
-    wait_for("every subscriber to join", Duration::from_secs(30), || {
-        seens.iter().all(|(_, seen)| seen.lock().ready)
-    })
-    .await?;
 
-    // Publishers.
-    let emitter = Emitter::builder(&redis_url)
-        .retries(3, Duration::from_millis(50))
-        .connect_timeout(Duration::from_secs(1))
-        .response_timeout(Duration::from_secs(2))
-        .build()?;
-    let mut targets: Vec<Target> = LIBRARY_ROOMS
-        .iter()
-        .map(|r| Target::Room(r.to_string()))
-        .collect();
-    targets.extend((0..USERS).map(|u| Target::User(format!("u{u}"))));
-    targets.push(Target::All);
-    let (stop_publishing, publishing) = tokio::sync::watch::channel(false);
-    let library = tokio::spawn(
-        publisher::Library::new(emitter, targets)
-            .run(Duration::from_millis(10), publishing.clone()),
-    );
-    let api = tokio::spawn(
-        publisher::Api::new(API_ROOM.to_owned(), internal_ports.clone())
-            .run(Duration::from_millis(50), publishing),
-    );
+    /// Whether every subscriber has seen the last message of each target it follows.
+    fn saw_the_ends(&self, ends: &BTreeMap<String, u64>) -> bool {
+        self.seens
+            .iter()
+            .zip(&self.follows)
+            .all(|((_, seen), targets)| {
+                let seen = seen.lock();
+                targets.iter().all(|target| {
+                    ends.get(target)
+                        .is_some_and(|end| seen.highest.get(target).is_some_and(|h| h >= end))
+                })
+            })
+    }
 
-    // Faults, until the duration is up.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The two publishers, numbering every message per target, and the switch that stops them.
+struct Publishers {
+    library: tokio::task::JoinHandle<publisher::Library>,
+    api: tokio::task::JoinHandle<publisher::Api>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// What the publishers were told was stored, and the last message of each target.
+struct Finished {
+    library: publisher::Acked,
+    api: publisher::Acked,
+    ends: BTreeMap<String, u64>,
+    /// Whether every subscriber saw every last message.
+    drained: anyhow::Result<()>,
+}
+
+impl Publishers {
+    /// The library publishing to its rooms, every user and everyone; the HTTP API to its room.
+    fn start(world: &World) -> anyhow::Result<Publishers> {
+        let emitter = Emitter::builder(&world.redis_url)
+            .retries(3, Duration::from_millis(50))
+            .connect_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(2))
+            .build()?;
+        let mut targets: Vec<Target> = LIBRARY_ROOMS
+            .iter()
+            .map(|r| Target::Room(r.to_string()))
+            .collect();
+        targets.extend((0..USERS).map(|u| Target::User(format!("u{u}"))));
+        targets.push(Target::All);
+        let (stop, publishing) = tokio::sync::watch::channel(false);
+        let library = tokio::spawn(
+            publisher::Library::new(emitter, targets)
+                .run(Duration::from_millis(10), publishing.clone()),
+        );
+        let api = tokio::spawn(
+            publisher::Api::new(API_ROOM.to_owned(), world.internal_ports.clone())
+                .run(Duration::from_millis(50), publishing),
+        );
+        Ok(Publishers { library, api, stop })
+    }
+
+    /// Stops publishing, then sends a last message to every target until every subscriber has
+    /// seen the last of each: one published while an edge was still catching up may fall
+    /// inside its announced gap.
+    async fn finish(self, world: &World, audience: &Audience) -> anyhow::Result<Finished> {
+        self.stop.send_replace(true);
+        let mut library = self.library.await?;
+        let mut api = self.api.await?;
+        for &port in &world.internal_ports {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !world::ready(port).await && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let mut ends: BTreeMap<String, u64> = BTreeMap::new();
+        let mut drained = Err(anyhow::anyhow!("no last message was acknowledged"));
+        for _ in 0..10 {
+            ends.extend(library.end_round().await);
+            ends.extend(api.end_round().await);
+            drained = wait_for(
+                "every subscriber to see the last messages",
+                Duration::from_secs(5),
+                || audience.saw_the_ends(&ends),
+            )
+            .await;
+            if drained.is_ok() {
+                break;
+            }
+        }
+        Ok(Finished {
+            library: library.acked,
+            api: api.acked,
+            ends,
+            drained,
+        })
+    }
+}
+
+/// Injects faults until the campaign's duration is up, drawn as from a shuffled deck, dealt
+/// again when empty: every kind comes up once in each round of the deck, however short the
+/// campaign. Returns once every fault has run its course.
+async fn inject_faults(campaign: &Campaign, world: &World) -> anyhow::Result<Vec<Injected>> {
     let kinds: Vec<Fault> = Fault::ALL
         .into_iter()
         .filter(|f| campaign.only.is_empty() || campaign.only.iter().any(|o| o == f.name()))
@@ -156,8 +287,6 @@ async fn run_in(
         );
     }
     let mut rng = Rng::new(campaign.seed);
-    // Drawn as from a shuffled deck, dealt again when empty: every kind comes up once in each
-    // round of the deck, however short the campaign.
     let mut deck: Vec<Fault> = Vec::new();
     let started = Instant::now();
     let mut injected = Vec::new();
@@ -172,13 +301,13 @@ async fn run_in(
             }
         }
         let Some(fault) = deck.pop() else { break };
-        let edge = rng.below(edges.len());
+        let edge = rng.below(world.edges.len());
         let mut fault_rng = rng.fork();
         injected.push(Injected {
             fault,
             started_ms: ferrocast_protocol::envelope::now_ms(),
         });
-        let (redis, edges) = (redis.clone(), edges.clone());
+        let (redis, edges) = (world.redis.clone(), world.edges.clone());
         running.spawn(async move {
             let result = if fault.hits_redis() {
                 fault
@@ -195,69 +324,44 @@ async fn run_in(
         });
     }
     while running.join_next().await.is_some() {}
-    heal(&redis, &edges).await?;
+    Ok(injected)
+}
 
-    // A last message to every target, until every subscriber has seen the last of each: one
-    // published while an edge was still catching up may fall inside its announced gap.
-    stop_publishing.send_replace(true);
-    let mut library = library.await?;
-    let mut api = api.await?;
-    for &port in &internal_ports {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !world::ready(port).await && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let mut ends: BTreeMap<String, u64> = BTreeMap::new();
-    let mut drained = Err(anyhow::anyhow!("no last message was acknowledged"));
-    for _ in 0..10 {
-        ends.extend(library.end_round().await);
-        ends.extend(api.end_round().await);
-        drained = wait_for(
-            "every subscriber to see the last messages",
-            Duration::from_secs(5),
-            || {
-                seens.iter().zip(&follows).all(|((_, seen), targets)| {
-                    let seen = seen.lock();
-                    targets.iter().all(|target| {
-                        ends.get(target)
-                            .is_some_and(|end| seen.highest.get(target).is_some_and(|h| h >= end))
-                    })
-                })
-            },
-        )
-        .await;
-        if drained.is_ok() {
-            break;
-        }
-    }
-    stop_subscribers.store(true, Ordering::Relaxed);
-    for subscriber in &subscribers {
-        subscriber.abort();
-    }
-
-    let library = library.acked;
-    let api = api.acked;
+/// Reads every subscriber's record against what was acknowledged, and reports; fails the run,
+/// naming the seed, if the contract did not hold.
+fn judge(
+    common: &Common,
+    campaign: &Campaign,
+    world: &World,
+    audience: &Audience,
+    injected: &[Injected],
+    finished: Finished,
+) -> anyhow::Result<Report> {
+    let Finished {
+        library,
+        api,
+        ends,
+        drained,
+    } = finished;
     let mut acked = library.seqs;
     acked.extend(api.seqs);
     let mut records = Vec::new();
     let mut reconnects = 0;
-    for ((name, seen), targets) in seens.iter().zip(&follows) {
+    for ((name, seen), targets) in audience.seens.iter().zip(&audience.follows) {
         let seen = seen.lock();
         records.extend(Subscriber::records(name, targets, &seen));
         reconnects += seen.reconnects;
     }
     let verdict = checker::check(&acked, &records);
-    let recovery = recovery_times(&injected, &seens);
 
     let mut report = Report::new("campaign");
     report.add("seed", campaign.seed);
     report.add("duration_s", campaign.duration.as_secs());
-    report.add("edges", edges.len());
-    report.add("subscribers", seens.len());
+    report.add("edges", world.edges.len());
+    report.add("subscribers", audience.seens.len());
     report.add("faults", injected.len());
     let mut by_kind: BTreeMap<&str, u64> = BTreeMap::new();
-    for fault in &injected {
+    for fault in injected {
         *by_kind.entry(fault.fault.name()).or_default() += 1;
     }
     report.add("faults_by_kind", json!(by_kind));
@@ -272,7 +376,7 @@ async fn run_in(
     report.add("duplicates", verdict.duplicates);
     report.add("reorders", verdict.reorders);
     report.add("announced_losses", json!(verdict.announced_losses));
-    for (name, value) in recovery {
+    for (name, value) in recovery_times(injected, &audience.seens) {
         report.add(name, value);
     }
     let violations: Vec<String> = verdict
@@ -282,23 +386,7 @@ async fn run_in(
         .map(ToString::to_string)
         .collect();
     report.add("violations", json!(violations));
-    // Who never saw the last message of some target, and what it saw of it last.
-    let unfinished: Vec<String> = seens
-        .iter()
-        .flat_map(|(name, seen)| {
-            let seen = seen.lock();
-            seen.events
-                .iter()
-                .filter(|(target, _)| {
-                    seen.highest.get(*target).copied() < ends.get(*target).copied()
-                })
-                .map(|(target, events)| {
-                    let tail = &events[events.len().saturating_sub(3)..];
-                    format!("{name} {target}: {} events, last {tail:?}", events.len())
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let unfinished = unfinished(&audience.seens, &ends);
     if !unfinished.is_empty() {
         report.add("unfinished", json!(unfinished));
     }
@@ -315,6 +403,29 @@ async fn run_in(
         );
     }
     Ok(report)
+}
+
+/// Who never saw the last message of some target, and what it saw of it last.
+fn unfinished(
+    seens: &[(String, Arc<parking_lot::Mutex<Seen>>)],
+    ends: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    seens
+        .iter()
+        .flat_map(|(name, seen)| {
+            let seen = seen.lock();
+            seen.events
+                .iter()
+                .filter(|(target, _)| {
+                    seen.highest.get(*target).copied() < ends.get(*target).copied()
+                })
+                .map(|(target, events)| {
+                    let tail = &events[events.len().saturating_sub(3)..];
+                    format!("{name} {target}: {} events, last {tail:?}", events.len())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Brings every part back: Redis and every edge running, every link passing bytes.
