@@ -30,11 +30,11 @@ pub mod websocket;
 
 pub use session::Shared;
 
-mod handle;
+mod edge;
 pub mod peer;
 mod preflight;
 
-pub use handle::{Edge, Listeners, random_node_id};
+pub use edge::{Edge, Listeners, random_node_id};
 
 use crate::config::Config;
 

@@ -1,6 +1,9 @@
 //! The public accept loop: the WebSocket endpoint and nothing else (probes and metrics live on
 //! the [`internal`](crate::net::internal) listener, where no client load can starve them). The upgrade
-//! is checked (subprotocol, `Authorization` header) before anything is allocated for a session.
+//! is checked (subprotocol, `Authorization` header) before anything is allocated for a session;
+//! each step that refuses says so with a `Rejection`.
+
+mod rejection;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -11,14 +14,15 @@ use ferrocast_protocol::Encoding;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::bus::Bus;
+use crate::config::{Compression, Config};
 use crate::net::http::{self, ReadError, Request};
-use crate::ops::metrics::{ReasonLabel, metrics};
 use crate::session;
 use crate::session::Shared;
 use crate::session::auth::Claims;
-use crate::session::connections::{Pending, PendingRefusal, Slot};
+use crate::session::connections::{Pending, Slot};
 use crate::session::identify::{Denied, Peer};
 use crate::websocket::{WsConn, deflate};
+use rejection::{OrAnswer, Rejection};
 
 /// Accepts connections until `shutdown` completes.
 pub async fn serve<B: Bus>(
@@ -41,13 +45,8 @@ pub async fn serve<B: Bus>(
                             tokio::spawn(connection(shared.clone(), stream, peer.ip(), pending));
                         }
                         Err(refusal) => {
-                            let reason = match refusal {
-                                PendingRefusal::Total => "unauthenticated_limit",
-                                PendingRefusal::PerIp => "pending_per_ip_limit",
-                            };
-                            tokio::spawn(async move {
-                                refuse(&mut stream, 503, reason, "too many pending connections").await;
-                            });
+                            let rejection = Rejection::from(refusal);
+                            tokio::spawn(async move { rejection.answer(&mut stream).await });
                         }
                     }
                 }
@@ -119,191 +118,50 @@ async fn handshake<B: Bus>(
         Ok(request) => request,
         Err(ReadError::Gone) => return None,
         Err(ReadError::Bad(status)) => {
-            http::respond(&mut stream, status, &[], "bad request").await;
+            Rejection::bad(status, "bad request")
+                .answer(&mut stream)
+                .await;
             return None;
         }
     };
     if request.path == shared.config.ws_path {
         return upgrade(&shared, stream, request, remote, unauthenticated).await;
     }
-    http::respond(&mut stream, 404, &[], "not found").await;
+    Rejection::bad(404, "not found").answer(&mut stream).await;
     None
 }
 
-async fn refuse(stream: &mut TcpStream, status: u16, reason: &'static str, body: &str) {
-    metrics()
-        .refused
-        .get_or_create(&ReasonLabel { reason })
-        .inc();
-    http::respond(stream, status, &[], body).await;
-}
-
+/// Upgrades the connection if each step passes, in turn; the first to refuse answers and ends
+/// it. The order decides which answer a request that fails several checks gets, and that a
+/// connection holds its slot while its token is checked.
 async fn upgrade<B: Bus>(
     shared: &Shared<B>,
     mut stream: TcpStream,
-    request: Request,
+    mut request: Request,
     remote: IpAddr,
     unauthenticated: Pending,
 ) -> Option<Upgraded> {
-    if request.method != "GET" {
-        http::respond(&mut stream, 405, &[], "WebSocket upgrades use GET").await;
-        return None;
-    }
-    if !request.header_has_token("upgrade", "websocket")
-        || !request.header_has_token("connection", "upgrade")
-    {
-        http::respond(
-            &mut stream,
-            426,
-            &[("upgrade", "websocket")],
-            "expected a WebSocket upgrade",
-        )
-        .await;
-        return None;
-    }
-    if request.header("sec-websocket-version") != Some("13") {
-        http::respond(
-            &mut stream,
-            426,
-            &[("sec-websocket-version", "13")],
-            "WebSocket version 13 only",
-        )
-        .await;
-        return None;
-    }
-    let Some(key) = request.header("sec-websocket-key") else {
-        http::respond(&mut stream, 400, &[], "missing Sec-WebSocket-Key").await;
-        return None;
-    };
-    if shared.connections.is_draining() {
-        refuse(
-            &mut stream,
-            503,
-            "draining",
-            "edge draining; connect to another",
-        )
-        .await;
-        return None;
-    }
-    // Browsers send Origin; a page on a foreign site must not open sockets with the user's
-    // cookies or tokens (cross-site WebSocket hijacking).
-    if let Some(origin) = request.header("origin")
-        && !origin_allowed(&shared.config.allowed_origins, origin)
-    {
-        refuse(&mut stream, 403, "origin", "origin not allowed").await;
-        return None;
-    }
-    let Some(open) = shared
-        .connections
-        .reserve_open(shared.config.max_connections)
-    else {
-        refuse(
-            &mut stream,
-            503,
-            "connection_limit",
-            "edge full; try another",
-        )
-        .await;
-        return None;
-    };
-    let Ok(encoding) = Encoding::negotiate(request.headers("sec-websocket-protocol")) else {
-        http::respond(
-            &mut stream,
-            400,
-            &[],
-            "unsupported subprotocol: use ferrocast.v1.json or ferrocast.v1.msgpack",
-        )
-        .await;
-        return None;
-    };
+    // What the client sent past the head is the socket's; taken now, as the key borrows the
+    // request until the switch.
+    let rest = std::mem::take(&mut request.rest);
+    let key = websocket_key(&request).or_answer(&mut stream).await?;
+    // Held while a later refusal is answered too: the socket stays open until then.
+    let open = admit(shared, &request).or_answer(&mut stream).await?;
+    let encoding = subprotocol(&request).or_answer(&mut stream).await?;
     let peer = Peer {
         client: uuid::Uuid::new_v4().hyphenated().to_string().into(),
         remote,
         origin: request.header("origin").map(str::to_owned),
     };
-    // The token is read from the Authorization header only, never from the URL.
-    let claims = match request.header("authorization") {
-        None => None,
-        Some(value) => {
-            let token = value
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim());
-            let identified = match token {
-                Some(token) => Some(shared.identify(token, &peer).await),
-                None => None,
-            };
-            match identified {
-                Some(Ok(claims)) => Some(claims),
-                Some(Err(Denied::Refused { label, message })) => {
-                    metrics()
-                        .auth_failures
-                        .get_or_create(&ReasonLabel { reason: label })
-                        .inc();
-                    let body = format!("invalid token: {message}");
-                    http::respond(&mut stream, 401, &[("www-authenticate", "Bearer")], &body).await;
-                    return None;
-                }
-                Some(Err(Denied::Unavailable(_))) => {
-                    metrics()
-                        .auth_failures
-                        .get_or_create(&ReasonLabel {
-                            reason: "hook_unavailable",
-                        })
-                        .inc();
-                    let body = "authentication unavailable; try again later";
-                    http::respond(&mut stream, 503, &[("retry-after", "5")], body).await;
-                    return None;
-                }
-                None => {
-                    metrics()
-                        .auth_failures
-                        .get_or_create(&ReasonLabel {
-                            reason: "malformed",
-                        })
-                        .inc();
-                    http::respond(
-                        &mut stream,
-                        401,
-                        &[("www-authenticate", "Bearer")],
-                        "expected a Bearer token",
-                    )
-                    .await;
-                    return None;
-                }
-            }
-        }
-    };
-    let config = &shared.config;
-    let negotiated = (config.compression == crate::config::Compression::On)
-        .then(|| deflate::negotiate(request.headers("sec-websocket-extensions")))
-        .flatten();
-    let extensions = negotiated.as_ref().map(|(_, response)| response.as_str());
-    if http::switch_protocols(
-        &mut stream,
-        key,
-        encoding.map(Encoding::subprotocol),
-        extensions,
-    )
-    .await
-    .is_err()
-    {
-        return None;
-    }
-    let deflate = negotiated.map(|(deflate, _)| deflate);
-    let min_compress = config.compression_min_bytes;
-    if config.echo {
-        let ws = WsConn::new(stream, request.rest, ECHO_LIMIT, deflate, min_compress);
+    let claims = header_claims(shared, &request, &peer)
+        .await
+        .or_answer(&mut stream)
+        .await?;
+    let ws = switch(&shared.config, stream, &request, key, encoding, rest).await?;
+    if shared.config.echo {
         echo(ws).await;
         return None;
     }
-    let ws = WsConn::new(
-        stream,
-        request.rest,
-        config.max_frame_size,
-        deflate,
-        min_compress,
-    );
     Some(Upgraded {
         ws,
         encoding: encoding.unwrap_or(Encoding::Json),
@@ -312,6 +170,126 @@ async fn upgrade<B: Bus>(
         open,
         unauthenticated,
     })
+}
+
+/// Checks that the request is a WebSocket handshake (RFC 6455 §4.2.1), and returns its key.
+fn websocket_key(request: &Request) -> Result<&str, Rejection> {
+    if request.method != "GET" {
+        return Err(Rejection::bad(405, "WebSocket upgrades use GET"));
+    }
+    if !request.header_has_token("upgrade", "websocket")
+        || !request.header_has_token("connection", "upgrade")
+    {
+        return Err(Rejection::bad(426, "expected a WebSocket upgrade")
+            .with_headers(&[("upgrade", "websocket")]));
+    }
+    if request.header("sec-websocket-version") != Some("13") {
+        return Err(Rejection::bad(426, "WebSocket version 13 only")
+            .with_headers(&[("sec-websocket-version", "13")]));
+    }
+    request
+        .header("sec-websocket-key")
+        .ok_or_else(|| Rejection::bad(400, "missing Sec-WebSocket-Key"))
+}
+
+/// Admits the connection: not while draining, not from a foreign origin, and only into a free
+/// slot under `--max-connections`, which it holds for as long as it is open.
+fn admit<B: Bus>(shared: &Shared<B>, request: &Request) -> Result<Slot, Rejection> {
+    if shared.connections.is_draining() {
+        return Err(Rejection::refused(
+            503,
+            "draining",
+            "edge draining; connect to another",
+        ));
+    }
+    // Browsers send Origin; a page on a foreign site must not open sockets with the user's
+    // cookies or tokens (cross-site WebSocket hijacking).
+    if let Some(origin) = request.header("origin")
+        && !origin_allowed(&shared.config.allowed_origins, origin)
+    {
+        return Err(Rejection::refused(403, "origin", "origin not allowed"));
+    }
+    shared
+        .connections
+        .reserve_open(shared.config.max_connections)
+        .ok_or_else(|| Rejection::refused(503, "connection_limit", "edge full; try another"))
+}
+
+/// The encoding of the subprotocol the client asked for (`None`: it offered none, and gets JSON).
+fn subprotocol(request: &Request) -> Result<Option<Encoding>, Rejection> {
+    Encoding::negotiate(request.headers("sec-websocket-protocol")).map_err(|()| {
+        Rejection::bad(
+            400,
+            "unsupported subprotocol: use ferrocast.v1.json or ferrocast.v1.msgpack",
+        )
+    })
+}
+
+/// The claims of the `Authorization` header's Bearer token (`None`: there is no header, and the
+/// first frame must be `auth`). The token is read from this header only, never from the URL,
+/// which proxies and access logs keep.
+async fn header_claims<B: Bus>(
+    shared: &Shared<B>,
+    request: &Request,
+    peer: &Peer,
+) -> Result<Option<Claims>, Rejection> {
+    let Some(value) = request.header("authorization") else {
+        return Ok(None);
+    };
+    let Some((_, token)) = value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+    else {
+        return Err(Rejection::unauthorized(
+            "malformed",
+            "expected a Bearer token",
+        ));
+    };
+    match shared.identify(token.trim(), peer).await {
+        Ok(claims) => Ok(Some(claims)),
+        Err(Denied::Refused { label, message }) => Err(Rejection::unauthorized(
+            label,
+            format!("invalid token: {message}"),
+        )),
+        Err(Denied::Unavailable(_)) => Err(Rejection::auth_unavailable()),
+    }
+}
+
+/// Answers `101 Switching Protocols` and makes the connection a WebSocket, compressed if both
+/// sides want it. `None`: the client is gone.
+async fn switch(
+    config: &Config,
+    mut stream: TcpStream,
+    request: &Request,
+    key: &str,
+    encoding: Option<Encoding>,
+    rest: Vec<u8>,
+) -> Option<WsConn> {
+    let negotiated = (config.compression == Compression::On)
+        .then(|| deflate::negotiate(request.headers("sec-websocket-extensions")))
+        .flatten();
+    let extensions = negotiated.as_ref().map(|(_, response)| response.as_str());
+    http::switch_protocols(
+        &mut stream,
+        key,
+        encoding.map(Encoding::subprotocol),
+        extensions,
+    )
+    .await
+    .ok()?;
+    let deflate = negotiated.map(|(deflate, _)| deflate);
+    let limit = if config.echo {
+        ECHO_LIMIT
+    } else {
+        config.max_frame_size
+    };
+    Some(WsConn::new(
+        stream,
+        rest,
+        limit,
+        deflate,
+        config.compression_min_bytes,
+    ))
 }
 
 /// Message limit in echo mode: the conformance suite sends messages of up to 16 MiB.

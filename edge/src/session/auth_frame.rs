@@ -17,8 +17,8 @@ use super::shared::Shared;
 
 /// Waits for the `auth` frame and checks its token. WebSocket pings before it count against
 /// `rate`, as every frame of the connection does: an allowed one is answered, a refused one is
-/// not, and a client that keeps at it is closed (4008). The error is the close reason and the
-/// metric label.
+/// not, and a client that keeps at it is closed (4008). The error says how to close, and what to
+/// count.
 pub(super) async fn authenticate<B: Bus>(
     shared: &Shared<B>,
     ws: &mut Ws,
@@ -26,24 +26,20 @@ pub(super) async fn authenticate<B: Bus>(
     rate: &mut TokenBucket,
 ) -> Result<(Claims, ScopeSince), AuthFailure> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
-    let timed_out = || AuthFailure::new("authentication timed out", "timeout");
     loop {
         let read = std::future::poll_fn(|cx| ws.poll_read(cx));
         let read = tokio::time::timeout_at(deadline, read)
             .await
-            .map_err(|_| timed_out())?;
+            .map_err(|_| AuthFailure::TimedOut)?;
         let settled = ws.settle(read);
         // The frames a fragmented `auth` came in count too.
         rate.charge(f64::from(ws.take_extra_frames()));
         let frame = match settled {
             Some(Err(WsError::Closed(1009))) => {
-                return Err(AuthFailure::new("frame too large", "too_large"));
+                return Err(AuthFailure::TooLarge);
             }
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
-                return Err(AuthFailure::new(
-                    "connection closed before authentication",
-                    "closed",
-                ));
+                return Err(AuthFailure::Closed);
             }
             Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
             Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
@@ -52,7 +48,7 @@ pub(super) async fn authenticate<B: Bus>(
                     Verdict::Allow => {}
                     Verdict::Refuse => continue,
                     Verdict::Close => {
-                        return Err(AuthFailure::new("rate limit exceeded", "rate_limited"));
+                        return Err(AuthFailure::RateLimited);
                     }
                 }
                 if let Message::Ping(payload) = control {
@@ -60,13 +56,8 @@ pub(super) async fn authenticate<B: Bus>(
                     // Within the auth deadline, like everything before the welcome.
                     match tokio::time::timeout_at(deadline, ws.flush()).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => {
-                            return Err(AuthFailure::new(
-                                "connection closed before authentication",
-                                "closed",
-                            ));
-                        }
-                        Err(_) => return Err(timed_out()),
+                        Ok(Err(_)) => return Err(AuthFailure::Closed),
+                        Err(_) => return Err(AuthFailure::TimedOut),
                     }
                 }
                 continue;
@@ -78,18 +69,12 @@ pub(super) async fn authenticate<B: Bus>(
                 match tokio::time::timeout_at(deadline, shared.identify(&token, peer)).await {
                     Ok(Ok(claims)) => Ok((claims, since)),
                     Ok(Err(Denied::Refused { label, .. })) => {
-                        Err(AuthFailure::new("invalid token", label))
+                        Err(AuthFailure::InvalidToken { label })
                     }
-                    Ok(Err(Denied::Unavailable(_))) | Err(_) => Err(AuthFailure::new(
-                        "authentication unavailable; try again later",
-                        "hook_unavailable",
-                    )),
+                    Ok(Err(Denied::Unavailable(_))) | Err(_) => Err(AuthFailure::HookUnavailable),
                 }
             }
-            _ => Err(AuthFailure::new(
-                "the first frame must be auth",
-                "no_auth_frame",
-            )),
+            _ => Err(AuthFailure::NoAuthFrame),
         };
     }
 }

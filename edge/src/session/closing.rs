@@ -1,6 +1,8 @@
 //! Why the edge closes a connection, as its close frame says it: a worker's disconnect, or an
 //! authentication that failed.
 
+use ferrocast_protocol::close;
+
 /// Why the edge closes a connection: the close frame's code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Closing {
@@ -10,30 +12,68 @@ pub(crate) struct Closing {
     pub(super) reason: String,
 }
 
-/// Why authentication by `auth` frame failed: how to close, and the metric label.
+/// Why authentication by `auth` frame failed. Each kind knows its close code, its close reason
+/// and its `auth_failures` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AuthFailure {
-    /// The close frame's reason.
-    pub(super) reason: &'static str,
-    /// The `auth_failures` metric label.
-    pub(super) label: &'static str,
+pub(crate) enum AuthFailure {
+    /// No `auth` frame within `--auth-timeout`.
+    TimedOut,
+    /// The first frame was over the frame size limit.
+    TooLarge,
+    /// The connection closed, or broke, first.
+    Closed,
+    /// The client kept sending past the rate limit.
+    RateLimited,
+    /// The token was refused, by the verifier or the connect hook.
+    InvalidToken {
+        /// Why, as the `auth_failures` label says it (`token_expired`, `hook_refused`, ...).
+        label: &'static str,
+    },
+    /// The connect hook gave no answer in time.
+    HookUnavailable,
+    /// The first frame was not `auth`.
+    NoAuthFrame,
 }
 
 impl AuthFailure {
-    /// The failure `label`, closing with `reason`.
-    pub(super) fn new(reason: &'static str, label: &'static str) -> AuthFailure {
-        AuthFailure { reason, label }
-    }
-
     /// The close code: 1009 for a frame over the limit, 1013 when the connect hook gave no
     /// answer (the back end's outage, not the token's fault), 4008 for a client that kept
     /// sending past the rate limit, 4001 for everything else.
     pub(super) fn code(self) -> u16 {
-        match self.label {
-            "too_large" => ferrocast_protocol::close::TOO_BIG,
-            "hook_unavailable" => ferrocast_protocol::close::TRY_LATER,
-            "rate_limited" => ferrocast_protocol::close::RATE_LIMITED,
-            _ => ferrocast_protocol::close::AUTH_FAILED,
+        match self {
+            AuthFailure::TooLarge => close::TOO_BIG,
+            AuthFailure::HookUnavailable => close::TRY_LATER,
+            AuthFailure::RateLimited => close::RATE_LIMITED,
+            AuthFailure::TimedOut
+            | AuthFailure::Closed
+            | AuthFailure::InvalidToken { .. }
+            | AuthFailure::NoAuthFrame => close::AUTH_FAILED,
+        }
+    }
+
+    /// The close frame's reason.
+    pub(super) fn reason(self) -> &'static str {
+        match self {
+            AuthFailure::TimedOut => "authentication timed out",
+            AuthFailure::TooLarge => "frame too large",
+            AuthFailure::Closed => "connection closed before authentication",
+            AuthFailure::RateLimited => "rate limit exceeded",
+            AuthFailure::InvalidToken { .. } => "invalid token",
+            AuthFailure::HookUnavailable => "authentication unavailable; try again later",
+            AuthFailure::NoAuthFrame => "the first frame must be auth",
+        }
+    }
+
+    /// The `auth_failures` metric label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            AuthFailure::TimedOut => "timeout",
+            AuthFailure::TooLarge => "too_large",
+            AuthFailure::Closed => "closed",
+            AuthFailure::RateLimited => "rate_limited",
+            AuthFailure::InvalidToken { label } => label,
+            AuthFailure::HookUnavailable => "hook_unavailable",
+            AuthFailure::NoAuthFrame => "no_auth_frame",
         }
     }
 }

@@ -179,11 +179,11 @@ async fn open_session<B: Bus>(
                     metrics()
                         .auth_failures
                         .get_or_create(&ReasonLabel {
-                            reason: failure.label,
+                            reason: failure.label(),
                         })
                         .inc();
-                    tracing::debug!(reason = failure.reason, "authentication failed");
-                    close_with(&mut ws, failure.code(), failure.reason).await;
+                    tracing::debug!(reason = failure.reason(), "authentication failed");
+                    close_with(&mut ws, failure.code(), failure.reason()).await;
                     return Err(failure.code());
                 }
             }

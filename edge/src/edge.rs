@@ -2,13 +2,15 @@
 //! [`Edge::stop`] drains the clients and stops every task in order. So a whole edge can be
 //! started and stopped inside a test, and the binary is a signal handler around the two.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ferrocast_protocol::Upstream;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::bus::{self, Bus, ClusterBus, MemoryBus, RedisBus, RedisSettings};
@@ -102,6 +104,7 @@ impl Edge {
         Edge::launch(config, verifier, registry, bus, listeners)
     }
 
+    /// Starts the edge's tasks on `bus` and serves on `listeners`.
     fn launch<B: Bus>(
         config: Config,
         verifier: Verifier,
@@ -109,38 +112,14 @@ impl Edge {
         bus: Arc<B>,
         listeners: Listeners,
     ) -> anyhow::Result<Edge> {
-        let mut background = JoinSet::new();
-        background.spawn(subscriptions::run(registry.clone(), bus.clone()));
-        if !config.upstream_events.is_empty() || !config.hooks.upstream_lifecycle.is_empty() {
-            background.spawn(bus::inbox::watch(bus.clone()));
-        }
         let connections = Arc::new(Connections::default());
-        background.spawn(connections::sweep_forever(
-            connections.clone(),
-            config.heartbeat,
-            config.idle_timeout,
-            config.jwt_leeway,
-        ));
+        let background = run_background(&config, &registry, &bus, &connections);
         let node_id = config.node_id.clone().unwrap_or_else(random_node_id);
         let drain_timeout = config.drain_timeout;
         let presence = Presence::new(&config.presence, &node_id);
-        let (stop_listening, stopped) = watch::channel(false);
-        let stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }
-        };
+        let (stop_listening, stop) = watch::channel(false);
         let (hooks, lifecycle) = Hooks::new(&config, &node_id).map_err(anyhow::Error::msg)?;
-        let mut finishing = Vec::new();
-        if let Some(events) = lifecycle {
-            let append = crate::hooks::lifecycle::run(events, bus.clone(), stopped());
-            finishing.push(tokio::spawn(append));
-        }
-        if !config.presence.presence_rooms.is_empty() {
-            let apply = crate::presence::flush::run(presence.clone(), bus.clone(), stopped());
-            finishing.push(tokio::spawn(apply));
-        }
+        let finishing = run_finishing(&config, lifecycle, &presence, &bus, &stop);
         let shared = Arc::new(Shared {
             public_rooms: Patterns::from(config.public_rooms.clone()),
             upstream_events: Patterns::from(config.upstream_events.clone()),
@@ -159,21 +138,7 @@ impl Edge {
             bus: bus.clone(),
             connections: connections.clone(),
         });
-        let (public, internal) = (
-            listeners.public.local_addr()?,
-            listeners.internal.local_addr()?,
-        );
-        tracing::info!(
-            listen = %public,
-            %internal,
-            node = %shared.node_id,
-            path = %shared.config.ws_path,
-            "edge listening"
-        );
-        let listeners = vec![
-            tokio::spawn(listener::serve(shared.clone(), listeners.public, stopped())),
-            tokio::spawn(internal::serve(shared, listeners.internal, stopped())),
-        ];
+        let (public, internal, listeners) = start_listening(shared, listeners, &stop)?;
         Ok(Edge {
             public,
             internal,
@@ -218,6 +183,86 @@ impl Edge {
         self.background.shutdown().await;
         (self.stop_bus)();
         tracing::info!("drained; stopped");
+    }
+}
+
+/// Starts the tasks that run as long as the edge: the bus's subscriptions, the watch on the
+/// upstream inbox (when anything goes upstream), and the sweep of connections.
+fn run_background<B: Bus>(
+    config: &Config,
+    registry: &Arc<Registry>,
+    bus: &Arc<B>,
+    connections: &Arc<Connections>,
+) -> JoinSet<()> {
+    let mut background = JoinSet::new();
+    background.spawn(subscriptions::run(registry.clone(), bus.clone()));
+    if !config.upstream_events.is_empty() || !config.hooks.upstream_lifecycle.is_empty() {
+        background.spawn(bus::inbox::watch(bus.clone()));
+    }
+    background.spawn(connections::sweep_forever(
+        connections.clone(),
+        config.heartbeat,
+        config.idle_timeout,
+        config.jwt_leeway,
+    ));
+    background
+}
+
+/// Starts the tasks that hand Redis what sessions queue (lifecycle events, presence changes),
+/// each to stop once `stop` says so and it has handed over what the drain queued.
+fn run_finishing<B: Bus>(
+    config: &Config,
+    lifecycle: Option<mpsc::Receiver<Upstream>>,
+    presence: &Arc<Presence>,
+    bus: &Arc<B>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut finishing = Vec::new();
+    if let Some(events) = lifecycle {
+        let append = crate::hooks::lifecycle::run(events, bus.clone(), stopped(stop));
+        finishing.push(tokio::spawn(append));
+    }
+    if !config.presence.presence_rooms.is_empty() {
+        let apply = crate::presence::flush::run(presence.clone(), bus.clone(), stopped(stop));
+        finishing.push(tokio::spawn(apply));
+    }
+    finishing
+}
+
+/// Serves the public and the internal listener until `stop` says to stop; returns their
+/// addresses and tasks.
+fn start_listening<B: Bus>(
+    shared: Arc<Shared<B>>,
+    listeners: Listeners,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, SocketAddr, Vec<JoinHandle<()>>)> {
+    let (public, internal) = (
+        listeners.public.local_addr()?,
+        listeners.internal.local_addr()?,
+    );
+    tracing::info!(
+        listen = %public,
+        %internal,
+        node = %shared.node_id,
+        path = %shared.config.ws_path,
+        "edge listening"
+    );
+    let tasks = vec![
+        tokio::spawn(listener::serve(
+            shared.clone(),
+            listeners.public,
+            stopped(stop),
+        )),
+        tokio::spawn(internal::serve(shared, listeners.internal, stopped(stop))),
+    ];
+    Ok((public, internal, tasks))
+}
+
+/// Completes once `stop` says to stop, or its sender is gone.
+fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
     }
 }
 
