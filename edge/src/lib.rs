@@ -20,6 +20,7 @@
 pub mod bus;
 pub mod config;
 pub mod fanout;
+pub mod history;
 pub mod hooks;
 pub mod net;
 pub mod ops;

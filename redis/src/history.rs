@@ -150,6 +150,84 @@ pub async fn page<C: ConnectionLike>(
     Ok(cursor.take(page, epoch, still_there))
 }
 
+/// A page of a target's history read backwards (see [`before`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The history's newest offset (not the page's): `None` for an empty history.
+    pub newest: Option<Offset>,
+    /// The page's entries, oldest first.
+    pub entries: Vec<(Offset, Bytes)>,
+    /// Whether older entries remain before the page's first.
+    pub more: bool,
+}
+
+/// Up to `limit` of `target`'s newest entries before `before` (exclusive; `None`: the newest),
+/// and where the history stands, in one transaction. The page keeps the entries nearest
+/// `before` within `max_bytes` (at least one), and says `more` when older ones remain: a client
+/// pages backwards with the oldest offset it got. An offset of another epoch (a history that
+/// expired or was lost since) has nothing before it in this one.
+pub async fn before<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &Keys,
+    target: &TargetKey,
+    before: Option<Offset>,
+    limit: usize,
+    max_bytes: usize,
+) -> RedisResult<HistoryPage> {
+    let stream = keys.stream(target);
+    let end = before.map_or_else(|| "+".to_owned(), |o| format!("({}", o.id));
+    let (epoch, newest, older) = redis::pipe()
+        .atomic()
+        .get(keys.epoch(target))
+        .cmd("XREVRANGE")
+        .arg(&stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("XREVRANGE")
+        .arg(&stream)
+        .arg(end)
+        .arg("-")
+        .arg("COUNT")
+        // One more than asked for says whether older ones remain.
+        .arg(limit.saturating_add(1))
+        .query_async::<(Option<String>, redis::Value, redis::Value)>(conn)
+        .await?;
+    let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
+        return Ok(HistoryPage::default());
+    };
+    let newest = entries(newest, epoch)?.pop().map(|(o, _)| o);
+    if before.is_some_and(|b| b.epoch != epoch) {
+        return Ok(HistoryPage {
+            newest,
+            entries: Vec::new(),
+            more: false,
+        });
+    }
+    let mut page = entries(older, epoch)?;
+    let mut more = page.len() > limit;
+    page.truncate(limit);
+    let mut bytes = 0;
+    let fits = page
+        .iter()
+        .position(|(_, e)| {
+            bytes += e.len();
+            bytes > max_bytes
+        })
+        .map_or(page.len(), |at| at.max(1));
+    if fits < page.len() {
+        page.truncate(fits);
+        more = true;
+    }
+    page.reverse();
+    Ok(HistoryPage {
+        newest,
+        entries: page,
+        more,
+    })
+}
+
 /// Parses a stream id from Redis.
 pub fn parse_id(text: &str) -> RedisResult<StreamId> {
     text.parse()

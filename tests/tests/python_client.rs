@@ -1,22 +1,21 @@
-//! A client we did not write: Python's `websockets`, which offers permessage-deflate by default,
-//! against a real edge (tests/python/deflate_client.py). The interpreter is `FERROCAST_PYTHON`:
-//! `scripts/test.sh` makes a venv under `target/` with the pinned `websockets` and sets it.
+//! A client we did not write: Python's `websockets` against a real edge, in scripts written from
+//! the protocol's text (tests/python/): permessage-deflate, which it offers by default, and the
+//! v1.2 history frames. The interpreter is `FERROCAST_PYTHON`: `scripts/test.sh` makes a venv
+//! under `target/` with the pinned `websockets` and sets it.
 
 use std::time::Duration;
 
-use ferrocast_tests::{Edge, Token};
+use ferrocast_tests::{Edge, RedisServer, Token};
 use serde_json::json;
 
-#[tokio::test]
-async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways() {
-    let edge = Edge::start(&[]).await;
-    let token = Token::user("py", &["z"]).claim("pub", json!(["z"])).dev();
+/// Runs `tests/python/SCRIPT WS_URL TOKEN` and expects it to print "ok".
+async fn run_python(script: &str, edge: &Edge, token: &str) {
     let python = std::env::var("FERROCAST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deflate_client.py");
+    let script = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let run = tokio::process::Command::new(&python)
-        .arg(script)
+        .arg(&script)
         .arg(edge.ws_url())
-        .arg(&token)
+        .arg(token)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)
@@ -31,4 +30,19 @@ async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways
          (tests/python/requirements.txt) and sets FERROCAST_PYTHON\nstdout: {stdout}\nstderr: {stderr}",
         output.status
     );
+}
+
+#[tokio::test]
+async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways() {
+    let edge = Edge::start(&[]).await;
+    let token = Token::user("py", &["z"]).claim("pub", json!(["z"])).dev();
+    run_python("deflate_client.py", &edge, &token).await;
+}
+
+#[tokio::test]
+async fn python_websockets_pages_through_history_and_rewinds() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &[]).await;
+    let token = Token::user("py", &["py"]).claim("pub", json!(["py"])).dev();
+    run_python("history_client.py", &edge, &token).await;
 }

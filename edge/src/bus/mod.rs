@@ -18,6 +18,7 @@ pub mod presence;
 pub mod redis;
 
 pub use ferrocast_emitter::inbox::InboxStats;
+pub use ferrocast_redis::history::HistoryPage;
 pub use ferrocast_redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
 pub use memory::presence::MemoryPresenceStore;
@@ -150,6 +151,16 @@ pub trait Bus: Send + Sync + 'static {
         target: &TargetKey,
         cursor: &mut ReplayCursor,
     ) -> impl Future<Output = Result<Vec<(Offset, Bytes)>, BusError>> + Send;
+
+    /// Up to `limit` of `target`'s newest messages before `before` (exclusive; `None`: the
+    /// newest), oldest first, within [`PAGE_BYTES`] (at least one), and where its history stands:
+    /// one read of Redis.
+    fn history(
+        &self,
+        target: &TargetKey,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> impl Future<Output = Result<HistoryPage, BusError>> + Send;
 
     /// Publishes a checked envelope to its target (history, then live). With `idempotent`, the
     /// envelope's id was chosen by the publisher: publishing it again answers the first offset

@@ -37,6 +37,11 @@ impl Delivery {
             .map(|envelope| Delivery::new(envelope, offset))
     }
 
+    /// Its offset, as frames write it.
+    pub fn offset(&self) -> &str {
+        &self.offset
+    }
+
     /// Whether the client `client` is excluded by the publisher.
     pub fn excludes(&self, client: &str) -> bool {
         self.envelope.except.iter().any(|c| c == client)
@@ -103,8 +108,8 @@ pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
 }
 
 /// A frame just encoded, as the WebSocket message of its encoding: text for JSON, binary for
-/// MessagePack; or why it could not be. Both kinds of frame go through here.
-fn as_message(
+/// MessagePack; or why it could not be. Every frame the edge writes goes through here.
+pub fn as_message(
     encoded: Result<Vec<u8>, impl std::fmt::Display>,
     encoding: Encoding,
 ) -> Result<Message, String> {

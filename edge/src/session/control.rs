@@ -4,7 +4,7 @@ use ferrocast_protocol::frame::server::ServerFrame;
 
 use super::Session;
 use super::closing::Closing;
-use super::frames::{BY_SERVER, Reply};
+use super::frames::{BY_SERVER, Reply, Start};
 use crate::bus::Bus;
 use crate::fanout::control::Control;
 use crate::ops::metrics::metrics;
@@ -20,7 +20,7 @@ impl<B: Bus> Session<B> {
                     joined.granted = true;
                     return Ok(Reply::default());
                 }
-                match self.join(room, None, None, Some(BY_SERVER)).await {
+                match self.join(room, Start::Live, None, Some(BY_SERVER)).await {
                     Ok(reply) => Ok(reply),
                     Err(refusal) => {
                         // Nobody asked, so nobody to answer: the worker's log is the place.

@@ -3,6 +3,7 @@
 //! replayed when the application published to it before the subscription.
 
 use ferrocast_protocol::Scope;
+use ferrocast_protocol::frame::server::Offsets;
 use ferrocast_protocol::{Target, TargetKey};
 
 use super::replay::Replaying;
@@ -43,6 +44,25 @@ impl<B: Bus> Session<B> {
             topic,
             cursor,
         }))
+    }
+
+    /// Where the user and `all` histories stand, for `welcome`: from the bus's own record when
+    /// it has one (the usual case, costing no Redis call), else from Redis.
+    pub(super) async fn own_offsets(&self) -> Result<Offsets, BusError> {
+        let mut offsets = Offsets::default();
+        for scope in [Scope::User, Scope::All] {
+            let target = &self.own.get(scope).key;
+            let cursor = match self.shared.bus.known_position(target) {
+                Some(cursor) => cursor,
+                None => self.shared.bus.open_replay(target, None).await?,
+            };
+            let offset = cursor.last.map(|o| o.to_string());
+            match scope {
+                Scope::User => offsets.user = offset,
+                _ => offsets.all = offset,
+            }
+        }
+        Ok(offsets)
     }
 
     /// Joins the user, client and `all` targets and waits until they are live.

@@ -57,12 +57,17 @@ impl<B: Bus> Session<B> {
                 return Err(close::TRY_LATER);
             }
         }
+        let Ok(offsets) = self.own_offsets().await else {
+            close_with(ws, close::TRY_LATER, "bus unavailable").await;
+            return Err(close::TRY_LATER);
+        };
         let welcome = self.encode(&ServerFrame::Welcome {
             client: &self.client,
             user: &self.claims.sub,
             node: &self.shared.node_id,
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
+            offsets,
         });
         // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
         // must still be closed when the edge asks, not hold its task and memory forever.

@@ -11,6 +11,12 @@ use crate::names;
 /// Largest `ref` a client may use (2^53 − 1, the largest integer JavaScript holds exactly).
 pub const MAX_REF: u64 = (1 << 53) - 1;
 
+/// Most messages a `history` page or a `join` with `rewind` carries (v1.2).
+pub const MAX_HISTORY: u32 = 100;
+
+/// Messages a `history` page carries when the client names no `limit`.
+pub const DEFAULT_HISTORY: u32 = 20;
+
 /// Offsets to resume the user and `all` scopes from, as sent in `auth` and `resume`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ScopeSince {
@@ -39,12 +45,27 @@ pub enum ClientFrame {
         /// Echoed in the answer.
         reference: Option<u64>,
     },
-    /// Join a room, optionally resuming after an offset.
+    /// Join a room, optionally resuming after an offset or rewinding its last messages.
     Join {
         /// Room name (already checked against the naming rules).
         room: String,
         /// The offset to resume after, as the client sent it.
         since: Option<String>,
+        /// How many of the room's newest messages to send first (v1.2), 1 to [`MAX_HISTORY`];
+        /// never together with `since`.
+        rewind: Option<u32>,
+        /// Echoed in the answer.
+        reference: Option<u64>,
+    },
+    /// A page of a room's history, newest first in the choice, oldest first in the answer (v1.2).
+    History {
+        /// Room name.
+        room: String,
+        /// Most messages, 1 to [`MAX_HISTORY`] ([`DEFAULT_HISTORY`] if the client named none).
+        limit: u32,
+        /// Only messages before this offset (exclusive), as the client sent it; `None`: from the
+        /// newest.
+        before: Option<String>,
         /// Echoed in the answer.
         reference: Option<u64>,
     },
@@ -120,6 +141,7 @@ impl ClientFrame {
         match self {
             ClientFrame::Resume { reference, .. }
             | ClientFrame::Join { reference, .. }
+            | ClientFrame::History { reference, .. }
             | ClientFrame::Leave { reference, .. }
             | ClientFrame::Publish { reference, .. }
             | ClientFrame::Send { reference, .. }
@@ -177,6 +199,9 @@ struct RawFrame<D> {
     data: Option<D>,
     echo: Option<bool>,
     since: Option<Since>,
+    rewind: Option<u64>,
+    limit: Option<u64>,
+    before: Option<String>,
 }
 
 /// MessagePack `data` re-encoded as JSON text.
@@ -196,6 +221,18 @@ fn bad(reference: Option<u64>, code: ErrorCode, message: impl Into<String>) -> F
         reference,
         code,
         message: message.into(),
+    }
+}
+
+/// A count of messages (`rewind`, `limit`): 1 to [`MAX_HISTORY`].
+fn count(k: u64, name: &str, reference: Option<u64>) -> Result<u32, FrameError> {
+    match u32::try_from(k) {
+        Ok(k @ 1..=MAX_HISTORY) => Ok(k),
+        _ => Err(bad(
+            reference,
+            ErrorCode::BadFrame,
+            format!("{name} must be 1 to {MAX_HISTORY}"),
+        )),
     }
 }
 
@@ -255,9 +292,8 @@ fn decode<D: DeserializeOwned>(
             since: scopes(raw.since)?,
             reference,
         },
-        "join" => ClientFrame::Join {
-            room: room(raw.room)?,
-            since: match raw.since {
+        "join" => {
+            let since = match raw.since {
                 None => None,
                 Some(Since::Offset(o)) => Some(o),
                 Some(Since::Scopes(_)) => {
@@ -267,7 +303,33 @@ fn decode<D: DeserializeOwned>(
                         "since must be an offset string",
                     ));
                 }
-            },
+            };
+            let rewind = raw
+                .rewind
+                .map(|k| count(k, "rewind", reference))
+                .transpose()?;
+            if since.is_some() && rewind.is_some() {
+                return Err(bad(
+                    reference,
+                    ErrorCode::BadFrame,
+                    "since and rewind together: resume after an offset, or rewind, not both",
+                ));
+            }
+            ClientFrame::Join {
+                room: room(raw.room)?,
+                since,
+                rewind,
+                reference,
+            }
+        }
+        "history" => ClientFrame::History {
+            room: room(raw.room)?,
+            limit: raw
+                .limit
+                .map(|k| count(k, "limit", reference))
+                .transpose()?
+                .unwrap_or(DEFAULT_HISTORY),
+            before: raw.before,
             reference,
         },
         "leave" => ClientFrame::Leave {
@@ -322,6 +384,7 @@ mod tests {
             Ok(ClientFrame::Join {
                 room: "chat:1".into(),
                 since: Some("1-0_1-0".into()),
+                rewind: None,
                 reference: Some(7)
             })
         );
@@ -340,6 +403,52 @@ mod tests {
         assert!(
             matches!(f, Ok(ClientFrame::Auth { since, .. }) if since.user.as_deref() == Some("1-0_1-0"))
         );
+    }
+
+    #[test]
+    fn history_and_rewind_take_counts_of_1_to_100() {
+        let f = ClientFrame::from_json(br#"{"type":"history","room":"r","ref":1}"#);
+        assert_eq!(
+            f,
+            Ok(ClientFrame::History {
+                room: "r".into(),
+                limit: DEFAULT_HISTORY,
+                before: None,
+                reference: Some(1)
+            })
+        );
+        let f = ClientFrame::from_json(
+            br#"{"type":"history","room":"r","limit":100,"before":"5-0_1-0"}"#,
+        );
+        assert!(
+            matches!(f, Ok(ClientFrame::History { limit: 100, before: Some(b), .. }) if b == "5-0_1-0")
+        );
+        let f = ClientFrame::from_json(br#"{"type":"join","room":"r","rewind":3}"#);
+        assert!(matches!(
+            f,
+            Ok(ClientFrame::Join {
+                rewind: Some(3),
+                since: None,
+                ..
+            })
+        ));
+        for bad in [
+            &br#"{"type":"history","room":"r","limit":0,"ref":2}"#[..],
+            br#"{"type":"history","room":"r","limit":101,"ref":2}"#,
+            br#"{"type":"history","room":"r","limit":-1,"ref":2}"#,
+            br#"{"type":"join","room":"r","rewind":0,"ref":2}"#,
+            br#"{"type":"join","room":"r","rewind":4294967297,"ref":2}"#,
+            br#"{"type":"join","room":"r","rewind":2,"since":"1-0_1-0","ref":2}"#,
+        ] {
+            let e = ClientFrame::from_json(bad).unwrap_err();
+            assert_eq!(
+                (e.reference, e.code),
+                (Some(2), ErrorCode::BadFrame),
+                "{bad:?}"
+            );
+        }
+        let e = ClientFrame::from_json(br#"{"type":"history","room":"a b","ref":3}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(3), ErrorCode::InvalidRoom));
     }
 
     #[test]

@@ -19,6 +19,16 @@ pub struct Recovered {
     pub all: bool,
 }
 
+/// The newest offsets of the user and `all` histories when `welcome` was sent (v1.2): `None` for
+/// an empty history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Offsets {
+    /// The user scope's.
+    pub user: Option<String>,
+    /// The `all` scope's.
+    pub all: Option<String>,
+}
+
 /// A control frame from edge to client (everything but `msg`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -35,6 +45,9 @@ pub enum ServerFrame<'a> {
         heartbeat: u64,
         /// Recovery result for the scopes asked for.
         recovered: Recovered,
+        /// Where the user and `all` histories stand, so a client that drops before its first
+        /// message in those scopes can still resume them.
+        offsets: Offsets,
     },
     /// Answer to `resume`.
     Resumed {
@@ -231,19 +244,25 @@ impl MsgFrame<'_> {
 
     fn encode_json(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(self.data.len() + 192);
+        self.write_json(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the frame as JSON to `out`: `data` byte for byte as the publisher wrote it.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         out.extend_from_slice(b"{\"type\":\"msg\",\"scope\":\"");
         out.extend_from_slice(self.scope.as_str().as_bytes());
         out.push(b'"');
         if let Some(room) = self.room {
             out.extend_from_slice(b",\"room\":");
-            serde_json::to_writer(&mut out, room)?;
+            serde_json::to_writer(&mut *out, room)?;
         }
         out.extend_from_slice(b",\"event\":");
-        serde_json::to_writer(&mut out, self.event)?;
+        serde_json::to_writer(&mut *out, self.event)?;
         out.extend_from_slice(b",\"data\":");
         out.extend_from_slice(self.data);
         out.extend_from_slice(b",\"offset\":");
-        serde_json::to_writer(&mut out, &self.offset)?;
+        serde_json::to_writer(&mut *out, &self.offset)?;
         out.extend_from_slice(b",\"id\":\"");
         out.extend_from_slice(
             self.id
@@ -254,10 +273,21 @@ impl MsgFrame<'_> {
         out.extend_from_slice(b"\",\"ts\":");
         out.extend_from_slice(self.ts.to_string().as_bytes());
         out.push(b'}');
-        Ok(out)
+        Ok(())
     }
 
     fn encode_msgpack(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(rmp_serde::to_vec_named(&MsgWire(self))?)
+    }
+}
+
+/// A `msg` frame as serde writes it into MessagePack: `data` transcoded from the publisher's
+/// JSON into the equivalent MessagePack value as it is written. Also how a `history` answer
+/// carries its messages.
+pub(crate) struct MsgWire<'a>(pub(crate) &'a MsgFrame<'a>);
+
+impl Serialize for MsgWire<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Wire<'a, D: Serialize> {
             #[serde(rename = "type")]
@@ -271,18 +301,19 @@ impl MsgFrame<'_> {
             id: String,
             ts: u64,
         }
-        let mut json = serde_json::Deserializer::from_slice(self.data);
-        let wire = Wire {
+        let frame = self.0;
+        let mut json = serde_json::Deserializer::from_slice(frame.data);
+        Wire {
             kind: "msg",
-            scope: self.scope,
-            room: self.room,
-            event: self.event,
+            scope: frame.scope,
+            room: frame.room,
+            event: frame.event,
             data: serde_transcode::Transcoder::new(&mut json),
-            offset: self.offset,
-            id: self.id.hyphenated().to_string(),
-            ts: self.ts,
-        };
-        Ok(rmp_serde::to_vec_named(&wire)?)
+            offset: frame.offset,
+            id: frame.id.hyphenated().to_string(),
+            ts: frame.ts,
+        }
+        .serialize(serializer)
     }
 }
 

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::{Bus, BusError, InboxStats, ReplayCursor, Sink};
+use super::{Bus, BusError, HistoryPage, InboxStats, PAGE_BYTES, ReplayCursor, Sink};
 use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Scope, Target};
 use presence::MemoryPresenceStore;
@@ -114,6 +114,53 @@ impl Bus for MemoryBus {
             .binary_search_by(|(id, _)| id.cmp(&since.id))
             .is_ok();
         Ok(ReplayCursor::new(found, last, Some(since.id)))
+    }
+
+    async fn history(
+        &self,
+        target: &TargetKey,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        let state = self.state.lock();
+        let Some(history) = state.streams.get(target).filter(|h| h.live(Instant::now())) else {
+            return Ok(HistoryPage::default());
+        };
+        let at = |id: StreamId| Offset {
+            id,
+            epoch: history.epoch,
+        };
+        let newest = history.entries.back().map(|(id, _)| at(*id));
+        if before.is_some_and(|b| b.epoch != history.epoch) {
+            return Ok(HistoryPage {
+                newest,
+                entries: Vec::new(),
+                more: false,
+            });
+        }
+        // Ids are increasing: the entries before `before` are a prefix.
+        let end = before.map_or(history.entries.len(), |b| {
+            history.entries.partition_point(|(id, _)| *id < b.id)
+        });
+        let mut start = end.saturating_sub(limit);
+        let mut bytes = 0;
+        // Within PAGE_BYTES as Redis's reads are, keeping those nearest `before`.
+        for i in (start..end).rev() {
+            bytes += history.entries[i].1.len();
+            if bytes > PAGE_BYTES && i + 1 < end {
+                start = i + 1;
+                break;
+            }
+        }
+        Ok(HistoryPage {
+            newest,
+            entries: history
+                .entries
+                .range(start..end)
+                .map(|(id, e)| (at(*id), e.clone()))
+                .collect(),
+            more: start > 0,
+        })
     }
 
     async fn replay_page(

@@ -30,7 +30,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::shared::RedisCore;
 use super::unavailable;
 use super::{PING_EVERY, RedisSettings, TIMEOUT};
-use crate::bus::{Bus, BusError, FROM_START, InboxStats, ReplayCursor, Sink};
+use crate::bus::{Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink};
 use crate::ops::metrics::metrics;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.
@@ -304,6 +304,16 @@ impl Bus for ClusterBus {
     ) -> Result<ReplayCursor, BusError> {
         let mut conn = self.connection()?;
         self.core.open_replay(&mut conn, target, since).await
+    }
+
+    async fn history(
+        &self,
+        target: &TargetKey,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        let mut conn = self.connection()?;
+        self.core.history(&mut conn, target, before, limit).await
     }
 
     async fn replay_page(

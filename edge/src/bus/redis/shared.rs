@@ -17,7 +17,7 @@ use redis::aio::ConnectionLike;
 
 use super::RedisSettings;
 use super::positions::Positions;
-use crate::bus::{BusError, FROM_START, ReplayCursor, Sink};
+use crate::bus::{BusError, FROM_START, HistoryPage, PAGE_BYTES, ReplayCursor, Sink};
 
 /// The state and operations the single-Redis and cluster buses share.
 pub struct RedisCore {
@@ -87,6 +87,17 @@ impl RedisCore {
         since: Option<Offset>,
     ) -> Result<ReplayCursor, BusError> {
         Ok(reads::open(conn, &self.keys, target, since).await?)
+    }
+
+    /// A page of `target`'s history before `before`.
+    pub async fn history<C: ConnectionLike>(
+        &self,
+        conn: &mut C,
+        target: &TargetKey,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        Ok(reads::before(conn, &self.keys, target, before, limit, PAGE_BYTES).await?)
     }
 
     /// The next page of a replay.

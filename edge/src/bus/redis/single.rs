@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use super::shared::RedisCore;
 use super::unavailable;
 use super::{PING_EVERY, RedisSettings, TIMEOUT};
-use crate::bus::{Bus, BusError, FROM_START, InboxStats, ReplayCursor, Sink};
+use crate::bus::{Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink};
 use crate::ops::metrics::metrics;
 use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
@@ -308,6 +308,19 @@ impl Bus for RedisBus {
             .map_err(unavailable)?;
         let opened = self.core.open_replay(conn.get(), target, since).await;
         checked(&mut conn, opened)
+    }
+
+    async fn history(
+        &self,
+        target: &TargetKey,
+        before: Option<Offset>,
+        limit: usize,
+    ) -> Result<HistoryPage, BusError> {
+        let mut conn = ferrocast_redis::pool::checkout(&self.reads)
+            .await
+            .map_err(unavailable)?;
+        let page = self.core.history(conn.get(), target, before, limit).await;
+        checked(&mut conn, page)
     }
 
     async fn replay_page(

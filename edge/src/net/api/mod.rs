@@ -6,6 +6,7 @@
 //! `{"error":{"code":C,"message":M}}` with a part A code.
 
 mod error;
+mod history;
 mod presence;
 mod publish;
 
@@ -55,6 +56,7 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
         .route("/api/disconnect", post(publish::disconnect::<B>))
         .route("/api/presence", get(presence::list::<B>))
         .route("/api/presence_stats", get(presence::stats::<B>))
+        .route("/api/history", get(history::page::<B>))
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize::<B>))
         .with_state(api)
         .route("/metrics", get(|| async { metrics().render() }))
@@ -182,6 +184,7 @@ fn route_label(path: &str) -> &'static str {
         "/api/disconnect" => "disconnect",
         "/api/presence" => "presence",
         "/api/presence_stats" => "presence_stats",
+        "/api/history" => "history",
         _ => "other",
     }
 }

@@ -1,15 +1,18 @@
 //! `join`, and joining for a worker: the permission (claims, public patterns or the join hook),
 //! membership, the replay a `since` asks for, and presence.
 
+use std::collections::HashSet;
+
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Offset, Target, TargetKey};
 use tungstenite::Message;
 
 use super::{Reply, SINCE_COST};
-use crate::bus::{Bus, ReplayCursor};
+use crate::bus::{Bus, HistoryPage, ReplayCursor};
 use crate::fanout::dedup::Written;
 use crate::fanout::outbox::Direct;
+use crate::fanout::recovery;
 use crate::hooks::join::{self, JoinRequest, JoinVerdict};
 use crate::ops::metrics::metrics;
 use crate::refusal::Refusal;
@@ -24,21 +27,28 @@ impl<B: Bus> Session<B> {
         &mut self,
         room: &str,
         since: Option<&str>,
+        rewind: Option<u32>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        if since.is_some() {
+        let start = match (since, rewind) {
+            (Some(since), _) => Start::Since(since),
+            (None, Some(count)) => Start::Rewind(count),
+            (None, None) => Start::Live,
+        };
+        if start != Start::Live {
             self.rate.charge(SINCE_COST);
         }
-        self.join(room, since, reference, None).await
+        self.join(room, start, reference, None).await
     }
 
-    /// Joins a room: subscribes, then opens its history after `since`. Answers `joined`, to be
-    /// followed by the replay. `by` is `Some("server")` for a worker's join, which needs no
-    /// permission from the token.
+    /// Joins a room: subscribes, then opens its history as `start` asks. Answers `joined`, to be
+    /// followed by the replay or the rewound messages. `by` is `Some("server")` for a worker's
+    /// join, which needs no permission from the token. A room the connection is in already is
+    /// answered with where its history stands, and nothing more: its messages reach it live.
     pub(in crate::session) async fn join(
         &mut self,
         room: &str,
-        since: Option<&str>,
+        start: Start<'_>,
         reference: Option<u64>,
         by: Option<&'static str>,
     ) -> Result<Reply, Refusal> {
@@ -49,27 +59,51 @@ impl<B: Bus> Session<B> {
             return Ok(self.joined(room, reference, &cursor, by).into());
         }
         let granted = self.may_join(room, by).await?;
-        let since = since.and_then(|s| s.parse::<Offset>().ok());
-        let (topic, cursor) = self.subscribe(&target, since).await?;
+        let (topic, opened) = self.subscribe(&target, start).await?;
         self.enter(room, Room { topic, granted }, by);
-        // A seam only where there is a replay: with no usable `since`, queued live messages
-        // are all new to the client.
-        if let (Some(_), Some(last)) = (since, cursor.last) {
-            self.seams.set(topic, last);
+        match opened {
+            Opened::Replay(cursor) => {
+                // A seam only where there is a replay: with no usable `since`, queued live
+                // messages are all new to the client.
+                if let (Start::Since(_), Some(last)) = (start, cursor.last) {
+                    self.seams.set(topic, last);
+                }
+                Ok(Reply {
+                    frames: self
+                        .joined(room, reference, &cursor, by)
+                        .into_iter()
+                        .collect(),
+                    replays: vec![Replaying {
+                        target,
+                        topic,
+                        cursor,
+                        written: Written::default(),
+                    }],
+                    close: None,
+                })
+            }
+            Opened::Rewound(page) => {
+                // The page was read after the subscription was live: live messages up to its
+                // newest are in it, and those after it are queued behind the answer.
+                if let Some(newest) = page.newest {
+                    self.seams.set(topic, newest);
+                }
+                let cursor = ReplayCursor::finished(false, page.newest);
+                let joined = self.joined(room, reference, &cursor, by);
+                let rewound = recovery::frames(
+                    &page.entries,
+                    &self.client,
+                    self.encoding,
+                    &Written::default(),
+                    &mut HashSet::new(),
+                );
+                Ok(Reply {
+                    frames: joined.into_iter().chain(rewound).collect(),
+                    replays: Vec::new(),
+                    close: None,
+                })
+            }
         }
-        Ok(Reply {
-            frames: self
-                .joined(room, reference, &cursor, by)
-                .into_iter()
-                .collect(),
-            replays: vec![Replaying {
-                target,
-                topic,
-                cursor,
-                written: Written::default(),
-            }],
-            close: None,
-        })
     }
 
     /// Whether the connection may join `room` now; `Ok(true)` if a worker or the join hook let
@@ -94,23 +128,36 @@ impl<B: Bus> Session<B> {
     }
 
     /// Makes the connection a member of `target`, waits until it is live and opens its history
-    /// after `since`: the topic and where the history stands. On failure the membership is
-    /// undone, and whatever of the topic was queued meanwhile is fenced off.
+    /// as `start` asks: the topic, and the replay to stream or the messages rewound. On failure
+    /// the membership is undone, and whatever of the topic was queued meanwhile is fenced off.
     async fn subscribe(
         &mut self,
         target: &TargetKey,
-        since: Option<Offset>,
-    ) -> Result<(u64, ReplayCursor), Refusal> {
+        start: Start<'_>,
+    ) -> Result<(u64, Opened), Refusal> {
         let joined = self
             .shared
             .registry
             .join(target, self.id, self.member(Direct::Yes));
-        let cursor = match wait_live(joined.state).await {
-            Ok(()) => self.open(target, since).await,
+        let opened = match wait_live(joined.state).await {
+            Ok(()) => match start {
+                Start::Rewind(count) => self
+                    .shared
+                    .bus
+                    .history(target, None, count as usize)
+                    .await
+                    .map(Opened::Rewound)
+                    .map_err(Refusal::from),
+                Start::Since(since) => {
+                    let since = since.parse::<Offset>().ok();
+                    self.open(target, since).await.map(Opened::Replay)
+                }
+                Start::Live => self.open(target, None).await.map(Opened::Replay),
+            },
             Err(refusal) => Err(refusal),
         };
-        match cursor {
-            Ok(cursor) => Ok((joined.topic, cursor)),
+        match opened {
+            Ok(opened) => Ok((joined.topic, opened)),
             Err(refusal) => {
                 self.shared.registry.leave(target, self.id);
                 self.fence(joined.topic);
@@ -137,7 +184,7 @@ impl<B: Bus> Session<B> {
     /// Whether the join hook lets the connection into `room`, which its claims do not allow:
     /// `FORBIDDEN` if there is no hook for the room or it says no, `UNAVAILABLE` if it gives no
     /// answer.
-    async fn ask_join_hook(&self, room: &str) -> Result<bool, Refusal> {
+    pub(super) async fn ask_join_hook(&self, room: &str) -> Result<bool, Refusal> {
         let hooks = &self.shared.hooks;
         let Some(url) = hooks.join_hook_for(room) else {
             return Err(Refusal::new(
@@ -208,4 +255,23 @@ impl<B: Bus> Session<B> {
             .await
             .map_err(|e| Refusal::new(ErrorCode::Unavailable, e.to_string()))
     }
+}
+
+/// Where a join starts the client in the room's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::session) enum Start<'a> {
+    /// From now: live messages only.
+    Live,
+    /// After this offset, as the client sent it (one that cannot be read replays nothing).
+    Since(&'a str),
+    /// The last this many messages first (v1.2).
+    Rewind(u32),
+}
+
+/// A joined room's history, opened as its [`Start`] asked.
+enum Opened {
+    /// A replay to stream after `joined` (empty without `since`).
+    Replay(ReplayCursor),
+    /// The newest messages, read once the room was live.
+    Rewound(HistoryPage),
 }

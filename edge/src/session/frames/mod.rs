@@ -6,7 +6,10 @@
 //! [`handle`]: Session::handle
 
 mod checks;
+mod history;
 mod join;
+
+pub(super) use join::Start;
 mod leave;
 mod presence;
 mod publish;
@@ -61,8 +64,21 @@ impl<B: Bus> Session<B> {
             ClientFrame::Join {
                 room,
                 since,
+                rewind,
                 reference,
-            } => self.on_join(&room, since.as_deref(), reference).await,
+            } => {
+                self.on_join(&room, since.as_deref(), rewind, reference)
+                    .await
+            }
+            ClientFrame::History {
+                room,
+                limit,
+                before,
+                reference,
+            } => {
+                self.on_history(&room, limit, before.as_deref(), reference)
+                    .await
+            }
             ClientFrame::Leave { room, reference } => self.on_leave(&room, reference),
             ClientFrame::Publish {
                 room,
