@@ -225,6 +225,16 @@ impl Keys {
         (hash % u64::from(n.max(1))) as u16
     }
 
+    /// Where user `user`'s `send` or `rpc` with the client-chosen id `id` is remembered, beside
+    /// partition `i` of `n` (in its slot, so the append and the memory are one script).
+    pub fn inbox_request(&self, i: u16, n: u16, user: &str, id: &str) -> String {
+        format!(
+            "{}:ids:{}:{user}:{id}",
+            self.inbox_partition(i, n),
+            user.len()
+        )
+    }
+
     /// The dead-letter stream of partition `i` of `n`, in the partition's slot.
     pub fn dead_letter_partition(&self, i: u16, n: u16) -> String {
         if n <= 1 {

@@ -1,6 +1,6 @@
 //! A client we did not write: Python's `websockets` against a real edge, in scripts written from
-//! the protocol's text (tests/python/): permessage-deflate, which it offers by default, and the
-//! v1.2 history frames. The interpreter is `FERROCAST_PYTHON`: `scripts/test.sh` makes a venv
+//! the protocol's text (tests/python/): permessage-deflate, which it offers by default, the v1.2
+//! history frames, and retries with client-chosen ids. The interpreter is `FERROCAST_PYTHON`: `scripts/test.sh` makes a venv
 //! under `target/` with the pinned `websockets` and sets it.
 
 use std::time::Duration;
@@ -45,4 +45,13 @@ async fn python_websockets_pages_through_history_and_rewinds() {
     let edge = Edge::with_redis(&redis, &[]).await;
     let token = Token::user("py", &["py"]).claim("pub", json!(["py"])).dev();
     run_python("history_client.py", &edge, &token).await;
+}
+
+#[tokio::test]
+async fn python_websockets_retries_with_its_own_ids_and_nothing_is_doubled() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, &["--upstream-events", "chat.*"]).await;
+    let token = Token::user("py", &["py"]).claim("pub", json!(["py"])).dev();
+    run_python("request_ids_client.py", &edge, &token).await;
+    assert_eq!(redis.cli(&["XLEN", "fc:{inbox}"]).as_deref(), Some("1"));
 }

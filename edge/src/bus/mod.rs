@@ -171,10 +171,13 @@ pub trait Bus: Send + Sync + 'static {
         idempotent: bool,
     ) -> impl Future<Output = Result<Offset, BusError>> + Send;
 
-    /// Appends a client's `send` to the upstream inbox; returns its stream id once stored.
+    /// Appends a client's `send` to the upstream inbox; returns its stream id once stored. With
+    /// `request`, the client's id for it: the same user's same request again within ten minutes
+    /// stores nothing and answers the first id.
     fn send_upstream(
         &self,
         upstream: &Upstream,
+        request: Option<&str>,
     ) -> impl Future<Output = Result<String, BusError>> + Send;
 
     /// How far behind the workers reading the upstream inbox are (`None` without an inbox).

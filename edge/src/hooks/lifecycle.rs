@@ -107,7 +107,7 @@ pub async fn run<B: Bus>(
 }
 
 async fn append<B: Bus>(bus: &B, upstream: &Upstream) {
-    match bus.send_upstream(upstream).await {
+    match bus.send_upstream(upstream, None).await {
         Ok(_) => {
             metrics().upstream_appends.inc();
         }

@@ -30,8 +30,14 @@ pub enum WriteError {
 
 /// Appends one entry unless the stream is full of entries some group still needs.
 /// KEYS[1] the inbox stream; ARGV[1] the most entries it may hold; ARGV[2] the field; ARGV[3]
-/// the entry. Returns the new entry's id, or false when the inbox is full.
+/// the entry. With KEYS[2], a request the client named: if KEYS[2] holds an entry id, that entry
+/// was appended already and its id is the answer; otherwise the new entry's id is kept there
+/// for ARGV[4] seconds. Returns the entry's id, or false when the inbox is full.
 const APPEND: &str = r#"
+if #KEYS > 1 then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return seen end
+end
 local function before(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
@@ -61,7 +67,11 @@ if redis.call('XLEN', KEYS[1]) >= cap then
     return false
   end
 end
-return redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
+local id = redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
+if #KEYS > 1 then
+  redis.call('SET', KEYS[2], id, 'EX', ARGV[4])
+end
+return id
 "#;
 
 /// Appends client `send`s to the upstream inbox, each client's to one partition.
@@ -92,26 +102,44 @@ impl InboxWriter {
         }
     }
 
-    /// Appends `upstream`; its stream id once Redis has it, or [`WriteError::Full`].
+    /// Appends `upstream`; its stream id once Redis has it, or [`WriteError::Full`]. With
+    /// `request`, the client's id for it (v1.2), the same request from the same user within
+    /// [`REMEMBER_SECS`](ferrocast_protocol::request_id::REMEMBER_SECS) appends nothing and
+    /// answers the first entry's id. Such a request goes to its user's partition rather than
+    /// its connection's, so a retry from another connection meets the first in the same slot.
     pub async fn append<C: ConnectionLike>(
         &self,
         conn: &mut C,
         upstream: &Upstream,
+        request: Option<&str>,
     ) -> Result<String, WriteError> {
         let bytes = upstream
             .encode()
             .map_err(|e| WriteError::Encode(e.to_string()))?;
-        let partition = Keys::inbox_partition_of(&upstream.client, self.partitions);
-        // Any other failure (unreachable, out of memory, a read-only replica mid-failover) is
-        // one the client can retry.
-        let id: Option<String> = self
-            .script
-            .key(self.keys.inbox_partition(partition, self.partitions))
+        let by = if request.is_some() {
+            &upstream.user
+        } else {
+            &upstream.client
+        };
+        let partition = Keys::inbox_partition_of(by, self.partitions);
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(self.keys.inbox_partition(partition, self.partitions));
+        if let Some(request) = request {
+            invocation.key(self.keys.inbox_request(
+                partition,
+                self.partitions,
+                &upstream.user,
+                request,
+            ));
+        }
+        invocation
             .arg(self.max_len)
             .arg(ferrocast_protocol::upstream::FIELD)
             .arg(bytes)
-            .invoke_async(conn)
-            .await?;
+            .arg(ferrocast_protocol::request_id::REMEMBER_SECS);
+        // Any other failure (unreachable, out of memory, a read-only replica mid-failover) is
+        // one the client can retry.
+        let id: Option<String> = invocation.invoke_async(conn).await?;
         id.ok_or(WriteError::Full(self.max_len))
     }
 

@@ -86,6 +86,8 @@ pub enum ClientFrame {
         data: Vec<u8>,
         /// Whether the publisher gets its own message (default true).
         echo: bool,
+        /// The client's id for this publish (v1.2): a retry with it publishes nothing new.
+        id: Option<String>,
         /// Echoed in the answer.
         reference: Option<u64>,
     },
@@ -95,6 +97,8 @@ pub enum ClientFrame {
         event: String,
         /// JSON text.
         data: Vec<u8>,
+        /// The client's id for this send (v1.2): a retry with it stores nothing new.
+        id: Option<String>,
         /// Echoed in the answer.
         reference: Option<u64>,
     },
@@ -202,6 +206,7 @@ struct RawFrame<D> {
     rewind: Option<u64>,
     limit: Option<u64>,
     before: Option<String>,
+    id: Option<String>,
 }
 
 /// MessagePack `data` re-encoded as JSON text.
@@ -282,6 +287,15 @@ fn decode<D: DeserializeOwned>(
         )),
     };
     let data = |d: Option<D>| d.map(data_bytes).unwrap_or_else(|| b"null".to_vec());
+    let id = |field: Option<String>| {
+        field
+            .map(|id| {
+                crate::request_id::validate(&id)
+                    .map(|()| id)
+                    .map_err(|e| bad(reference, ErrorCode::BadFrame, e.to_string()))
+            })
+            .transpose()
+    };
     let kind = need(raw.kind, "type")?;
     Ok(match kind.as_str() {
         "auth" => ClientFrame::Auth {
@@ -341,11 +355,13 @@ fn decode<D: DeserializeOwned>(
             event: event(raw.event)?,
             data: data(raw.data),
             echo: raw.echo.unwrap_or(true),
+            id: id(raw.id)?,
             reference,
         },
         "send" => ClientFrame::Send {
             event: event(raw.event)?,
             data: data(raw.data),
+            id: id(raw.id)?,
             reference,
         },
         "ping" => ClientFrame::Ping { reference },

@@ -282,7 +282,7 @@ impl Bus for MemoryBus {
         Ok(offset)
     }
 
-    async fn send_upstream(&self, _: &Upstream) -> Result<String, BusError> {
+    async fn send_upstream(&self, _: &Upstream, _: Option<&str>) -> Result<String, BusError> {
         // Configuration refuses --upstream-events without Redis; this is the backstop.
         Err(BusError::Unavailable(
             "upstream messages need Redis (--redis-url)".into(),

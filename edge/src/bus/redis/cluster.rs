@@ -333,9 +333,13 @@ impl Bus for ClusterBus {
         self.core.presence_announce(room, events).await
     }
 
-    async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
+    async fn send_upstream(
+        &self,
+        upstream: &Upstream,
+        request: Option<&str>,
+    ) -> Result<String, BusError> {
         let mut conn = self.connection()?;
-        self.core.send_upstream(&mut conn, upstream).await
+        self.core.send_upstream(&mut conn, upstream, request).await
     }
 
     async fn inbox_stats(&self) -> Result<Option<InboxStats>, BusError> {

@@ -171,8 +171,9 @@ impl RedisCore {
         &self,
         conn: &mut C,
         upstream: &Upstream,
+        request: Option<&str>,
     ) -> Result<String, BusError> {
-        let appended = self.inbox.append(conn, upstream).await;
+        let appended = self.inbox.append(conn, upstream, request).await;
         if let Err(ferrocast_emitter::inbox::WriteError::Full(_)) = &appended {
             crate::ops::metrics::metrics().dropped("inbox_full");
         }

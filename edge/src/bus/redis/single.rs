@@ -343,11 +343,15 @@ impl Bus for RedisBus {
         self.core.presence_announce(room, events).await
     }
 
-    async fn send_upstream(&self, upstream: &Upstream) -> Result<String, BusError> {
+    async fn send_upstream(
+        &self,
+        upstream: &Upstream,
+        request: Option<&str>,
+    ) -> Result<String, BusError> {
         let mut conn = ferrocast_redis::pool::checkout(&self.reads)
             .await
             .map_err(unavailable)?;
-        let appended = self.core.send_upstream(conn.get(), upstream).await;
+        let appended = self.core.send_upstream(conn.get(), upstream, request).await;
         checked(&mut conn, appended)
     }
 

@@ -85,13 +85,18 @@ impl<B: Bus> Session<B> {
                 event,
                 data,
                 echo,
+                id,
                 reference,
-            } => self.on_publish(room, &event, data, echo, reference).await,
+            } => {
+                self.on_publish(room, &event, data, echo, id.as_deref(), reference)
+                    .await
+            }
             ClientFrame::Send {
                 event,
                 data,
+                id,
                 reference,
-            } => self.on_send(event, data, reference).await,
+            } => self.on_send(event, data, id.as_deref(), reference).await,
             ClientFrame::Ping { reference } => {
                 Ok(self.encode(&ServerFrame::Pong { reference }).into())
             }

@@ -2,7 +2,7 @@
 
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
-use ferrocast_protocol::{Envelope, Target};
+use ferrocast_protocol::{Envelope, Target, request_id};
 
 use super::Reply;
 use crate::bus::Bus;
@@ -19,9 +19,10 @@ impl<B: Bus> Session<B> {
         event: &str,
         data: Vec<u8>,
         echo: bool,
+        id: Option<&str>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        let offset = self.publish(room, event, data, echo).await?;
+        let offset = self.publish(room, event, data, echo, id).await?;
         Ok(self
             .encode(&ServerFrame::Ack {
                 reference,
@@ -31,13 +32,16 @@ impl<B: Bus> Session<B> {
             .into())
     }
 
-    /// Publishes to `room`; the offset it was stored at.
+    /// Publishes to `room`; the offset it was stored at. With `id`, the client's id for it, the
+    /// message's id is derived from the user and `id`: publishing it again while the room's
+    /// history lives stores nothing and answers the first offset.
     async fn publish(
         &mut self,
         room: String,
         event: &str,
         data: Vec<u8>,
         echo: bool,
+        id: Option<&str>,
     ) -> Result<String, Refusal> {
         if !self.claims.publish.allows(&room) {
             return Err(Refusal::new(
@@ -69,9 +73,18 @@ impl<B: Bus> Session<B> {
             ));
         }
         let mut envelope = Envelope::message(&Target::Room(room), event, data);
+        if let Some(id) = id {
+            envelope.id = request_id::message_id(&self.claims.sub, id);
+        }
         if !echo {
             envelope.except.push(self.client.to_string());
         }
-        Ok(self.shared.bus.publish(&envelope, false).await?.to_string())
+        let idempotent = id.is_some();
+        Ok(self
+            .shared
+            .bus
+            .publish(&envelope, idempotent)
+            .await?
+            .to_string())
     }
 }

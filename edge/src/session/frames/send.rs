@@ -1,9 +1,9 @@
 //! `send`: a message to the application's workers, appended to the upstream inbox, if the edge
 //! takes the event upstream and the token allows it, within the connection's quotas.
 
-use ferrocast_protocol::Upstream;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::{Upstream, request_id};
 
 use super::Reply;
 use crate::bus::Bus;
@@ -18,9 +18,10 @@ impl<B: Bus> Session<B> {
         &mut self,
         event: String,
         data: Vec<u8>,
+        request: Option<&str>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        let id = self.send_upstream(event, data).await?;
+        let id = self.send_upstream(event, data, request).await?;
         Ok(self
             .encode(&ServerFrame::Ack {
                 reference,
@@ -30,8 +31,15 @@ impl<B: Bus> Session<B> {
             .into())
     }
 
-    /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it.
-    async fn send_upstream(&mut self, event: String, data: Vec<u8>) -> Result<String, Refusal> {
+    /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it. With
+    /// `request`, the client's id for it: a retry within ten minutes stores nothing new and
+    /// answers the first id, and workers see the same message id each time.
+    async fn send_upstream(
+        &mut self,
+        event: String,
+        data: Vec<u8>,
+        request: Option<&str>,
+    ) -> Result<String, Refusal> {
         if !self.shared.upstream_events.allows(&event) {
             let message = if self.shared.config.upstream_events.is_empty() {
                 "upstream messages are not enabled on this edge"
@@ -76,7 +84,9 @@ impl<B: Bus> Session<B> {
         let span = tracing::info_span!("upstream", %event);
         let upstream = Upstream {
             v: ferrocast_protocol::envelope::VERSION,
-            id: uuid::Uuid::now_v7(),
+            id: request.map_or_else(uuid::Uuid::now_v7, |request| {
+                request_id::message_id(&self.claims.sub, request)
+            }),
             client: self.client.to_string(),
             user: self.claims.sub.clone(),
             node: self.shared.node_id.clone(),
@@ -90,7 +100,7 @@ impl<B: Bus> Session<B> {
             ts: ferrocast_protocol::envelope::now_ms(),
             trace: span.in_scope(ferrocast_emitter::current_traceparent),
         };
-        let id = self.shared.bus.send_upstream(&upstream).await?;
+        let id = self.shared.bus.send_upstream(&upstream, request).await?;
         metrics().upstream_appends.inc();
         Ok(id)
     }
