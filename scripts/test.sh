@@ -3,8 +3,9 @@
 # openssl, gcc and make, Python, Node.js and npm, chromium), builds the edge and emitter binaries
 # the end-to-end tests start, runs the whole workspace's tests, then the JavaScript client's (Node,
 # and real Chromium through playwright-core, from clients/js/package-lock.json). Python's
-# `websockets` (pinned in tests/python/requirements.txt) goes into a venv under target/. Each
-# end-to-end test starts its own redis-server on a free port; nothing else is needed.
+# `websockets` and schemathesis (pinned in tests/python/requirements*.txt) go into a venv under
+# target/. Each end-to-end test starts its own redis-server on a free port; nothing else is
+# needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# A client we did not write, for tests/tests/python_client.rs.
+# A client we did not write, for tests/tests/python_client.rs, and schemathesis, which fuzzes the
+# HTTP API from its OpenAPI document in tests/tests/openapi.rs.
 [ -x target/python/bin/python ] || python3 -m venv target/python
-target/python/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+target/python/bin/pip install -q --disable-pip-version-check \
+  -r tests/python/requirements.txt -r tests/python/requirements-schemathesis.txt
 export FERROCAST_PYTHON="$PWD/target/python/bin/python"
 
 cargo build --workspace --bins --examples --locked

@@ -175,25 +175,36 @@ pub async fn before<C: ConnectionLike>(
     max_bytes: usize,
 ) -> RedisResult<HistoryPage> {
     let stream = keys.stream(target);
-    let end = before.map_or_else(|| "+".to_owned(), |o| format!("({}", o.id));
-    let (epoch, newest, older) = redis::pipe()
-        .atomic()
+    let mut pipe = redis::pipe();
+    pipe.atomic()
         .get(keys.epoch(target))
         .cmd("XREVRANGE")
         .arg(&stream)
         .arg("+")
         .arg("-")
         .arg("COUNT")
-        .arg(1)
-        .cmd("XREVRANGE")
-        .arg(&stream)
-        .arg(end)
-        .arg("-")
-        .arg("COUNT")
-        // One more than asked for says whether older ones remain.
-        .arg(limit.saturating_add(1))
-        .query_async::<(Option<String>, redis::Value, redis::Value)>(conn)
-        .await?;
+        .arg(1);
+    // Nothing comes before the first possible id, and Redis refuses the range `(0-0`.
+    let reaches_back = before.is_none_or(|b| b.id != StreamId { ms: 0, seq: 0 });
+    if reaches_back {
+        let end = before.map_or_else(|| "+".to_owned(), |o| format!("({}", o.id));
+        pipe.cmd("XREVRANGE")
+            .arg(&stream)
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            // One more than asked for says whether older ones remain.
+            .arg(limit.saturating_add(1));
+    }
+    let mut values = pipe
+        .query_async::<Vec<redis::Value>>(conn)
+        .await?
+        .into_iter();
+    let (Some(epoch), Some(newest)) = (values.next(), values.next()) else {
+        return Err(bad_reply("short reply", ""));
+    };
+    let older = values.next().unwrap_or(redis::Value::Nil);
+    let epoch: Option<String> = redis::from_redis_value(epoch)?;
     let Some(epoch) = epoch.map(|e| parse_id(&e)).transpose()? else {
         return Ok(HistoryPage::default());
     };

@@ -11,6 +11,7 @@ pub mod client;
 pub mod emitter_cli;
 pub mod follow;
 pub mod hook_server;
+pub mod openapi;
 pub mod process;
 pub mod raw_ws;
 pub mod token;

@@ -221,6 +221,24 @@ async fn history_is_refused_where_the_client_may_not_join_and_for_bad_input() {
         assert_eq!(got, status, "{query}: {answer}");
         assert!(answer["error"]["code"].is_string(), "{answer}");
     }
+    // Nothing comes before the first possible offset: an empty page, not an error.
+    let first = client
+        .request(json!({"type": "history", "room": "mine", "before": "0-0_0-0"}))
+        .await;
+    assert_eq!(
+        (&first["messages"], &first["more"]),
+        (&json!([]), &json!(false)),
+        "{first}"
+    );
+    let (status, _, answer) = edge
+        .api(
+            "GET",
+            "/api/history?room=mine&before=0-0_0-0",
+            Some(DEV_KEY),
+            "",
+        )
+        .await;
+    assert_eq!((status, &answer["messages"]), (200, &json!([])), "{answer}");
     // Still connected and answering.
     assert_eq!(
         client.request(json!({"type": "ping"})).await["type"],

@@ -143,11 +143,31 @@ impl Edge {
         key: Option<&str>,
         body: &str,
     ) -> (u16, String, serde_json::Value) {
-        let auth = key
-            .map(|k| format!("authorization: Bearer {k}\r\n"))
-            .unwrap_or_default();
+        let bearer = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| ("authorization", b))
+            .into_iter()
+            .collect();
+        let (status, head, json) = self.api_with(method, path, &headers, body).await;
+        (status, head.to_ascii_lowercase(), json)
+    }
+
+    /// Like [`Edge::api`], with the request's own `headers` (name, value) instead of a key, and
+    /// the response head as it came.
+    pub async fn api_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, serde_json::Value) {
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         let started = Instant::now();
@@ -166,7 +186,7 @@ impl Edge {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-        (status, head.to_ascii_lowercase(), json)
+        (status, head.to_owned(), json)
     }
 
     /// A plain HTTP GET on the public port.

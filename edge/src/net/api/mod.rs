@@ -3,10 +3,13 @@
 //! The API publishes exactly as the emitter does (the bus runs the same script with the same
 //! envelope), so history, resume and idempotent ids hold for every route; in single-node mode it
 //! publishes on the in-process bus. Every answer of the API is JSON; every error is
-//! `{"error":{"code":C,"message":M}}` with a part A code.
+//! `{"error":{"code":C,"message":M}}` with a part A code. [`ROUTES`] lists the API's routes
+//! once: the router is built from it, and the OpenAPI document (`openapi.json`, served at
+//! `/api/openapi.json`) is tested against it.
 
 mod error;
 mod history;
+mod openapi;
 mod presence;
 mod publish;
 
@@ -18,10 +21,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub use openapi::OPENAPI;
 
 use crate::bus::Bus;
 use crate::ops::metrics::{ApiLabel, metrics};
@@ -42,22 +46,141 @@ pub(crate) struct Api<B> {
     keys: Vec<String>,
 }
 
+/// An HTTP method the API serves a route with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`: the route reads its input from the query string.
+    Get,
+    /// `POST`: the route reads a JSON body.
+    Post,
+}
+
+impl Method {
+    /// The method as the OpenAPI document's `paths` name it (lower case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+        }
+    }
+}
+
+/// What answers a route: one handler each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/publish`.
+    Publish,
+    /// `POST /api/batch`.
+    Batch,
+    /// `POST /api/join`.
+    Join,
+    /// `POST /api/leave`.
+    Leave,
+    /// `POST /api/disconnect`.
+    Disconnect,
+    /// `GET /api/presence`.
+    Presence,
+    /// `GET /api/presence_stats`.
+    PresenceStats,
+    /// `GET /api/history`.
+    History,
+    /// `GET /api/openapi.json`: the API's OpenAPI document.
+    OpenApi,
+}
+
+/// One route of the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The method it is served with (any other gets 405).
+    pub method: Method,
+    /// Its path.
+    pub path: &'static str,
+    /// Its handler.
+    pub endpoint: Endpoint,
+    /// Whether a request needs one of the API keys. Either way the route answers 404 while the
+    /// API is off (no key configured).
+    pub keyed: bool,
+}
+
+impl Route {
+    const fn keyed(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
+        Route {
+            method,
+            path,
+            endpoint,
+            keyed: true,
+        }
+    }
+
+    /// Its label in `ferrocast_api_requests_total`: the path without `/api/`.
+    pub fn label(&self) -> &'static str {
+        self.path.strip_prefix("/api/").unwrap_or(self.path)
+    }
+}
+
+/// Every route of the HTTP API, the one list the router is built from and the OpenAPI document
+/// ([`OPENAPI`], `openapi.json` beside this file) is checked against (here, and end to end in
+/// tests/tests/openapi.rs). A new route is a line here, a variant of [`Endpoint`] with its
+/// handler in `handler` below, and its path in `openapi.json`: the tests fail until all three
+/// agree.
+pub const ROUTES: &[Route] = &[
+    Route::keyed(Method::Post, "/api/publish", Endpoint::Publish),
+    Route::keyed(Method::Post, "/api/batch", Endpoint::Batch),
+    Route::keyed(Method::Post, "/api/join", Endpoint::Join),
+    Route::keyed(Method::Post, "/api/leave", Endpoint::Leave),
+    Route::keyed(Method::Post, "/api/disconnect", Endpoint::Disconnect),
+    Route::keyed(Method::Get, "/api/presence", Endpoint::Presence),
+    Route::keyed(Method::Get, "/api/presence_stats", Endpoint::PresenceStats),
+    Route::keyed(Method::Get, "/api/history", Endpoint::History),
+    // Tools fetch the description before they hold a key; it tells nothing a key protects.
+    Route {
+        method: Method::Get,
+        path: "/api/openapi.json",
+        endpoint: Endpoint::OpenApi,
+        keyed: false,
+    },
+];
+
+/// The handler of `route`, served with its method only.
+fn handler<B: Bus>(route: &Route) -> MethodRouter<Arc<Api<B>>> {
+    let method = route.method.filter();
+    match route.endpoint {
+        Endpoint::Publish => on(method, publish::publish::<B>),
+        Endpoint::Batch => on(method, publish::batch::<B>),
+        Endpoint::Join => on(method, publish::join::<B>),
+        Endpoint::Leave => on(method, publish::leave::<B>),
+        Endpoint::Disconnect => on(method, publish::disconnect::<B>),
+        Endpoint::Presence => on(method, presence::list::<B>),
+        Endpoint::PresenceStats => on(method, presence::stats::<B>),
+        Endpoint::History => on(method, history::page::<B>),
+        Endpoint::OpenApi => on(method, openapi::document),
+    }
+}
+
 /// The routes of the internal listener.
 pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
     let api = Arc::new(Api {
         keys: shared.config.api_keys(),
         shared: shared.clone(),
     });
-    let routes = Router::new()
-        .route("/api/publish", post(publish::publish::<B>))
-        .route("/api/batch", post(publish::batch::<B>))
-        .route("/api/join", post(publish::join::<B>))
-        .route("/api/leave", post(publish::leave::<B>))
-        .route("/api/disconnect", post(publish::disconnect::<B>))
-        .route("/api/presence", get(presence::list::<B>))
-        .route("/api/presence_stats", get(presence::stats::<B>))
-        .route("/api/history", get(history::page::<B>))
+    let (mut keyed, mut open) = (Router::new(), Router::new());
+    for route in ROUTES {
+        if route.keyed {
+            keyed = keyed.route(route.path, handler::<B>(route));
+        } else {
+            open = open.route(route.path, handler::<B>(route));
+        }
+    }
+    let routes = keyed
         .route_layer(middleware::from_fn_with_state(api.clone(), authorize::<B>))
+        .merge(open.route_layer(middleware::from_fn_with_state(api.clone(), api_on::<B>)))
         .with_state(api)
         .route("/metrics", get(|| async { metrics().render() }))
         .route_layer(middleware::from_fn_with_state(
@@ -87,13 +210,13 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
 async fn bounded(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(SLOT_WAIT, slots.acquire()).await {
         Ok(Ok(_slot)) => next.run(request).await,
-        _ => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "too many requests in progress; retry",
-        )
-        .into_response(),
+        _ => busy().into_response(),
     }
+}
+
+/// No place free: 503 `UNAVAILABLE` with `Retry-After`, as every 503 of the API.
+fn busy() -> ApiError {
+    ApiError::unavailable("too many requests in progress; retry")
 }
 
 async fn ready<B: Bus>(State(shared): State<Arc<Shared<B>>>) -> Response {
@@ -107,6 +230,22 @@ async fn ready<B: Bus>(State(shared): State<Arc<Shared<B>>>) -> Response {
     }
 }
 
+/// Refuses every API request while no key is configured (404: the API is off).
+async fn api_on<B: Bus>(State(api): State<Arc<Api<B>>>, request: Request, next: Next) -> Response {
+    if api.keys.is_empty() {
+        return api_off().into_response();
+    }
+    next.run(request).await
+}
+
+fn api_off() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "UNKNOWN_TYPE",
+        "the HTTP API is off: configure --api-key",
+    )
+}
+
 /// Refuses API requests without one of the configured keys (401), and every API request when
 /// none is configured (404: the API is off).
 async fn authorize<B: Bus>(
@@ -116,12 +255,7 @@ async fn authorize<B: Bus>(
     next: Next,
 ) -> Response {
     if api.keys.is_empty() {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "UNKNOWN_TYPE",
-            "the HTTP API is off: configure --api-key",
-        )
-        .into_response();
+        return api_off().into_response();
     }
     let offered = headers
         .get(header::AUTHORIZATION)
@@ -177,21 +311,39 @@ fn route_label(path: &str) -> &'static str {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
-        "/api/publish" => "publish",
-        "/api/batch" => "batch",
-        "/api/join" => "join",
-        "/api/leave" => "leave",
-        "/api/disconnect" => "disconnect",
-        "/api/presence" => "presence",
-        "/api/presence_stats" => "presence_stats",
-        "/api/history" => "history",
-        _ => "other",
+        _ => ROUTES
+            .iter()
+            .find(|route| route.path == path)
+            .map_or("other", Route::label),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_free_place_says_when_to_retry() {
+        let response = busy().into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+    }
+
+    #[test]
+    fn every_route_has_its_own_label() {
+        let mut labels: Vec<_> = ROUTES.iter().map(Route::label).collect();
+        labels.extend(["healthz", "readyz", "metrics", "other"]);
+        let count = labels.len();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), count, "{labels:?}");
+        for route in ROUTES {
+            assert_eq!(route_label(route.path), route.label());
+        }
+    }
 
     #[test]
     fn keys_compare_whole() {
