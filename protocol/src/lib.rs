@@ -14,6 +14,7 @@ pub mod names;
 pub mod offset;
 pub mod presence;
 pub mod publish_body;
+pub mod rpc;
 pub mod script;
 pub mod upstream;
 

@@ -13,6 +13,7 @@ pub mod follow;
 pub mod hook_server;
 pub mod process;
 pub mod raw_ws;
+pub mod rpc;
 pub mod token;
 pub mod upstream;
 

@@ -1,22 +1,37 @@
 //! A client we did not write: Python's `websockets`, which offers permessage-deflate by default,
-//! against a real edge (tests/python/deflate_client.py). The interpreter is `FERROCAST_PYTHON`:
+//! against a real edge (tests/python/deflate_client.py), and making `rpc` calls a worker answers
+//! (tests/python/rpc_client.py). The interpreter is `FERROCAST_PYTHON`:
 //! `scripts/test.sh` makes a venv under `target/` with the pinned `websockets` and sets it.
 
 use std::time::Duration;
 
-use ferrocast_tests::{Edge, Token};
+use ferrocast_tests::{Edge, RedisServer, Token};
 use serde_json::json;
 
 #[tokio::test]
 async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways() {
     let edge = Edge::start(&[]).await;
     let token = Token::user("py", &["z"]).claim("pub", json!(["z"])).dev();
+    run_python("deflate_client.py", &edge, &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_makes_rpc_calls_answered_by_a_worker() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, ferrocast_tests::rpc::EDGE_ARGS).await;
+    let _worker = ferrocast_tests::rpc::worker(&redis).await;
+    let token = Token::user("py", &[]).dev();
+    run_python("rpc_client.py", &edge, &token).await;
+}
+
+/// Runs tests/python/`script` against `edge` with `token`; it must print "ok".
+async fn run_python(script: &str, edge: &Edge, token: &str) {
     let python = std::env::var("FERROCAST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/deflate_client.py");
+    let script = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let run = tokio::process::Command::new(&python)
-        .arg(script)
+        .arg(&script)
         .arg(edge.ws_url())
-        .arg(&token)
+        .arg(token)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), run)

@@ -103,8 +103,8 @@ pub fn message(frame: &ServerFrame<'_>, encoding: Encoding) -> Option<Message> {
 }
 
 /// A frame just encoded, as the WebSocket message of its encoding: text for JSON, binary for
-/// MessagePack; or why it could not be. Both kinds of frame go through here.
-fn as_message(
+/// MessagePack; or why it could not be. Every kind of frame goes through here.
+pub(crate) fn as_message(
     encoded: Result<Vec<u8>, impl std::fmt::Display>,
     encoding: Encoding,
 ) -> Result<Message, String> {

@@ -2,6 +2,7 @@
 //! answers (`server`), in either of the two encodings a connection negotiates.
 
 pub mod client;
+pub mod reply;
 pub mod server;
 
 /// How a connection's frames are encoded, chosen by WebSocket subprotocol.

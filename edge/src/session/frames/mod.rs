@@ -12,6 +12,7 @@ mod presence;
 mod publish;
 mod refresh;
 mod resume;
+mod rpc;
 mod send;
 
 use ferrocast_protocol::close::ErrorCode;
@@ -76,6 +77,12 @@ impl<B: Bus> Session<B> {
                 data,
                 reference,
             } => self.on_send(event, data, reference).await,
+            ClientFrame::Rpc {
+                event,
+                data,
+                reference,
+                timeout_ms,
+            } => self.on_rpc(event, data, reference, timeout_ms).await,
             ClientFrame::Ping { reference } => {
                 Ok(self.encode(&ServerFrame::Pong { reference }).into())
             }

@@ -4,6 +4,8 @@
 use ferrocast_protocol::Upstream;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::rpc::RpcCall;
+use uuid::Uuid;
 
 use super::Reply;
 use crate::bus::Bus;
@@ -20,7 +22,7 @@ impl<B: Bus> Session<B> {
         data: Vec<u8>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        let id = self.send_upstream(event, data).await?;
+        let (id, _) = self.send_upstream(event, data, None).await?;
         Ok(self
             .encode(&ServerFrame::Ack {
                 reference,
@@ -30,8 +32,14 @@ impl<B: Bus> Session<B> {
             .into())
     }
 
-    /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it.
-    async fn send_upstream(&mut self, event: String, data: Vec<u8>) -> Result<String, Refusal> {
+    /// Appends a `send` (or, with `rpc`, a call) to the upstream inbox; returns its stream id
+    /// once Redis has it, and the message's id.
+    pub(super) async fn send_upstream(
+        &mut self,
+        event: String,
+        data: Vec<u8>,
+        rpc: Option<RpcCall>,
+    ) -> Result<(String, Uuid), Refusal> {
         if !self.shared.upstream_events.allows(&event) {
             let message = if self.shared.config.upstream_events.is_empty() {
                 "upstream messages are not enabled on this edge"
@@ -76,7 +84,7 @@ impl<B: Bus> Session<B> {
         let span = tracing::info_span!("upstream", %event);
         let upstream = Upstream {
             v: ferrocast_protocol::envelope::VERSION,
-            id: uuid::Uuid::now_v7(),
+            id: Uuid::now_v7(),
             client: self.client.to_string(),
             user: self.claims.sub.clone(),
             node: self.shared.node_id.clone(),
@@ -89,9 +97,10 @@ impl<B: Bus> Session<B> {
                 .and_then(|meta| serde_json::to_vec(meta).ok()),
             ts: ferrocast_protocol::envelope::now_ms(),
             trace: span.in_scope(ferrocast_emitter::current_traceparent),
+            rpc,
         };
         let id = self.shared.bus.send_upstream(&upstream).await?;
         metrics().upstream_appends.inc();
-        Ok(id)
+        Ok((id, upstream.id))
     }
 }
