@@ -34,6 +34,8 @@ pub struct Load {
 struct Answers {
     replies: AtomicU64,
     timeouts: AtomicU64,
+    /// Of the errors, `RATE_LIMITED`: the edge's quotas, or 32 calls of a client waiting.
+    rate_limited: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -133,6 +135,10 @@ pub async fn run(
     report.add("replies", replies);
     report.add("timeouts", answers.timeouts.load(Ordering::Relaxed));
     report.add("errors", answers.errors.load(Ordering::Relaxed));
+    report.add(
+        "errors_rate_limited",
+        answers.rate_limited.load(Ordering::Relaxed),
+    );
     report.add("unanswered", sent.saturating_sub(answers.total()));
     report.add("replies_per_second", replies as f64 / calling.as_secs_f64());
     report.add_latency("round_trip", &latency);
@@ -155,6 +161,9 @@ fn record(text: &str, answers: &Answers, latency: &Mutex<Histogram<u64>>) {
     } else if text.contains(r#""code":"TIMEOUT""#) {
         answers.timeouts.fetch_add(1, Ordering::Relaxed);
     } else if text.starts_with(r#"{"type":"error""#) {
+        if text.contains(r#""code":"RATE_LIMITED""#) {
+            answers.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
         answers.errors.fetch_add(1, Ordering::Relaxed);
     }
 }
