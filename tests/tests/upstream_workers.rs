@@ -197,7 +197,14 @@ async fn a_partitioned_inbox_keeps_each_client_in_one_partition_and_workers_read
             .entry(r.message.client.clone())
             .or_default()
             .push(r.message.data.clone());
-        inbox.ack(r).await.expect("ack");
+    }
+    // One XACK per partition for the lot.
+    inbox.ack_all(&received).await.expect("ack_all");
+    for p in 0..3 {
+        let pending = redis
+            .cli(&["XPENDING", &format!("fc:{{inbox:{p}}}"), "workers"])
+            .expect("xpending");
+        assert!(pending.starts_with('0'), "partition {p}: {pending}");
     }
     assert_eq!(per_client.len(), 6);
     for data in per_client.values() {

@@ -169,7 +169,7 @@ fn record(text: &str, answers: &Answers, latency: &Mutex<Histogram<u64>>) {
 }
 
 /// One worker: reads calls a batch at a time, replies to the batch's calls at once (the
-/// emitter's connections pipeline them), then acknowledges them.
+/// emitter's connections pipeline them), then acknowledges them in one `XACK`.
 async fn work(mut inbox: Inbox, emitter: Emitter) {
     loop {
         let Ok(batch) = inbox.next().await else {
@@ -185,8 +185,6 @@ async fn work(mut inbox: Inbox, emitter: Emitter) {
                 eprintln!("reply failed: {error}");
             }
         }
-        for received in &batch {
-            let _ = inbox.ack(received).await;
-        }
+        let _ = inbox.ack_all(&batch).await;
     }
 }
