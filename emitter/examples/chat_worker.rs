@@ -13,10 +13,20 @@
 //! With `--upstream-lifecycle join` on the edges it also greets every client that joins a chat
 //! room, from the `$join` lifecycle event.
 //!
+//! It also answers two calls (`rpc` frames, v1.2): `chat.time` with the server's clock, and
+//! `chat.echo` with its data (refusing a null one, to show `reply_error`):
+//!
+//! ```text
+//! {"type":"rpc","event":"chat.time","ref":2}
+//! {"type":"reply","ref":2,"data":{"now":1764943200000}}
+//! {"type":"rpc","event":"chat.echo","ref":3}
+//! {"type":"error","ref":3,"code":"RPC_ERROR","message":"nothing to echo","data":{"hint":"send some data"}}
+//! ```
+//!
 //! Run as many copies as you like (each with its own FERROCAST_CONSUMER): they share the
 //! messages, and one that dies has its unfinished messages picked up by the others.
 
-use ferrocast_emitter::{EmitError, Emitter, Inbox, Lifecycle, Received};
+use ferrocast_emitter::{EmitError, Emitter, Inbox, Lifecycle, Received, Upstream};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +69,9 @@ async fn handle(emitter: Emitter, received: Received) -> Result<(), EmitError> {
         }
         return Ok(());
     }
+    if received.message.expects_reply() {
+        return answer(&emitter, &received.message).await;
+    }
     let m = received.message;
     if m.event != "chat.send" {
         return Ok(()); // Another worker group's business.
@@ -76,6 +89,30 @@ async fn handle(emitter: Emitter, received: Received) -> Result<(), EmitError> {
                 .emit("chat.error", &json!({"reason": reason}))
                 .await?;
         }
+    }
+    Ok(())
+}
+
+/// Answers the calls this worker serves; others are another worker group's business.
+async fn answer(emitter: &Emitter, call: &Upstream) -> Result<(), EmitError> {
+    if call.rpc_expired() {
+        return Ok(()); // The client has had its TIMEOUT: nobody waits for the answer.
+    }
+    match call.event.as_str() {
+        "chat.time" => {
+            let now = ferrocast_protocol::envelope::now_ms();
+            emitter.reply(call, &json!({"now": now})).await?;
+        }
+        "chat.echo" if call.data == b"null" => {
+            let hint = json!({"hint": "send some data"});
+            emitter
+                .reply_error(call, "nothing to echo", Some(&hint))
+                .await?;
+        }
+        "chat.echo" => {
+            emitter.reply_raw(call, call.data.clone()).await?;
+        }
+        _ => {}
     }
     Ok(())
 }

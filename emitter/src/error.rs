@@ -35,6 +35,9 @@ pub enum EmitError {
     /// Redis answered something the publish script never returns.
     #[error("unexpected reply from the publish script: {0}")]
     Reply(String),
+    /// A reply to an inbox message that expects none: a `send`, not an `rpc`.
+    #[error("the message is not an rpc call: its client waits for no reply")]
+    NotACall,
 }
 
 impl From<EnvelopeError> for EmitError {

@@ -5,7 +5,8 @@
 //! message to the target's history and announces it on the target's live channel, and every edge
 //! with a matching client delivers it. Control messages (make sessions join or leave a room,
 //! disconnect them) travel the same way. Upstream, [`Inbox`] reads the clients' `send`s from the
-//! inbox stream through a consumer group.
+//! inbox stream through a consumer group, and their `rpc` calls, which a worker answers with
+//! [`Emitter::reply`] or [`Emitter::reply_error`] on the received message.
 //!
 //! Its Redis plumbing (connection settings, pools, error classes, backoff, history reads) is the
 //! `ferrocast-redis` crate, which the edge uses too; the edge also uses [`Emitter`] for client

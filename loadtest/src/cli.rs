@@ -158,6 +158,27 @@ pub enum Scenario {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         duration: Duration,
     },
+    /// C clients making `rpc` calls at R per second in all, answered at once by workers in this
+    /// process (the emitter's Inbox and reply, through --redis-url): round-trip latency,
+    /// timeouts, and the edge's CPU per call. The edge needs --upstream-events 'loadtest.*',
+    /// and --rate, --burst, --upstream-rate and --upstream-burst above each client's share.
+    Rpc {
+        /// Clients (connections), each making an equal share of the calls.
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        /// Calls per second, over all clients.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// How long to call.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Worker tasks (inbox consumers) answering the calls.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Each call's `timeout`, milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
     /// Clients that connect, authenticate, join a room, leave and disconnect, over and over:
     /// how many such cycles per second the edge takes, and how long each takes.
     Churn {

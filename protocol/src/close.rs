@@ -51,6 +51,10 @@ pub enum ErrorCode {
     Unavailable,
     /// Something went wrong on the edge.
     Internal,
+    /// No worker answered an `rpc` within its timeout (v1.2).
+    Timeout,
+    /// The worker refused an `rpc` (v1.2): its message, and any `data` it gave.
+    RpcError,
 }
 
 impl ErrorCode {
@@ -68,6 +72,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => "TOO_LARGE",
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::RpcError => "RPC_ERROR",
         }
     }
 }
@@ -89,6 +95,8 @@ mod tests {
             ErrorCode::TooLarge,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
+            ErrorCode::Timeout,
+            ErrorCode::RpcError,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -15,6 +15,7 @@ pub mod offset;
 pub mod presence;
 pub mod publish_body;
 pub mod request_id;
+pub mod rpc;
 pub mod script;
 pub mod upstream;
 

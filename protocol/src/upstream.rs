@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::envelope::{EnvelopeError, VERSION};
 use crate::names;
+use crate::rpc::RpcCall;
 
 /// The field of an inbox entry that holds the encoded message.
 pub const FIELD: &str = "e";
@@ -39,9 +40,25 @@ pub struct Upstream {
     /// W3C traceparent of the edge's span, when tracing is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// Set on an `rpc` (v1.2): the client waits for a reply (the emitter's `reply` or
+    /// `reply_error`) to this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<RpcCall>,
 }
 
 impl Upstream {
+    /// Whether the client waits for a reply to this message (an `rpc`).
+    pub fn expects_reply(&self) -> bool {
+        self.rpc.is_some()
+    }
+
+    /// Whether this is an `rpc` whose client has stopped waiting: it had its `TIMEOUT`, and a
+    /// reply would be dropped.
+    pub fn rpc_expired(&self) -> bool {
+        self.rpc
+            .is_some_and(|call| call.expired_at(crate::envelope::now_ms()))
+    }
+
     /// Checks what a worker relies on: version, event name, and that `data` and `meta` are JSON.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
         if self.v != VERSION {
@@ -52,6 +69,12 @@ impl Upstream {
             names::validate_event(&self.event)?;
         }
         check_json(&self.data)?;
+        if self
+            .rpc
+            .is_some_and(|call| call.reference > crate::frame::client::MAX_REF)
+        {
+            return Err(EnvelopeError::Invalid("an rpc ref must be at most 2^53-1"));
+        }
         if let Some(meta) = &self.meta {
             check_json(meta)?;
         }
@@ -93,6 +116,7 @@ mod tests {
             meta: Some(br#"{"plan":"pro"}"#.to_vec()),
             ts: 5,
             trace: None,
+            rpc: None,
         }
     }
 
@@ -102,6 +126,25 @@ mod tests {
         let bytes = upstream.encode().unwrap();
         assert_eq!(bytes[0] & 0xf0, 0x80, "a map keyed by name");
         assert_eq!(Upstream::decode(&bytes).unwrap(), upstream);
+        let call = Upstream {
+            rpc: Some(RpcCall {
+                reference: 9,
+                deadline: 1_000,
+            }),
+            ..sample()
+        };
+        let bytes = call.encode().unwrap();
+        assert_eq!(Upstream::decode(&bytes).unwrap(), call);
+        // Named fields in a map of its own, for workers in other languages.
+        #[derive(Deserialize)]
+        struct Mark {
+            rpc: std::collections::BTreeMap<String, u64>,
+        }
+        let mark: Mark = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(
+            mark.rpc,
+            [("deadline".to_owned(), 1000), ("ref".to_owned(), 9)].into()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod hook_server;
 pub mod openapi;
 pub mod process;
 pub mod raw_ws;
+pub mod rpc;
 pub mod token;
 pub mod upstream;
 

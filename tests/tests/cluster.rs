@@ -162,6 +162,7 @@ async fn the_inbox_reads_every_partition_of_a_cluster() {
             meta: None,
             ts: 1,
             trace: None,
+            rpc: None,
         };
         let partition = Keys::inbox_partition_of(&client_id, partitions);
         let _: String = redis::cmd("XADD")

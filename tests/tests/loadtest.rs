@@ -216,6 +216,49 @@ async fn fanout_runs_against_the_baseline_server_and_a_single_node_edge_alike() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_calls_are_answered_by_the_in_process_workers() {
+    let redis = RedisServer::start();
+    let edge = ferrocast_tests::Edge::with_redis(
+        &redis,
+        &[
+            "--upstream-events",
+            "loadtest.*",
+            "--upstream-rate",
+            "1000",
+            "--upstream-burst",
+            "1000",
+        ],
+    )
+    .await;
+    let args: Vec<String> = [
+        "--json",
+        "--url",
+        &edge.ws_url(),
+        "--redis-url",
+        &redis.url(),
+        "--edge-pid",
+        &edge.pid().to_string(),
+        "rpc",
+        "--clients",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let report = loadtest(&args);
+    eprintln!("rpc report: {report}");
+    let calls = report["calls"].as_u64().expect("calls");
+    assert!(calls >= 150, "{report}");
+    assert_eq!(report["replies"], calls, "{report}");
+    assert_eq!(report["unanswered"], 0, "{report}");
+    assert!(report["round_trip_p50_ms"].is_number(), "{report}");
+    assert!(report["edge_cpu_us_per_call"].is_number(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_counts_a_reconnect_storm_without_losing_a_push() {
     let redis = RedisServer::start();
     let edge = ferrocast_tests::Edge::with_redis(

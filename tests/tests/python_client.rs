@@ -1,7 +1,8 @@
 //! A client we did not write: Python's `websockets` against a real edge, in scripts written from
 //! the protocol's text (tests/python/): permessage-deflate, which it offers by default, the v1.2
-//! history frames, and retries with client-chosen ids. The interpreter is `FERROCAST_PYTHON`: `scripts/test.sh` makes a venv
-//! under `target/` with the pinned `websockets` and sets it.
+//! history frames, retries with client-chosen ids, and `rpc` calls a worker answers. The
+//! interpreter is `FERROCAST_PYTHON`: `scripts/test.sh` makes a venv under `target/` with the
+//! pinned `websockets` and sets it.
 
 use std::time::Duration;
 
@@ -37,6 +38,15 @@ async fn python_websockets_negotiates_deflate_and_a_large_message_goes_both_ways
     let edge = Edge::start(&[]).await;
     let token = Token::user("py", &["z"]).claim("pub", json!(["z"])).dev();
     run_python("deflate_client.py", &edge, &token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_websockets_makes_rpc_calls_answered_by_a_worker() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(&redis, ferrocast_tests::rpc::EDGE_ARGS).await;
+    let _worker = ferrocast_tests::rpc::worker(&redis).await;
+    let token = Token::user("py", &[]).dev();
+    run_python("rpc_client.py", &edge, &token).await;
 }
 
 #[tokio::test]

@@ -130,6 +130,23 @@ async fn the_chat_worker_example_publishes_good_messages_and_answers_bad_ones() 
         (&refused["scope"], &refused["event"]),
         (&json!("client"), &json!("chat.error"))
     );
+    // The calls it answers (v1.2).
+    let time = alice
+        .request(json!({"type": "rpc", "event": "chat.time"}))
+        .await;
+    assert!(time["data"]["now"].as_u64().is_some(), "{time}");
+    let echo = alice
+        .request(json!({"type": "rpc", "event": "chat.echo", "data": [1, "a"]}))
+        .await;
+    assert_eq!(
+        (&echo["type"], &echo["data"]),
+        (&json!("reply"), &json!([1, "a"]))
+    );
+    let refused = alice
+        .request(json!({"type": "rpc", "event": "chat.echo"}))
+        .await;
+    assert_eq!(refused["code"], "RPC_ERROR", "{refused}");
+    assert_eq!(refused["data"], json!({"hint": "send some data"}));
     let emitter = Emitter::connect(redis.url()).await.expect("emitter");
     ferrocast_tests::assert_nothing_else(&emitter, &mut [&mut alice, &mut bob]).await;
 }
@@ -180,7 +197,14 @@ async fn a_partitioned_inbox_keeps_each_client_in_one_partition_and_workers_read
             .entry(r.message.client.clone())
             .or_default()
             .push(r.message.data.clone());
-        inbox.ack(r).await.expect("ack");
+    }
+    // One XACK per partition for the lot.
+    inbox.ack_all(&received).await.expect("ack_all");
+    for p in 0..3 {
+        let pending = redis
+            .cli(&["XPENDING", &format!("fc:{{inbox:{p}}}"), "workers"])
+            .expect("xpending");
+        assert!(pending.starts_with('0'), "partition {p}: {pending}");
     }
     assert_eq!(per_client.len(), 6);
     for data in per_client.values() {

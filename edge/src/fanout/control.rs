@@ -1,8 +1,9 @@
-//! Control messages from workers: make sessions join or leave a room, or close them. They reach
-//! the edge like messages, through the target's keys, and each session applies them in order
-//! with the messages around them.
+//! Control messages from workers: make sessions join or leave a room, close them, or answer a
+//! client's `rpc`. They reach the edge like messages, through the target's keys, and each
+//! session applies them in order with the messages around them.
 
 use ferrocast_protocol::{Envelope, Kind, close};
+use uuid::Uuid;
 
 /// What a control envelope asks a session to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,32 @@ pub enum Control {
         /// Close reason.
         reason: String,
     },
+    /// A worker's answer to one of the connection's calls (v1.2).
+    Reply(RpcReply),
+}
+
+/// A worker's answer to a call: matched to the connection's pending call by both `ref` and the
+/// inbox message's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcReply {
+    /// The `ref` of the `rpc` frame.
+    pub reference: u64,
+    /// The id of the inbox message that carried the call.
+    pub request: Uuid,
+    /// The worker's JSON text (empty: none, for a refusal without data).
+    pub data: Vec<u8>,
+    /// The worker's refusal message.
+    pub error: Option<String>,
+}
+
+impl Control {
+    /// Bytes it holds, as counted against a connection's queue limit: a reply's data.
+    pub fn size(&self) -> usize {
+        match self {
+            Control::Reply(reply) => reply.data.len(),
+            _ => 0,
+        }
+    }
 }
 
 impl Control {
@@ -32,6 +59,42 @@ impl Control {
                 code: envelope.code.unwrap_or(close::DISCONNECTED),
                 reason: envelope.reason.clone().unwrap_or_default(),
             }),
+            // `validate` made sure both are there.
+            Kind::Reply => Some(Control::Reply(RpcReply {
+                reference: envelope.reference.unwrap_or_default(),
+                request: envelope.request.unwrap_or_default(),
+                data: envelope.data.clone(),
+                error: envelope.error.clone(),
+            })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fanout::delivery::Delivery;
+    use ferrocast_protocol::Offset;
+    use ferrocast_protocol::offset::StreamId;
+
+    #[test]
+    fn a_reply_is_a_control_and_never_replayed() {
+        let request = Uuid::now_v7();
+        let reply = Envelope::reply("c1", 4, request, b"[1]".to_vec(), None);
+        assert_eq!(
+            Control::from_envelope(&reply),
+            Some(Control::Reply(RpcReply {
+                reference: 4,
+                request,
+                data: b"[1]".to_vec(),
+                error: None,
+            }))
+        );
+        let offset = Offset {
+            id: StreamId { ms: 1, seq: 0 },
+            epoch: StreamId { ms: 1, seq: 0 },
+        };
+        let stored = reply.encode().expect("encode");
+        assert!(Delivery::decode(offset, &stored).is_none());
     }
 }

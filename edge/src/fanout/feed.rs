@@ -90,8 +90,15 @@ impl Feed {
         let except = envelope.except.clone();
         let members = if let Some(control) = Control::from_envelope(&envelope) {
             // No offset: a seam must never drop a control, which replays leave out.
+            let is_reply = matches!(control, Control::Reply(_));
             let item = Some(Outbound::Control(Arc::new(control)));
-            self.fan_out(target, &except, |_| [item.clone(), item.clone()])
+            let delivered = self.fan_out(target, &except, |_| [item.clone(), item.clone()]);
+            if is_reply && delivered.is_none() {
+                // Its client is gone from this edge (the edges it was never on do not hear of
+                // it: nothing subscribes its channel there).
+                metrics().rpc_late_replies.inc();
+            }
+            delivered
         } else {
             let ts = envelope.ts;
             let mut delivery = Delivery::new(envelope, offset);

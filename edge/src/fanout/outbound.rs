@@ -79,7 +79,8 @@ impl Outbound {
         match self {
             Outbound::Frame(frame) => frame.message.len(),
             Outbound::Presence(batch) => batch.size(),
-            Outbound::Control(_) | Outbound::Fence(_) | Outbound::Flush => 0,
+            Outbound::Control(control) => control.size(),
+            Outbound::Fence(_) | Outbound::Flush => 0,
         }
     }
 }

@@ -76,6 +76,7 @@ impl LifecycleEvents {
             meta: subject.meta.and_then(|m| serde_json::to_vec(m).ok()),
             ts: now_ms(),
             trace: None,
+            rpc: None,
         };
         if self.tx.try_send(upstream).is_err() {
             dropped("queue_full");

@@ -123,6 +123,14 @@ pub struct Metrics {
     pub upstream_appends: Counter,
     /// Workers' control messages (join, leave, disconnect) applied to sessions.
     pub controls_applied: Counter,
+    /// Client `rpc` frames appended to the upstream inbox (v1.2).
+    pub rpc_calls: Counter,
+    /// Workers' replies (answers and refusals) delivered to the calling connection.
+    pub rpc_replies: Counter,
+    /// Calls answered `TIMEOUT`: no reply within their timeout.
+    pub rpc_timeouts: Counter,
+    /// Replies dropped: their call had timed out, or their client was gone.
+    pub rpc_late_replies: Counter,
     /// Presence batches (joins, leaves, refreshes of one room) applied to the bus.
     pub presence_updates: Counter,
     /// HTTP API requests, by route and status.
@@ -160,6 +168,10 @@ impl Metrics {
             rate_limited: Counter::default(),
             upstream_appends: Counter::default(),
             controls_applied: Counter::default(),
+            rpc_calls: Counter::default(),
+            rpc_replies: Counter::default(),
+            rpc_timeouts: Counter::default(),
+            rpc_late_replies: Counter::default(),
             presence_updates: Counter::default(),
             api_requests: Family::default(),
             hook_requests: Family::default(),
@@ -280,6 +292,26 @@ impl Metrics {
             "controls_applied",
             "Workers' control messages (join, leave, disconnect) applied to sessions",
             m.controls_applied.clone(),
+        );
+        registry.register(
+            "rpc_calls",
+            "Client rpc frames appended to the inbox",
+            m.rpc_calls.clone(),
+        );
+        registry.register(
+            "rpc_replies",
+            "Workers' rpc replies (answers and refusals) delivered",
+            m.rpc_replies.clone(),
+        );
+        registry.register(
+            "rpc_timeouts",
+            "Calls answered TIMEOUT: no reply within their timeout",
+            m.rpc_timeouts.clone(),
+        );
+        registry.register(
+            "rpc_late_replies",
+            "Replies dropped because their call had timed out or their client was gone",
+            m.rpc_late_replies.clone(),
         );
         registry.register(
             "inbox_entries",

@@ -1,4 +1,5 @@
-//! A worker's control message for this connection: join a room, leave one, or disconnect.
+//! A worker's control message for this connection: join a room, leave one, disconnect, or
+//! answer one of its calls.
 
 use ferrocast_protocol::frame::server::ServerFrame;
 
@@ -12,7 +13,10 @@ use crate::ops::metrics::metrics;
 impl<B: Bus> Session<B> {
     /// Applies `control`: the frames to send, or the close code and reason to close with.
     pub(super) async fn apply(&mut self, control: &Control) -> Result<Reply, Closing> {
-        metrics().controls_applied.inc();
+        // Replies are counted as such, by the call they answer.
+        if !matches!(control, Control::Reply(_)) {
+            metrics().controls_applied.inc();
+        }
         match control {
             Control::Join(room) => {
                 if let Some(joined) = self.rooms.get_mut(room) {
@@ -45,6 +49,7 @@ impl<B: Bus> Session<B> {
                 code: *code,
                 reason: reason.clone(),
             }),
+            Control::Reply(reply) => Ok(self.on_rpc_reply(reply).into()),
         }
     }
 }

@@ -19,6 +19,7 @@ mod joined_rooms;
 mod own_targets;
 mod rate;
 mod replay;
+mod rpc_calls;
 mod serve;
 mod shared;
 mod writer;
@@ -222,6 +223,7 @@ async fn open_session<B: Bus>(
         upstream_quota: None,
         publish_quota: None,
         event_limits: None,
+        rpc_calls: None,
         rooms: JoinedRooms::default(),
         fences: Fences::default(),
         own,
@@ -264,6 +266,8 @@ struct Session<B: Bus> {
     publish_quota: Option<Box<rate::ByteQuota>>,
     /// Its buckets for the `--event-rate` rules, by rule (made on first use).
     event_limits: Option<Box<[Option<TokenBucket>]>>,
+    /// Its calls waiting for replies, and their timer (made on its first `rpc`).
+    rpc_calls: Option<Box<rpc_calls::RpcCalls>>,
     /// Joined rooms.
     rooms: JoinedRooms,
     /// Topics left whose earlier frames may still be queued.

@@ -19,6 +19,7 @@ use ferrocast_protocol::lifecycle::Lifecycle;
 
 use super::frames::Reply;
 use super::rate::Verdict;
+use super::rpc_calls::poll_expired;
 use super::writer::{close_with, finish_closing, kick_reason, send_unless_kicked};
 use super::{ABNORMAL, Session, Ws};
 use crate::refusal::Refusal;
@@ -116,6 +117,10 @@ impl<B: Bus> Session<B> {
                 code = &mut kick_request => Event::Kicked(code),
                 first = queued.recv() => Event::Queued(first),
                 read = std::future::poll_fn(|cx| ws.poll_read(cx)) => Event::Incoming(read),
+                // Armed only while calls wait for replies: the earliest deadline, no other.
+                expired = std::future::poll_fn(|cx| poll_expired(&mut self.rpc_calls, cx)) => {
+                    Event::Expired(expired)
+                }
             };
             let next = match event {
                 Event::Kicked(code) => ControlFlow::Break(self.kicked(ws, code).await),
@@ -128,6 +133,10 @@ impl<B: Bus> Session<B> {
                     ws.hold();
                     self.life.heard(&self.shared.connections.clock);
                     Box::pin(self.read_frame(ws, read, kick_request.as_mut())).await
+                }
+                Event::Expired(references) => {
+                    let reply = self.timed_out(&references);
+                    Box::pin(self.answered(ws, kick_request.as_mut(), reply)).await
                 }
             };
             if let ControlFlow::Break(code) = next {
@@ -303,4 +312,6 @@ enum Event {
     Queued(Outbound),
     /// The client sent something (or the socket ended).
     Incoming(Read),
+    /// These calls' deadlines passed with no reply.
+    Expired(Vec<u64>),
 }

@@ -83,7 +83,8 @@ impl Outcome {
             | EmitError::InvalidJson(_)
             | EmitError::UnsupportedData(_)
             | EmitError::InvalidUrl(_)
-            | EmitError::Envelope(_) => Outcome::BadInput,
+            | EmitError::Envelope(_)
+            | EmitError::NotACall => Outcome::BadInput,
         }
     }
 }

@@ -55,7 +55,9 @@ impl Message {
     /// own). A `msg`'s data must be JSON that every client can be sent, MessagePack ones
     /// included: otherwise [`EmitError::UnsupportedData`].
     pub fn from_envelope(envelope: &Envelope) -> Result<Message, EmitError> {
-        let is_msg = envelope.kind == Kind::Msg;
+        // A reply's data reaches a client just as a message's does.
+        let is_msg = envelope.kind == Kind::Msg
+            || (envelope.kind == Kind::Reply && !envelope.data.is_empty());
         if is_msg && nests_too_deep(&envelope.data) {
             // `validate` parses with serde_json, which gives up at this depth as well and would
             // call deep but valid JSON "not valid JSON"; `data::check` names the real reason.

@@ -17,6 +17,7 @@ mod builder;
 mod message;
 mod presence;
 mod publication;
+mod reply;
 
 pub use builder::EmitterBuilder;
 pub use message::{Message, current_traceparent};

@@ -7,6 +7,7 @@ mod direct;
 mod fanout;
 mod idle;
 mod presence;
+mod rpc;
 mod storm;
 
 use std::future::Future;
@@ -56,6 +57,22 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
             rate,
             duration,
         } => direct::run(&cli.common, connector, *users, *rate, *duration).await,
+        Scenario::Rpc {
+            clients,
+            rate,
+            duration,
+            workers,
+            timeout_ms,
+        } => {
+            let load = rpc::Load {
+                clients: *clients,
+                rate: *rate,
+                duration: *duration,
+                workers: *workers,
+                timeout_ms: *timeout_ms,
+            };
+            rpc::run(&cli.common, connector, load).await
+        }
         Scenario::Churn {
             concurrency,
             duration,

@@ -27,6 +27,9 @@ pub enum Kind {
     Leave,
     /// Close the target's sessions with `code` and `reason`.
     Disconnect,
+    /// Answer a client's `rpc` (v1.2): the target is the client, `ref` and `request` name the
+    /// call, `data` is the answer, or `error` the worker's refusal (with `data` optional).
+    Reply,
 }
 
 /// One published message or control operation.
@@ -65,6 +68,16 @@ pub struct Envelope {
     /// Close reason for `disconnect`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `reply`: the `ref` of the client's `rpc` frame.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<u64>,
+    /// For `reply`: the id of the inbox message it answers, so a late reply never answers a
+    /// later call that reused the `ref`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Uuid>,
+    /// For `reply`: the worker refused the call, saying this (the client gets `RPC_ERROR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Why an envelope was refused.
@@ -120,6 +133,9 @@ impl Envelope {
             room: None,
             code: None,
             reason: None,
+            reference: None,
+            request: None,
+            error: None,
         }
     }
 
@@ -143,6 +159,25 @@ impl Envelope {
             Some(code),
             Some(reason.to_owned()),
         )
+    }
+
+    /// A `reply` to the call `request` (an inbox message's id) of client `client`, whose `rpc`
+    /// frame had `ref` `reference`: `data` (JSON text) answers it, or `error` refuses it, with
+    /// `data` optional (empty: none).
+    pub fn reply(
+        client: &str,
+        reference: u64,
+        request: Uuid,
+        data: Vec<u8>,
+        error: Option<String>,
+    ) -> Envelope {
+        Envelope {
+            kind: Kind::Reply,
+            reference: Some(reference),
+            request: Some(request),
+            error,
+            ..Envelope::message(&Target::Client(client.to_owned()), "", data)
+        }
     }
 
     fn control(
@@ -200,6 +235,36 @@ impl Envelope {
                     ));
                 }
             }
+            Kind::Reply => self.validate_reply()?,
+        }
+        Ok(())
+    }
+
+    /// A reply goes to one client, names its call, and carries JSON: its answer, or with an
+    /// error optionally some.
+    fn validate_reply(&self) -> Result<(), EnvelopeError> {
+        if self.scope != Scope::Client {
+            return Err(EnvelopeError::Invalid("a reply goes to a client"));
+        }
+        let reference = self.reference.ok_or(EnvelopeError::Missing("ref"))?;
+        if reference > crate::frame::client::MAX_REF {
+            return Err(EnvelopeError::Invalid(
+                "a reply's ref must be at most 2^53-1",
+            ));
+        }
+        self.request.ok_or(EnvelopeError::Missing("request"))?;
+        if self
+            .error
+            .as_ref()
+            .is_some_and(|e| e.len() > crate::rpc::MAX_ERROR_BYTES)
+        {
+            return Err(EnvelopeError::Invalid(
+                "a reply's error message must be at most 1024 bytes",
+            ));
+        }
+        if self.error.is_none() || !self.data.is_empty() {
+            let text = std::str::from_utf8(&self.data).map_err(|_| EnvelopeError::NotUtf8)?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text)?;
         }
         Ok(())
     }
@@ -266,6 +331,40 @@ mod tests {
             Envelope::disconnect(&user, 4010, &"x".repeat(124)),
         ] {
             assert!(Envelope::decode(&bad.encode().unwrap()).is_err());
+        }
+    }
+
+    #[test]
+    fn replies_name_their_call_and_carry_json() {
+        let request = Uuid::now_v7();
+        let answer = Envelope::reply("c1", 7, request, b"{\"t\":1}".to_vec(), None);
+        assert_eq!(Envelope::decode(&answer.encode().unwrap()).unwrap(), answer);
+        let refusal = Envelope::reply("c1", 7, request, Vec::new(), Some("no".into()));
+        assert_eq!(
+            Envelope::decode(&refusal.encode().unwrap()).unwrap(),
+            refusal
+        );
+        let mut to_a_room = answer.clone();
+        to_a_room.scope = Scope::Room;
+        let mut no_ref = answer.clone();
+        no_ref.reference = None;
+        let mut no_request = answer.clone();
+        no_request.request = None;
+        let mut no_data = answer.clone();
+        no_data.data.clear();
+        let mut long_error = refusal.clone();
+        long_error.error = Some("x".repeat(1025));
+        let mut bad_error_data = refusal.clone();
+        bad_error_data.data = b"{".to_vec();
+        for bad in [
+            to_a_room,
+            no_ref,
+            no_request,
+            no_data,
+            long_error,
+            bad_error_data,
+        ] {
+            assert!(Envelope::decode(&bad.encode().unwrap()).is_err(), "{bad:?}");
         }
     }
 }

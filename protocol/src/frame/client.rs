@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::close::ErrorCode;
-use crate::names;
+use crate::{names, rpc};
 
 /// Largest `ref` a client may use (2^53 − 1, the largest integer JavaScript holds exactly).
 pub const MAX_REF: u64 = (1 << 53) - 1;
@@ -102,6 +102,18 @@ pub enum ClientFrame {
         /// Echoed in the answer.
         reference: Option<u64>,
     },
+    /// Call the application's workers and wait for their reply (v1.2).
+    Rpc {
+        /// Event name.
+        event: String,
+        /// JSON text.
+        data: Vec<u8>,
+        /// Required: the reply, or the error, carries it.
+        reference: u64,
+        /// How long to wait for the reply, milliseconds (the default applied; at most
+        /// [`rpc::MAX_TIMEOUT_MS`]).
+        timeout_ms: u64,
+    },
     /// Application-level ping.
     Ping {
         /// Echoed in the answer.
@@ -152,6 +164,7 @@ impl ClientFrame {
             | ClientFrame::Presence { reference, .. }
             | ClientFrame::PresenceStats { reference, .. }
             | ClientFrame::Ping { reference } => *reference,
+            ClientFrame::Rpc { reference, .. } => Some(*reference),
             ClientFrame::Auth { .. } | ClientFrame::Refresh { .. } => None,
         }
     }
@@ -207,6 +220,7 @@ struct RawFrame<D> {
     limit: Option<u64>,
     before: Option<String>,
     id: Option<String>,
+    timeout: Option<u64>,
 }
 
 /// MessagePack `data` re-encoded as JSON text.
@@ -364,6 +378,33 @@ fn decode<D: DeserializeOwned>(
             id: id(raw.id)?,
             reference,
         },
+        // A retried call whose connection dropped would be stored once, but its reply went to
+        // the old connection: until replies are kept for retries, an id would promise what the
+        // edge cannot keep, so it is refused rather than ignored.
+        "rpc" if raw.id.is_some() => {
+            return Err(bad(
+                reference,
+                ErrorCode::BadFrame,
+                "rpc takes no id yet: retry a call without one",
+            ));
+        }
+        "rpc" => ClientFrame::Rpc {
+            event: event(raw.event)?,
+            data: data(raw.data),
+            reference: reference
+                .ok_or_else(|| bad(None, ErrorCode::BadFrame, "an rpc needs a ref"))?,
+            timeout_ms: match raw.timeout {
+                None => rpc::DEFAULT_TIMEOUT_MS,
+                Some(ms @ 1..=rpc::MAX_TIMEOUT_MS) => ms,
+                Some(_) => {
+                    return Err(bad(
+                        reference,
+                        ErrorCode::BadFrame,
+                        "timeout must be 1 to 60000 milliseconds",
+                    ));
+                }
+            },
+        },
         "ping" => ClientFrame::Ping { reference },
         "presence" => ClientFrame::Presence {
             room: room(raw.room)?,
@@ -468,6 +509,23 @@ mod tests {
     }
 
     #[test]
+    fn ids_on_publish_and_send_are_checked_and_refused_on_rpc() {
+        let f = ClientFrame::from_json(
+            br#"{"type":"send","event":"e","data":1,"id":"retry-1","ref":1}"#,
+        );
+        assert!(matches!(f, Ok(ClientFrame::Send { id: Some(id), .. }) if id == "retry-1"));
+        let e = ClientFrame::from_json(
+            br#"{"type":"publish","room":"r","event":"e","id":"a b","ref":2}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(2), ErrorCode::BadFrame));
+        let e = ClientFrame::from_json(br#"{"type":"rpc","event":"e","id":"retry-1","ref":3}"#)
+            .unwrap_err();
+        assert_eq!((e.reference, e.code), (Some(3), ErrorCode::BadFrame));
+        assert!(e.message.contains("no id"), "{}", e.message);
+    }
+
+    #[test]
     fn names_the_ref_of_refused_frames() {
         let e = ClientFrame::from_json(br#"{"type":"nope","ref":3}"#).unwrap_err();
         assert_eq!((e.reference, e.code), (Some(3), ErrorCode::UnknownType));
@@ -481,6 +539,41 @@ mod tests {
         assert_eq!(e.code, ErrorCode::BadFrame);
         let e = ClientFrame::from_json(br#"{"ref":1}"#).unwrap_err();
         assert_eq!((e.reference, e.code), (Some(1), ErrorCode::BadFrame));
+    }
+
+    #[test]
+    fn an_rpc_needs_a_ref_and_a_timeout_in_range() {
+        let f = ClientFrame::from_json(br#"{"type":"rpc","event":"time","ref":3}"#);
+        assert_eq!(
+            f,
+            Ok(ClientFrame::Rpc {
+                event: "time".into(),
+                data: b"null".to_vec(),
+                reference: 3,
+                timeout_ms: rpc::DEFAULT_TIMEOUT_MS,
+            })
+        );
+        let f = ClientFrame::from_json(
+            br#"{"type":"rpc","event":"e","data":[1],"ref":4,"timeout":60000}"#,
+        );
+        assert!(matches!(
+            f,
+            Ok(ClientFrame::Rpc {
+                timeout_ms: 60_000,
+                ..
+            })
+        ));
+        let e = ClientFrame::from_json(br#"{"type":"rpc","event":"e"}"#).unwrap_err();
+        assert_eq!((e.reference, e.code), (None, ErrorCode::BadFrame));
+        for timeout in ["0", "60001", "-1", "1.5", "\"5\""] {
+            let frame = format!(r#"{{"type":"rpc","event":"e","ref":5,"timeout":{timeout}}}"#);
+            let e = ClientFrame::from_json(frame.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.reference, e.code),
+                (Some(5), ErrorCode::BadFrame),
+                "{timeout}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod history;
+pub mod reply;
 pub mod server;
 
 /// How a connection's frames are encoded, chosen by WebSocket subprotocol.

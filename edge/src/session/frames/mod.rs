@@ -15,6 +15,7 @@ mod presence;
 mod publish;
 mod refresh;
 mod resume;
+mod rpc;
 mod send;
 
 use ferrocast_protocol::close::ErrorCode;
@@ -97,6 +98,12 @@ impl<B: Bus> Session<B> {
                 id,
                 reference,
             } => self.on_send(event, data, id.as_deref(), reference).await,
+            ClientFrame::Rpc {
+                event,
+                data,
+                reference,
+                timeout_ms,
+            } => self.on_rpc(event, data, reference, timeout_ms).await,
             ClientFrame::Ping { reference } => {
                 Ok(self.encode(&ServerFrame::Pong { reference }).into())
             }

@@ -3,7 +3,9 @@
 
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::rpc::RpcCall;
 use ferrocast_protocol::{Upstream, request_id};
+use uuid::Uuid;
 
 use super::Reply;
 use crate::bus::Bus;
@@ -21,7 +23,7 @@ impl<B: Bus> Session<B> {
         request: Option<&str>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        let id = self.send_upstream(event, data, request).await?;
+        let (id, _) = self.send_upstream(event, data, request, None).await?;
         Ok(self
             .encode(&ServerFrame::Ack {
                 reference,
@@ -31,15 +33,17 @@ impl<B: Bus> Session<B> {
             .into())
     }
 
-    /// Appends a `send` to the upstream inbox; returns its stream id once Redis has it. With
-    /// `request`, the client's id for it: a retry within ten minutes stores nothing new and
-    /// answers the first id, and workers see the same message id each time.
-    async fn send_upstream(
+    /// Appends a `send` (or, with `rpc`, a call) to the upstream inbox; returns its stream id
+    /// once Redis has it, and the message's id. With `request`, the client's id for it: a retry
+    /// within ten minutes stores nothing new and answers the first id, and workers see the same
+    /// message id each time.
+    pub(super) async fn send_upstream(
         &mut self,
         event: String,
         data: Vec<u8>,
         request: Option<&str>,
-    ) -> Result<String, Refusal> {
+        rpc: Option<RpcCall>,
+    ) -> Result<(String, Uuid), Refusal> {
         if !self.shared.upstream_events.allows(&event) {
             let message = if self.shared.config.upstream_events.is_empty() {
                 "upstream messages are not enabled on this edge"
@@ -84,7 +88,7 @@ impl<B: Bus> Session<B> {
         let span = tracing::info_span!("upstream", %event);
         let upstream = Upstream {
             v: ferrocast_protocol::envelope::VERSION,
-            id: request.map_or_else(uuid::Uuid::now_v7, |request| {
+            id: request.map_or_else(Uuid::now_v7, |request| {
                 request_id::message_id(&self.claims.sub, request)
             }),
             client: self.client.to_string(),
@@ -99,9 +103,10 @@ impl<B: Bus> Session<B> {
                 .and_then(|meta| serde_json::to_vec(meta).ok()),
             ts: ferrocast_protocol::envelope::now_ms(),
             trace: span.in_scope(ferrocast_emitter::current_traceparent),
+            rpc,
         };
         let id = self.shared.bus.send_upstream(&upstream, request).await?;
         metrics().upstream_appends.inc();
-        Ok(id)
+        Ok((id, upstream.id))
     }
 }

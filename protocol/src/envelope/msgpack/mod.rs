@@ -36,6 +36,9 @@ pub fn read(bytes: &[u8]) -> Result<Envelope, Malformed> {
     let mut room = None;
     let mut code = None;
     let mut reason = None;
+    let mut reference = None;
+    let mut request = None;
+    let mut error = None;
     for _ in 0..fields {
         // Keys are compared as bytes: no UTF-8 check needed to tell them apart (and an unknown
         // key's bytes were never checked before either).
@@ -53,6 +56,9 @@ pub fn read(bytes: &[u8]) -> Result<Envelope, Malformed> {
             b"room" => set(&mut room, r.optional(|r| r.text().map(str::to_owned)))?,
             b"code" => set(&mut code, r.optional(|r| r.uint().and_then(fit)))?,
             b"reason" => set(&mut reason, r.optional(|r| r.text().map(str::to_owned)))?,
+            b"ref" => set(&mut reference, r.optional(Reader::uint))?,
+            b"request" => set(&mut request, r.optional(Reader::uuid))?,
+            b"error" => set(&mut error, r.optional(|r| r.text().map(str::to_owned)))?,
             _ => r.skip()?,
         }
     }
@@ -70,6 +76,9 @@ pub fn read(bytes: &[u8]) -> Result<Envelope, Malformed> {
         room: room.flatten(),
         code: code.flatten(),
         reason: reason.flatten(),
+        reference: reference.flatten(),
+        request: request.flatten(),
+        error: error.flatten(),
     })
 }
 
@@ -210,6 +219,7 @@ impl<'a> Reader<'a> {
             b"join" => Ok(Kind::Join),
             b"leave" => Ok(Kind::Leave),
             b"disconnect" => Ok(Kind::Disconnect),
+            b"reply" => Ok(Kind::Reply),
             _ => Err("unknown kind"),
         }
     }

@@ -8,7 +8,8 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         Just(Kind::Msg),
         Just(Kind::Join),
         Just(Kind::Leave),
-        Just(Kind::Disconnect)
+        Just(Kind::Disconnect),
+        Just(Kind::Reply)
     ];
     let scope = prop_oneof![
         Just(Scope::Room),
@@ -30,12 +31,18 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             proptest::option::of(any::<u16>()),
             proptest::option::of(text()),
         ),
+        (
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u128>()),
+            proptest::option::of(text()),
+        ),
     )
         .prop_map(
             |(
                 (v, id, kind, scope, target, event),
                 (data, except, ts),
                 (trace, room, code, reason),
+                (reference, request, error),
             )| Envelope {
                 v,
                 id: Uuid::from_u128(id),
@@ -50,6 +57,9 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 room,
                 code,
                 reason,
+                reference,
+                request: request.map(Uuid::from_u128),
+                error,
             },
         )
 }
