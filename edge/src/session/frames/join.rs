@@ -65,7 +65,9 @@ impl<B: Bus> Session<B> {
             Opened::Replay(cursor) => {
                 // A seam only where there is a replay: with no usable `since`, queued live
                 // messages are all new to the client.
-                if let (Start::Since(_), Some(last)) = (start, cursor.last) {
+                if let (Start::Since(since), Some(last)) = (start, cursor.last)
+                    && since.parse::<Offset>().is_ok()
+                {
                     self.seams.set(topic, last);
                 }
                 Ok(Reply {
