@@ -47,22 +47,26 @@ impl<B: Bus> Session<B> {
     }
 
     /// Where the user and `all` histories stand, for `welcome`: from the bus's own record when
-    /// it has one (the usual case, costing no Redis call), else from Redis.
+    /// it has one (the usual case, costing no Redis call), else from Redis, both at once.
     pub(super) async fn own_offsets(&self) -> Result<Offsets, BusError> {
-        let mut offsets = Offsets::default();
-        for scope in [Scope::User, Scope::All] {
-            let target = &self.own.get(scope).key;
-            let cursor = match self.shared.bus.known_position(target) {
-                Some(cursor) => cursor,
-                None => self.shared.bus.open_replay(target, None).await?,
-            };
-            let offset = cursor.last.map(|o| o.to_string());
-            match scope {
-                Scope::User => offsets.user = offset,
-                _ => offsets.all = offset,
-            }
-        }
-        Ok(offsets)
+        let (user, all) = tokio::join!(
+            self.newest_offset(Scope::User),
+            self.newest_offset(Scope::All)
+        );
+        Ok(Offsets {
+            user: user?,
+            all: all?,
+        })
+    }
+
+    /// The newest offset of the history of the own target of `scope`, as frames write it.
+    async fn newest_offset(&self, scope: Scope) -> Result<Option<String>, BusError> {
+        let target = &self.own.get(scope).key;
+        let cursor = match self.shared.bus.known_position(target) {
+            Some(cursor) => cursor,
+            None => self.shared.bus.open_replay(target, None).await?,
+        };
+        Ok(cursor.last.map(|o| o.to_string()))
     }
 
     /// Joins the user, client and `all` targets and waits until they are live.
