@@ -229,9 +229,9 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_MAX_DATA_SIZE", default_value_t = 64 * 1024)]
     pub max_data_size: usize,
 
-    /// Bytes of history replay (`since` on join, auth or resume) the edge holds at once, across
-    /// all connections; replays beyond it wait their turn. Each replay holds one page (256 KiB,
-    /// or one larger message) at a time.
+    /// Bytes of history replay (`since` on join, auth or resume; `history` pages and `rewind`)
+    /// the edge holds at once, across all connections; replays beyond it wait their turn. Each
+    /// holds one page (256 KiB, or one larger message) at a time.
     #[arg(long, env = "FERROCAST_REPLAY_MEMORY", default_value_t = 64 * 1024 * 1024)]
     pub replay_memory: usize,
 

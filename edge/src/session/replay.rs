@@ -14,8 +14,12 @@ use std::pin::Pin;
 
 use ferrocast_protocol::TargetKey;
 use ferrocast_protocol::close;
+use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
+use tokio::sync::OwnedSemaphorePermit;
 use tungstenite::Message;
+
+use crate::refusal::Refusal;
 
 use super::writer::send_unless_kicked;
 use super::{Session, Ws};
@@ -29,7 +33,7 @@ const RECENT_IDS: usize = 1024;
 /// Longest a page may take to be written. A client that does not read its replay would
 /// otherwise hold its share of the edge-wide budget, and with enough such clients no replay
 /// anywhere could start; past this it is a slow consumer (4009), and may resume later.
-const PAGE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const PAGE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest a replay waits for room in the edge-wide budget before it gives up with a `gap`: the
 /// client is not reading its socket meanwhile, and would be taken for idle.
 const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -47,6 +51,20 @@ pub(super) struct Replaying {
 }
 
 impl<B: Bus> Session<B> {
+    /// A page's share of the edge-wide replay budget, for a page of history read for an answer
+    /// (`history`, `rewind`): `UNAVAILABLE` if none frees within the replay's wait.
+    pub(super) async fn page_budget(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        let budget = self.shared.replay_budget.clone();
+        match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(PAGE_BYTES as u32)).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(Refusal::new(
+                ErrorCode::Unavailable,
+                "the edge is busy reading history for others; retry",
+            )),
+        }
+    }
+
     /// Writes `replay` a page at a time, then a `gap` frame if it was cut short (Redis lost the
     /// history or could not be read meanwhile). `Err(Some(code))`: the edge asked the connection
     /// to close; `Err(None)`: the socket failed.

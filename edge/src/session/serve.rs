@@ -19,6 +19,7 @@ use ferrocast_protocol::lifecycle::Lifecycle;
 
 use super::frames::Reply;
 use super::rate::Verdict;
+use super::replay::PAGE_WRITE_TIMEOUT;
 use super::rpc_calls::poll_expired;
 use super::writer::{close_with, finish_closing, kick_reason, send_unless_kicked};
 use super::{ABNORMAL, Session, Ws};
@@ -78,6 +79,7 @@ impl<B: Bus> Session<B> {
             frames: welcome.into_iter().collect(),
             replays,
             close: None,
+            budget: None,
         };
         match self.answer(ws, kick_request.as_mut(), welcome).await {
             Ok(()) => Ok(()),
@@ -284,7 +286,18 @@ impl<B: Bus> Session<B> {
         mut kick: Pin<&mut impl Future<Output = u16>>,
         reply: Reply,
     ) -> Result<(), Option<u16>> {
-        send_unless_kicked(ws, kick.as_mut(), reply.frames).await?;
+        let written = send_unless_kicked(ws, kick.as_mut(), reply.frames);
+        if reply.budget.is_some() {
+            // A page of history holds its share of the edge-wide budget until written: a client
+            // that does not read it is a slow consumer, as in a replay.
+            match tokio::time::timeout(PAGE_WRITE_TIMEOUT, written).await {
+                Ok(written) => written?,
+                Err(_) => return Err(Some(close::SLOW_CONSUMER)),
+            }
+        } else {
+            written.await?;
+        }
+        drop(reply.budget);
         for replay in reply.replays {
             self.stream(ws, kick.as_mut(), replay).await?;
         }

@@ -32,6 +32,7 @@ impl<B: Bus> Session<B> {
             })
             .transpose()?;
         self.may_read(room).await?;
+        let budget = self.page_budget().await?;
         let target = Target::Room(room.to_owned()).key();
         let page = self
             .shared
@@ -44,7 +45,10 @@ impl<B: Bus> Session<B> {
             tracing::warn!(%room, %error, "cannot encode a history page");
             Refusal::new(ErrorCode::Internal, "cannot encode this page")
         })?;
-        Ok(Reply::from(Some(message)))
+        Ok(Reply {
+            budget: Some(budget),
+            ..Reply::from(Some(message))
+        })
     }
 
     /// Refuses a room the connection may not join: one it is in, or one its claims or a public

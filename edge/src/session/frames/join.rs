@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::{Offset, Target, TargetKey};
+use tokio::sync::OwnedSemaphorePermit;
 use tungstenite::Message;
 
 use super::{Reply, SINCE_COST};
@@ -82,9 +83,10 @@ impl<B: Bus> Session<B> {
                         written: Written::default(),
                     }],
                     close: None,
+                    budget: None,
                 })
             }
-            Opened::Rewound(page) => {
+            Opened::Rewound(page, budget) => {
                 // The page was read after the subscription was live: live messages up to its
                 // newest are in it, and those after it are queued behind the answer.
                 if let Some(newest) = page.newest {
@@ -103,6 +105,7 @@ impl<B: Bus> Session<B> {
                     frames: joined.into_iter().chain(rewound).collect(),
                     replays: Vec::new(),
                     close: None,
+                    budget: Some(budget),
                 })
             }
         }
@@ -143,13 +146,16 @@ impl<B: Bus> Session<B> {
             .join(target, self.id, self.member(Direct::Yes));
         let opened = match wait_live(joined.state).await {
             Ok(()) => match start {
-                Start::Rewind(count) => self
-                    .shared
-                    .bus
-                    .history(target, None, count as usize)
-                    .await
-                    .map(Opened::Rewound)
-                    .map_err(Refusal::from),
+                Start::Rewind(count) => match self.page_budget().await {
+                    Ok(budget) => self
+                        .shared
+                        .bus
+                        .history(target, None, count as usize)
+                        .await
+                        .map(|page| Opened::Rewound(page, budget))
+                        .map_err(Refusal::from),
+                    Err(refusal) => Err(refusal),
+                },
                 Start::Since(since) => {
                     let since = since.parse::<Offset>().ok();
                     self.open(target, since).await.map(Opened::Replay)
@@ -274,6 +280,7 @@ pub(in crate::session) enum Start<'a> {
 enum Opened {
     /// A replay to stream after `joined` (empty without `since`).
     Replay(ReplayCursor),
-    /// The newest messages, read once the room was live.
-    Rewound(HistoryPage),
+    /// The newest messages, read once the room was live, and the share of the replay budget
+    /// they hold until written.
+    Rewound(HistoryPage, OwnedSemaphorePermit),
 }

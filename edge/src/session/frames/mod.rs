@@ -21,6 +21,7 @@ mod send;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::client::ClientFrame;
 use ferrocast_protocol::frame::server::ServerFrame;
+use tokio::sync::OwnedSemaphorePermit;
 use tungstenite::Message;
 
 use super::Session;
@@ -45,6 +46,9 @@ pub(super) struct Reply {
     pub replays: Vec<Replaying>,
     /// The close code to close the connection with once they are written.
     pub close: Option<u16>,
+    /// The share of the edge-wide replay budget (`--replay-memory`) held by a page of history
+    /// among the frames, until they are written (within the replay's write timeout).
+    pub budget: Option<OwnedSemaphorePermit>,
 }
 
 impl From<Option<Message>> for Reply {
@@ -53,6 +57,7 @@ impl From<Option<Message>> for Reply {
             frames: frame.into_iter().collect(),
             replays: Vec::new(),
             close: None,
+            budget: None,
         }
     }
 }

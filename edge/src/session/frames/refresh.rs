@@ -54,6 +54,7 @@ impl<B: Bus> Session<B> {
             frames,
             replays: Vec::new(),
             close: None,
+            budget: None,
         })
     }
 

@@ -27,6 +27,7 @@ impl<B: Bus> Session<B> {
             frames: answer.into_iter().collect(),
             replays,
             close: None,
+            budget: None,
         })
     }
 
