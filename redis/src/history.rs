@@ -51,6 +51,21 @@ pub async fn newest<C: ConnectionLike>(
     Ok(out)
 }
 
+/// A transaction that begins with where `target`'s history (its `stream`) stands: its epoch,
+/// then its newest entry. The callers add what they read besides, in the same look.
+fn where_it_stands(keys: &Keys, target: &TargetKey, stream: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .get(keys.epoch(target))
+        .cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1);
+    pipe
+}
+
 /// Opens a replay of `target` after `since` (see [`ReplayCursor`]): the epoch, the newest entry
 /// and whether `since` itself is still there, in one transaction, so `recovered` and `last` are
 /// one consistent look at the history. No entry is read yet: a client whose offset belongs to
@@ -62,15 +77,7 @@ pub async fn open<C: ConnectionLike>(
     since: Option<Offset>,
 ) -> RedisResult<ReplayCursor> {
     let stream = keys.stream(target);
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .get(keys.epoch(target))
-        .cmd("XREVRANGE")
-        .arg(&stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1);
+    let mut pipe = where_it_stands(keys, target, &stream);
     if let Some(since) = since {
         // Finding `since` itself proves the history still reaches back that far.
         pipe.cmd("XRANGE")
@@ -175,15 +182,7 @@ pub async fn before<C: ConnectionLike>(
     max_bytes: usize,
 ) -> RedisResult<HistoryPage> {
     let stream = keys.stream(target);
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .get(keys.epoch(target))
-        .cmd("XREVRANGE")
-        .arg(&stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1);
+    let mut pipe = where_it_stands(keys, target, &stream);
     // Nothing comes before the first possible id, and Redis refuses the range `(0-0`.
     let reaches_back = before.is_none_or(|b| b.id != StreamId { ms: 0, seq: 0 });
     if reaches_back {
