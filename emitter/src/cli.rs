@@ -257,7 +257,7 @@ fn json_line(received: &Received) -> anyhow::Result<String> {
         trace: Option<&'a str>,
         /// An `rpc`'s `ref` and deadline: a reply is awaited.
         #[serde(skip_serializing_if = "Option::is_none")]
-        rpc: Option<ferrocast_protocol::rpc::RpcCall>,
+        rpc: Option<&'a ferrocast_protocol::rpc::RpcCall>,
     }
     let m = &received.message;
     fn raw(bytes: &[u8]) -> anyhow::Result<&RawValue> {
@@ -276,7 +276,7 @@ fn json_line(received: &Received) -> anyhow::Result<String> {
         meta: m.meta.as_deref().map(raw).transpose()?,
         ts: m.ts,
         trace: m.trace.as_deref(),
-        rpc: m.rpc,
+        rpc: m.rpc.as_ref(),
     })?)
 }
 

@@ -235,6 +235,14 @@ impl Keys {
         )
     }
 
+    /// Where the reply to user `user`'s `rpc` with the client-chosen id `id` is kept for the
+    /// call's retries, in the same slot as the memory of the id.
+    pub fn inbox_reply(&self, i: u16, n: u16, user: &str, id: &str) -> String {
+        let mut key = self.inbox_request(i, n, user, id);
+        key.push_str(":reply");
+        key
+    }
+
     /// The dead-letter stream of partition `i` of `n`, in the partition's slot.
     pub fn dead_letter_partition(&self, i: u16, n: u16) -> String {
         if n <= 1 {

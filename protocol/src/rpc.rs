@@ -20,7 +20,7 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 
 /// The mark of an inbox message that expects a reply (its `rpc` field): the client to answer is
 /// the message's `client`, and the call it answers is the message's `id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RpcCall {
     /// The `ref` of the client's `rpc` frame, echoed in the answer.
     #[serde(rename = "ref")]
@@ -28,6 +28,11 @@ pub struct RpcCall {
     /// When the client stops waiting, Unix milliseconds: a worker that finds it past can skip
     /// the call, whose client has had its `TIMEOUT` already.
     pub deadline: u64,
+    /// For a call the client named (an `id`), the Redis key where the reply is kept for the
+    /// call's retries, beside the memory of its id. Such a reply goes to the user's target,
+    /// not the client's: a retry may come from another connection, on any edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_key: Option<String>,
 }
 
 impl RpcCall {

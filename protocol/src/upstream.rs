@@ -56,6 +56,7 @@ impl Upstream {
     /// reply would be dropped.
     pub fn rpc_expired(&self) -> bool {
         self.rpc
+            .as_ref()
             .is_some_and(|call| call.expired_at(crate::envelope::now_ms()))
     }
 
@@ -71,6 +72,7 @@ impl Upstream {
         check_json(&self.data)?;
         if self
             .rpc
+            .as_ref()
             .is_some_and(|call| call.reference > crate::frame::client::MAX_REF)
         {
             return Err(EnvelopeError::Invalid("an rpc ref must be at most 2^53-1"));
@@ -130,6 +132,7 @@ mod tests {
             rpc: Some(RpcCall {
                 reference: 9,
                 deadline: 1_000,
+                reply_key: Some("fc:{inbox}:ids:3:ann:r-1:reply".into()),
             }),
             ..sample()
         };
@@ -138,12 +141,20 @@ mod tests {
         // Named fields in a map of its own, for workers in other languages.
         #[derive(Deserialize)]
         struct Mark {
-            rpc: std::collections::BTreeMap<String, u64>,
+            rpc: std::collections::BTreeMap<String, serde_json::Value>,
         }
         let mark: Mark = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(
             mark.rpc,
-            [("deadline".to_owned(), 1000), ("ref".to_owned(), 9)].into()
+            [
+                ("deadline".to_owned(), 1000.into()),
+                ("ref".to_owned(), 9.into()),
+                (
+                    "reply_key".to_owned(),
+                    "fc:{inbox}:ids:3:ann:r-1:reply".into()
+                ),
+            ]
+            .into()
         );
     }
 

@@ -1,10 +1,12 @@
 //! Request and response (v1.2): a client's `rpc` reaches a worker through the inbox, and the
 //! worker's `reply` (or `reply_error`) reaches the calling connection on whichever edge holds
-//! it; no reply in time is a `TIMEOUT`, and a reply after it is dropped and counted.
+//! it; no reply in time is a `TIMEOUT`, and a reply after it is dropped and counted. A call with
+//! an `id` is made once however often it is retried, and each retry is answered.
 
 use std::time::Duration;
 
 use ferrocast_emitter::Emitter;
+use ferrocast_protocol::request_id::message_id;
 use ferrocast_tests::rpc::worker;
 use ferrocast_tests::upstream::chat_token;
 use ferrocast_tests::{Client, Edge, RedisServer};
@@ -152,4 +154,79 @@ async fn refusals_bad_frames_forbidden_events_and_too_many_pending() {
         (&timeout["ref"], &timeout["code"]),
         (&json!(1), &json!("TIMEOUT"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_call_is_made_once_and_answered_to_its_retries_on_any_connection() {
+    let redis = RedisServer::start();
+    let a = Edge::with_redis(&redis, RPC).await;
+    let b = Edge::with_redis(&redis, RPC).await;
+    let mut worker = worker(&redis).await;
+    let inbox_len = || redis.cli(&["XLEN", "fc:{inbox}"]);
+    let held = |id: &str, reference: u64, data: Value| {
+        json!({"type": "rpc", "event": "rpc.held", "id": id, "ref": reference,
+               "data": data, "timeout": 30000})
+    };
+
+    // The first try reaches the worker, which holds it; its connection drops meanwhile.
+    let (mut first, _) = Client::connect(&a.ws_url(), &chat_token("alice")).await;
+    first.send(held("call-1", 1, json!({"try": 1}))).await;
+    assert_eq!(worker.held().await, message_id("alice", "call-1"));
+    drop(first);
+
+    // The retry, on the other edge while the worker still holds the call, calls nothing new,
+    // and the reply reaches it there.
+    let (mut retry, _) = Client::connect(&b.ws_url(), &chat_token("alice")).await;
+    retry.send(held("call-1", 7, json!({"try": 2}))).await;
+    b.wait_metric("ferrocast_rpc_calls_total", 1.0).await;
+    assert_eq!(inbox_len().as_deref(), Some("1"));
+    worker.release();
+    let reply = retry.expect("reply").await;
+    assert_eq!(
+        reply,
+        json!({"type": "reply", "ref": 7, "data": {"try": 1}})
+    );
+
+    // Once answered, a retry anywhere is answered at once with what Redis kept.
+    let (mut later, _) = Client::connect(&a.ws_url(), &chat_token("alice")).await;
+    later.send(held("call-1", 9, json!({"try": 3}))).await;
+    let reply = later.expect("reply").await;
+    assert_eq!(
+        reply,
+        json!({"type": "reply", "ref": 9, "data": {"try": 1}})
+    );
+    assert!(!worker.has_held(), "the worker heard of one call");
+    assert_eq!(inbox_len().as_deref(), Some("1"));
+
+    // Another user's same id is another call.
+    let (mut bob, _) = Client::connect(&b.ws_url(), &chat_token("bob")).await;
+    bob.send(held("call-1", 1, json!("bob's"))).await;
+    assert_eq!(worker.held().await, message_id("bob", "call-1"));
+    worker.release();
+    let reply = bob.expect("reply").await;
+    assert_eq!(reply, json!({"type": "reply", "ref": 1, "data": "bob's"}));
+    assert_eq!(inbox_len().as_deref(), Some("2"));
+
+    // A refusal is kept as well, and answers its retries the same.
+    let fail = json!({"type": "rpc", "event": "rpc.fail", "id": "fail-1", "data": "abc"});
+    let refusal = later.request(fail.clone()).await;
+    assert_eq!(refusal["code"], "RPC_ERROR", "{refusal}");
+    let (mut other, _) = Client::connect(&b.ws_url(), &chat_token("alice")).await;
+    let again = other.request(fail).await;
+    for field in ["type", "code", "message", "data"] {
+        assert_eq!(again[field], refusal[field], "{again} against {refusal}");
+    }
+    assert_eq!(inbox_len().as_deref(), Some("3"));
+
+    // The user's other connections heard the replies and kept quiet; none was counted late.
+    let emitter = Emitter::connect(redis.url()).await.expect("emitter");
+    ferrocast_tests::assert_nothing_else(
+        &emitter,
+        &mut [&mut retry, &mut later, &mut other, &mut bob],
+    )
+    .await;
+    for edge in [&a, &b] {
+        let late = edge.metrics().await;
+        assert_eq!(late.get("ferrocast_rpc_late_replies_total"), Some(&0.0));
+    }
 }

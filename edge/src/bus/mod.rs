@@ -8,6 +8,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
+pub use ferrocast_emitter::inbox::Appended;
 use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Envelope, Offset, TargetKey, Upstream};
 use thiserror::Error;
@@ -171,14 +172,15 @@ pub trait Bus: Send + Sync + 'static {
         idempotent: bool,
     ) -> impl Future<Output = Result<Offset, BusError>> + Send;
 
-    /// Appends a client's `send` to the upstream inbox; returns its stream id once stored. With
-    /// `request`, the client's id for it: the same user's same request again within ten minutes
-    /// stores nothing and answers the first id.
+    /// Appends a client's `send` (or `rpc`) to the upstream inbox; answers its stream id once
+    /// stored. With `request`, the client's id for it: the same user's same request again
+    /// within ten minutes stores nothing and answers the first id, and the reply to a call a
+    /// worker has answered already.
     fn send_upstream(
         &self,
         upstream: &Upstream,
         request: Option<&str>,
-    ) -> impl Future<Output = Result<String, BusError>> + Send;
+    ) -> impl Future<Output = Result<Appended, BusError>> + Send;
 
     /// How far behind the workers reading the upstream inbox are (`None` without an inbox).
     fn inbox_stats(&self) -> impl Future<Output = Result<Option<InboxStats>, BusError>> + Send;

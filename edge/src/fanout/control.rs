@@ -2,7 +2,7 @@
 //! client's `rpc`. They reach the edge like messages, through the target's keys, and each
 //! session applies them in order with the messages around them.
 
-use ferrocast_protocol::{Envelope, Kind, close};
+use ferrocast_protocol::{Envelope, Kind, Scope, close};
 use uuid::Uuid;
 
 /// What a control envelope asks a session to do.
@@ -23,11 +23,11 @@ pub enum Control {
     Reply(RpcReply),
 }
 
-/// A worker's answer to a call: matched to the connection's pending call by both `ref` and the
-/// inbox message's id.
+/// A worker's answer to a call: matched to the connection's pending calls by the inbox message's
+/// id, which every retry of a named call shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcReply {
-    /// The `ref` of the `rpc` frame.
+    /// The `ref` of the `rpc` frame that made the call (a retry answers with its own).
     pub reference: u64,
     /// The id of the inbox message that carried the call.
     pub request: Uuid,
@@ -35,6 +35,9 @@ pub struct RpcReply {
     pub data: Vec<u8>,
     /// The worker's refusal message.
     pub error: Option<String>,
+    /// Sent to every connection of the user (a named call, which any of them may be retrying),
+    /// so a connection with no such call pending is no sign of a late reply.
+    pub to_user: bool,
 }
 
 impl Control {
@@ -65,6 +68,7 @@ impl Control {
                 request: envelope.request.unwrap_or_default(),
                 data: envelope.data.clone(),
                 error: envelope.error.clone(),
+                to_user: envelope.scope == Scope::User,
             })),
         }
     }
@@ -74,13 +78,19 @@ impl Control {
 mod tests {
     use super::*;
     use crate::fanout::delivery::Delivery;
-    use ferrocast_protocol::Offset;
     use ferrocast_protocol::offset::StreamId;
+    use ferrocast_protocol::{Offset, Target};
 
     #[test]
     fn a_reply_is_a_control_and_never_replayed() {
         let request = Uuid::now_v7();
-        let reply = Envelope::reply("c1", 4, request, b"[1]".to_vec(), None);
+        let reply = Envelope::reply(
+            &Target::Client("c1".into()),
+            4,
+            request,
+            b"[1]".to_vec(),
+            None,
+        );
         assert_eq!(
             Control::from_envelope(&reply),
             Some(Control::Reply(RpcReply {
@@ -88,6 +98,7 @@ mod tests {
                 request,
                 data: b"[1]".to_vec(),
                 error: None,
+                to_user: false,
             }))
         );
         let offset = Offset {

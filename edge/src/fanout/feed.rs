@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use ferrocast_protocol::frame::server::ServerFrame;
 use ferrocast_protocol::presence::PresenceEvents;
-use ferrocast_protocol::{Envelope, Offset, TargetKey};
+use ferrocast_protocol::{Envelope, Offset, Scope, TargetKey};
 use parking_lot::Mutex;
 
 use super::control::Control;
@@ -93,9 +93,10 @@ impl Feed {
             let is_reply = matches!(control, Control::Reply(_));
             let item = Some(Outbound::Control(Arc::new(control)));
             let delivered = self.fan_out(target, &except, |_| [item.clone(), item.clone()]);
-            if is_reply && delivered.is_none() {
+            if is_reply && envelope.scope == Scope::Client && delivered.is_none() {
                 // Its client is gone from this edge (the edges it was never on do not hear of
-                // it: nothing subscribes its channel there).
+                // it: nothing subscribes its channel there). A named call's reply goes to the
+                // user's target, which tells nothing of the caller.
                 metrics().rpc_late_replies.inc();
             }
             delivered

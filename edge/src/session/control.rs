@@ -49,7 +49,7 @@ impl<B: Bus> Session<B> {
                 code: *code,
                 reason: reason.clone(),
             }),
-            Control::Reply(reply) => Ok(self.on_rpc_reply(reply).into()),
+            Control::Reply(reply) => Ok(self.on_rpc_reply(reply)),
         }
     }
 }

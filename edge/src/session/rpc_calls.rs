@@ -61,18 +61,19 @@ impl RpcCalls {
         });
     }
 
-    /// Takes the call a reply answers: `false` if it is not pending (timed out, or never made
-    /// on this connection).
-    pub(super) fn take(&mut self, reference: u64, request: Uuid) -> bool {
-        let Some(at) = self
-            .calls
-            .iter()
-            .position(|c| c.reference == reference && c.request == request)
-        else {
-            return false;
-        };
-        self.calls.swap_remove(at);
-        true
+    /// Takes the calls a reply to the inbox message `request` answers: their `ref`s, none if
+    /// no such call is pending (timed out, or never made on this connection). A named call
+    /// retried on this connection before its reply came is pending under two `ref`s.
+    pub(super) fn take(&mut self, request: Uuid) -> Vec<u64> {
+        let mut answered = Vec::new();
+        self.calls.retain(|c| {
+            let matches = c.request == request;
+            if matches {
+                answered.push(c.reference);
+            }
+            !matches
+        });
+        answered
     }
 
     /// Completes with the `ref`s of the calls whose deadline has passed (removed), once the
@@ -132,8 +133,14 @@ mod tests {
         calls.add(2, b, now + Duration::from_millis(20));
         calls.add(3, c, now + Duration::from_millis(20));
         assert!(calls.has(1) && !calls.has(4));
-        assert!(!calls.take(1, b), "the ref alone does not match");
-        assert!(calls.take(3, c));
+        calls.add(4, c, now + Duration::from_millis(20));
+        assert_eq!(calls.take(Uuid::now_v7()), Vec::<u64>::new());
+        assert_eq!(
+            calls.take(c),
+            vec![3, 4],
+            "a retried call answers both its refs"
+        );
+        assert_eq!(calls.take(c), Vec::<u64>::new());
         let mut holder = Some(Box::new(calls));
         assert_eq!(expired(&mut holder).await, vec![2]);
         assert!(Instant::now() >= now + Duration::from_millis(20));

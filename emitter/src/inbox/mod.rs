@@ -37,7 +37,7 @@ pub mod writer;
 
 pub use builder::InboxBuilder;
 pub use reader::Inbox;
-pub use writer::{InboxStats, InboxWriter, WriteError};
+pub use writer::{Appended, InboxStats, InboxWriter, WriteError};
 
 use ferrocast_protocol::upstream::Upstream;
 use thiserror::Error;

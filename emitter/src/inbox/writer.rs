@@ -9,6 +9,7 @@
 //! consumer group at all nothing counts as read, so an inbox nobody consumes fills up and then
 //! pushes back.
 
+use ferrocast_protocol::rpc::RpcCall;
 use ferrocast_protocol::{Keys, Upstream};
 use redis::aio::ConnectionLike;
 use thiserror::Error;
@@ -32,11 +33,15 @@ pub enum WriteError {
 /// KEYS[1] the inbox stream; ARGV[1] the most entries it may hold; ARGV[2] the field; ARGV[3]
 /// the entry. With KEYS[2], a request the client named: if KEYS[2] holds an entry id, that entry
 /// was appended already and its id is the answer; otherwise the new entry's id is kept there
-/// for ARGV[4] seconds. Returns the entry's id, or false when the inbox is full.
+/// for ARGV[4] seconds. KEYS[3], for a named call, is where its reply is kept once a worker
+/// answers. Returns {entry id, the kept reply or false}, or false when the inbox is full.
 const APPEND: &str = r#"
 if #KEYS > 1 then
   local seen = redis.call('GET', KEYS[2])
-  if seen then return seen end
+  if seen then
+    if #KEYS > 2 then return {seen, redis.call('GET', KEYS[3])} end
+    return {seen, false}
+  end
 end
 local function before(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
@@ -71,8 +76,18 @@ local id = redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3])
 if #KEYS > 1 then
   redis.call('SET', KEYS[2], id, 'EX', ARGV[4])
 end
-return id
+return {id, false}
 "#;
+
+/// An entry in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Its stream id.
+    pub id: String,
+    /// For a retried named call a worker has answered already: the reply it published (an
+    /// encoded envelope), to answer the retry with.
+    pub reply: Option<Vec<u8>>,
+}
 
 /// Appends client `send`s to the upstream inbox, each client's to one partition.
 pub struct InboxWriter {
@@ -102,20 +117,18 @@ impl InboxWriter {
         }
     }
 
-    /// Appends `upstream`; its stream id once Redis has it, or [`WriteError::Full`]. With
-    /// `request`, the client's id for it (v1.2), the same request from the same user within
+    /// Appends `upstream`, or answers [`WriteError::Full`]. With `request`, the client's id for
+    /// it (v1.2), the same request from the same user within
     /// [`REMEMBER_SECS`](ferrocast_protocol::request_id::REMEMBER_SECS) appends nothing and
-    /// answers the first entry's id. Such a request goes to its user's partition rather than
-    /// its connection's, so a retry from another connection meets the first in the same slot.
+    /// answers the first entry's id (and, for a call, its reply if a worker gave one). Such a
+    /// request goes to its user's partition rather than its connection's, so a retry from
+    /// another connection meets the first in the same slot.
     pub async fn append<C: ConnectionLike>(
         &self,
         conn: &mut C,
         upstream: &Upstream,
         request: Option<&str>,
-    ) -> Result<String, WriteError> {
-        let bytes = upstream
-            .encode()
-            .map_err(|e| WriteError::Encode(e.to_string()))?;
+    ) -> Result<Appended, WriteError> {
         let by = if request.is_some() {
             &upstream.user
         } else {
@@ -124,6 +137,29 @@ impl InboxWriter {
         let partition = Keys::inbox_partition_of(by, self.partitions);
         let mut invocation = self.script.prepare_invoke();
         invocation.key(self.keys.inbox_partition(partition, self.partitions));
+        // The worker learns from a named call where to keep its reply: it cannot tell the
+        // edge's partitions.
+        let reply_key = match (request, &upstream.rpc) {
+            (Some(request), Some(_)) => {
+                Some(
+                    self.keys
+                        .inbox_reply(partition, self.partitions, &upstream.user, request),
+                )
+            }
+            _ => None,
+        };
+        let encoded = match (&reply_key, &upstream.rpc) {
+            (Some(key), Some(call)) => Upstream {
+                rpc: Some(RpcCall {
+                    reply_key: Some(key.clone()),
+                    ..call.clone()
+                }),
+                ..upstream.clone()
+            }
+            .encode(),
+            _ => upstream.encode(),
+        };
+        let bytes = encoded.map_err(|e| WriteError::Encode(e.to_string()))?;
         if let Some(request) = request {
             invocation.key(self.keys.inbox_request(
                 partition,
@@ -132,6 +168,9 @@ impl InboxWriter {
                 request,
             ));
         }
+        if let Some(key) = reply_key {
+            invocation.key(key);
+        }
         invocation
             .arg(self.max_len)
             .arg(ferrocast_protocol::upstream::FIELD)
@@ -139,8 +178,9 @@ impl InboxWriter {
             .arg(ferrocast_protocol::request_id::REMEMBER_SECS);
         // Any other failure (unreachable, out of memory, a read-only replica mid-failover) is
         // one the client can retry.
-        let id: Option<String> = invocation.invoke_async(conn).await?;
-        id.ok_or(WriteError::Full(self.max_len))
+        let appended: Option<(String, Option<Vec<u8>>)> = invocation.invoke_async(conn).await?;
+        let (id, reply) = appended.ok_or(WriteError::Full(self.max_len))?;
+        Ok(Appended { id, reply })
     }
 
     /// Entries held and each group's lag, summed over the partitions. Partitions are read one

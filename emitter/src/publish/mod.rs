@@ -254,6 +254,42 @@ impl Emitter {
         .await
     }
 
+    /// Runs a script on the single Redis or the cluster, retried like a publish.
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, EmitError> {
+        self.retrying(|| async {
+            match &self.inner.backend {
+                Backend::Single(pool) => {
+                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
+                    let reply = invocation.invoke_async(conn.get()).await;
+                    Ok(conn.check(reply)?)
+                }
+                Backend::Cluster(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
+            }
+        })
+        .await
+    }
+
+    /// Runs one command on the single Redis or the cluster, retried like a publish.
+    pub(super) async fn command<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, EmitError> {
+        self.retrying(|| async {
+            match &self.inner.backend {
+                Backend::Single(pool) => {
+                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
+                    let reply = cmd.query_async(conn.get()).await;
+                    Ok(conn.check(reply)?)
+                }
+                Backend::Cluster(conn) => Ok(cmd.query_async(&mut conn.clone()).await?),
+            }
+        })
+        .await
+    }
+
     /// Runs `attempt` until it succeeds, fails for a reason other than an unreachable Redis, or
     /// has been retried as often as configured, waiting longer after each failure. A retry
     /// resends the same message ids, so edges drop any copy of a message whose first attempt

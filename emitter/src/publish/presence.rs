@@ -183,42 +183,11 @@ impl Emitter {
         };
         let mut cmd = redis::cmd(command);
         cmd.arg(channel).arg(payload);
-        self.retrying(|| async {
-            match &self.inner.backend {
-                Backend::Single(pool) => {
-                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
-                    let reply: redis::RedisResult<i64> = cmd.query_async(conn.get()).await;
-                    conn.check(reply)?;
-                }
-                Backend::Cluster(conn) => {
-                    cmd.query_async::<i64>(&mut conn.clone()).await?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.command::<i64>(&cmd).await.map(drop)
     }
 
     fn presence_keys(&self, room: &str) -> Result<[String; 4], EmitError> {
         let target = Target::new(Scope::Room, room)?.key();
         Ok(presence::keys(&self.inner.keys, &target))
-    }
-
-    /// Runs a script on the single Redis or the cluster, retried like a publish.
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, EmitError> {
-        self.retrying(|| async {
-            match &self.inner.backend {
-                Backend::Single(pool) => {
-                    let mut conn = ferrocast_redis::pool::checkout(pool).await?;
-                    let reply = invocation.invoke_async(conn.get()).await;
-                    Ok(conn.check(reply)?)
-                }
-                Backend::Cluster(conn) => Ok(invocation.invoke_async(&mut conn.clone()).await?),
-            }
-        })
-        .await
     }
 }

@@ -2,6 +2,11 @@
 //! target, which the edge holding that client turns into the `reply` frame (or the `RPC_ERROR`
 //! error). Like control messages, replies are never replayed to a later connection.
 //!
+//! A call the client named (an `id`) may be retried from another connection, on any edge: its
+//! reply goes to the user's target instead, where every connection of the user hears it and the
+//! ones waiting for that call answer it, and it is kept in Redis for the call's retries for as
+//! long as the id is remembered.
+//!
 //! ```no_run
 //! # async fn example(emitter: ferrocast_emitter::Emitter, received: ferrocast_emitter::Received)
 //! # -> Result<(), ferrocast_emitter::EmitError> {
@@ -24,7 +29,8 @@
 //! ```
 
 use ferrocast_protocol::offset::Offset;
-use ferrocast_protocol::{Envelope, Upstream};
+use ferrocast_protocol::request_id;
+use ferrocast_protocol::{Envelope, Target, Upstream};
 use serde::Serialize;
 
 use super::{Emitter, Message, current_traceparent};
@@ -79,10 +85,25 @@ impl Emitter {
         json: Vec<u8>,
         error: Option<String>,
     ) -> Result<Offset, EmitError> {
-        let rpc = call.rpc.ok_or(EmitError::NotACall)?;
-        let mut envelope = Envelope::reply(&call.client, rpc.reference, call.id, json, error);
+        let rpc = call.rpc.as_ref().ok_or(EmitError::NotACall)?;
+        let to = match rpc.reply_key {
+            Some(_) => Target::User(call.user.clone()),
+            None => Target::Client(call.client.clone()),
+        };
+        let mut envelope = Envelope::reply(&to, rpc.reference, call.id, json, error);
         envelope.trace = current_traceparent();
+        let message = Message::from_envelope(&envelope)?;
+        if let Some(key) = &rpc.reply_key {
+            // Kept before it is published: a retry that then finds nothing kept is already
+            // listening on the user's target, and hears the publish.
+            let mut keep = redis::cmd("SET");
+            keep.arg(key)
+                .arg(&message.envelope[..])
+                .arg("EX")
+                .arg(request_id::REMEMBER_SECS);
+            self.command::<()>(&keep).await?;
+        }
         // The reply's own id: a retried publish of it is dropped by the edge as a duplicate.
-        self.publish(&Message::from_envelope(&envelope)?).await
+        self.publish(&message).await
     }
 }

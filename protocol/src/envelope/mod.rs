@@ -161,11 +161,12 @@ impl Envelope {
         )
     }
 
-    /// A `reply` to the call `request` (an inbox message's id) of client `client`, whose `rpc`
-    /// frame had `ref` `reference`: `data` (JSON text) answers it, or `error` refuses it, with
-    /// `data` optional (empty: none).
+    /// A `reply` to the call `request` (an inbox message's id), whose `rpc` frame had `ref`
+    /// `reference`: `data` (JSON text) answers it, or `error` refuses it, with `data` optional
+    /// (empty: none). It goes to the calling client's target, or to its user's for a call the
+    /// client named (see [`RpcCall::reply_key`](crate::rpc::RpcCall::reply_key)).
     pub fn reply(
-        client: &str,
+        to: &Target,
         reference: u64,
         request: Uuid,
         data: Vec<u8>,
@@ -176,7 +177,7 @@ impl Envelope {
             reference: Some(reference),
             request: Some(request),
             error,
-            ..Envelope::message(&Target::Client(client.to_owned()), "", data)
+            ..Envelope::message(to, "", data)
         }
     }
 
@@ -243,8 +244,8 @@ impl Envelope {
     /// A reply goes to one client, names its call, and carries JSON: its answer, or with an
     /// error optionally some.
     fn validate_reply(&self) -> Result<(), EnvelopeError> {
-        if self.scope != Scope::Client {
-            return Err(EnvelopeError::Invalid("a reply goes to a client"));
+        if !matches!(self.scope, Scope::Client | Scope::User) {
+            return Err(EnvelopeError::Invalid("a reply goes to a client or a user"));
         }
         let reference = self.reference.ok_or(EnvelopeError::Missing("ref"))?;
         if reference > crate::frame::client::MAX_REF {
@@ -337,9 +338,15 @@ mod tests {
     #[test]
     fn replies_name_their_call_and_carry_json() {
         let request = Uuid::now_v7();
-        let answer = Envelope::reply("c1", 7, request, b"{\"t\":1}".to_vec(), None);
+        let client = Target::Client("c1".into());
+        let answer = Envelope::reply(&client, 7, request, b"{\"t\":1}".to_vec(), None);
         assert_eq!(Envelope::decode(&answer.encode().unwrap()).unwrap(), answer);
-        let refusal = Envelope::reply("c1", 7, request, Vec::new(), Some("no".into()));
+        let to_user = Envelope::reply(&Target::User("ann".into()), 7, request, b"1".to_vec(), None);
+        assert_eq!(
+            Envelope::decode(&to_user.encode().unwrap()).unwrap(),
+            to_user
+        );
+        let refusal = Envelope::reply(&client, 7, request, Vec::new(), Some("no".into()));
         assert_eq!(
             Envelope::decode(&refusal.encode().unwrap()).unwrap(),
             refusal

@@ -108,6 +108,9 @@ pub enum ClientFrame {
         event: String,
         /// JSON text.
         data: Vec<u8>,
+        /// The client's id for this call (v1.2): a retry with it, from any connection of the
+        /// user, calls nothing new and is answered with the first call's reply.
+        id: Option<String>,
         /// Required: the reply, or the error, carries it.
         reference: u64,
         /// How long to wait for the reply, milliseconds (the default applied; at most
@@ -378,19 +381,10 @@ fn decode<D: DeserializeOwned>(
             id: id(raw.id)?,
             reference,
         },
-        // A retried call whose connection dropped would be stored once, but its reply went to
-        // the old connection: until replies are kept for retries, an id would promise what the
-        // edge cannot keep, so it is refused rather than ignored.
-        "rpc" if raw.id.is_some() => {
-            return Err(bad(
-                reference,
-                ErrorCode::BadFrame,
-                "rpc takes no id yet: retry a call without one",
-            ));
-        }
         "rpc" => ClientFrame::Rpc {
             event: event(raw.event)?,
             data: data(raw.data),
+            id: id(raw.id)?,
             reference: reference
                 .ok_or_else(|| bad(None, ErrorCode::BadFrame, "an rpc needs a ref"))?,
             timeout_ms: match raw.timeout {

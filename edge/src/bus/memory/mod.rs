@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use bytes::Bytes;
 
-use super::{Bus, BusError, HistoryPage, InboxStats, PAGE_BYTES, ReplayCursor, Sink};
+use super::{Appended, Bus, BusError, HistoryPage, InboxStats, PAGE_BYTES, ReplayCursor, Sink};
 use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Scope, Target};
 use presence::MemoryPresenceStore;
@@ -282,7 +282,7 @@ impl Bus for MemoryBus {
         Ok(offset)
     }
 
-    async fn send_upstream(&self, _: &Upstream, _: Option<&str>) -> Result<String, BusError> {
+    async fn send_upstream(&self, _: &Upstream, _: Option<&str>) -> Result<Appended, BusError> {
         // Configuration refuses --upstream-events without Redis; this is the backstop.
         Err(BusError::Unavailable(
             "upstream messages need Redis (--redis-url)".into(),

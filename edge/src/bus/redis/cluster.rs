@@ -30,7 +30,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::shared::RedisCore;
 use super::unavailable;
 use super::{PING_EVERY, RedisSettings, TIMEOUT};
-use crate::bus::{Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink};
+use crate::bus::{
+    Appended, Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink,
+};
 use crate::ops::metrics::metrics;
 
 /// How often a resubscription after a dropped connection is tried until it succeeds.
@@ -337,7 +339,7 @@ impl Bus for ClusterBus {
         &self,
         upstream: &Upstream,
         request: Option<&str>,
-    ) -> Result<String, BusError> {
+    ) -> Result<Appended, BusError> {
         let mut conn = self.connection()?;
         self.core.send_upstream(&mut conn, upstream, request).await
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrocast_emitter::Emitter;
-use ferrocast_emitter::inbox::{InboxStats, InboxWriter};
+use ferrocast_emitter::inbox::{Appended, InboxStats, InboxWriter};
 use ferrocast_protocol::presence;
 use ferrocast_protocol::script::LiveMessage;
 use ferrocast_protocol::{Envelope, Keys, Offset, TargetKey, Upstream};
@@ -172,7 +172,7 @@ impl RedisCore {
         conn: &mut C,
         upstream: &Upstream,
         request: Option<&str>,
-    ) -> Result<String, BusError> {
+    ) -> Result<Appended, BusError> {
         let appended = self.inbox.append(conn, upstream, request).await;
         if let Err(ferrocast_emitter::inbox::WriteError::Full(_)) = &appended {
             crate::ops::metrics::metrics().dropped("inbox_full");

@@ -24,7 +24,9 @@ use tokio::sync::Mutex;
 use super::shared::RedisCore;
 use super::unavailable;
 use super::{PING_EVERY, RedisSettings, TIMEOUT};
-use crate::bus::{Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink};
+use crate::bus::{
+    Appended, Bus, BusError, FROM_START, HistoryPage, InboxStats, ReplayCursor, Sink,
+};
 use crate::ops::metrics::metrics;
 use ferrocast_redis::endpoint::Endpoint;
 use ferrocast_redis::pubsub::{Commands, Connector, Held, Reader};
@@ -347,7 +349,7 @@ impl Bus for RedisBus {
         &self,
         upstream: &Upstream,
         request: Option<&str>,
-    ) -> Result<String, BusError> {
+    ) -> Result<Appended, BusError> {
         let mut conn = ferrocast_redis::pool::checkout(&self.reads)
             .await
             .map_err(unavailable)?;

@@ -106,9 +106,13 @@ impl<B: Bus> Session<B> {
             ClientFrame::Rpc {
                 event,
                 data,
+                id,
                 reference,
                 timeout_ms,
-            } => self.on_rpc(event, data, reference, timeout_ms).await,
+            } => {
+                self.on_rpc(event, data, id.as_deref(), reference, timeout_ms)
+                    .await
+            }
             ClientFrame::Ping { reference } => {
                 Ok(self.encode(&ServerFrame::Pong { reference }).into())
             }

@@ -8,7 +8,7 @@ use ferrocast_protocol::{Upstream, request_id};
 use uuid::Uuid;
 
 use super::Reply;
-use crate::bus::Bus;
+use crate::bus::{Appended, Bus};
 use crate::ops::metrics::metrics;
 use crate::refusal::Refusal;
 use crate::session::Session;
@@ -23,27 +23,27 @@ impl<B: Bus> Session<B> {
         request: Option<&str>,
         reference: Option<u64>,
     ) -> Result<Reply, Refusal> {
-        let (id, _) = self.send_upstream(event, data, request, None).await?;
+        let (appended, _) = self.send_upstream(event, data, request, None).await?;
         Ok(self
             .encode(&ServerFrame::Ack {
                 reference,
                 offset: None,
-                id: Some(id),
+                id: Some(appended.id),
             })
             .into())
     }
 
-    /// Appends a `send` (or, with `rpc`, a call) to the upstream inbox; returns its stream id
-    /// once Redis has it, and the message's id. With `request`, the client's id for it: a retry
-    /// within ten minutes stores nothing new and answers the first id, and workers see the same
-    /// message id each time.
+    /// Appends a `send` (or, with `rpc`, a call) to the upstream inbox; returns what Redis
+    /// answered, and the message's id. With `request`, the client's id for it: a retry within
+    /// ten minutes stores nothing new and answers the first id (and a call's kept reply), and
+    /// workers see the same message id each time.
     pub(super) async fn send_upstream(
         &mut self,
         event: String,
         data: Vec<u8>,
         request: Option<&str>,
         rpc: Option<RpcCall>,
-    ) -> Result<(String, Uuid), Refusal> {
+    ) -> Result<(Appended, Uuid), Refusal> {
         if !self.shared.upstream_events.allows(&event) {
             let message = if self.shared.config.upstream_events.is_empty() {
                 "upstream messages are not enabled on this edge"
