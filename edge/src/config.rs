@@ -4,16 +4,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use ferrocast_protocol::script;
 use ferrocast_redis::settings::parse_duration;
 
+mod choices;
 mod event_rate;
+pub mod file;
 mod hooks;
 pub mod patterns;
 mod presence;
 mod redis;
 
+pub use choices::{Compression, JwtAlg, LogFormat};
 pub use event_rate::{EventRate, parse_event_rate};
 pub use hooks::{HookConfig, LifecycleKind};
 pub use presence::PresenceConfig;
@@ -291,41 +294,12 @@ pub struct Config {
     /// Log filter (tracing env-filter syntax, e.g. `info` or `ferrocast_edge=debug`).
     #[arg(long, env = "FERROCAST_LOG", default_value = "info")]
     pub log: String,
-}
 
-/// JWT signature algorithms an edge can be configured for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum JwtAlg {
-    /// HMAC-SHA256 with a shared secret (--jwt-secret).
-    #[value(name = "HS256")]
-    Hs256,
-    /// RSA PKCS#1 v1.5 with SHA-256 (--jwt-public-key-file).
-    #[value(name = "RS256")]
-    Rs256,
-    /// ECDSA P-256 with SHA-256 (--jwt-public-key-file).
-    #[value(name = "ES256")]
-    Es256,
-    /// Ed25519 (--jwt-public-key-file).
-    #[value(name = "EdDSA")]
-    EdDsa,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// For people.
-    Pretty,
-    /// One JSON object per line, for machines.
-    Json,
-}
-
-/// Whether clients that offer permessage-deflate get it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    /// Negotiated with every client that offers it.
-    On,
-    /// Never negotiated.
-    Off,
+    /// A TOML file of settings, one top-level key per flag (`max-connections = 5000`). A flag
+    /// beats its environment variable, which beats the file, which beats the default. Unknown
+    /// keys are refused, with their line.
+    #[arg(long = "config", env = "FERROCAST_CONFIG", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Config {

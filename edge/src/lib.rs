@@ -18,6 +18,7 @@
 //! [`Edge`] starts the parts and stops them; [`config`] is what they are configured with.
 
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod fanout;
 pub mod history;

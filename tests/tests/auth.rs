@@ -225,13 +225,22 @@ async fn http_routes_and_subprotocol_negotiation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_dev_token_script_mints_tokens_the_edge_accepts() {
+async fn the_readme_token_command_mints_tokens_the_edge_accepts() {
     let edge = Edge::start(&[]).await;
-    let script = format!("{}/../scripts/dev-token.sh", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("bash")
-        .args([script.as_str(), "alice", "chat:*,lobby", "chat:*"])
+    let out = std::process::Command::new(bin("edge"))
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--rooms",
+            "chat:*,lobby",
+            "--pub",
+            "chat:*",
+        ])
+        .env_remove("FERROCAST_JWT_SECRET")
+        .env_remove("FERROCAST_CONFIG")
         .output()
-        .expect("run dev-token.sh");
+        .expect("run edge token");
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).expect("utf8");
     let (mut client, welcome) = Client::connect(&edge.ws_url(), token.trim()).await;
