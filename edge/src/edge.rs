@@ -119,7 +119,7 @@ impl Edge {
         let presence = Presence::new(&config.presence, &node_id);
         let (stop_listening, stop) = watch::channel(false);
         let (hooks, lifecycle) = Hooks::new(&config, &node_id).map_err(anyhow::Error::msg)?;
-        let finishing = run_finishing(&config, lifecycle, &presence, &bus, &stop);
+        let mut finishing = run_finishing(&config, lifecycle, &presence, &bus, &stop);
         let shared = Arc::new(Shared {
             public_rooms: Patterns::from(config.public_rooms.clone()),
             upstream_events: Patterns::from(config.upstream_events.clone()),
@@ -138,6 +138,10 @@ impl Edge {
             bus: bus.clone(),
             connections: connections.clone(),
         });
+        finishing.push(tokio::spawn(crate::ops::node_status::report(
+            shared.clone(),
+            stop.clone(),
+        )));
         let (public, internal, listeners) = start_listening(shared, listeners, &stop)?;
         Ok(Edge {
             public,

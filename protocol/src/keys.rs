@@ -195,6 +195,17 @@ impl Keys {
         concat(&[&self.prefix, ":{", &target.0, "}:live"])
     }
 
+    /// The directory of live edges `P:{nodes}`: a sorted set of node ids by when each last
+    /// reported (Unix ms), beside their statuses ([`node`](Keys::node)), all in one slot.
+    pub fn nodes(&self) -> String {
+        format!("{}:{{nodes}}", self.prefix)
+    }
+
+    /// Node `id`'s last status `P:{nodes}:<id>`, expiring unless reported again.
+    pub fn node(&self, id: &str) -> String {
+        format!("{}:{{nodes}}:{id}", self.prefix)
+    }
+
     /// Upstream inbox stream `P:{inbox}`.
     pub fn inbox(&self) -> String {
         format!("{}:{{inbox}}", self.prefix)

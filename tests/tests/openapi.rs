@@ -446,6 +446,18 @@ async fn the_document_is_the_router_and_every_answer_is_one_it_allows() {
         )
         .await;
 
+    // nodes: this edge, reporting itself
+    let nodes = check
+        .call(&edge, ("GET", "/api/nodes"), Auth::Header, "", 200)
+        .await;
+    assert!(
+        nodes["nodes"].as_array().is_some_and(|n| !n.is_empty()),
+        "{nodes}"
+    );
+    check
+        .call(&edge, ("GET", "/api/nodes"), Auth::Nothing, "", 401)
+        .await;
+
     // disconnect
     let disconnect = "/api/disconnect";
     for body in [
@@ -536,6 +548,7 @@ async fn the_document_is_the_router_and_every_answer_is_one_it_allows() {
         "/api/presence?room=p:1",
         "/api/presence_stats?room=p:1",
         "/api/history?room=h",
+        "/api/nodes",
     ] {
         check
             .call(&edge, ("GET", target), Auth::Bearer, "", 503)

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 pub mod inbox;
 pub mod memory;
+pub mod nodes;
 pub mod presence;
 pub mod redis;
 
@@ -23,6 +24,7 @@ pub use ferrocast_redis::history::HistoryPage;
 pub use ferrocast_redis::replay::{PAGE_BYTES, ReplayCursor};
 pub use memory::MemoryBus;
 pub use memory::presence::MemoryPresenceStore;
+pub use nodes::NodeDirectory;
 pub use presence::PresenceStore;
 pub use redis::{ClusterBus, RedisBus, RedisSettings};
 
@@ -120,6 +122,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Its presence records.
     fn presence(&self) -> &Self::Presence;
+
+    /// Where the deployment's edges report their statuses.
+    type Nodes: NodeDirectory;
+
+    /// Its directory of edges.
+    fn nodes(&self) -> &Self::Nodes;
 
     /// Starts delivery of `targets`; returns once messages published from now on will arrive.
     fn subscribe(&self, targets: &[TargetKey])

@@ -307,6 +307,27 @@ impl Registry {
     pub fn targets(&self) -> usize {
         self.state.lock().topics.len()
     }
+
+    /// How many rooms have local members, and the `top` with the most, largest first. Walks
+    /// every target under the lock: for a status every few seconds, not for a hot path.
+    pub fn rooms(&self, top: usize) -> (usize, Vec<(String, usize)>) {
+        let mut rooms = 0;
+        let mut largest: Vec<(String, usize)> = Vec::with_capacity(top + 1);
+        let state = self.state.lock();
+        for (target, topic) in &state.topics {
+            let (_, Some(room)) = target.scope_and_room() else {
+                continue;
+            };
+            rooms += 1;
+            let members = topic.members.len();
+            if largest.len() < top || largest.last().is_some_and(|&(_, m)| members > m) {
+                let at = largest.partition_point(|&(_, m)| m >= members);
+                largest.insert(at, (room.to_owned(), members));
+                largest.truncate(top);
+            }
+        }
+        (rooms, largest)
+    }
 }
 
 #[cfg(test)]
@@ -357,5 +378,23 @@ mod tests {
                 .state
                 .is_none()
         );
+    }
+
+    #[test]
+    fn counts_rooms_and_names_the_largest() {
+        let registry = Registry::new();
+        let mut session = 0;
+        for (room, members) in [("a", 1), ("b", 4), ("c", 2), ("d", 3)] {
+            let key = Target::Room(room.into()).key();
+            for _ in 0..members {
+                session += 1;
+                registry.join(&key, session, Member::for_test("c"));
+            }
+        }
+        registry.join(&Target::User("u".into()).key(), 99, Member::for_test("c"));
+        let (rooms, largest) = registry.rooms(2);
+        assert_eq!(rooms, 4, "users are not rooms");
+        assert_eq!(largest, [("b".to_owned(), 4), ("d".to_owned(), 3)]);
+        assert_eq!(registry.rooms(10).1.len(), 4);
     }
 }

@@ -1,4 +1,6 @@
-//! Operations: what the edge tells its operators. Prometheus metrics and logs and traces.
+//! Operations: what the edge tells its operators. Prometheus metrics, logs and traces, and its
+//! status in the deployment's directory of edges.
 
 pub mod metrics;
+pub mod node_status;
 pub mod telemetry;

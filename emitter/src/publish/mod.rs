@@ -15,6 +15,7 @@
 
 mod builder;
 mod message;
+mod nodes;
 mod presence;
 mod publication;
 mod reply;

@@ -1,6 +1,7 @@
 //! The in-process bus: single-node mode. Same semantics as Redis (capped, expiring history per
 //! target, offsets with an epoch, delivery in offset order) with nothing to set up.
 
+pub mod nodes;
 pub mod presence;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use super::{Appended, Bus, BusError, HistoryPage, InboxStats, PAGE_BYTES, ReplayCursor, Sink};
 use ferrocast_protocol::presence::PresenceEvents;
 use ferrocast_protocol::{Scope, Target};
+use nodes::MemoryNodes;
 use presence::MemoryPresenceStore;
 
 /// How often expired histories are swept away (on the next publish after this long).
@@ -29,6 +31,7 @@ pub struct MemoryBus {
     history_ttl: Duration,
     state: Mutex<State>,
     presence: MemoryPresenceStore,
+    nodes: MemoryNodes,
 }
 
 struct State {
@@ -60,6 +63,7 @@ impl MemoryBus {
                 last_sweep: Instant::now(),
             }),
             presence: MemoryPresenceStore::default(),
+            nodes: MemoryNodes::default(),
         }
     }
 }
@@ -75,6 +79,12 @@ impl Bus for MemoryBus {
 
     fn presence(&self) -> &MemoryPresenceStore {
         &self.presence
+    }
+
+    type Nodes = MemoryNodes;
+
+    fn nodes(&self) -> &MemoryNodes {
+        &self.nodes
     }
 
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {

@@ -245,6 +245,12 @@ impl Bus for ClusterBus {
         &self.core.emitter
     }
 
+    type Nodes = Emitter;
+
+    fn nodes(&self) -> &Emitter {
+        &self.core.emitter
+    }
+
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let conn = self.connection()?;
         // All at once: one call per target (a call's channels must share a slot), and the

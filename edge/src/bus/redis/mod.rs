@@ -6,6 +6,7 @@
 //! (`presence`).
 
 pub mod cluster;
+mod nodes;
 pub mod positions;
 mod presence;
 pub mod shared;

@@ -262,6 +262,12 @@ impl Bus for RedisBus {
         &self.core.emitter
     }
 
+    type Nodes = Emitter;
+
+    fn nodes(&self) -> &Emitter {
+        &self.core.emitter
+    }
+
     async fn subscribe(&self, targets: &[TargetKey]) -> Result<(), BusError> {
         let live = self.live.lock().await;
         let commands = live.as_ref().ok_or_else(|| unavailable("not connected"))?;

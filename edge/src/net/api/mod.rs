@@ -9,6 +9,7 @@
 
 mod error;
 mod history;
+mod nodes;
 mod openapi;
 mod presence;
 mod publish;
@@ -91,6 +92,8 @@ pub enum Endpoint {
     PresenceStats,
     /// `GET /api/history`.
     History,
+    /// `GET /api/nodes`: the deployment's live edges.
+    Nodes,
     /// `GET /api/openapi.json`: the API's OpenAPI document.
     OpenApi,
 }
@@ -139,6 +142,7 @@ pub const ROUTES: &[Route] = &[
     Route::keyed(Method::Get, "/api/presence", Endpoint::Presence),
     Route::keyed(Method::Get, "/api/presence_stats", Endpoint::PresenceStats),
     Route::keyed(Method::Get, "/api/history", Endpoint::History),
+    Route::keyed(Method::Get, "/api/nodes", Endpoint::Nodes),
     // Tools fetch the description before they hold a key; it tells nothing a key protects.
     Route {
         method: Method::Get,
@@ -160,6 +164,7 @@ fn handler<B: Bus>(route: &Route) -> MethodRouter<Arc<Api<B>>> {
         Endpoint::Presence => on(method, presence::list::<B>),
         Endpoint::PresenceStats => on(method, presence::stats::<B>),
         Endpoint::History => on(method, history::page::<B>),
+        Endpoint::Nodes => on(method, nodes::list::<B>),
         Endpoint::OpenApi => on(method, openapi::document),
     }
 }
