@@ -2,7 +2,8 @@
 # Runs every Ferrocast test. Installs what the machine lacks from Debian's packages (redis-server,
 # openssl, gcc and make, Python, Node.js and npm, chromium), builds the edge and emitter binaries
 # the end-to-end tests start, runs the whole workspace's tests, then the JavaScript client's (Node,
-# and real Chromium through playwright-core, from clients/js/package-lock.json). Python's
+# and real Chromium through playwright-core, from clients/js/package-lock.json), then the edge's
+# console in Chromium (tests/browser). Python's
 # `websockets` and schemathesis (pinned in tests/python/requirements*.txt) go into a venv under
 # target/. Each end-to-end test starts its own redis-server on a free port; nothing else is
 # needed.
@@ -40,5 +41,10 @@ cargo test --workspace --locked "$@"
 
 echo "== clients/js (Node and Chromium, against real edges)"
 cd clients/js
+npm ci --no-audit --no-fund
+npm test
+
+echo "== tests/browser (the edge's console in Chromium, against real edges)"
+cd ../../tests/browser
 npm ci --no-audit --no-fund
 npm test

@@ -3,6 +3,7 @@
 //! [`session`](crate::session).
 
 pub mod api;
+mod console;
 pub mod http;
 pub mod internal;
 pub mod listener;

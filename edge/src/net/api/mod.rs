@@ -7,6 +7,7 @@
 //! once: the router is built from it, and the OpenAPI document (`openapi.json`, served at
 //! `/api/openapi.json`) is tested against it.
 
+pub(crate) mod auth;
 mod error;
 mod history;
 mod nodes;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get, on};
@@ -43,8 +44,8 @@ const SLOT_WAIT: Duration = Duration::from_secs(5);
 
 /// What the API's handlers share.
 pub(crate) struct Api<B> {
-    shared: Arc<Shared<B>>,
-    keys: Vec<String>,
+    pub(crate) shared: Arc<Shared<B>>,
+    pub(crate) keys: Vec<String>,
 }
 
 /// An HTTP method the API serves a route with.
@@ -153,7 +154,7 @@ pub const ROUTES: &[Route] = &[
 ];
 
 /// The handler of `route`, served with its method only.
-fn handler<B: Bus>(route: &Route) -> MethodRouter<Arc<Api<B>>> {
+pub(crate) fn handler<B: Bus>(route: &Route) -> MethodRouter<Arc<Api<B>>> {
     let method = route.method.filter();
     match route.endpoint {
         Endpoint::Publish => on(method, publish::publish::<B>),
@@ -184,8 +185,15 @@ pub fn router<B: Bus>(shared: Arc<Shared<B>>) -> Router {
         }
     }
     let routes = keyed
-        .route_layer(middleware::from_fn_with_state(api.clone(), authorize::<B>))
-        .merge(open.route_layer(middleware::from_fn_with_state(api.clone(), api_on::<B>)))
+        .route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::authorize::<B>,
+        ))
+        .merge(open.route_layer(middleware::from_fn_with_state(
+            api.clone(),
+            auth::api_on::<B>,
+        )))
+        .merge(crate::net::console::router(api.clone()))
         .with_state(api)
         .route("/metrics", get(|| async { metrics().render() }))
         .route_layer(middleware::from_fn_with_state(
@@ -235,67 +243,6 @@ async fn ready<B: Bus>(State(shared): State<Arc<Shared<B>>>) -> Response {
     }
 }
 
-/// Refuses every API request while no key is configured (404: the API is off).
-async fn api_on<B: Bus>(State(api): State<Arc<Api<B>>>, request: Request, next: Next) -> Response {
-    if api.keys.is_empty() {
-        return api_off().into_response();
-    }
-    next.run(request).await
-}
-
-fn api_off() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "UNKNOWN_TYPE",
-        "the HTTP API is off: configure --api-key",
-    )
-}
-
-/// Refuses API requests without one of the configured keys (401), and every API request when
-/// none is configured (404: the API is off).
-async fn authorize<B: Bus>(
-    State(api): State<Arc<Api<B>>>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if api.keys.is_empty() {
-        return api_off().into_response();
-    }
-    let offered = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    match offered {
-        Some(key)
-            if api
-                .keys
-                .iter()
-                .any(|k| same(k.as_bytes(), key.trim().as_bytes())) =>
-        {
-            next.run(request).await
-        }
-        _ => {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "FORBIDDEN",
-                "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key: KEY)",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
-}
-
-/// Compares two keys in time that depends on their lengths only, not on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Counts every request by route and status in `/metrics`.
 async fn count(request: Request, next: Next) -> Response {
     let route = route_label(request.uri().path());
@@ -326,6 +273,7 @@ fn route_label(path: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderValue, header};
 
     #[test]
     fn no_free_place_says_when_to_retry() {
@@ -348,13 +296,5 @@ mod tests {
         for route in ROUTES {
             assert_eq!(route_label(route.path), route.label());
         }
-    }
-
-    #[test]
-    fn keys_compare_whole() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"ab"));
-        assert!(!same(b"", b"a"));
     }
 }
