@@ -56,6 +56,9 @@ pub const DROP_REASONS: [&str; 5] = [
     "inbox_full",
 ];
 
+/// Every `reason` of `lifecycle_dropped`.
+pub const LIFECYCLE_DROP_REASONS: [&str; 3] = ["queue_full", "inbox_full", "unavailable"];
+
 /// Label: an upstream inbox consumer group (named by the operator's workers: few).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabel {
@@ -77,7 +80,8 @@ pub struct ApiLabel {
 pub struct HookLabel {
     /// The hook.
     pub hook: &'static str,
-    /// `answered` (any status below 500), `failed` (5xx), `timeout` or `unreachable`.
+    /// `answered` (any status below 500), `failed` (5xx), `timeout`, `unreachable` or `busy`
+    /// (not sent: no free place under `--hook-concurrency`).
     pub outcome: &'static str,
 }
 
@@ -85,7 +89,7 @@ impl HookLabel {
     /// Every hook.
     pub const HOOKS: [&str; 2] = ["connect", "join"];
     /// Every outcome.
-    pub const OUTCOMES: [&str; 4] = ["answered", "failed", "timeout", "unreachable"];
+    pub const OUTCOMES: [&str; 5] = ["answered", "failed", "timeout", "unreachable", "busy"];
 }
 
 /// Label: why something was refused.

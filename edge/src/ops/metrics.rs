@@ -13,7 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub use super::labels::{ApiLabel, CodeLabel, DROP_REASONS, GroupLabel, HookLabel, ReasonLabel};
+pub use super::labels::{
+    ApiLabel, CodeLabel, DROP_REASONS, GroupLabel, HookLabel, LIFECYCLE_DROP_REASONS, ReasonLabel,
+};
 
 /// Every metric an edge exports.
 pub struct Metrics {
@@ -347,10 +349,13 @@ impl Metrics {
         self.connections_closed
             .get_or_create(&CodeLabel { code: "other" })
             .inc_by(0);
-        for reason in DROP_REASONS {
-            self.frames_dropped
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(0);
+        for (family, reasons) in [
+            (&self.frames_dropped, &DROP_REASONS[..]),
+            (&self.lifecycle_dropped, &LIFECYCLE_DROP_REASONS[..]),
+        ] {
+            for &reason in reasons {
+                family.get_or_create(&ReasonLabel { reason }).inc_by(0);
+            }
         }
         for hook in HookLabel::HOOKS {
             for outcome in HookLabel::OUTCOMES {
