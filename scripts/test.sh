@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Ferrocast test. Installs what the machine lacks from Debian's packages (redis-server,
-# openssl, gcc and make, Python, Node.js and npm, chromium), builds the edge and emitter binaries
-# the end-to-end tests start, runs the whole workspace's tests, then the JavaScript client's (Node,
-# and real Chromium through playwright-core, from clients/js/package-lock.json), then the edge's
-# console in Chromium (tests/browser). Python's
+# openssl, gcc and make, Python, Node.js and npm, chromium, prometheus with promtool), builds the
+# edge and emitter binaries the end-to-end tests start, runs the whole workspace's tests, then the
+# JavaScript client's (Node, and real Chromium through playwright-core, from
+# clients/js/package-lock.json), then the edge's console in Chromium (tests/browser). Python's
 # `websockets` and schemathesis (pinned in tests/python/requirements*.txt) go into a venv under
 # target/. Each end-to-end test starts its own redis-server on a free port; nothing else is
 # needed.
@@ -21,6 +21,8 @@ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(n
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 # playwright-core drives Debian's chromium: no browser is downloaded.
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+# tests/tests/monitoring.rs runs promtool on the alert rules and a real Prometheus against an edge.
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian's packages: ${missing[*]}"
   sudo=""

@@ -8,7 +8,9 @@
 #   3. cross-references each rendering: Service, PodDisruptionBudget and NetworkPolicy selectors
 #      must select a pod template, named ports and ConfigMaps must exist, the HPA's target must
 #      exist, a ServiceMonitor must select a Service and name one of its ports, an Ingress's
-#      backend port must exist on its Service (when that Service is in the rendering);
+#      backend port must exist on its Service (when that Service is in the rendering), a
+#      PrometheusRule must hold named groups of rules, each with an expression and either a
+#      record or an alert (an alert with a summary and a runbook annotation);
 #   4. checks the edge's own invariants in each rendering with an edge pod template (required in
 #      the overlays and k8s/tests/*/): FERROCAST_LISTEN and FERROCAST_INTERNAL_LISTEN stated, on
 #      0.0.0.0, on two container ports; every probe an httpGet on the internal port (/healthz,
@@ -22,7 +24,9 @@
 #      FERROCAST_JWT_PUBLIC_KEY_FILE, since without either the edge runs in development mode on
 #      loopback only;
 #   5. runs checkov's Kubernetes policies on each rendering, and its Dockerfile policies on the
-#      Dockerfile, skipping only the checks listed (with reasons) below.
+#      Dockerfile, skipping only the checks listed (with reasons) below;
+#   6. checks that k8s/components/prometheusrule holds the rules of
+#      monitoring/prometheus/ferrocast-alerts.yaml (scripts/generate-prometheusrule.sh --check).
 # Prints what failed and exits 1 if anything did (2 if the tools could not be set up).
 #
 # Usage:
@@ -50,6 +54,7 @@ read -r -a K8S_VERSIONS <<<"${FERROCAST_K8S_VERSIONS:-1.33 1.37}"
 # allowed anyway; the cross-reference checks cover what matters in them.
 CRD_KINDS=(
   "ServiceMonitor monitoring.coreos.com/v1" # k8s/components/servicemonitor (Prometheus Operator)
+  "PrometheusRule monitoring.coreos.com/v1" # k8s/components/prometheusrule (Prometheus Operator)
 )
 
 # checkov checks skipped for every rendering. Each one is a deliberate choice, not a finding:
@@ -284,6 +289,20 @@ for o in docs:
                 problems.append("%s: port %r is not a port name of the selected Service" % (name(o), port))
             if not str(e.get("path", "/metrics")).startswith("/"):
                 problems.append("%s: path %r must start with /" % (name(o), e.get("path")))
+    elif kind == "PrometheusRule":
+        groups = spec.get("groups") or []
+        if not groups:
+            problems.append("%s: no rule groups" % name(o))
+        for g in groups:
+            if not g.get("name") or not g.get("rules"):
+                problems.append("%s: a group without a name or rules" % name(o))
+            for r in g.get("rules") or []:
+                what = r.get("alert") or r.get("record")
+                if not what or not r.get("expr") or ("alert" in r) == ("record" in r):
+                    problems.append("%s: rule %r needs an expr and one of alert or record" % (name(o), what))
+                annotations = r.get("annotations") or {}
+                if "alert" in r and not (annotations.get("summary") and annotations.get("runbook")):
+                    problems.append("%s: alert %s needs summary and runbook annotations" % (name(o), what))
     elif kind == "Ingress":
         backends = [spec["defaultBackend"]] if spec.get("defaultBackend") else []
         for rule in spec.get("rules") or []:
@@ -741,6 +760,9 @@ run_validation() {
   done
   echo "== Dockerfile"
   step "Dockerfile: checkov" run_checkov --framework dockerfile -f Dockerfile || true
+  echo "== k8s/components/prometheusrule"
+  step "PrometheusRule: generated from monitoring/prometheus/ferrocast-alerts.yaml" \
+    scripts/generate-prometheusrule.sh --check || true
 }
 
 # The self-test: good renderings must pass, and each broken manifest must be rejected by the

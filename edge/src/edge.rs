@@ -138,6 +138,7 @@ impl Edge {
             bus: bus.clone(),
             connections: connections.clone(),
         });
+        crate::ops::metrics::metrics().watch_state(crate::ops::state::probe(&shared));
         finishing.push(tokio::spawn(crate::ops::node_status::report(
             shared.clone(),
             stop.clone(),

@@ -86,3 +86,16 @@ where
         .await
         .unwrap_or(Err(HttpError::Timeout))
 }
+
+/// `text` escaped for a URL's query string: every byte but the unreserved characters
+/// percent-encoded.
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -13,6 +13,8 @@ pub mod follow;
 pub mod hook_server;
 pub mod openapi;
 pub mod process;
+pub mod prometheus;
+pub mod promql;
 pub mod raw_ws;
 pub mod rpc;
 pub mod token;
@@ -22,6 +24,7 @@ pub use client::Client;
 pub use emitter_cli::emitter;
 pub use hook_server::HookServer;
 pub use process::{Edge, RedisCluster, RedisServer, Running, SentinelGroup, bin, free_port};
+pub use prometheus::Prometheus;
 pub use token::Token;
 
 use std::time::Duration;

@@ -114,6 +114,49 @@ async fn readyz_is_503_at_the_connection_cap() {
     edge.wait_readyz(200).await;
 }
 
+/// `/metrics` says what `/readyz` says, and why: full, or Redis gone (then presence cannot be
+/// recorded either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_gauges_follow_readiness_redis_and_presence() {
+    let redis = RedisServer::start();
+    let edge = Edge::with_redis(
+        &redis,
+        &[
+            "--max-connections",
+            "2",
+            "--presence-rooms",
+            "r",
+            "--presence-ttl",
+            "2s",
+        ],
+    )
+    .await;
+    edge.wait_metric("ferrocast_max_connections", 2.0).await;
+    edge.wait_metric("ferrocast_ready", 1.0).await;
+    edge.wait_metric("ferrocast_bus_connected", 1.0).await;
+    let (mut member, _) = Client::connect(&edge.ws_url(), &token("a")).await;
+    member.join("r").await;
+    let (second, _) = Client::connect(&edge.ws_url(), &token("b")).await;
+    edge.wait_metric("ferrocast_ready", 0.0).await;
+    assert_eq!(edge.metrics().await["ferrocast_bus_connected"], 1.0);
+    drop(second);
+    edge.wait_metric("ferrocast_ready", 1.0).await;
+    assert_eq!(edge.metrics().await["ferrocast_presence_errors_total"], 0.0);
+
+    redis.kill();
+    edge.wait_metric("ferrocast_bus_connected", 0.0).await;
+    edge.wait_metric("ferrocast_ready", 0.0).await;
+    // The member's presence is refreshed every second or so: those refreshes fail.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while edge.metrics().await["ferrocast_presence_errors_total"] < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no presence error counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_within_a_second_of_an_empty_redis_answering_and_then_every_connection_welcomed() {
     let mut redis = RedisServer::start();

@@ -88,6 +88,17 @@ async fn clients_that_never_read_a_long_replay_pin_bounded_memory() {
         grown < 48 * 1024,
         "RSS grew by {grown} KiB (from {before} KiB)"
     );
+    // The operator sees why: the budget is spent and replays wait for their share.
+    let metrics = edge.metrics().await;
+    assert_eq!(metrics["ferrocast_replay_budget_bytes"], 2_097_152.0);
+    assert!(
+        metrics["ferrocast_replay_budget_free_bytes"] < 262_144.0,
+        "{metrics:?}"
+    );
+    assert!(
+        metrics["ferrocast_replay_budget_waits_total"] > 0.0,
+        "{metrics:?}"
+    );
 
     // The others go away, and with them the pages they held; the one that starts reading now
     // gets its whole replay, in order, then live.

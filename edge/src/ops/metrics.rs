@@ -5,81 +5,17 @@
 
 use std::sync::LazyLock;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use parking_lot::Mutex;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Label: a WebSocket close code, or `other` for any code the protocol gives no meaning to. A
-/// client chooses the code it closes with, so its own codes must not each make a series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabel {
-    /// The code, or `other`.
-    pub code: &'static str,
-}
-
-impl CodeLabel {
-    /// The label for close code `code`.
-    pub fn of(code: u16) -> CodeLabel {
-        let code = match code {
-            1000 => "1000",
-            1001 => "1001",
-            1002 => "1002",
-            1003 => "1003",
-            1005 => "1005",
-            1006 => "1006",
-            1007 => "1007",
-            1008 => "1008",
-            1009 => "1009",
-            1010 => "1010",
-            1011 => "1011",
-            1012 => "1012",
-            1013 => "1013",
-            4001 => "4001",
-            4002 => "4002",
-            4003 => "4003",
-            4008 => "4008",
-            4009 => "4009",
-            4010 => "4010",
-            _ => "other",
-        };
-        CodeLabel { code }
-    }
-}
-
-/// Label: an upstream inbox consumer group (named by the operator's workers: few).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GroupLabel {
-    /// The group.
-    pub group: String,
-}
-
-/// Labels: an HTTP API route (a fixed set) and the answer's status.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ApiLabel {
-    /// The route, e.g. `publish`; `other` for unknown paths.
-    pub route: &'static str,
-    /// The HTTP status.
-    pub status: u16,
-}
-
-/// Labels: a hook (`connect`, `join`) and how its request ended.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HookLabel {
-    /// The hook.
-    pub hook: &'static str,
-    /// `answered` (any status below 500), `failed` (5xx), `timeout` or `unreachable`.
-    pub outcome: &'static str,
-}
-
-/// Label: why something was refused.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    /// The reason.
-    pub reason: &'static str,
-}
+pub use super::labels::{
+    ApiLabel, CodeLabel, DROP_REASONS, GroupLabel, HookLabel, LIFECYCLE_DROP_REASONS, ReasonLabel,
+};
 
 /// Every metric an edge exports.
 pub struct Metrics {
@@ -145,7 +81,32 @@ pub struct Metrics {
     pub inbox_entries: Gauge,
     /// Per consumer group, inbox entries not delivered to it yet (read every few seconds).
     pub inbox_lag: Family<GroupLabel, Gauge>,
+    /// 1 while `/readyz` would answer 200, else 0 (read when rendered).
+    pub ready: Gauge,
+    /// 1 while the bus is connected to Redis and caught up, else 0 (read when rendered; always
+    /// 1 on the in-process bus).
+    pub bus_connected: Gauge,
+    /// `--max-connections`, so that the connection count can be compared with it.
+    pub max_connections: Gauge,
+    /// Presence batches the bus refused (they are retried): joins, leaves or refreshes of one
+    /// room not recorded in Redis yet.
+    pub presence_errors: Counter,
+    /// `--replay-memory`: bytes of history replay the edge holds at once.
+    pub replay_budget_bytes: Gauge,
+    /// Bytes of the replay budget free now (read when rendered).
+    pub replay_budget_free_bytes: Gauge,
+    /// Replay pages that found the replay budget spent and had to wait for a share.
+    pub replay_budget_waits: Counter,
+    /// Replays and history pages that found no share of the budget within their wait: cut
+    /// short with a `gap`, or refused `UNAVAILABLE`.
+    pub replay_budget_timeouts: Counter,
+    /// Reads the edge's state into the gauges above when the metrics are rendered, so that a
+    /// scrape sees it as it is then, without a task polling it.
+    state: Mutex<Option<StateProbe>>,
 }
+
+/// Sets the gauges that reflect the edge's state (see [`Metrics::watch_state`]).
+pub type StateProbe = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 impl Metrics {
     fn new() -> Metrics {
@@ -181,6 +142,15 @@ impl Metrics {
             lifecycle_dropped: Family::default(),
             inbox_entries: Gauge::default(),
             inbox_lag: Family::default(),
+            ready: Gauge::default(),
+            bus_connected: Gauge::default(),
+            max_connections: Gauge::default(),
+            presence_errors: Counter::default(),
+            replay_budget_bytes: Gauge::default(),
+            replay_budget_free_bytes: Gauge::default(),
+            replay_budget_waits: Counter::default(),
+            replay_budget_timeouts: Counter::default(),
+            state: Mutex::new(None),
             registry: Registry::default(),
         };
         registry.register(
@@ -323,11 +293,90 @@ impl Metrics {
             "Upstream inbox entries not yet delivered to each consumer group",
             m.inbox_lag.clone(),
         );
+        registry.register(
+            "ready",
+            "1 while the edge would welcome a new connection (/readyz answers 200), else 0",
+            m.ready.clone(),
+        );
+        registry.register(
+            "bus_connected",
+            "1 while the bus is connected to Redis and caught up (always 1 without Redis), else 0",
+            m.bus_connected.clone(),
+        );
+        registry.register(
+            "max_connections",
+            "Configured --max-connections",
+            m.max_connections.clone(),
+        );
+        registry.register(
+            "presence_errors",
+            "Presence batches the bus refused (retried later)",
+            m.presence_errors.clone(),
+        );
+        registry.register(
+            "replay_budget_bytes",
+            "Configured --replay-memory: bytes of history replay held at once",
+            m.replay_budget_bytes.clone(),
+        );
+        registry.register(
+            "replay_budget_free_bytes",
+            "Bytes of the replay budget free now",
+            m.replay_budget_free_bytes.clone(),
+        );
+        registry.register(
+            "replay_budget_waits",
+            "Replay pages that waited for a share of the replay budget",
+            m.replay_budget_waits.clone(),
+        );
+        registry.register(
+            "replay_budget_timeouts",
+            "Replays cut short and history pages refused: no share of the replay budget in time",
+            m.replay_budget_timeouts.clone(),
+        );
+        m.create_known_series();
         Metrics { registry, ..m }
+    }
+
+    /// Creates the labelled series whose label values are known in advance, so that they read
+    /// 0 from start-up: a rate or an alert over them then has data before the first event,
+    /// instead of nothing.
+    fn create_known_series(&self) {
+        for code in CodeLabel::KNOWN {
+            self.connections_closed
+                .get_or_create(&CodeLabel::of(code))
+                .inc_by(0);
+        }
+        self.connections_closed
+            .get_or_create(&CodeLabel { code: "other" })
+            .inc_by(0);
+        for (family, reasons) in [
+            (&self.frames_dropped, &DROP_REASONS[..]),
+            (&self.lifecycle_dropped, &LIFECYCLE_DROP_REASONS[..]),
+        ] {
+            for &reason in reasons {
+                family.get_or_create(&ReasonLabel { reason }).inc_by(0);
+            }
+        }
+        for hook in HookLabel::HOOKS {
+            for outcome in HookLabel::OUTCOMES {
+                self.hook_requests
+                    .get_or_create(&HookLabel { hook, outcome })
+                    .inc_by(0);
+            }
+        }
+    }
+
+    /// Has `probe` read the edge's state into the state gauges each time the metrics are
+    /// rendered (it replaces any earlier probe: one edge per process).
+    pub fn watch_state(&self, probe: StateProbe) {
+        *self.state.lock() = Some(probe);
     }
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(probe) = self.state.lock().as_ref() {
+            probe(self);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

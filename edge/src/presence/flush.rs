@@ -74,11 +74,15 @@ pub async fn flush<B: Bus>(
 
 /// Tells the bus about one batch, and the room's members (on every edge) about what changed.
 async fn apply<B: Bus>(presence: &Presence, bus: &B, batch: &RoomBatch) -> Result<(), BusError> {
+    let m = crate::ops::metrics::metrics();
     let changes = bus
         .presence()
         .update(&batch.room, &batch.update, presence.ttl)
-        .await?;
-    crate::ops::metrics::metrics().presence_updates.inc();
+        .await
+        .inspect_err(|_| {
+            m.presence_errors.inc();
+        })?;
+    m.presence_updates.inc();
     if !presence.announces(&batch.room) {
         return Ok(());
     }

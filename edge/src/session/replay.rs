@@ -11,12 +11,13 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use ferrocast_protocol::TargetKey;
 use ferrocast_protocol::close;
 use ferrocast_protocol::close::ErrorCode;
 use ferrocast_protocol::frame::server::ServerFrame;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tungstenite::Message;
 
 use crate::refusal::Refusal;
@@ -27,6 +28,7 @@ use crate::bus::PAGE_BYTES;
 use crate::bus::{Bus, ReplayCursor};
 use crate::fanout::dedup::Written;
 use crate::fanout::recovery;
+use crate::ops::metrics::metrics;
 
 /// Message ids remembered to drop a message stored twice (a retried publish), across pages.
 const RECENT_IDS: usize = 1024;
@@ -37,6 +39,24 @@ pub(super) const PAGE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::
 /// Longest a replay waits for room in the edge-wide budget before it gives up with a `gap`: the
 /// client is not reading its socket meanwhile, and would be taken for idle.
 const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A page's share of the edge-wide replay `budget`, waiting at most [`BUDGET_WAIT`] for it;
+/// `Ok(None)` if none freed in time. Both the wait and the giving up are counted: they are what
+/// tells an operator that `--replay-memory` is too small for the replays asked of the edge.
+async fn share(budget: Arc<Semaphore>) -> Result<Option<OwnedSemaphorePermit>, AcquireError> {
+    let bytes = PAGE_BYTES as u32;
+    if let Ok(permit) = budget.clone().try_acquire_many_owned(bytes) {
+        return Ok(Some(permit));
+    }
+    metrics().replay_budget_waits.inc();
+    match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(bytes)).await {
+        Ok(permit) => permit.map(Some),
+        Err(_) => {
+            metrics().replay_budget_timeouts.inc();
+            Ok(None)
+        }
+    }
+}
 
 /// A replay opened by an answer, to stream after it.
 pub(super) struct Replaying {
@@ -54,11 +74,9 @@ impl<B: Bus> Session<B> {
     /// A page's share of the edge-wide replay budget, for a page of history read for an answer
     /// (`history`, `rewind`): `UNAVAILABLE` if none frees within the replay's wait.
     pub(super) async fn page_budget(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        let budget = self.shared.replay_budget.clone();
-        match tokio::time::timeout(BUDGET_WAIT, budget.acquire_many_owned(PAGE_BYTES as u32)).await
-        {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(Refusal::new(
+        match share(self.shared.replay_budget.clone()).await {
+            Ok(Some(permit)) => Ok(permit),
+            Ok(None) | Err(_) => Err(Refusal::new(
                 ErrorCode::Unavailable,
                 "the edge is busy reading history for others; retry",
             )),
@@ -78,9 +96,10 @@ impl<B: Bus> Session<B> {
         let mut ids = HashSet::new();
         while !replay.cursor.is_done() {
             let permit = tokio::select! {
-                permit = tokio::time::timeout(BUDGET_WAIT, budget.clone().acquire_many_owned(PAGE_BYTES as u32)) => match permit {
-                    Ok(permit) => permit.map_err(|_| None)?,
-                    Err(_) => {
+                permit = share(budget.clone()) => match permit {
+                    Ok(Some(permit)) => permit,
+                    Err(_) => return Err(None),
+                    Ok(None) => {
                         tracing::debug!(target = %replay.target, "no replay budget in time; replay cut short");
                         replay.cursor.interrupt();
                         break;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::edge::Edge;
 use super::outcome::BadArgument;
 use super::{Cli, Command, DisconnectArgs, MoveArgs, PresenceArgs, SendArgs, stdin};
+use crate::http::query_escape;
 
 impl Cli {
     /// Runs the command through the edge at `url`.
@@ -126,16 +127,4 @@ fn presence_path(args: &PresenceArgs) -> String {
         "presence"
     };
     format!("/api/{route}?room={}", query_escape(&args.room))
-}
-
-/// `text` escaped for a query string.
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
