@@ -86,7 +86,8 @@ export class Room<E extends Record<string, unknown> = Record<string, unknown>> e
     // Joined on an earlier connection: nothing to tell the edge, only the application.
     if (this.entered && !this.joined) this.out('client');
     this.sync();
-    while (this.busy) await this.busy;
+    // Connected, a join in flight is followed by its leave; disconnected, it is never sent.
+    while (this.busy && this.fc.state === 'connected') await this.busy;
   }
 
   /** Joins for one more user (a React component); `release` lets go, leaving after `delay` ms
