@@ -6,7 +6,7 @@ const browser = { bundle: true, minify: true, format: 'esm', target: 'es2020', l
 await build({ ...browser, entryPoints: ['src/index.ts'], outfile: 'build/ferrocast.min.js' });
 await build({
   ...browser,
-  entryPoints: ['example/react-page.js', 'test/pages/hooks-page.js'],
+  entryPoints: { 'react-page': 'example/react-page.js', 'hooks-page': 'test/pages/hooks-page.js' },
   outdir: 'build',
   define: { 'process.env.NODE_ENV': '"development"' },
 });
