@@ -49,8 +49,11 @@ export type ClientEvents = {
   /** A failure no request waits for: a refused `refresh`, a room lost on reconnect, a failed
    * `getToken`, a WebSocket that did not open. */
   error: [FerrocastError];
+  /** A message to this user (any of its connections): event name, data, message. */
   user: [string, unknown, Message];
+  /** A message to everyone. */
   all: [string, unknown, Message];
+  /** A message to this connection alone. */
   client: [string, unknown, Message];
   gap: [{ scope: Scope; room?: string; offset: string | null }];
   /** A worker joined this client to a room. */
