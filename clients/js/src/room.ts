@@ -230,6 +230,11 @@ export class Room<E extends Record<string, unknown> = Record<string, unknown>> e
     this.settle(e);
     // Not connected in time, or the client stopped: the room is still wanted for later.
     if (['TIMEOUT', 'UNAUTHORIZED', 'CLOSED'].includes(e.code)) return;
+    // Busy (Redis down, rate limited) beyond the request's own retries: still wanted, tried again.
+    if (e.retryAfter !== undefined) {
+      setTimeout(() => this.sync(), e.retryAfter);
+      return;
+    }
     this.wanted = false;
     this.error = e;
     this.setState('error');

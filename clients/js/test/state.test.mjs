@@ -428,3 +428,43 @@ test('debug logs the state machine', async () => {
   for (const kind of ['state', 'send', 'receive', 'closed']) assert.ok(kinds.includes(kind), `${kind} in ${kinds}`);
   assert.deepEqual(lines.filter((l) => l[0] === 'state').map((l) => l[1]), ['connecting', 'connected', 'disconnected']);
 });
+
+test('a failed refresh is retried with back-off until a token comes', async () => {
+  let calls = 0;
+  const fcl = client({
+    backoff: { min: 20, max: 40 },
+    refreshLead: 3600,
+    getToken: () => {
+      calls++;
+      if (calls === 1) return jwt(Math.floor(Date.now() / 1000) + 60);
+      if (calls < 4) throw new Error('token endpoint down');
+      return jwt(Math.floor(Date.now() / 1000) + 7200);
+    },
+  });
+  const errors = [];
+  fcl.on('error', (e) => errors.push(e.code));
+  const ws = await connect(fcl);
+  const deadline = Date.now() + 5_000;
+  while (ws.sentOfType('refresh').length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(ws.sentOfType('refresh').length, 1);
+  assert.equal(calls, 4);
+  assert.deepEqual(errors, ['TOKEN_FAILED', 'TOKEN_FAILED']);
+});
+
+test('a rejoin the edge cannot serve now (UNAVAILABLE) is tried again, not dropped', async () => {
+  const fcl = client({ retries: 0 });
+  const ws = await connect(fcl);
+  const room = fcl.room('r');
+  const first = room.join().catch((e) => e);
+  await settle();
+  const join = ws.next();
+  ws.receive({ type: 'error', ref: join.ref, code: 'UNAVAILABLE', message: 'bus down', retry_after: 30 });
+  assert.equal((await first).code, 'UNAVAILABLE');
+  const deadline = Date.now() + 2_000;
+  let again;
+  while (!(again = ws.next()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(again?.type, 'join', 'tried again after retry_after');
+  ws.receive({ type: 'joined', room: 'r', ref: again.ref, offset: null, recovered: false });
+  await settle();
+  assert.equal(room.state, 'joined');
+});
