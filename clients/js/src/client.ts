@@ -67,7 +67,9 @@ export type ClientEvents = {
  * answered says the server is gone; a late timer says nothing. */
 const PONG_MS = 10_000;
 
-const isAppClose = (code: number) => code >= 4010 && code < 5000;
+/** The application's disconnect (4010, or a code of its own up to 4999), or 4004: encryption
+ * required, which this client does not set up. Coming back would meet the same answer. */
+const isFinal = (code: number) => code === 4004 || (code >= 4010 && code < 5000);
 
 /** One logical connection to Ferrocast edges, reconnecting as needed. */
 export class Ferrocast extends Emitter<ClientEvents> {
@@ -424,11 +426,11 @@ export class Ferrocast extends Emitter<ClientEvents> {
       error ??
       (code === 4001
         ? new FerrocastError('UNAUTHORIZED', reason || 'the edge refused the token', undefined, code)
-        : isAppClose(code)
+        : isFinal(code)
           ? new FerrocastError('CLOSED', reason || 'disconnected by the application', undefined, code)
           : new FerrocastError('DISCONNECTED', `the connection closed (${code}${reason && ` ${reason}`})`, undefined, code));
     // The same token would fail again; an application close says not to come back.
-    if (code === 4001 || isAppClose(code)) this.wanted = false;
+    if (code === 4001 || isFinal(code)) this.wanted = false;
     if (code === 4001 || code === 4003) this.tokens.drop();
     this.requests.close(e);
     if (!this.wanted) for (const [, fail] of [...this.waiting]) fail(e);

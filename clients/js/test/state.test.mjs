@@ -468,3 +468,15 @@ test('a rejoin the edge cannot serve now (UNAVAILABLE) is tried again, not dropp
   await settle();
   assert.equal(room.state, 'joined');
 });
+
+test('4004 (encryption required) and 4011-4999 stop the client like 4010', async () => {
+  for (const code of [4004, 4011, 4999]) {
+    FakeSocket.all = [];
+    const fcl = client();
+    const ws = await connect(fcl);
+    ws.drop(code, 'stop');
+    await settle();
+    assert.equal(FakeSocket.all.length, 1, `${code}: not reconnected`);
+    assert.equal(fcl.state, 'disconnected');
+  }
+});
