@@ -99,6 +99,8 @@ export class Ferrocast extends Emitter<ClientEvents> {
   private unfollow?: () => void;
   private readonly opts: Required<Pick<Options, 'timeout' | 'backoff' | 'refreshLead' | 'retries'>> & Options;
 
+  /** A client of the edges at `url` (a function is called on every connect, to rotate edges).
+   * Nothing is sent until `connect()` or a request. */
   constructor(
     private readonly url: string | (() => string),
     options: Options = {},

@@ -53,6 +53,7 @@ export class Room<E extends Record<string, unknown> = Record<string, unknown>> e
   private holders = 0;
   private leaving: any;
 
+  /** @internal Rooms come from `fc.room(name)`. */
   constructor(
     private readonly fc: RoomHost,
     /** The room's name. */
