@@ -480,3 +480,62 @@ test('4004 (encryption required) and 4011-4999 stop the client like 4010', async
     assert.equal(fcl.state, 'disconnected');
   }
 });
+
+test('whatever was pending, sent or not, rejects at once with the reason the client stopped', async () => {
+  const request = fc.constantFrom('publish', 'send', 'rpc', 'join', 'history', 'presence');
+  const script = fc.record({
+    before: fc.array(request, { maxLength: 4 }), // asked while connecting
+    after: fc.array(request, { maxLength: 4 }), // asked once welcomed
+    welcomed: fc.boolean(),
+    close: fc.constantFrom([4001, 'UNAUTHORIZED'], [4010, 'CLOSED'], [4042, 'CLOSED']),
+  });
+  await fc.assert(
+    fc.asyncProperty(script, async ({ before, after, welcomed, close: [code, expected] }) => {
+      FakeSocket.all = [];
+      const fcl = client();
+      const ask = (kind, i) =>
+        ({
+          publish: () => fcl.room('r').publish('e', i),
+          send: () => fcl.send('e', i),
+          rpc: () => fcl.rpc('e', i),
+          join: () => fcl.room(`j${i}`).join(),
+          history: () => fcl.room('r').history(),
+          presence: () => fcl.room('r').presence(),
+        })[kind]().then(
+          () => 'resolved',
+          (e) => e.code,
+        );
+      fcl.connect();
+      const pending = before.map(ask);
+      await settle(1);
+      const ws = FakeSocket.last;
+      ws.open();
+      if (welcomed && code !== 4001) {
+        ws.receive(welcome());
+        pending.push(...after.map((kind, i) => ask(kind, i + 10)));
+        await settle(1);
+      }
+      const started = Date.now();
+      ws.drop(code, 'go away');
+      const outcomes = await Promise.all(pending);
+      assert.ok(Date.now() - started < 500, 'at once, not at the timeout');
+      assert.deepEqual(outcomes, pending.map(() => expected));
+      fcl.disconnect();
+    }),
+    { numRuns: 100 },
+  );
+});
+
+test('disconnect and connect again while the token is on its way open one socket', async () => {
+  let release;
+  const fcl = client({ getToken: () => new Promise((resolve) => (release = resolve)) });
+  fcl.connect();
+  await settle(1);
+  fcl.disconnect();
+  fcl.connect();
+  await settle(1);
+  release('t');
+  await settle();
+  assert.equal(FakeSocket.all.length, 1);
+  assert.equal(fcl.state, 'connecting');
+});
