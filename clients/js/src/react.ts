@@ -16,7 +16,7 @@
  *
  * @packageDocumentation
  */
-import { createContext, createElement, useContext, useEffect, useRef, useState, useSyncExternalStore } from 'react';
+import { createContext, createElement, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
 import type { Ferrocast, State } from './client.js';
 import type { FerrocastError } from './errors.js';
@@ -147,5 +147,6 @@ export function usePresence(name: string): PresenceClient[] {
     if (room.joined) load();
     return () => stops.forEach((stop) => stop());
   }, [room]);
-  return [...members.values()];
+  // The same array until the members change, so it can be an effect's dependency.
+  return useMemo(() => [...members.values()], [members]);
 }
