@@ -24,7 +24,7 @@ function client(url, options = {}) {
 
 const users = async (room) => (await room.presence()).map((c) => c.user).sort();
 
-test('no ghost rooms: a leave before the socket opens or before the answer leaves nobody behind', async () => {
+test('no ghost rooms: a leave before the socket opens or before the answer leaves nobody behind', { timeout: 60_000 }, async () => {
   const edge = await startEdge(['--presence-rooms', 'g*']);
   running.push(edge);
   const watcher = client(edge.url, { token: token('watcher') });
@@ -51,7 +51,7 @@ test('no ghost rooms: a leave before the socket opens or before the answer leave
   assert.equal(lateRoom.joined, false);
 });
 
-test('rooms a worker joined the client to: rejoined after a reconnect from their offset, or reported lost', async () => {
+test('rooms a worker joined the client to: rejoined after a reconnect from their offset, or reported lost', { timeout: 60_000 }, async () => {
   const redis = await startRedis();
   running.push(redis);
   const a = await startEdge(['--redis-url', redis.url]);
@@ -87,7 +87,7 @@ test('rooms a worker joined the client to: rejoined after a reconnect from their
   assert.equal(fc.room('locked').state, 'error');
 });
 
-test('a wrong URL (HTTP 404 on upgrade) is reported, not looped over in silence', async () => {
+test('a wrong URL (HTTP 404 on upgrade) is reported, not looped over in silence', { timeout: 60_000 }, async () => {
   const edge = await startEdge();
   running.push(edge);
   const fc = client(`ws://127.0.0.1:${edge.port}/nope`, { token: token('x') });
@@ -100,7 +100,7 @@ test('a wrong URL (HTTP 404 on upgrade) is reported, not looped over in silence'
   assert.equal((await disconnected).error, error);
 });
 
-test('history pages, join with rewind, and publish ids that make retries harmless', async () => {
+test('history pages, join with rewind, and publish ids that make retries harmless', { timeout: 60_000 }, async () => {
   const redis = await startRedis();
   running.push(redis);
   const edge = await startEdge(['--redis-url', redis.url]);
@@ -130,7 +130,7 @@ test('history pages, join with rewind, and publish ids that make retries harmles
   assert.deepEqual(got, [4, 5, 6], 'the last two, then live, nothing twice');
 });
 
-test('rpc: a worker answers, refuses with data, or the call times out', async () => {
+test('rpc: a worker answers, refuses with data, or the call times out', { timeout: 60_000 }, async () => {
   const redis = await startRedis();
   running.push(redis);
   const edge = await startEdge(['--redis-url', redis.url, '--upstream-events', 'chat.*']);
@@ -155,7 +155,7 @@ test('rpc: a worker answers, refuses with data, or the call times out', async ()
   assert.deepEqual(await fc.send('chat.note', { n: 1 }, { id: 'note-1' }), first);
 });
 
-test('the user scope resumes from welcome.offsets when nothing arrived in it before the drop', async () => {
+test('the user scope resumes from welcome.offsets when nothing arrived in it before the drop', { timeout: 60_000 }, async () => {
   const redis = await startRedis();
   running.push(redis);
   const edge = await startEdge(['--redis-url', redis.url]);
@@ -176,7 +176,7 @@ test('the user scope resumes from welcome.offsets when nothing arrived in it bef
   assert.deepEqual(seen, [2]);
 });
 
-test('MessagePack frames: rooms, publish, history and presence with the binary codec', async () => {
+test('MessagePack frames: rooms, publish, history and presence with the binary codec', { timeout: 60_000 }, async () => {
   const edge = await startEdge(['--presence-rooms', 'mp']);
   running.push(edge);
   const fc = client(edge.url, { token: token('mia', { info: { name: 'Mia' } }), codec: msgpack });

@@ -55,7 +55,7 @@ async function lifecyclePage(room, on = edge) {
 const tick = (room, n) => emitter(['--redis-url', redis.url, 'send', '--room', room, '--event', 'tick', '--data', String(n)]);
 const state = (page) => page.evaluate(() => window.fc.state);
 
-test('offline: the socket is closed at once; online: reconnected at once, not after the back-off', async () => {
+test('offline: the socket is closed at once; online: reconnected at once, not after the back-off', { timeout: 60_000 }, async () => {
   const { page, cdp } = await lifecyclePage('life:offline');
   await cdp.send('Network.enable');
   const network = (offline) => cdp.send('Network.emulateNetworkConditions', { offline, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
@@ -68,7 +68,7 @@ test('offline: the socket is closed at once; online: reconnected at once, not af
   await page.close();
 });
 
-test('a page whose timers stopped for longer than the old watchdog allowed stays connected', async () => {
+test('a page whose timers stopped for longer than the old watchdog allowed stays connected', { timeout: 60_000 }, async () => {
   const { page, cdp, log } = await lifecyclePage('life:frozen', fastEdge);
   await cdp.send('Debugger.enable');
   await cdp.send('Debugger.pause');
@@ -83,7 +83,7 @@ test('a page whose timers stopped for longer than the old watchdog allowed stays
   await page.close();
 });
 
-test('resume (page lifecycle) and visibilitychange check a connection at once with a ping', async () => {
+test('resume (page lifecycle) and visibilitychange check a connection at once with a ping', { timeout: 60_000 }, async () => {
   const { page } = await lifecyclePage('life:check');
   for (const event of ['resume', 'visibilitychange']) {
     const at = await page.evaluate((event) => {
@@ -100,7 +100,7 @@ test('resume (page lifecycle) and visibilitychange check a connection at once wi
   await page.close();
 });
 
-test('shown again (visibilitychange) while waiting out a long back-off: reconnects at once', async () => {
+test('shown again (visibilitychange) while waiting out a long back-off: reconnects at once', { timeout: 60_000 }, async () => {
   const { page } = await lifecyclePage('life:visible');
   edge.kill('SIGKILL');
   await page.waitForFunction(() => window.fc.state === 'disconnected', null, { timeout: 10_000 });
@@ -110,7 +110,7 @@ test('shown again (visibilitychange) while waiting out a long back-off: reconnec
   await page.close();
 });
 
-test('away and back through the back/forward cache: closed on pagehide, resumed on pageshow', async () => {
+test('away and back through the back/forward cache: closed on pagehide, resumed on pageshow', { timeout: 60_000 }, async () => {
   const { page, log } = await lifecyclePage('life:bfcache');
   await tick('life:bfcache', 1);
   await page.waitForFunction(() => window.log.includes('tick:1'));
@@ -127,7 +127,7 @@ test('away and back through the back/forward cache: closed on pagehide, resumed 
   await page.close();
 });
 
-test('React: usePresence, useRoomState, useUserEvents, and useRoom subscribing handlers added later', async () => {
+test('React: usePresence, useRoomState, useUserEvents, and useRoom subscribing handlers added later', { timeout: 60_000 }, async () => {
   const page = await browser.newPage();
   const query = new URLSearchParams({ edge: edge.url, token: token('alice', { rooms: ['hooks:*'], info: { name: 'Alice' } }) });
   await page.goto(`${web.base}/hooks.html?${query}`);

@@ -50,7 +50,7 @@ async function project(name, packageJson = {}, links = []) {
 
 const write = (dir, file, text) => writeFileSync(path.join(dir, file), text);
 
-test('the tarball holds the built package and nothing of the tests', async () => {
+test('the tarball holds the built package and nothing of the tests', { timeout: 60_000 }, async () => {
   const { stdout } = await run('tar', ['-tzf', tarball]);
   const files = stdout.trim().split('\n').map((f) => f.replace(/^package\//, ''));
   for (const f of ['dist/esm/index.js', 'dist/cjs/index.js', 'dist/cjs/package.json', 'dist/esm/react.d.ts', 'dist/cjs/msgpack.d.ts', 'README.md', 'docs/api.md']) {
@@ -73,7 +73,7 @@ room.on('hi', (data) => { console.log(JSON.stringify({ data, codec: typeof msgpa
 room.join().then(() => room.publish('hi', { ok: true })).catch((e) => { console.error(e); process.exit(1); });
 `;
 
-test('Node: CommonJS require and ESM import, each talking to an edge', async () => {
+test('Node: CommonJS require and ESM import, each talking to an edge', { timeout: 60_000 }, async () => {
   const dir = await project('node-app', {}, ['react', 'ws']);
   write(
     dir,
@@ -119,7 +119,7 @@ const check = (e: unknown) => e instanceof FerrocastError && e.code === 'FORBIDD
 export { FerrocastProvider, usePresence, useRoom, useRoomState, useUserEvents, code, wrong, check };
 `;
 
-test('TypeScript: the types resolve under node10, node16 (CommonJS and ESM) and bundler', async () => {
+test('TypeScript: the types resolve under node10, node16 (CommonJS and ESM) and bundler', { timeout: 60_000 }, async () => {
   const dir = await project('ts-app', {}, ['react', '@types/react', 'csstype']);
   const tsc = path.join(modules, 'typescript', 'bin', 'tsc');
   write(dir, 'check.ts', typed);
@@ -142,7 +142,7 @@ test('TypeScript: the types resolve under node10, node16 (CommonJS and ESM) and 
   }
 });
 
-test('an esbuild browser bundle of the installed package joins a room in Chromium; the core stays under 5 KB', async () => {
+test('an esbuild browser bundle of the installed package joins a room in Chromium; the core stays under 5 KB', { timeout: 60_000 }, async () => {
   const { code, minified, gzipped } = await coreSize();
   console.log(`core bundle (JSON build): ${minified} bytes minified, ${gzipped} bytes min+gzip`);
   assert.ok(gzipped < 5 * 1024, `${gzipped} bytes gzipped`);

@@ -54,7 +54,7 @@ function answer(ws, f, members) {
   if (f.type === 'ping') return ws.receive({ type: 'pong' });
 }
 
-test('joins and leaves in any order with the connection end where the application wanted, with no ghost', async () => {
+test('joins and leaves in any order with the connection end where the application wanted, with no ghost', { timeout: 30_000 }, async () => {
   const step = fc.constantFrom('join', 'leave', 'open', 'deliver', 'drop', 'tick');
   await fc.assert(
     fc.asyncProperty(fc.array(step, { maxLength: 30 }), async (steps) => {
@@ -123,7 +123,7 @@ test('joins and leaves in any order with the connection end where the applicatio
   );
 });
 
-test('a leave before the socket opens: the join is never sent', async () => {
+test('a leave before the socket opens: the join is never sent', { timeout: 30_000 }, async () => {
   const fcl = client();
   const room = fcl.room('r');
   const joined = room.join().catch((e) => e);
@@ -137,7 +137,7 @@ test('a leave before the socket opens: the join is never sent', async () => {
   fcl.disconnect();
 });
 
-test('a leave before the join is answered: the answer is followed by a leave', async () => {
+test('a leave before the join is answered: the answer is followed by a leave', { timeout: 30_000 }, async () => {
   const fcl = client();
   const room = fcl.room('r');
   const ws = await connect(fcl);
@@ -157,7 +157,7 @@ test('a leave before the join is answered: the answer is followed by a leave', a
   fcl.disconnect();
 });
 
-test("$left fires for the application's own leave", async () => {
+test("$left fires for the application's own leave", { timeout: 30_000 }, async () => {
   const fcl = client();
   const room = fcl.room('r');
   const ws = await connect(fcl);
@@ -176,7 +176,7 @@ test("$left fires for the application's own leave", async () => {
   fcl.disconnect();
 });
 
-test('a room a worker joined is rejoined from its offset after a reconnect, or reported lost', async () => {
+test('a room a worker joined is rejoined from its offset after a reconnect, or reported lost', { timeout: 30_000 }, async () => {
   const fcl = client();
   const serverJoined = [];
   const lost = [];
@@ -214,7 +214,7 @@ test('a room a worker joined is rejoined from its offset after a reconnect, or r
   fcl.disconnect();
 });
 
-test('getToken: one call across many reconnects while the token is good; a new one near exp', async () => {
+test('getToken: one call across many reconnects while the token is good; a new one near exp', { timeout: 30_000 }, async () => {
   let calls = 0;
   let exp = Math.floor(Date.now() / 1000) + 3600;
   const fcl = client({ getToken: () => (calls++, jwt(exp)), refreshLead: 60 });
@@ -242,7 +242,7 @@ test('getToken: one call across many reconnects while the token is good; a new o
   near.disconnect();
 });
 
-test('a failing getToken is retried with back-off, and reported', async () => {
+test('a failing getToken is retried with back-off, and reported', { timeout: 30_000 }, async () => {
   let calls = 0;
   const fcl = client({
     backoff: { min: 20, max: 40 },
@@ -266,7 +266,7 @@ test('a failing getToken is retried with back-off, and reported', async () => {
   fcl.disconnect();
 });
 
-test('a refresh under way when the connection drops serves the reconnect: one getToken call, no stale refresh', async () => {
+test('a refresh under way when the connection drops serves the reconnect: one getToken call, no stale refresh', { timeout: 30_000 }, async () => {
   let calls = 0;
   let release;
   const fcl = client({
@@ -295,7 +295,7 @@ test('a refresh under way when the connection drops serves the reconnect: one ge
   fcl.disconnect();
 });
 
-test('4001: requests waiting for the connection reject at once with UNAUTHORIZED', async () => {
+test('4001: requests waiting for the connection reject at once with UNAUTHORIZED', { timeout: 30_000 }, async () => {
   const fcl = client();
   fcl.connect();
   const pending = [fcl.room('a').publish('e', 1), fcl.rpc('call', 1), fcl.send('e', 2), fcl.room('b').join()];
@@ -313,7 +313,7 @@ test('4001: requests waiting for the connection reject at once with UNAUTHORIZED
   assert.equal(FakeSocket.all.length, 1, 'no retry with the same token');
 });
 
-test('4010: requests sent and not answered reject at once with CLOSED and the reason', async () => {
+test('4010: requests sent and not answered reject at once with CLOSED and the reason', { timeout: 30_000 }, async () => {
   const fcl = client();
   const ws = await connect(fcl);
   const pending = [fcl.room('a').publish('e', 1), fcl.rpc('call', 1), fcl.send('e', 2), fcl.room('b').join()];
@@ -328,7 +328,7 @@ test('4010: requests sent and not answered reject at once with CLOSED and the re
   assert.equal(FakeSocket.all.length, 1, 'not reconnected');
 });
 
-test('pending requests wait for a reconnect after other closes; a publish goes again with the same id', async () => {
+test('pending requests wait for a reconnect after other closes; a publish goes again with the same id', { timeout: 30_000 }, async () => {
   const fcl = client();
   let ws = await connect(fcl);
   const published = fcl.room('r').publish('e', { n: 1 });
@@ -347,7 +347,7 @@ test('pending requests wait for a reconnect after other closes; a publish goes a
   fcl.disconnect();
 });
 
-test('liveness is judged by wall-clock time and traffic, not by late timer ticks', async (t) => {
+test('liveness is judged by wall-clock time and traffic, not by late timer ticks', { timeout: 30_000 }, async (t) => {
   const realNow = Date.now;
   let skew = 0;
   Date.now = () => realNow() + skew;
@@ -374,7 +374,7 @@ test('liveness is judged by wall-clock time and traffic, not by late timer ticks
   fcl.disconnect();
 });
 
-test('welcome.offsets start the user and all scopes; the next auth resumes from them', async () => {
+test('welcome.offsets start the user and all scopes; the next auth resumes from them', { timeout: 30_000 }, async () => {
   const fcl = client();
   fcl.connect();
   const ws = await connect(fcl, { offsets: { user: 'u-7', all: null } });
@@ -386,7 +386,7 @@ test('welcome.offsets start the user and all scopes; the next auth resumes from 
   fcl.disconnect();
 });
 
-test('join with rewind, and history pages, as the protocol spells them', async () => {
+test('join with rewind, and history pages, as the protocol spells them', { timeout: 30_000 }, async () => {
   const fcl = client();
   const ws = await connect(fcl);
   const room = fcl.room('r');
@@ -406,7 +406,7 @@ test('join with rewind, and history pages, as the protocol spells them', async (
   fcl.disconnect();
 });
 
-test('a socket that never opens is reported, with what the WebSocket said', async () => {
+test('a socket that never opens is reported, with what the WebSocket said', { timeout: 30_000 }, async () => {
   const fcl = client();
   const errors = [];
   fcl.on('error', (e) => errors.push(e));
@@ -419,7 +419,7 @@ test('a socket that never opens is reported, with what the WebSocket said', asyn
   fcl.disconnect();
 });
 
-test('debug logs the state machine', async () => {
+test('debug logs the state machine', { timeout: 30_000 }, async () => {
   const lines = [];
   const fcl = client({ debug: (...args) => lines.push(args) });
   await connect(fcl);
@@ -429,7 +429,7 @@ test('debug logs the state machine', async () => {
   assert.deepEqual(lines.filter((l) => l[0] === 'state').map((l) => l[1]), ['connecting', 'connected', 'disconnected']);
 });
 
-test('a failed refresh is retried with back-off until a token comes', async () => {
+test('a failed refresh is retried with back-off until a token comes', { timeout: 30_000 }, async () => {
   let calls = 0;
   const fcl = client({
     backoff: { min: 20, max: 40 },
@@ -451,7 +451,7 @@ test('a failed refresh is retried with back-off until a token comes', async () =
   assert.deepEqual(errors, ['TOKEN_FAILED', 'TOKEN_FAILED']);
 });
 
-test('a rejoin the edge cannot serve now (UNAVAILABLE) is tried again, not dropped', async () => {
+test('a rejoin the edge cannot serve now (UNAVAILABLE) is tried again, not dropped', { timeout: 30_000 }, async () => {
   const fcl = client({ retries: 0 });
   const ws = await connect(fcl);
   const room = fcl.room('r');
@@ -469,7 +469,7 @@ test('a rejoin the edge cannot serve now (UNAVAILABLE) is tried again, not dropp
   assert.equal(room.state, 'joined');
 });
 
-test('4004 (encryption required) and 4011-4999 stop the client like 4010', async () => {
+test('4004 (encryption required) and 4011-4999 stop the client like 4010', { timeout: 30_000 }, async () => {
   for (const code of [4004, 4011, 4999]) {
     FakeSocket.all = [];
     const fcl = client();
@@ -481,7 +481,7 @@ test('4004 (encryption required) and 4011-4999 stop the client like 4010', async
   }
 });
 
-test('whatever was pending, sent or not, rejects at once with the reason the client stopped', async () => {
+test('whatever was pending, sent or not, rejects at once with the reason the client stopped', { timeout: 30_000 }, async () => {
   const request = fc.constantFrom('publish', 'send', 'rpc', 'join', 'history', 'presence');
   const script = fc.record({
     before: fc.array(request, { maxLength: 4 }), // asked while connecting
@@ -526,7 +526,7 @@ test('whatever was pending, sent or not, rejects at once with the reason the cli
   );
 });
 
-test('disconnect and connect again while the token is on its way open one socket', async () => {
+test('disconnect and connect again while the token is on its way open one socket', { timeout: 30_000 }, async () => {
   let release;
   const fcl = client({ getToken: () => new Promise((resolve) => (release = resolve)) });
   fcl.connect();
