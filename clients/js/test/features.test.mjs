@@ -153,6 +153,11 @@ test('rpc: a worker answers, refuses with data, or the call times out', { timeou
   // send with an id: the same id is one inbox entry, however often it is sent.
   const first = await fc.send('chat.note', { n: 1 }, { id: 'note-1' });
   assert.deepEqual(await fc.send('chat.note', { n: 1 }, { id: 'note-1' }), first);
+  // As a retry after a reconnect is: from another connection of the same user.
+  const again = client(edge.url, { token: token('rita') });
+  assert.deepEqual(await again.send('chat.note', { n: 1 }, { id: 'note-1' }), first);
+  const published = await again.room('rpc-room').join().then(() => again.room('rpc-room').publish('e', 1, { id: 'p-1' }));
+  assert.deepEqual(await fc.room('rpc-room').join().then(() => fc.room('rpc-room').publish('e', 1, { id: 'p-1' })), published);
 });
 
 test('the user scope resumes from welcome.offsets when nothing arrived in it before the drop', { timeout: 60_000 }, async () => {
