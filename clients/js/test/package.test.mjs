@@ -145,7 +145,7 @@ test('TypeScript: the types resolve under node10, node16 (CommonJS and ESM) and 
 test('an esbuild browser bundle of the installed package joins a room in Chromium; the core stays under 5 KB', { timeout: 60_000 }, async () => {
   const { code, minified, gzipped } = await coreSize();
   console.log(`core bundle (JSON build): ${minified} bytes minified, ${gzipped} bytes min+gzip`);
-  assert.ok(gzipped < 5 * 1024, `${gzipped} bytes gzipped`);
+  assert.ok(gzipped < 5_000, `${gzipped} bytes gzipped`);
   assert.ok(!code.includes('msgpack') && !code.includes('react'), 'MessagePack and React stay out of the core');
 
   const dir = await project('web-app');
