@@ -138,12 +138,15 @@ test('React: usePresence, useRoomState, useUserEvents, and useRoom subscribing h
   await until('state-secret', 'error:FORBIDDEN');
   await until('members', 'alice(Alice)');
 
-  const bob = new Ferrocast(edge.url, { WebSocket, token: token('bob', { rooms: ['hooks:*'] }) });
-  await bob.room('hooks:1').join();
+  // Two connections of one user are two members: keyed by client id, not by user.
+  const bobs = [0, 1].map(() => new Ferrocast(edge.url, { WebSocket, token: token('bob', { rooms: ['hooks:*'] }) }));
+  await Promise.all(bobs.map((bob) => bob.room('hooks:1').join()));
+  await until('members', 'alice(Alice),bob,bob');
+  await bobs[0].room('hooks:1').leave();
   await until('members', 'alice(Alice),bob');
-  await bob.room('hooks:1').leave();
+  bobs[1].disconnect();
   await until('members', 'alice(Alice)');
-  bob.disconnect();
+  bobs[0].disconnect();
 
   await emitter(['--redis-url', redis.url, 'send', '--user', 'alice', '--event', 'note', '--data', '{"text":"hi"}']);
   await until('notes', 'hi');
