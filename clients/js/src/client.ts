@@ -6,6 +6,7 @@ import { Emitter } from './events.js';
 import { randomId } from './ids.js';
 import { expOf } from './jwt.js';
 import { followPage } from './lifecycle.js';
+import { PONG_MS, liveness } from './liveness.js';
 import type { Codec, Options, WebSocketLike } from './options.js';
 import { refusal, requests } from './requests.js';
 import type { Frame } from './requests.js';
@@ -62,11 +63,6 @@ export type ClientEvents = {
   left: [Room];
 };
 
-/** How long a ping (ours) may go unanswered, in wall-clock ms, before the connection is
- * judged dead. Timers in a hidden tab may fire a minute late: only a ping sent and not
- * answered says the server is gone; a late timer says nothing. */
-const PONG_MS = 10_000;
-
 /** The application's disconnect (4010, or a code of its own up to 4999), or 4004: encryption
  * required, which this client does not set up. Coming back would meet the same answer. */
 const isFinal = (code: number) => code === 4004 || (code >= 4010 && code < 5000);
@@ -92,8 +88,7 @@ export class Ferrocast extends Emitter<ClientEvents> {
   private generation = 0;
   private retain = 0;
   private timers: Record<string, any> = {};
-  private lastHeard = 0;
-  private pingedAt = 0;
+  private alive?: ReturnType<typeof liveness>;
   private heartbeat = 25_000;
   private authToken = '';
   private unfollow?: () => void;
@@ -263,7 +258,7 @@ export class Ferrocast extends Emitter<ClientEvents> {
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
-      this.lastHeard = Date.now();
+      this.alive?.heard();
       const frame = this.codec.decode(event.data);
       this.log?.('receive', frame);
       if (frame) this.dispatch(frame, token);
@@ -312,31 +307,20 @@ export class Ferrocast extends Emitter<ClientEvents> {
     this.clientId = frame.client;
     this.heartbeat = frame.heartbeat || 25_000;
     this.authToken = token;
-    this.pingedAt = 0;
+    this.alive = liveness(
+      () => this.write({ type: 'ping' }),
+      () => this.drop(4002, 'no answer to a ping'),
+    );
     // Where the user and `all` scopes stood at welcome: resuming from there loses nothing
     // published after it, even with no message received in that scope before a drop.
     for (const scope of ['user', 'all'] as const) this.offsets[scope] ??= frame.offsets?.[scope] ?? undefined;
     this.timers.stable = setTimeout(() => (this.attempt = 0), STABLE_MS);
-    this.timers.beat = setInterval(() => this.beat(), this.heartbeat / 2);
+    this.timers.beat = setInterval(() => this.alive!.tick(this.heartbeat), this.heartbeat / 2);
     this.scheduleRefresh(expOf(token));
     this.setState('connected');
     this.emit('connected', frame as Welcome);
     // Back into every room the application (or a worker) joined, each from its last offset.
     for (const room of this.rooms.values()) room.sync();
-  }
-
-  /** Pings when the line has been quiet for a heartbeat; gives up only on a ping of ours that
-   * went unanswered for PONG_MS of wall-clock time. */
-  private beat(): void {
-    const now = Date.now();
-    if (this.pingedAt > this.lastHeard) {
-      if (now - this.pingedAt > PONG_MS) this.drop(4002, 'no answer to a ping');
-    } else if (now - this.lastHeard > this.heartbeat) this.ping();
-  }
-
-  private ping(): void {
-    this.pingedAt = Date.now();
-    this.write({ type: 'ping' });
   }
 
   /** The page may have been asleep: probe a connection, or reconnect now rather than after a backoff. */
@@ -345,9 +329,9 @@ export class Ferrocast extends Emitter<ClientEvents> {
     this.asleep = false;
     if (!this.wanted) return;
     if (this.state === 'connected') {
-      if (this.pingedAt <= this.lastHeard) this.ping();
+      this.alive!.check();
       clearTimeout(this.timers.probe);
-      this.timers.probe = setTimeout(() => this.beat(), PONG_MS + 1);
+      this.timers.probe = setTimeout(() => this.alive?.tick(this.heartbeat), PONG_MS + 1);
     } else if (this.state === 'disconnected') {
       clearTimeout(this.timers.retry);
       this.timers.retry = undefined;
