@@ -13,8 +13,8 @@ const files = {
   '/': ['index.html', 'text/html'],
   '/chat.js': ['chat.js', 'text/javascript'],
   '/react.html': ['react.html', 'text/html'],
-  '/react-page.js': ['../dist/browser/react-page.js', 'text/javascript'],
-  '/ferrocast.min.js': ['../dist/browser/ferrocast.min.js', 'text/javascript'],
+  '/react-page.js': ['../build/react-page.js', 'text/javascript'],
+  '/ferrocast.min.js': ['../build/ferrocast.min.js', 'text/javascript'],
 };
 
 /** A token for `user`, allowed into chat rooms, valid for `seconds`. */

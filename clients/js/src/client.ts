@@ -1,31 +1,71 @@
 import { STABLE_MS, reconnectDelay } from './backoff.js';
+import { json } from './codec.js';
 import { dedup } from './dedup.js';
 import { FerrocastError } from './errors.js';
 import { Emitter } from './events.js';
+import { randomId } from './ids.js';
 import { expOf } from './jwt.js';
-import type { Options, WebSocketLike } from './options.js';
-import { requests } from './requests.js';
+import { followPage } from './lifecycle.js';
+import { PONG_MS, liveness } from './liveness.js';
+import type { Codec, Options, WebSocketLike } from './options.js';
+import { refusal, requests } from './requests.js';
 import type { Frame } from './requests.js';
 import { Room } from './room.js';
-import type { Message, Scope } from './types.js';
+import { tokenSource } from './tokens.js';
+import type { Message, RequestOptions, Scope } from './types.js';
 
 /** Connection states a UI can show. */
 export type State = 'disconnected' | 'connecting' | 'connected';
 
+/** What `welcome` said, as the `connected` event hands it on. */
+export interface Welcome {
+  /** This connection's client id. */
+  client: string;
+  /** The token's `sub`. */
+  user: string;
+  /** The edge's id. */
+  node: string;
+  /** Whether the user and `all` scopes were resumed with nothing lost. */
+  recovered: { user: boolean; all: boolean };
+}
+
+/** Why the connection closed, as the `disconnected` event hands it on. */
+export interface Disconnect {
+  /** The WebSocket close code (1006 when it never opened or was dropped by the client). */
+  code: number;
+  reason: string;
+  /** Milliseconds until the next attempt, or null when the client stopped. */
+  retryIn: number | null;
+  /** What it means for requests: `DISCONNECTED`, `UNAUTHORIZED`, `CLOSED` or `CONNECT_FAILED`. */
+  error: FerrocastError;
+}
+
 /** A client's own events. */
 export type ClientEvents = {
   state: [State];
-  connected: [{ client: string; user: string; node: string; recovered: { user: boolean; all: boolean } }];
-  disconnected: [{ code: number; reason: string; retryIn: number | null }];
+  connected: [Welcome];
+  disconnected: [Disconnect];
+  /** 4001: the edge refused the token; the client stopped (call `connect()` with a new one). */
   unauthorized: [string];
+  /** A failure no request waits for: a refused `refresh`, a room lost on reconnect, a failed
+   * `getToken`, a WebSocket that did not open. */
   error: [FerrocastError];
+  /** A message to this user (any of its connections): event name, data, message. */
   user: [string, unknown, Message];
+  /** A message to everyone. */
   all: [string, unknown, Message];
+  /** A message to this connection alone. */
   client: [string, unknown, Message];
   gap: [{ scope: Scope; room?: string; offset: string | null }];
+  /** A worker joined this client to a room. */
   joined: [Room];
+  /** A worker or a refresh took this client out of a room, or a room could not be rejoined. */
   left: [Room];
 };
+
+/** The application's disconnect (4010, or a code of its own up to 4999), or 4004: encryption
+ * required, which this client does not set up. Coming back would meet the same answer. */
+const isFinal = (code: number) => code === 4004 || (code >= 4010 && code < 5000);
 
 /** One logical connection to Ferrocast edges, reconnecting as needed. */
 export class Ferrocast extends Emitter<ClientEvents> {
@@ -36,23 +76,36 @@ export class Ferrocast extends Emitter<ClientEvents> {
   private ws: WebSocketLike | null = null;
   private readonly rooms = new Map<string, Room<any>>();
   private readonly requests = requests();
-  private readonly waiting = new Set<() => void>();
+  private readonly waiting = new Set<[() => boolean, (e: FerrocastError) => void]>();
   private readonly offsets: { user?: string; all?: string } = {};
   private readonly fresh = dedup();
+  private readonly codec: Codec;
+  private readonly tokens;
+  private readonly log?: (...args: unknown[]) => void;
   private attempt = 0;
   private wanted = false;
+  private asleep = false;
+  private generation = 0;
   private retain = 0;
   private timers: Record<string, any> = {};
-  private lastHeard = 0;
+  private alive?: ReturnType<typeof liveness>;
   private heartbeat = 25_000;
+  private authToken = '';
+  private unfollow?: () => void;
   private readonly opts: Required<Pick<Options, 'timeout' | 'backoff' | 'refreshLead' | 'retries'>> & Options;
 
+  /** A client of the edges at `url` (a function is called on every connect, to rotate edges).
+   * Nothing is sent until `connect()` or a request. */
   constructor(
     private readonly url: string | (() => string),
     options: Options = {},
   ) {
     super();
     this.opts = { timeout: 10_000, backoff: { min: 500, max: 20_000 }, refreshLead: 60, retries: 3, ...options };
+    this.codec = options.codec ?? json;
+    this.tokens = tokenSource(options.getToken ?? (() => options.token ?? ''), () => this.opts.refreshLead);
+    const debug = options.debug;
+    if (debug) this.log = debug === true ? (...args) => console.debug('[ferrocast]', ...args) : debug;
   }
 
   /** The room `name` (one object per name; nothing is sent until `join`). */
@@ -65,15 +118,16 @@ export class Ferrocast extends Emitter<ClientEvents> {
   /** Connects (and stays connected, reconnecting, until `disconnect`). */
   connect(): void {
     this.wanted = true;
+    if (this.opts.lifecycle !== false) this.unfollow ??= followPage(() => this.wake(), (why) => this.sleep(why));
     if (this.state === 'disconnected' && !this.timers.retry) void this.open();
   }
 
-  /** Closes the connection for good (until `connect`). Pending requests are rejected. */
+  /** Closes the connection for good (until `connect`). Pending requests are rejected with `CLOSED`. */
   disconnect(): void {
     this.wanted = false;
-    this.stopTimers();
-    this.ws?.close(1000, 'bye');
-    this.closed(1000, 'closed by the client');
+    this.unfollow?.();
+    this.unfollow = undefined;
+    this.drop(1000, 'closed by the client', new FerrocastError('CLOSED', 'disconnect() was called'));
   }
 
   /** Holds the connection open for one more user (a React provider); see `release`. */
@@ -90,51 +144,63 @@ export class Ferrocast extends Emitter<ClientEvents> {
     this.timers.release = setTimeout(() => this.retain <= 0 && this.disconnect(), delay);
   }
 
-  /** Sends `data` upstream to the application's workers; resolves with the inbox entry id. */
-  async send(event: string, data: unknown): Promise<{ id: string }> {
-    const ack = await this.request({ type: 'send', event, data });
-    return { id: ack.id };
+  /** Sends `data` upstream to the application's workers; resolves with the inbox entry id.
+   * The frame carries an id (`options.id`, or a random one) so that the automatic retries
+   * (after `retry_after`, or a connection lost before the answer) store it once. */
+  async send(event: string, data: unknown, options: RequestOptions = {}): Promise<{ id: string }> {
+    const ack = await this.request({ type: 'send', event, data, id: options.id ?? randomId() }, true);
+    return { id: ack!.id };
   }
 
-  /** Sends a frame with a `ref` and resolves with its answer; retries after `retry_after`. A
-   * function is called for the frame when it is sent (a join's `since` is the latest then). */
-  async request(frame: Frame | (() => Frame), retries = this.opts.retries): Promise<Frame> {
+  /** Calls the application's workers and resolves with their answer's `data`. A worker's refusal
+   * rejects with `RPC_ERROR` (its `data` in the error's `data`); no answer within `timeout` ms
+   * (default 10 000, at most 60 000) with `TIMEOUT`. A call is never sent twice. */
+  async rpc<T = unknown>(event: string, data: unknown, options: { timeout?: number } = {}): Promise<T> {
+    const timeout = options.timeout ?? this.opts.timeout;
+    // The edge answers TIMEOUT at the deadline; our own timer only covers a silent connection.
+    const reply = await this.request({ type: 'rpc', event, data, timeout }, false, timeout + 2_000);
+    return reply!.data;
+  }
+
+  /** @internal Sends a frame with a `ref` and resolves with its answer; retries after `retry_after`,
+   * and `again` frames after a lost connection. A function is called for the frame when it is
+   * sent (a join's `since` is the latest then); it returns null to cancel (resolving null). */
+  async request(frame: Frame | (() => Frame | null), again = false, timeout = this.opts.timeout): Promise<Frame | null> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.once(frame);
+        return await this.once(frame, timeout);
       } catch (error) {
         const e = error as FerrocastError;
-        if (e.retryAfter === undefined || attempt >= retries) throw e;
-        await new Promise((r) => setTimeout(r, e.retryAfter));
+        const retry = e.code === 'DISCONNECTED' && again ? 0 : e.retryAfter;
+        if (retry === undefined || attempt >= this.opts.retries) throw e;
+        await new Promise((r) => setTimeout(r, retry));
       }
     }
   }
 
-  private async once(make: Frame | (() => Frame)): Promise<Frame> {
-    const deadline = Date.now() + this.opts.timeout;
+  private async once(make: Frame | (() => Frame | null), timeout: number): Promise<Frame | null> {
+    const deadline = Date.now() + timeout;
     if (this.state !== 'connected') {
       this.connect();
-      await this.until(() => this.state === 'connected', deadline);
+      await this.until(deadline);
     }
     const frame = typeof make === 'function' ? make() : make;
-    return this.requests.send(frame, deadline, (f) => this.write(f));
+    return frame && this.requests.send(frame, deadline, (f) => this.write(f));
   }
 
-  /** Waits until `ready()` holds (re-checked on every state change), or rejects at `deadline`. */
-  private until(ready: () => boolean, deadline: number): Promise<void> {
+  /** Waits until connected, or rejects at `deadline`, or at once with the reason the client gave up. */
+  private until(deadline: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!ready()) return false;
-        this.waiting.delete(check);
+      const entry: [() => boolean, (e: FerrocastError) => void] = [
+        () => this.state === 'connected' && (done(), resolve(), true),
+        (e) => (done(), reject(e)),
+      ];
+      const done = () => {
+        this.waiting.delete(entry);
         clearTimeout(timer);
-        resolve();
-        return true;
       };
-      const timer = setTimeout(() => {
-        this.waiting.delete(check);
-        reject(new FerrocastError('TIMEOUT', 'not connected in time'));
-      }, Math.max(0, deadline - Date.now()));
-      if (!check()) this.waiting.add(check);
+      const timer = setTimeout(() => entry[1](new FerrocastError('TIMEOUT', 'not connected in time')), Math.max(0, deadline - Date.now()));
+      this.waiting.add(entry);
     });
   }
 
@@ -143,56 +209,73 @@ export class Ferrocast extends Emitter<ClientEvents> {
     this.emit('error', error);
   }
 
+  /** @internal A room tells that it is out because of the edge, not the application. */
+  lost(room: Room): void {
+    this.emit('left', room);
+  }
+
   /** @internal Writes a frame if the socket is open. */
   write(frame: Frame): void {
-    if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(frame));
+    if (this.ws?.readyState !== 1) return;
+    this.log?.('send', frame);
+    this.ws.send(this.codec.encode(frame));
   }
 
   private setState(state: State): void {
     if (this.state === state) return;
+    this.log?.('state', state);
     this.state = state;
     this.emit('state', state);
-    for (const check of [...this.waiting]) check();
+    for (const [ready] of [...this.waiting]) ready();
   }
 
   private async open(): Promise<void> {
+    const generation = ++this.generation;
     this.setState('connecting');
     let token: string;
     try {
-      token = this.opts.getToken ? await this.opts.getToken() : (this.opts.token ?? '');
+      token = await this.tokens.get();
     } catch (error) {
-      return this.retryLater(1006, `getToken failed: ${String(error)}`);
+      if (generation !== this.generation) return;
+      const e = new FerrocastError('TOKEN_FAILED', `getToken failed: ${String(error)}`);
+      this.emit('error', e);
+      return this.retryLater(1006, e.message, e);
     }
-    if (!this.wanted) return this.setState('disconnected');
+    // disconnect(), or a sleep, while the token was on its way.
+    if (generation !== this.generation) return;
     const WS = this.opts.WebSocket ?? (globalThis as any).WebSocket;
     if (!WS) throw new Error('no WebSocket: pass one in options.WebSocket');
     const url = typeof this.url === 'function' ? this.url() : this.url;
-    const ws: WebSocketLike = new WS(url, 'ferrocast.v1.json');
+    const ws: WebSocketLike = new WS(url, this.codec.protocol);
+    if (this.codec.binary) ws.binaryType = 'arraybuffer';
     this.ws = ws;
+    let opened = false;
+    let failure = '';
     ws.onopen = () => {
+      opened = true;
       const since = { ...this.offsets };
-      ws.send(JSON.stringify({ type: 'auth', token, ...(since.user || since.all ? { since } : {}) }));
+      this.write({ type: 'auth', token, ...(since.user || since.all ? { since } : {}) });
     };
     ws.onmessage = (event) => {
-      if (this.ws !== ws || typeof event.data !== 'string') return;
-      this.lastHeard = Date.now();
-      let frame: Frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      this.dispatch(frame, token);
+      if (this.ws !== ws) return;
+      this.alive?.heard();
+      const frame = this.codec.decode(event.data);
+      this.log?.('receive', frame);
+      if (frame) this.dispatch(frame, token);
     };
-    ws.onclose = (event) => {
-      if (this.ws === ws) this.closed(event.code, event.reason);
+    ws.onerror = (event: any) => (failure = event?.message ?? '');
+    ws.onclose = ({ code, reason }) => {
+      if (this.ws !== ws) return;
+      if (opened) return this.closed(code, reason);
+      // Browsers hide why (an HTTP 404 or 403 on upgrade, a refused connection): `ws` says it.
+      const e = new FerrocastError('CONNECT_FAILED', `could not open ${url}${failure && `: ${failure}`}`, undefined, code);
+      this.emit('error', e);
+      this.closed(code, reason, e);
     };
-    ws.onerror = () => {};
   }
 
   private dispatch(frame: Frame, token: string): void {
-    // A join's answer is also news for the room.
-    if (this.requests.handle(frame) && frame.type !== 'joined') return;
+    const answered = this.requests.handle(frame);
     switch (frame.type) {
       case 'welcome':
         return this.welcomed(frame, token);
@@ -210,33 +293,75 @@ export class Ferrocast extends Emitter<ClientEvents> {
       case 'gap': {
         const gap = { scope: frame.scope, room: frame.room, offset: frame.offset ?? null };
         if (frame.scope === 'room') this.room(frame.room).handle(frame);
-        else if (frame.offset) this.offsets[frame.scope as 'user' | 'all'] = frame.offset;
+        else if (frame.offset && frame.scope !== 'client') this.offsets[frame.scope as 'user' | 'all'] = frame.offset;
         return this.emit('gap', gap);
       }
       case 'refreshed':
         return this.scheduleRefresh(frame.exp);
       case 'error':
-        return this.emit('error', new FerrocastError(frame.code, frame.message, frame.retry_after));
+        if (!answered) this.emit('error', refusal(frame));
     }
   }
 
   private welcomed(frame: Frame, token: string): void {
     this.clientId = frame.client;
     this.heartbeat = frame.heartbeat || 25_000;
-    this.setState('connected');
+    this.authToken = token;
+    this.alive = liveness(
+      () => this.write({ type: 'ping' }),
+      () => this.drop(4002, 'no answer to a ping'),
+    );
+    // Where the user and `all` scopes stood at welcome: resuming from there loses nothing
+    // published after it, even with no message received in that scope before a drop.
+    for (const scope of ['user', 'all'] as const) this.offsets[scope] ??= frame.offsets?.[scope] ?? undefined;
     this.timers.stable = setTimeout(() => (this.attempt = 0), STABLE_MS);
-    this.timers.beat = setInterval(() => this.beat(), this.heartbeat / 2);
+    this.timers.beat = setInterval(() => this.alive!.tick(this.heartbeat), this.heartbeat / 2);
     this.scheduleRefresh(expOf(token));
-    this.emit('connected', frame as ClientEvents['connected'][0]);
-    // Back into every room the application joined, each from its last offset.
-    for (const room of this.rooms.values()) room.rejoin();
+    this.setState('connected');
+    this.emit('connected', frame as Welcome);
+    // Back into every room the application (or a worker) joined, each from its last offset.
+    for (const room of this.rooms.values()) room.sync();
   }
 
-  /** Pings when the line has been quiet for a heartbeat; gives up on it after two. */
-  private beat(): void {
-    const quiet = Date.now() - this.lastHeard;
-    if (quiet > 2 * this.heartbeat + 5_000) this.ws?.close(4002, 'heartbeat timeout');
-    else if (quiet > this.heartbeat) this.write({ type: 'ping' });
+  /** The page may have been asleep: probe a connection, or reconnect now rather than after a backoff. */
+  private wake(): void {
+    this.log?.('wake');
+    this.asleep = false;
+    if (!this.wanted) return;
+    if (this.state === 'connected') {
+      this.alive!.check();
+      clearTimeout(this.timers.probe);
+      this.timers.probe = setTimeout(() => this.alive?.tick(this.heartbeat), PONG_MS + 1);
+    } else if (this.state === 'disconnected') {
+      clearTimeout(this.timers.retry);
+      this.timers.retry = undefined;
+      void this.open();
+    }
+  }
+
+  /** Offline: close now (a dead network never finishes a close) and retry, at once when back
+   * online. Into the back/forward cache: close, and reconnect only when shown again. */
+  private sleep(why: string): void {
+    this.log?.('sleep', why);
+    if (!this.wanted) return;
+    this.asleep = why === 'pagehide';
+    this.drop(1006, why);
+  }
+
+  /** Closes the socket without waiting for a close handshake a dead network would never finish. */
+  private drop(code: number, reason: string, error?: FerrocastError): void {
+    const ws = this.ws;
+    this.generation++;
+    if (ws) {
+      this.ws = null;
+      ws.onclose = ws.onmessage = null;
+      try {
+        ws.close(1000, reason);
+      } catch {
+        // Already closing.
+      }
+    }
+    if (ws || this.state !== 'disconnected' || this.timers.retry || error) this.closed(code, reason, error);
   }
 
   private scheduleRefresh(exp: number | undefined): void {
@@ -244,13 +369,23 @@ export class Ferrocast extends Emitter<ClientEvents> {
     if (!exp || !this.opts.getToken) return;
     const lead = this.opts.refreshLead * 1000 * (1 + Math.random() * 0.2);
     const wait = Math.min(2 ** 31 - 1, Math.max(1_000, exp * 1000 - Date.now() - lead));
-    this.timers.refresh = setTimeout(async () => {
-      try {
-        this.write({ type: 'refresh', token: await this.opts.getToken!() });
-      } catch (error) {
-        this.emit('error', new FerrocastError('INTERNAL', `getToken failed: ${String(error)}`));
+    this.timers.refresh = setTimeout(() => this.refresh(0), wait);
+  }
+
+  private async refresh(attempt: number): Promise<void> {
+    try {
+      const token = await this.tokens.get(true);
+      // During a reconnect the new connection authenticates with it instead.
+      if (this.state === 'connected' && token !== this.authToken) {
+        this.authToken = token;
+        this.write({ type: 'refresh', token });
       }
-    }, wait);
+    } catch (error) {
+      this.emit('error', new FerrocastError('TOKEN_FAILED', `getToken failed: ${String(error)}`));
+      if (this.state === 'connected') {
+        this.timers.refresh = setTimeout(() => this.refresh(attempt + 1), reconnectDelay(0, attempt, this.opts.backoff));
+      }
+    }
   }
 
   private message(msg: Message): void {
@@ -261,37 +396,46 @@ export class Ferrocast extends Emitter<ClientEvents> {
   }
 
   private stopTimers(): void {
-    for (const name of ['stable', 'beat', 'refresh', 'retry']) {
+    for (const name of ['stable', 'beat', 'refresh', 'retry', 'probe']) {
       clearTimeout(this.timers[name]);
       clearInterval(this.timers[name]);
       this.timers[name] = undefined;
     }
   }
 
-  private closed(code: number, reason: string): void {
+  private closed(code: number, reason: string, error?: FerrocastError): void {
+    this.log?.('closed', code, reason);
     this.ws = null;
     this.clientId = null;
     this.stopTimers();
-    this.requests.close();
-    if (code === 4001) {
-      // The same token would fail again: stop, and let the application decide.
-      this.wanted = false;
-      this.emit('unauthorized', reason);
-    }
-    this.retryLater(code, reason);
+    const e =
+      error ??
+      (code === 4001
+        ? new FerrocastError('UNAUTHORIZED', reason || 'the edge refused the token', undefined, code)
+        : isFinal(code)
+          ? new FerrocastError('CLOSED', reason || 'disconnected by the application', undefined, code)
+          : new FerrocastError('DISCONNECTED', `the connection closed (${code}${reason && ` ${reason}`})`, undefined, code));
+    // The same token would fail again; an application close says not to come back.
+    if (code === 4001 || isFinal(code)) this.wanted = false;
+    if (code === 4001 || code === 4003) this.tokens.drop();
+    this.requests.close(e);
+    if (!this.wanted) for (const [, fail] of [...this.waiting]) fail(e);
+    for (const room of this.rooms.values()) room.reset(this.wanted ? undefined : e);
+    if (code === 4001) this.emit('unauthorized', reason);
+    this.retryLater(code, reason, e);
   }
 
-  private retryLater(code: number, reason: string): void {
+  private retryLater(code: number, reason: string, error: FerrocastError): void {
     this.setState('disconnected');
-    if (code === 4010) this.wanted = false; // The application closed it, with its reason.
     let delay: number | null = null;
-    if (this.wanted) {
+    if (this.wanted && !this.asleep) {
       delay = reconnectDelay(code, this.attempt++, this.opts.backoff);
+      this.log?.('retry in', delay);
       this.timers.retry = setTimeout(() => {
         this.timers.retry = undefined;
         if (this.wanted) void this.open();
       }, delay);
     }
-    this.emit('disconnected', { code, reason, retryIn: delay });
+    this.emit('disconnected', { code, reason, retryIn: delay, error });
   }
 }

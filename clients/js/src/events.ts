@@ -1,7 +1,9 @@
-/** A minimal typed event emitter (no dependency, works in browsers and Node). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyHandler = (...args: any[]) => void;
 
+/** A minimal typed event emitter (no dependency, works in browsers and Node): the base of
+ * `Ferrocast` and `Room`, whose `on` and `off` it provides. A handler that throws does not keep
+ * the others from running; its error is rethrown asynchronously. */
 export class Emitter<M extends { [K in keyof M]: unknown[] }> {
   private handlers = new Map<PropertyKey, Set<AnyHandler>>();
 

@@ -1,7 +1,7 @@
 /**
  * The official Ferrocast client for browsers and Node: authentication by `auth` frame, rooms,
  * reconnection with full-jitter backoff, resume without loss or duplicates, token refresh,
- * presence, and requests as promises. No runtime dependencies.
+ * presence, history, RPC, and requests as promises. No runtime dependencies.
  *
  * ```ts
  * const fc = new Ferrocast('wss://rt.example.com/ws', { getToken: () => fetchToken() });
@@ -10,10 +10,15 @@
  * await room.join();
  * await room.publish('chat.message', { text: 'hi' });
  * ```
+ *
+ * @packageDocumentation
  */
 export { Ferrocast } from './client.js';
-export type { ClientEvents, State } from './client.js';
+export type { ClientEvents, Disconnect, State, Welcome } from './client.js';
 export { FerrocastError } from './errors.js';
-export type { Options, WebSocketLike } from './options.js';
+export type { ClientErrorCode, ErrorCode, ServerErrorCode } from './errors.js';
+export { Emitter } from './events.js';
+export type { Codec, Options, WebSocketLike } from './options.js';
 export { Room } from './room.js';
+export type { RoomEvents } from './room.js';
 export type * from './types.js';

@@ -1,7 +1,11 @@
 import { FerrocastError } from './errors.js';
 
+/** A frame as the edge or the client writes it. */
 export type Frame = Record<string, any>;
 type Pending = { resolve: (f: Frame) => void; reject: (e: FerrocastError) => void; timer: any };
+
+/** The error an `error` frame stands for. */
+export const refusal = (f: Frame) => new FerrocastError(f.code, f.message, f.retry_after, f.data);
 
 /** The table of requests sent and not answered yet, by `ref`. */
 export function requests() {
@@ -29,17 +33,17 @@ export function requests() {
       if (!request) return false;
       pending.delete(frame.ref);
       clearTimeout(request.timer);
-      if (frame.type === 'error') {
-        request.reject(new FerrocastError(frame.code, frame.message, frame.retry_after));
-      } else request.resolve(frame);
+      if (frame.type === 'error') request.reject(refusal(frame));
+      else request.resolve(frame);
       return true;
     },
 
-    /** Rejects them all: a closed connection answers none of them, not even after a reconnect. */
-    close(): void {
+    /** Rejects them all with `error`: a closed connection answers none of them, not even after
+     * a reconnect. */
+    close(error: FerrocastError): void {
       for (const [ref, request] of pending) {
         clearTimeout(request.timer);
-        request.reject(new FerrocastError('DISCONNECTED', 'the connection closed before the answer'));
+        request.reject(error);
         pending.delete(ref);
       }
     },

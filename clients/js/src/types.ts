@@ -1,3 +1,5 @@
+import type { FerrocastError } from './errors.js';
+
 /** Where a message was addressed. */
 export type Scope = 'room' | 'user' | 'client' | 'all';
 
@@ -40,9 +42,46 @@ export interface JoinInfo {
   by?: string;
 }
 
-/** What a room needs of its client: requests, and somewhere to report background failures. */
+/** Options of `room.join`. */
+export interface JoinOptions {
+  /** Start with the room's last `rewind` messages (1 to 100), delivered to the room's handlers
+   * before live ones, with no gap or duplicate between them. Later rejoins resume from the
+   * last offset instead. */
+  rewind?: number;
+}
+
+/** Options of `publish` and `send`. */
+export interface RequestOptions {
+  /** The request's id (1 to 64 of `A-Z a-z 0-9 _ -`): the same id from the same user is stored
+   * once, however often it is sent. Default: a random one, kept across the client's retries. */
+  id?: string;
+}
+
+/** A page of a room's history. */
+export interface HistoryPage<D = unknown> {
+  /** Oldest first. */
+  messages: Message<D>[];
+  /** The history's newest offset (not the page's), or null for an empty history. */
+  offset: string | null;
+  /** Whether older messages remain: ask again with `before` set to the first message's offset. */
+  more: boolean;
+}
+
+/** Where a room stands, as a UI shows it: `left` (not wanted), `joining` (wanted, not in yet:
+ * also while reconnecting), `joined`, or `error` (refused; see `room.error`). */
+export type RoomState = 'left' | 'joining' | 'joined' | 'error';
+
+/** What made the client leave a room: the application's `leave()`, a worker or a refresh
+ * (`server`), or a rejoin the edge refused after a reconnect (`lost`, with the `error`). */
+export interface LeftInfo {
+  by: 'client' | 'server' | 'lost';
+  error?: FerrocastError;
+}
+
+/** @internal What a room needs of its client. */
 export interface RoomHost {
   readonly state: 'disconnected' | 'connecting' | 'connected';
-  request(frame: Record<string, unknown> | (() => Record<string, unknown>)): Promise<Record<string, any>>;
-  report(error: Error & { code: string }): void;
+  request(frame: Record<string, unknown> | (() => Record<string, unknown> | null), again?: boolean): Promise<Record<string, any> | null>;
+  report(error: FerrocastError): void;
+  lost(room: any): void;
 }

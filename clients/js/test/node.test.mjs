@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { Ferrocast, FerrocastError } from '../dist/index.js';
+import { Ferrocast, FerrocastError } from '../dist/esm/index.js';
 import { startRedis, startEdge, token, eventually, streamingEmitter, emitter, metric } from './harness.mjs';
 
 const running = [];

@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { Ferrocast } from '../dist/index.js';
+import { Ferrocast } from '../dist/esm/index.js';
 import { startRedis, startEdge, token, eventually, streamingEmitter } from './harness.mjs';
 
 const CLIENTS = 1000;
