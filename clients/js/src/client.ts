@@ -64,7 +64,8 @@ export type ClientEvents = {
 };
 
 /** The application's disconnect (4010, or a code of its own up to 4999), or 4004: encryption
- * required, which this client does not set up. Coming back would meet the same answer. */
+ * required and not set up (the edge requires it of a client without `encrypt`, or an edge
+ * without encryption did not answer a client with it). Coming back would meet the same answer. */
 const isFinal = (code: number) => code === 4004 || (code >= 4010 && code < 5000);
 
 /** One logical connection to Ferrocast edges, reconnecting as needed. */
@@ -251,8 +252,9 @@ export class Ferrocast extends Emitter<ClientEvents> {
     const WS = this.opts.WebSocket ?? (globalThis as any).WebSocket;
     if (!WS) throw new Error('no WebSocket: pass one in options.WebSocket');
     const url = typeof this.url === 'function' ? this.url() : this.url;
-    const ws: WebSocketLike = new WS(url, this.codec.protocol);
+    let ws: WebSocketLike = new WS(url, this.codec.protocol);
     if (this.codec.binary) ws.binaryType = 'arraybuffer';
+    if (this.opts.encrypt) ws = this.opts.encrypt(ws, this.codec);
     this.ws = ws;
     let opened = false;
     let failure = '';

@@ -42,6 +42,10 @@ export interface Options {
   /** Times a request refused with `retry_after` (RATE_LIMITED, UNAVAILABLE), or a `publish`,
    * `send` or `rpc` whose connection closed before its answer, is retried. Default 3. */
   retries?: number;
+  /** Payload encryption: `encrypt` from `@ferrocast/client/encrypt` (protocol part E). Each new
+   * WebSocket is handed to it with the codec, and the client talks through the socket it
+   * returns. Default: none. */
+  encrypt?: (socket: WebSocketLike, codec: Codec) => WebSocketLike;
   /** The encoding of frames; default JSON. */
   codec?: Codec;
   /** Logs the state machine (states, frames, closes, retries): `true` for `console.debug`, or a

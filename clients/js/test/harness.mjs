@@ -1,6 +1,6 @@
 // Real parts for the client's tests: a redis-server on a free port, edge processes built by
-// cargo, the emitter CLI, and development tokens. Everything waits for conditions with
-// deadlines; nothing sleeps and hopes.
+// cargo (or the one FERROCAST_EDGE_BIN names), the emitter CLI, and development tokens.
+// Everything waits for conditions with deadlines; nothing sleeps and hopes.
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { createServer, connect } from 'node:net';
@@ -9,6 +9,9 @@ import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = (name) => path.join(root, 'target', 'debug', name);
+/** The edge binary: `FERROCAST_EDGE_BIN` when set (e.g. an edge built from another branch, as
+ * the encryption tests use), else the repository's. */
+export const EDGE_BIN = process.env.FERROCAST_EDGE_BIN || bin('edge');
 export const DEV_SECRET = 'ferrocast-dev-secret';
 export const DEADLINE_MS = 15_000;
 
@@ -79,7 +82,7 @@ export async function startEdge(args = [], port) {
   port ??= await freePort();
   const internal = await freePort();
   const child = spawn(
-    bin('edge'),
+    EDGE_BIN,
     ['--listen', `127.0.0.1:${port}`, '--internal-listen', `127.0.0.1:${internal}`, '--log', 'error', ...args],
     { stdio: ['ignore', 'ignore', 'inherit'], env: cleanEnv() },
   );
