@@ -158,14 +158,22 @@ export class Ferrocast extends Emitter<ClientEvents> {
    * (default 10 000, at most 60 000) with `TIMEOUT`. The call carries an id (`options.id`, or a
    * random one): if the connection drops before the answer, it is sent again with that id after
    * the reconnect, within the same `timeout`, and the edge has the workers called once and hands
-   * the retry their answer. */
+   * the retry their answer. (An edge from before ids on `rpc` gets a random id's call without
+   * it, not resent.) */
   async rpc<T = unknown>(event: string, data: unknown, options: RpcOptions = {}): Promise<T> {
-    const timeout = options.timeout ?? this.opts.timeout;
-    const end = Date.now() + timeout;
-    const id = options.id ?? randomId();
+    const end = Date.now() + (options.timeout ?? this.opts.timeout);
+    let id = options.id ?? randomId();
     // The edge answers TIMEOUT at the deadline; our own timer only covers a silent connection.
-    const reply = await this.request(() => ({ type: 'rpc', event, data, id, timeout: Math.max(1, end - Date.now()) }), true, 0, end + 2_000);
-    return reply!.data;
+    const call = () => this.request(() => ({ type: 'rpc', event, data, id, timeout: Math.max(1, end - Date.now()) }), !!id, 0, end + 2_000);
+    try {
+      return (await call())!.data;
+    } catch (e) {
+      // An edge of v1.2 from before ids on `rpc` refuses any (BAD_FRAME): without one of the
+      // caller's, call once without, as such an edge allows (not sent again after a drop).
+      if (options.id || (e as FerrocastError).code !== 'BAD_FRAME') throw e;
+      id = undefined as any;
+      return (await call())!.data;
+    }
   }
 
   /** @internal Sends a frame with a `ref` and resolves with its answer; retries after `retry_after`,

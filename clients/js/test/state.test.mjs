@@ -408,6 +408,25 @@ test('rpc: a call refused by the edge (RPC_ERROR, TIMEOUT) is not sent again', {
   fcl.disconnect();
 });
 
+test('rpc: an edge from before ids on rpc (BAD_FRAME) gets the call again without a random id, never without the caller\'s', { timeout: 30_000 }, async () => {
+  const fcl = client();
+  const ws = await connect(fcl);
+  const called = fcl.rpc('call', 1);
+  const mine = fcl.rpc('call', 2, { id: 'mine' }).catch((e) => e);
+  await settle();
+  for (const f of ws.sentOfType('rpc')) ws.receive({ type: 'error', ref: f.ref, code: 'BAD_FRAME', message: 'rpc takes no id yet: retry a call without one' });
+  await settle();
+  const [a, b, again] = ws.sentOfType('rpc');
+  assert.ok(a.id && b.id === 'mine');
+  assert.deepEqual([again.data, 'id' in again], [1, false]);
+  assert.ok(again.timeout <= a.timeout);
+  ws.receive({ type: 'reply', ref: again.ref, data: 'ok' });
+  assert.equal(await called, 'ok');
+  assert.equal((await mine).code, 'BAD_FRAME');
+  assert.equal(ws.sentOfType('rpc').length, 3);
+  fcl.disconnect();
+});
+
 test('liveness is judged by wall-clock time and traffic, not by late timer ticks', { timeout: 30_000 }, async (t) => {
   const realNow = Date.now;
   let skew = 0;
