@@ -81,8 +81,10 @@ export async function agree(privateKey: CryptoKey, edgeKey: BufferSource, salt: 
  * every later frame is sealed and opened here, in order, so the client sees the frames it would
  * see without encryption. A `welcome` without the edge's half closes the connection with 4004
  * (the client stops); a frame that does not open, or out of sequence, with 1008 (it reconnects).
+ * Throws where there is no WebCrypto (a browser page served over plain http from another host).
  */
 export function encrypt(socket: WebSocketLike, codec: Codec): WebSocketLike {
+  if (!globalThis.crypto?.subtle) throw new Error('no WebCrypto (crypto.subtle): browsers have it on https pages and localhost only');
   const pair = subtle().generateKey(ECDH, false, ['deriveBits']) as Promise<CryptoKeyPair>;
   let setKey!: (key: CryptoKey) => void;
   const key = new Promise<CryptoKey>((resolve) => (setKey = resolve));
