@@ -12,6 +12,7 @@ const ENTRIES = [
   ['@ferrocast/client', 'index'],
   ['@ferrocast/client/react', 'react'],
   ['@ferrocast/client/msgpack', 'msgpack'],
+  ['@ferrocast/client/encrypt', 'encrypt'],
 ];
 
 /** The reference, as Markdown, and the exports that have no doc comment. */

@@ -1,12 +1,12 @@
 // The core's size as a browser application pays for it: the JSON-only client, bundled,
-// minified and gzipped (MessagePack and React are separate entry points).
+// minified and gzipped (MessagePack, encryption and React are separate entry points).
 import { build } from 'esbuild';
 import { gzipSync } from 'node:zlib';
 
-/** The core bundle (`code`) and its bytes, minified and gzipped. */
-export async function coreSize() {
+/** An entry point (`src/<name>.ts`) bundled on its own (`code`), and its bytes, minified and gzipped. */
+export async function entrySize(name) {
   const { outputFiles } = await build({
-    entryPoints: ['src/index.ts'],
+    entryPoints: [`src/${name}.ts`],
     bundle: true,
     minify: true,
     format: 'esm',
@@ -16,3 +16,6 @@ export async function coreSize() {
   const bytes = outputFiles[0].contents;
   return { code: outputFiles[0].text, minified: bytes.length, gzipped: gzipSync(bytes).length };
 }
+
+/** The core bundle (`code`) and its bytes, minified and gzipped. */
+export const coreSize = () => entrySize('index');

@@ -12,7 +12,7 @@ import { refusal, requests } from './requests.js';
 import type { Frame } from './requests.js';
 import { Room } from './room.js';
 import { tokenSource } from './tokens.js';
-import type { Message, RequestOptions, Scope } from './types.js';
+import type { Message, RequestOptions, RpcOptions, Scope } from './types.js';
 
 /** Connection states a UI can show. */
 export type State = 'disconnected' | 'connecting' | 'connected';
@@ -64,7 +64,8 @@ export type ClientEvents = {
 };
 
 /** The application's disconnect (4010, or a code of its own up to 4999), or 4004: encryption
- * required, which this client does not set up. Coming back would meet the same answer. */
+ * required and not set up (the edge requires it of a client without `encrypt`, or an edge
+ * without encryption did not answer a client with it). Coming back would meet the same answer. */
 const isFinal = (code: number) => code === 4004 || (code >= 4010 && code < 5000);
 
 /** One logical connection to Ferrocast edges, reconnecting as needed. */
@@ -154,21 +155,35 @@ export class Ferrocast extends Emitter<ClientEvents> {
 
   /** Calls the application's workers and resolves with their answer's `data`. A worker's refusal
    * rejects with `RPC_ERROR` (its `data` in the error's `data`); no answer within `timeout` ms
-   * (default 10 000, at most 60 000) with `TIMEOUT`. A call is never sent twice. */
-  async rpc<T = unknown>(event: string, data: unknown, options: { timeout?: number } = {}): Promise<T> {
-    const timeout = options.timeout ?? this.opts.timeout;
+   * (default 10 000, at most 60 000) with `TIMEOUT`. The call carries an id (`options.id`, or a
+   * random one): if the connection drops before the answer, it is sent again with that id after
+   * the reconnect, within the same `timeout`, and the edge has the workers called once and hands
+   * the retry their answer. (An edge from before ids on `rpc` gets a random id's call without
+   * it, not resent.) */
+  async rpc<T = unknown>(event: string, data: unknown, options: RpcOptions = {}): Promise<T> {
+    const end = Date.now() + (options.timeout ?? this.opts.timeout);
+    let id = options.id ?? randomId();
     // The edge answers TIMEOUT at the deadline; our own timer only covers a silent connection.
-    const reply = await this.request({ type: 'rpc', event, data, timeout }, false, timeout + 2_000);
-    return reply!.data;
+    const call = () => this.request(() => ({ type: 'rpc', event, data, id, timeout: Math.max(1, end - Date.now()) }), !!id, 0, end + 2_000);
+    try {
+      return (await call())!.data;
+    } catch (e) {
+      // An edge of v1.2 from before ids on `rpc` refuses any (BAD_FRAME): without one of the
+      // caller's, call once without, as such an edge allows (not sent again after a drop).
+      if (options.id || (e as FerrocastError).code !== 'BAD_FRAME') throw e;
+      id = undefined as any;
+      return (await call())!.data;
+    }
   }
 
   /** @internal Sends a frame with a `ref` and resolves with its answer; retries after `retry_after`,
    * and `again` frames after a lost connection. A function is called for the frame when it is
-   * sent (a join's `since` is the latest then); it returns null to cancel (resolving null). */
-  async request(frame: Frame | (() => Frame | null), again = false, timeout = this.opts.timeout): Promise<Frame | null> {
+   * sent (a join's `since` is the latest then); it returns null to cancel (resolving null).
+   * Each attempt has `timeout` ms, or all of them end at `end` (Unix ms) when it is given. */
+  async request(frame: Frame | (() => Frame | null), again = false, timeout = this.opts.timeout, end?: number): Promise<Frame | null> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.once(frame, timeout);
+        return await this.once(frame, end ?? Date.now() + timeout);
       } catch (error) {
         const e = error as FerrocastError;
         const retry = e.code === 'DISCONNECTED' && again ? 0 : e.retryAfter;
@@ -178,8 +193,7 @@ export class Ferrocast extends Emitter<ClientEvents> {
     }
   }
 
-  private async once(make: Frame | (() => Frame | null), timeout: number): Promise<Frame | null> {
-    const deadline = Date.now() + timeout;
+  private async once(make: Frame | (() => Frame | null), deadline: number): Promise<Frame | null> {
     if (this.state !== 'connected') {
       this.connect();
       await this.until(deadline);
@@ -246,8 +260,9 @@ export class Ferrocast extends Emitter<ClientEvents> {
     const WS = this.opts.WebSocket ?? (globalThis as any).WebSocket;
     if (!WS) throw new Error('no WebSocket: pass one in options.WebSocket');
     const url = typeof this.url === 'function' ? this.url() : this.url;
-    const ws: WebSocketLike = new WS(url, this.codec.protocol);
+    let ws: WebSocketLike = new WS(url, this.codec.protocol);
     if (this.codec.binary) ws.binaryType = 'arraybuffer';
+    if (this.opts.encrypt) ws = this.opts.encrypt(ws, this.codec);
     this.ws = ws;
     let opened = false;
     let failure = '';

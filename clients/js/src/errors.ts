@@ -17,8 +17,9 @@ export type ServerErrorCode =
  * Codes the client itself reports:
  * - `DISCONNECTED`: the connection closed before the answer came (it may still have been handled);
  * - `UNAUTHORIZED`: the edge refused the token (close 4001); the client stopped;
- * - `CLOSED`: the application's back end (4010 to 4999), an edge that requires encryption (4004),
- *   or `disconnect()` ended the connection;
+ * - `CLOSED`: the application's back end (4010 to 4999), an edge that requires encryption or
+ *   does not offer the encryption the client asked for (4004), or `disconnect()` ended the
+ *   connection;
  * - `CONNECT_FAILED`: the WebSocket did not open (wrong URL, HTTP error, edge down);
  * - `TOKEN_FAILED`: `getToken` threw or rejected;
  * - `LEFT`: `leave()` was called before the join was answered.

@@ -33,15 +33,19 @@ export interface Options {
   getToken?: () => string | Promise<string>;
   /** A WebSocket constructor, when there is no global one (e.g. `ws` in Node). */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
-  /** How long a request (join, publish, send, presence, history) may take, in ms. Default 10 000. */
+  /** How long a request (join, publish, send, rpc, presence, history) may take, in ms. Default 10 000. */
   timeout?: number;
   /** Shortest and longest reconnect delays, in ms. Default 500 and 20 000. */
   backoff?: { min: number; max: number };
   /** Refresh a JWT this many seconds before it expires. Default 60. */
   refreshLead?: number;
-  /** Times a request refused with `retry_after` (RATE_LIMITED, UNAVAILABLE), or a `publish` or
-   * `send` whose connection closed before its answer, is retried. Default 3. */
+  /** Times a request refused with `retry_after` (RATE_LIMITED, UNAVAILABLE), or a `publish`,
+   * `send` or `rpc` whose connection closed before its answer, is retried. Default 3. */
   retries?: number;
+  /** Payload encryption: `encrypt` from `@ferrocast/client/encrypt` (protocol part E). Each new
+   * WebSocket is handed to it with the codec, and the client talks through the socket it
+   * returns. Default: none. */
+  encrypt?: (socket: WebSocketLike, codec: Codec) => WebSocketLike;
   /** The encoding of frames; default JSON. */
   codec?: Codec;
   /** Logs the state machine (states, frames, closes, retries): `true` for `console.debug`, or a

@@ -50,11 +50,18 @@ export interface JoinOptions {
   rewind?: number;
 }
 
-/** Options of `publish` and `send`. */
+/** Options of `publish`, `send` and `rpc`. */
 export interface RequestOptions {
   /** The request's id (1 to 64 of `A-Z a-z 0-9 _ -`): the same id from the same user is stored
    * once, however often it is sent. Default: a random one, kept across the client's retries. */
   id?: string;
+}
+
+/** Options of `rpc`. */
+export interface RpcOptions extends RequestOptions {
+  /** How long to wait for the workers' answer, in ms, retries after a reconnect included
+   * (1 to 60 000). Default: the client's `timeout`. */
+  timeout?: number;
 }
 
 /** A page of a room's history. */

@@ -1,10 +1,11 @@
 // What the issue "the client library, production grade" asks of the client, against real edges,
 // Redis and the chat worker: no ghost rooms, server-joined rooms kept across a reconnect, a
 // wrong URL said, history, rewind, ids on publish and send, RPC, resuming the user scope from
-// welcome.offsets, and MessagePack frames.
+// welcome.offsets, MessagePack frames, and rpc calls resent with their id after a lost connection.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -13,6 +14,7 @@ import { msgpack } from '../dist/esm/msgpack.js';
 import { startRedis, startEdge, token, eventually, emitter } from './harness.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const run = promisify(execFile);
 const running = [];
 after(() => running.forEach((p) => p.kill?.('SIGKILL') ?? p.stop?.()));
 
@@ -195,4 +197,60 @@ test('MessagePack frames: rooms, publish, history and presence with the binary c
   assert.deepEqual(got[0], data);
   assert.deepEqual((await room.history()).messages.map((m) => m.data), [data]);
   assert.deepEqual(await room.presence(), [{ client: fc.clientId, user: 'mia', info: { name: 'Mia' } }]);
+});
+
+/** How many calls and sends the inbox streams hold (every partition), read with redis-cli. */
+async function inboxEntries(redis) {
+  const cli = (...args) => run('redis-cli', ['-p', String(redis.port), ...args]).then(({ stdout }) => stdout.trim());
+  let total = 0;
+  for (const key of (await cli('--scan', '--pattern', '*inbox*')).split('\n').filter(Boolean)) {
+    if ((await cli('TYPE', key)) === 'stream') total += Number(await cli('XLEN', key));
+  }
+  return total;
+}
+
+test('rpc with an id: a call whose connection is killed before the answer resolves once, the worker called once', { timeout: 60_000 }, async () => {
+  const redis = await startRedis();
+  running.push(redis);
+  const args = ['--redis-url', redis.url, '--upstream-events', 'chat.*'];
+  const a = await startEdge(args);
+  const b = await startEdge(args);
+  running.push(a, b);
+  let next = 0;
+  const frames = [];
+  const fc = client(() => [a.url, b.url][next++ % 2], {
+    token: token('rex'),
+    debug: (what, frame) => what === 'send' && frame.type === 'rpc' && frames.push(frame),
+  });
+  fc.connect();
+  await eventually('connected to a', () => fc.state === 'connected');
+  // No worker yet: the call waits in the inbox while its connection dies.
+  let settled = 0;
+  const called = fc.rpc('chat.echo', { n: 42 }, { timeout: 30_000 }).finally(() => settled++);
+  await eventually('the call in the inbox', async () => (await inboxEntries(redis)) === 1);
+  a.kill('SIGKILL');
+  await eventually('sent again on the new connection', () => frames.length === 2);
+  assert.equal(frames[1].id, frames[0].id);
+  assert.match(frames[0].id, /^[A-Za-z0-9_-]{21}$/);
+  assert.ok(frames[1].timeout < frames[0].timeout);
+  const worker = spawn(path.join(root, 'target/debug/examples/chat_worker'), {
+    env: { ...process.env, FERROCAST_REDIS_URL: redis.url },
+    stdio: 'ignore',
+  });
+  running.push({ kill: () => worker.kill('SIGKILL') });
+  assert.deepEqual(await called, { n: 42 });
+  assert.equal(settled, 1);
+  assert.equal(frames.length, 2, 'not sent a third time');
+  assert.equal(await inboxEntries(redis), 1, 'one call reached the workers');
+
+  // Once answered, the same id (the same user, any connection) gets that answer, not a new call.
+  const first = await fc.rpc('chat.time', null, { id: 'clock-1' });
+  const other = client(b.url, { token: token('rex') });
+  assert.deepEqual(await other.rpc('chat.time', null, { id: 'clock-1' }), first);
+  assert.deepEqual(await fc.rpc('chat.time', null, { id: 'clock-1' }), first);
+  assert.equal(await inboxEntries(redis), 2);
+  // Another user's same id is another call.
+  const stranger = client(b.url, { token: token('sam') });
+  assert.ok((await stranger.rpc('chat.time', null, { id: 'clock-1' })).now >= first.now);
+  assert.equal(await inboxEntries(redis), 3);
 });

@@ -1,14 +1,18 @@
 // Real parts for the client's tests: a redis-server on a free port, edge processes built by
-// cargo, the emitter CLI, and development tokens. Everything waits for conditions with
-// deadlines; nothing sleeps and hopes.
+// cargo (or the one FERROCAST_EDGE_BIN names), the emitter CLI, and development tokens.
+// Everything waits for conditions with deadlines; nothing sleeps and hopes.
 import { spawn, execFile } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createECDH, createHmac } from 'node:crypto';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import WebSocket from 'ws';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = (name) => path.join(root, 'target', 'debug', name);
+/** The edge binary: `FERROCAST_EDGE_BIN` when set (e.g. an edge built from another branch, as
+ * the encryption tests use), else the repository's. */
+export const EDGE_BIN = process.env.FERROCAST_EDGE_BIN || bin('edge');
 export const DEV_SECRET = 'ferrocast-dev-secret';
 export const DEADLINE_MS = 15_000;
 
@@ -79,7 +83,7 @@ export async function startEdge(args = [], port) {
   port ??= await freePort();
   const internal = await freePort();
   const child = spawn(
-    bin('edge'),
+    EDGE_BIN,
     ['--listen', `127.0.0.1:${port}`, '--internal-listen', `127.0.0.1:${internal}`, '--log', 'error', ...args],
     { stdio: ['ignore', 'ignore', 'inherit'], env: cleanEnv() },
   );
@@ -136,4 +140,25 @@ export function streamingEmitter(redisUrl) {
     send: (line) => child.stdin.write(JSON.stringify(line) + '\n'),
     end: () => new Promise((resolve) => { child.on('exit', resolve); child.stdin.end(); }),
   };
+}
+
+/** Whether the edge at `url` sets payload encryption up (protocol part E): an auth frame with a
+ * public key, answered by a `welcome` with the edge's key (true), or without one or by a close
+ * (false: an edge without encryption). */
+export function offersEncryption(url) {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, 'ferrocast.v1.json');
+    const timer = setTimeout(() => (ws.terminate(), reject(new Error('no answer from the edge'))), DEADLINE_MS);
+    const done = (offered) => {
+      clearTimeout(timer);
+      ws.terminate();
+      resolve(offered);
+    };
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'auth', token: token('probe'), encrypt: { key: ecdh.getPublicKey('base64') } })));
+    ws.on('message', (data) => done(Boolean(JSON.parse(String(data)).encrypt?.key)));
+    ws.on('close', () => done(false));
+    ws.on('error', () => done(false));
+  });
 }

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
 import { startEdge, token } from './harness.mjs';
-import { coreSize } from '../scripts/size.mjs';
+import { coreSize, entrySize } from '../scripts/size.mjs';
 
 const run = promisify(execFile);
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -53,7 +53,7 @@ const write = (dir, file, text) => writeFileSync(path.join(dir, file), text);
 test('the tarball holds the built package and nothing of the tests', { timeout: 60_000 }, async () => {
   const { stdout } = await run('tar', ['-tzf', tarball]);
   const files = stdout.trim().split('\n').map((f) => f.replace(/^package\//, ''));
-  for (const f of ['dist/esm/index.js', 'dist/cjs/index.js', 'dist/cjs/package.json', 'dist/esm/react.d.ts', 'dist/cjs/msgpack.d.ts', 'README.md', 'docs/api.md']) {
+  for (const f of ['dist/esm/index.js', 'dist/cjs/index.js', 'dist/cjs/package.json', 'dist/esm/react.d.ts', 'dist/cjs/msgpack.d.ts', 'dist/esm/encrypt.js', 'dist/cjs/encrypt.d.ts', 'README.md', 'docs/api.md']) {
     assert.ok(files.includes(f), `${f} packed`);
   }
   assert.deepEqual(files.filter((f) => /^(test|build|src|example|scripts)\//.test(f)), []);
@@ -69,7 +69,7 @@ const roundTrip = (load) => `
 ${load}
 const fc = new Ferrocast(${JSON.stringify(`ws://127.0.0.1:PORT/ws`)}.replace('PORT', process.argv[2]), { token: process.argv[3], WebSocket });
 const room = fc.room('pkg');
-room.on('hi', (data) => { console.log(JSON.stringify({ data, codec: typeof msgpack.encode, hooks: typeof usePresence })); fc.disconnect(); });
+room.on('hi', (data) => { console.log(JSON.stringify({ data, codec: typeof msgpack.encode, hooks: typeof usePresence, encrypt: typeof encrypt })); fc.disconnect(); });
 room.join().then(() => room.publish('hi', { ok: true })).catch((e) => { console.error(e); process.exit(1); });
 `;
 
@@ -80,6 +80,7 @@ test('Node: CommonJS require and ESM import, each talking to an edge', { timeout
     'main.cjs',
     roundTrip(`const { Ferrocast } = require('@ferrocast/client');
 const { msgpack } = require('@ferrocast/client/msgpack');
+const { encrypt } = require('@ferrocast/client/encrypt');
 const { usePresence } = require('@ferrocast/client/react');
 const WebSocket = require('ws');`),
   );
@@ -88,27 +89,29 @@ const WebSocket = require('ws');`),
     'main.mjs',
     roundTrip(`import { Ferrocast } from '@ferrocast/client';
 import { msgpack } from '@ferrocast/client/msgpack';
+import { encrypt } from '@ferrocast/client/encrypt';
 import { usePresence } from '@ferrocast/client/react';
 import WebSocket from 'ws';`),
   );
   for (const file of ['main.cjs', 'main.mjs']) {
     const { stdout } = await run(process.execPath, [file, String(edge.port), token('pkg', { pub: ['pkg'] })], { cwd: dir, timeout: 15_000 });
-    assert.deepEqual(JSON.parse(stdout), { data: { ok: true }, codec: 'function', hooks: 'function' }, file);
+    assert.deepEqual(JSON.parse(stdout), { data: { ok: true }, codec: 'function', hooks: 'function', encrypt: 'function' }, file);
   }
 });
 
 const typed = `
 import { Ferrocast, FerrocastError, type ErrorCode, type Message } from '@ferrocast/client';
 import { msgpack } from '@ferrocast/client/msgpack';
+import { encrypt } from '@ferrocast/client/encrypt';
 import { FerrocastProvider, usePresence, useRoom, useRoomState, useUserEvents } from '@ferrocast/client/react';
 
-const fc = new Ferrocast('wss://rt.example.com/ws', { getToken: async () => 'token', codec: msgpack, debug: true });
+const fc = new Ferrocast('wss://rt.example.com/ws', { getToken: async () => 'token', codec: msgpack, debug: true, encrypt });
 type Chat = { 'chat.message': { text: string } };
 const room = fc.room<Chat>('chat:1');
 room.on('chat.message', (data: { text: string }, message: Message<{ text: string }>) => data.text + message.offset);
 room.join({ rewind: 10 }).then((info) => info.recovered);
 room.history({ limit: 5 }).then((page) => page.messages.length + (page.more ? 1 : 0));
-fc.rpc<{ now: number }>('time', null, { timeout: 1000 }).then((answer) => answer.now.toFixed());
+fc.rpc<{ now: number }>('time', null, { timeout: 1000, id: 'call-1' }).then((answer) => answer.now.toFixed());
 room.publish('chat.message', { text: 'hi' }, { id: 'client-chosen-1' });
 // @ts-expect-error: data of the wrong shape for the event
 room.publish('chat.message', { text: 1 });
@@ -147,6 +150,9 @@ test('an esbuild browser bundle of the installed package joins a room in Chromiu
   console.log(`core bundle (JSON build): ${minified} bytes minified, ${gzipped} bytes min+gzip`);
   assert.ok(gzipped < 5_000, `${gzipped} bytes gzipped`);
   assert.ok(!code.includes('msgpack') && !code.includes('react'), 'MessagePack and React stay out of the core');
+  assert.ok(!code.includes('AES-GCM') && !code.includes('ECDH'), 'encryption stays out of the core');
+  const sealed = await entrySize('encrypt');
+  console.log(`encrypt entry (on top of the core): ${sealed.minified} bytes minified, ${sealed.gzipped} bytes min+gzip`);
 
   const dir = await project('web-app');
   write(

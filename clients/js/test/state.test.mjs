@@ -328,22 +328,102 @@ test('4010: requests sent and not answered reject at once with CLOSED and the re
   assert.equal(FakeSocket.all.length, 1, 'not reconnected');
 });
 
-test('pending requests wait for a reconnect after other closes; a publish goes again with the same id', { timeout: 30_000 }, async () => {
+test('pending requests wait for a reconnect after other closes; a publish and a call go again with the same id', { timeout: 30_000 }, async () => {
   const fcl = client();
   let ws = await connect(fcl);
   const published = fcl.room('r').publish('e', { n: 1 });
-  const called = fcl.rpc('call', 1).catch((e) => e);
+  const called = fcl.rpc('call', 1);
   await settle();
   const first = ws.sentOfType('publish')[0];
   assert.match(first.id, /^[A-Za-z0-9_-]{21}$/);
+  const call = ws.sentOfType('rpc')[0];
+  assert.match(call.id, /^[A-Za-z0-9_-]{21}$/);
+  assert.notEqual(call.id, first.id);
   ws.drop(1006);
   ws = await connect(fcl);
   const again = ws.sentOfType('publish')[0];
   assert.equal(again.id, first.id, 'a retry cannot store it twice');
   ws.receive({ type: 'ack', ref: again.ref, offset: 'o1' });
   assert.deepEqual(await published, { offset: 'o1' });
-  assert.equal((await called).code, 'DISCONNECTED', 'a call is never sent twice');
-  assert.deepEqual(ws.sentOfType('rpc'), []);
+  const recall = ws.sentOfType('rpc')[0];
+  assert.equal(recall.id, call.id, 'the workers are called once');
+  assert.deepEqual([recall.event, recall.data], ['call', 1]);
+  assert.ok(recall.timeout <= call.timeout, 'the retry waits only for what is left of the call\'s timeout');
+  ws.receive({ type: 'reply', ref: recall.ref, data: { ok: true } });
+  assert.deepEqual(await called, { ok: true });
+  fcl.disconnect();
+});
+
+test('rpc: the caller\'s id and timeout on the frame, a retry after each drop, then DISCONNECTED after `retries`', { timeout: 30_000 }, async () => {
+  const fcl = client({ retries: 2 });
+  let ws = await connect(fcl);
+  const called = fcl.rpc('call', null, { id: 'my-call-1', timeout: 20_000 }).catch((e) => e);
+  await settle();
+  const [call] = ws.sentOfType('rpc');
+  assert.deepEqual([call.id, call.event, call.data], ['my-call-1', 'call', null]);
+  assert.ok(call.timeout > 19_000 && call.timeout <= 20_000, `timeout ${call.timeout}`);
+  const sent = [call];
+  for (let drop = 0; drop < 2; drop++) {
+    ws.drop(1006);
+    ws = await connect(fcl);
+    sent.push(...ws.sentOfType('rpc'));
+  }
+  assert.deepEqual(sent.map((f) => f.id), ['my-call-1', 'my-call-1', 'my-call-1']);
+  ws.drop(1006);
+  const error = await called;
+  assert.equal(error.code, 'DISCONNECTED', 'given up after two retries');
+  fcl.disconnect();
+});
+
+test('rpc: a call whose timeout passes while the client reconnects rejects with TIMEOUT and is not sent again', { timeout: 30_000 }, async () => {
+  const fcl = client();
+  const ws = await connect(fcl);
+  const started = Date.now();
+  const called = fcl.rpc('call', 1, { timeout: 100 }).catch((e) => e);
+  await settle();
+  assert.equal(ws.sentOfType('rpc').length, 1);
+  ws.drop(1006);
+  await settle();
+  // The new socket never opens.
+  const error = await called;
+  assert.equal(error.code, 'TIMEOUT');
+  assert.ok(Date.now() - started < 5_000, 'at the call\'s deadline (and the 2 s grace), not later');
+  assert.equal(FakeSocket.last.sent.length, 0);
+  fcl.disconnect();
+});
+
+test('rpc: a call refused by the edge (RPC_ERROR, TIMEOUT) is not sent again', { timeout: 30_000 }, async () => {
+  const fcl = client();
+  const ws = await connect(fcl);
+  const refused = fcl.rpc('call', null).catch((e) => e);
+  const late = fcl.rpc('call', 2).catch((e) => e);
+  await settle();
+  const [a, b] = ws.sentOfType('rpc');
+  ws.receive({ type: 'error', ref: a.ref, code: 'RPC_ERROR', message: 'no', data: { why: 1 } });
+  ws.receive({ type: 'error', ref: b.ref, code: 'TIMEOUT', message: 'late' });
+  assert.deepEqual([(await refused).code, (await refused).data], ['RPC_ERROR', { why: 1 }]);
+  assert.equal((await late).code, 'TIMEOUT');
+  await settle();
+  assert.equal(ws.sentOfType('rpc').length, 2);
+  fcl.disconnect();
+});
+
+test('rpc: an edge from before ids on rpc (BAD_FRAME) gets the call again without a random id, never without the caller\'s', { timeout: 30_000 }, async () => {
+  const fcl = client();
+  const ws = await connect(fcl);
+  const called = fcl.rpc('call', 1);
+  const mine = fcl.rpc('call', 2, { id: 'mine' }).catch((e) => e);
+  await settle();
+  for (const f of ws.sentOfType('rpc')) ws.receive({ type: 'error', ref: f.ref, code: 'BAD_FRAME', message: 'rpc takes no id yet: retry a call without one' });
+  await settle();
+  const [a, b, again] = ws.sentOfType('rpc');
+  assert.ok(a.id && b.id === 'mine');
+  assert.deepEqual([again.data, 'id' in again], [1, false]);
+  assert.ok(again.timeout <= a.timeout);
+  ws.receive({ type: 'reply', ref: again.ref, data: 'ok' });
+  assert.equal(await called, 'ok');
+  assert.equal((await mine).code, 'BAD_FRAME');
+  assert.equal(ws.sentOfType('rpc').length, 3);
   fcl.disconnect();
 });
 
