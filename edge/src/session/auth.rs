@@ -35,6 +35,10 @@ pub struct Claims {
     /// a larger one is not shown).
     #[serde(default)]
     pub info: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// `enc` (v1.2, part E): this client must set encryption up in its first exchange, or be
+    /// closed with 4004.
+    #[serde(default)]
+    pub enc: bool,
 }
 
 /// A token was refused. The text is safe to send to the client and to log: it never holds the

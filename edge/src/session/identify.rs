@@ -89,5 +89,6 @@ fn claims_of(hook: HookClaims) -> Claims {
         send: hook.send.map(Patterns::from),
         meta: hook.meta.map(Box::new),
         info: hook.info.map(Box::new),
+        enc: hook.enc,
     }
 }

@@ -29,6 +29,16 @@ pub struct Offsets {
     pub all: Option<String>,
 }
 
+/// The edge's half of a key agreement (v1.2, part E), in `welcome` or the `encrypt` answer:
+/// base64 strings in either encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncryptHello {
+    /// The edge's ephemeral ECDH P-256 public key: an uncompressed point (65 bytes).
+    pub key: String,
+    /// The HKDF salt (32 random bytes).
+    pub salt: String,
+}
+
 /// A control frame from edge to client (everything but `msg`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -48,6 +58,18 @@ pub enum ServerFrame<'a> {
         /// Where the user and `all` histories stand, so a client that drops before its first
         /// message in those scopes can still resume them.
         offsets: Offsets,
+        /// The edge's half of the key agreement, when the `auth` frame asked for encryption
+        /// (v1.2, part E).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt: Option<EncryptHello>,
+    },
+    /// Answer to `encrypt` (v1.2, part E): the edge's half of the key agreement.
+    Encrypt {
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// The edge's public key and salt.
+        encrypt: EncryptHello,
     },
     /// Answer to `resume`.
     Resumed {
