@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod process;
 pub mod raw_ws;
 pub mod rpc;
+pub mod sealed;
 pub mod token;
 pub mod upstream;
 
