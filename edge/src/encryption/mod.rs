@@ -8,5 +8,6 @@
 
 pub mod agreement;
 mod channel;
+pub mod client;
 
 pub use channel::{Channel, OpenError};
