@@ -142,6 +142,11 @@ def room():
             break
     ws.send(keys.seal({"type": "ping", "ref": 3}))
     assert keys.open(ws.recv(timeout=10)) == {"type": "pong", "ref": 3}
+    # The frame limit (64 KiB) counts the frame inside: 50 KB of data is over it once in base64.
+    ws.send(keys.seal({"type": "publish", "room": ROOM, "event": "large", "echo": False,
+                       "data": "y" * 50_000, "ref": 4}))
+    ack = keys.open(ws.recv(timeout=10))
+    assert ack["type"] == "ack" and ack["ref"] == 4, ack
     ws.close()
 
 
