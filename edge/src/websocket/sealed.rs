@@ -33,3 +33,85 @@ pub fn frame(channel: &mut Channel, message: &Message) -> Option<Bytes> {
     debug_assert_eq!(out.len(), header_len + len);
     Some(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::super::deflate::Deflate;
+    use super::super::wire::Wire;
+    use crate::encryption::agreement;
+    use crate::encryption::client::ClientKeys;
+    use crate::websocket::WsConn;
+    use tungstenite::Message;
+
+    /// An encrypted server connection that negotiated deflate, the plain client socket at its
+    /// other end, and the client's keys.
+    async fn encrypted() -> (WsConn, std::net::TcpStream, ClientKeys) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(address).unwrap());
+        let (server, _) = listener.accept().await.unwrap();
+        let fast = Deflate {
+            small_window: false,
+        };
+        let mut ws = WsConn::new(server, Vec::new(), 1 << 20, Some(fast), 16);
+        let mut keys = ClientKeys::new();
+        let (channel, hello) = agreement::respond(&keys.offer(), 1 << 20).unwrap();
+        keys.agree(&hello.key, &hello.salt).unwrap();
+        ws.encrypt(channel);
+        (ws, client.join().unwrap(), keys)
+    }
+
+    /// Reads one unmasked server frame: its first byte and payload.
+    fn read_frame(client: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        client.read_exact(&mut head).unwrap();
+        let len = match head[1] {
+            126 => {
+                let mut ext = [0u8; 2];
+                client.read_exact(&mut ext).unwrap();
+                usize::from(u16::from_be_bytes(ext))
+            }
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        client.read_exact(&mut payload).unwrap();
+        (head[0], payload)
+    }
+
+    /// Counters follow the order frames reach the client, whoever writes them: a frame the
+    /// fan-out left pending goes out (and was numbered) before one the connection writes after
+    /// taking over, and none is compressed, deflate or not.
+    #[tokio::test]
+    async fn sealed_frames_are_numbered_in_the_order_they_are_written_and_never_compressed() {
+        let (mut ws, mut client, mut keys) = encrypted().await;
+        let socket = ws.socket();
+        ws.reopen(|| true);
+        let shared = Message::Text("{\"type\":\"msg\",\"pad\":\"".repeat(40).into());
+        let wire = Wire::default();
+        let never = || panic!("the gate is open");
+        // Written by the fan-out at once, then one kept pending by a cork.
+        socket.deliver(Some((&shared, &wire)), false, never, || {});
+        socket.deliver(Some((&shared, &wire)), true, never, || {});
+        // The connection takes over and writes its own.
+        ws.feed(Message::Text("{\"type\":\"pong\"}".into()));
+        ws.flush().await.unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut plain = Vec::new();
+            for _ in 0..3 {
+                let (first, payload) = read_frame(&mut client);
+                assert_eq!(first, 0x81, "FIN, text, RSV1 clear: not compressed");
+                plain.push(keys.open(&payload, false).unwrap());
+            }
+            plain
+        });
+        let plain = reader.join().unwrap();
+        let Message::Text(text) = &shared else {
+            unreachable!()
+        };
+        assert_eq!(plain[0], text.as_bytes());
+        assert_eq!(plain[1], text.as_bytes());
+        assert_eq!(plain[2], b"{\"type\":\"pong\"}");
+    }
+}

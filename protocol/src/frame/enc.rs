@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::{DecodePaddingMode, general_purpose};
 use bytes::BufMut;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// HKDF-SHA256's info string for the connection's AES-256-GCM key.
@@ -48,6 +48,16 @@ pub fn to_base64(bytes: &[u8]) -> String {
 /// Base64 (padded or not) as bytes; `None` if it is not base64.
 pub fn from_base64(text: &str) -> Option<Vec<u8>> {
     READ.decode(text).ok()
+}
+
+/// The edge's half of a key agreement (v1.2, part E), in `welcome` or the `encrypt` answer:
+/// base64 strings in either encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EncryptHello {
+    /// The edge's ephemeral ECDH P-256 public key: an uncompressed point (65 bytes).
+    pub key: String,
+    /// The HKDF salt (32 random bytes).
+    pub salt: String,
 }
 
 /// Why an `enc` frame could not be read.

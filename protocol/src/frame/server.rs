@@ -7,6 +7,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::Encoding;
+pub use super::enc::EncryptHello;
 use crate::close::ErrorCode;
 use crate::keys::Scope;
 
@@ -27,16 +28,6 @@ pub struct Offsets {
     pub user: Option<String>,
     /// The `all` scope's.
     pub all: Option<String>,
-}
-
-/// The edge's half of a key agreement (v1.2, part E), in `welcome` or the `encrypt` answer:
-/// base64 strings in either encoding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EncryptHello {
-    /// The edge's ephemeral ECDH P-256 public key: an uncompressed point (65 bytes).
-    pub key: String,
-    /// The HKDF salt (32 random bytes).
-    pub salt: String,
 }
 
 /// A control frame from edge to client (everything but `msg`).
