@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::{DecodePaddingMode, general_purpose};
+use base64::engine::DecodePaddingMode;
 use bytes::BufMut;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -143,20 +143,17 @@ pub fn json_len(n: u64, sealed_len: usize) -> usize {
 
 /// Appends the JSON `enc` frame carrying `sealed` (ciphertext and tag) as frame `n`:
 /// [`json_len`] bytes.
-pub fn write_json(out: &mut impl BufMut, n: u64, sealed: &[u8]) {
-    out.put_slice(JSON_HEAD);
-    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
-    out.put_slice(JSON_C);
-    // In chunks of 3 × 1024 input bytes: whole base64 quanta, so no padding but at the end, and
-    // no allocation for any length.
-    let mut text = [0u8; 4096];
-    for chunk in sealed.chunks(3 * 1024) {
-        let written = general_purpose::STANDARD
-            .encode_slice(chunk, &mut text)
-            .unwrap_or(0);
-        out.put_slice(&text[..written]);
-    }
-    out.put_slice(JSON_TAIL);
+pub fn write_json(out: &mut Vec<u8>, n: u64, sealed: &[u8]) {
+    out.extend_from_slice(JSON_HEAD);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(JSON_C);
+    // Encoded in place, into exactly the room it takes.
+    let start = out.len();
+    let text_len = base64::encoded_len(sealed.len(), true).unwrap_or(0);
+    out.resize(start + text_len, 0);
+    let written = STANDARD.encode_slice(sealed, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+    out.extend_from_slice(JSON_TAIL);
 }
 
 /// The length of the MessagePack `enc` frame's bytes before its `c` ([`write_msgpack_head`]).
