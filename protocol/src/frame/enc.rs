@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use bytes::BufMut;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -151,7 +151,9 @@ pub fn write_json(out: &mut Vec<u8>, n: u64, sealed: &[u8]) {
     let start = out.len();
     let text_len = base64::encoded_len(sealed.len(), true).unwrap_or(0);
     out.resize(start + text_len, 0);
-    let written = STANDARD.encode_slice(sealed, &mut out[start..]).unwrap_or(0);
+    let written = STANDARD
+        .encode_slice(sealed, &mut out[start..])
+        .unwrap_or(0);
     out.truncate(start + written);
     out.extend_from_slice(JSON_TAIL);
 }
