@@ -9,7 +9,7 @@ use ferrocast_protocol::frame::server::EncryptHello;
 
 use crate::bus::Bus;
 use crate::encryption::{Channel, agreement};
-use crate::session::auth::Claims;
+use crate::session::auth::{Claims, Verified};
 use crate::session::identify::{Denied, Peer};
 use crate::websocket::WsError;
 
@@ -85,13 +85,13 @@ pub(super) async fn authenticate<B: Bus>(
                 since,
                 encrypt,
             }) => match tokio::time::timeout_at(deadline, shared.identify(&token, peer)).await {
-                Ok(Ok(claims)) => {
+                Ok(Ok(Verified { claims, enc })) => {
                     let agreed = match encrypt {
                         Some(key) => Some(
                             agreement::respond(&key, shared.config.max_frame_size)
                                 .map_err(AuthFailure::BadKey)?,
                         ),
-                        None if shared.config.require_encryption || claims.enc => {
+                        None if shared.config.require_encryption || enc => {
                             return Err(AuthFailure::EncryptionRequired);
                         }
                         None => None,

@@ -25,6 +25,9 @@ pub(super) enum Encryption {
     /// Not set up; its first frame may still set it up (a header-authenticated connection that
     /// has sent nothing yet).
     Offered,
+    /// Not set up, and its first frame must set it up (a header-authenticated connection that
+    /// must encrypt: `--require-encryption` or the token's `enc`).
+    Required,
     /// Not set up, and no longer can be.
     Off,
     /// Set up: every frame both ways is sealed.
@@ -32,11 +35,6 @@ pub(super) enum Encryption {
 }
 
 impl<B: Bus> Session<B> {
-    /// Whether this client must encrypt: `--require-encryption`, or its token's `enc`.
-    pub(super) fn must_encrypt(&self) -> bool {
-        self.shared.config.require_encryption || self.claims.enc
-    }
-
     /// Answers the first frame, `encrypt` with the client's `key`: the edge's half of the
     /// agreement, in the clear, and every frame after it sealed. A key that is not a P-256
     /// point closes the connection (1008).

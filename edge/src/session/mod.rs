@@ -46,7 +46,7 @@ use crate::fanout::registry::{Member, Subscription};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::refusal::Refusal;
-use crate::session::auth::Claims;
+use crate::session::auth::{Claims, Verified};
 use crate::session::connections::{Life, Pending, Slot};
 use crate::session::identify::Peer;
 use encryption::Encryption;
@@ -80,7 +80,7 @@ pub fn run<B: Bus>(
     shared: Arc<Shared<B>>,
     ws: Ws,
     encoding: Encoding,
-    claims: Option<Claims>,
+    claims: Option<Verified>,
     peer: Peer,
     open: Slot,
     unauthenticated: Pending,
@@ -173,16 +173,25 @@ async fn open_session<B: Bus>(
     shared: Arc<Shared<B>>,
     mut ws: Ws,
     encoding: Encoding,
-    claims: Option<Claims>,
+    claims: Option<Verified>,
     peer: Peer,
     unauthenticated: Pending,
 ) -> Result<Box<Live<B>>, u16> {
     let config = &shared.config;
     // One bucket for the connection's whole life: frames before `auth` count too.
     let mut rate = TokenBucket::new(config.rate, config.burst);
-    let by_header = claims.is_some();
+    // A header-authenticated client's first frame may set encryption up, and must when it is
+    // required; an `auth` frame settles it (see `auth_frame`).
+    let mut encryption = Encryption::Off;
     let (claims, since, agreed) = match claims {
-        Some(claims) => (claims, ScopeSince::default(), None),
+        Some(Verified { claims, enc }) => {
+            encryption = if config.require_encryption || enc {
+                Encryption::Required
+            } else {
+                Encryption::Offered
+            };
+            (claims, ScopeSince::default(), None)
+        }
         None => {
             match Box::pin(auth_frame::authenticate(&shared, &mut ws, &peer, &mut rate)).await {
                 Ok(auth) => (auth.claims, auth.since, auth.agreed),
@@ -239,12 +248,7 @@ async fn open_session<B: Bus>(
         own,
         seams: Seams::default(),
         welcomed: false,
-        // Set up with `welcome` when the `auth` frame agreed it.
-        encryption: if by_header {
-            Encryption::Offered
-        } else {
-            Encryption::Off
-        },
+        encryption,
     };
     let opening =
         (since != FROM_NOW || agreed.is_some()).then(|| Box::new(Opening { since, agreed }));

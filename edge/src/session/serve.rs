@@ -103,7 +103,7 @@ impl<B: Bus> Session<B> {
             }
             ws.encrypt(channel);
             self.encryption = Encryption::On;
-        } else if self.encryption == Encryption::Offered && self.must_encrypt() {
+        } else if self.encryption == Encryption::Required {
             // Nothing but `welcome` goes out before the key exchange: the replays wait, and the
             // fan-out queues (its gate is shut until the loop starts).
             match send_unless_kicked(ws, kick_request.as_mut(), frames.drain(..)).await {

@@ -21,7 +21,7 @@ impl<B: Bus> Session<B> {
             origin: None,
         };
         let claims = match self.shared.identify(token, &peer).await {
-            Ok(claims) if claims.sub == self.claims.sub => claims,
+            Ok(verified) if verified.claims.sub == self.claims.sub => verified.claims,
             Ok(_) => {
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,
