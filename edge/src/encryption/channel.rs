@@ -11,8 +11,8 @@ use thiserror::Error;
 
 /// The key and both counters: all an encrypted connection keeps, boxed behind its socket. The
 /// cipher's key schedule (about a kilobyte) is made per frame instead of kept: an idle encrypted
-/// connection then holds 64 bytes more (56 in a 64-byte class) than a plain one, and a frame pays a few hundred
-/// instructions for it.
+/// connection then holds 64 bytes more than a plain one (56 in a 64-byte class), and a frame
+/// pays a few hundred instructions for it.
 pub struct Channel {
     key: [u8; 32],
     /// The counter of the next frame to the client.
