@@ -132,8 +132,17 @@ async fn the_enc_claim_requires_encryption_of_that_client_alone() {
     for scenario in ["required-auth", "required-header", "required-ok"] {
         run_python(&edge, &must, scenario).await;
     }
-    // Without the claim, the same edge serves plain clients.
+    // Without the claim, the same edge serves plain clients...
     still_serving(&edge).await;
+    // ...until a refresh brings the claim: refused, and closed as unencrypted.
+    let plain_token = python_token().dev();
+    let (mut plain, _) = Client::connect(&edge.ws_url(), &plain_token).await;
+    plain
+        .send(json!({"type": "refresh", "token": python_token().claim("enc", json!(true)).dev()}))
+        .await;
+    let refused = plain.expect("error").await;
+    assert_eq!(refused["code"], "FORBIDDEN", "{refused}");
+    assert_eq!(plain.closed().await.0, 4004);
 }
 
 /// Frames of a raw MessagePack connection that offered permessage-deflate.
