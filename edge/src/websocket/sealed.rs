@@ -94,9 +94,13 @@ mod tests {
         // Written by the fan-out at once, then one kept pending by a cork.
         socket.deliver(Some((&shared, &wire)), false, never, || {});
         socket.deliver(Some((&shared, &wire)), true, never, || {});
-        // The connection takes over and writes its own.
+        // The connection takes over and writes its own, and the heartbeat's shared Ping.
         ws.feed(Message::Text("{\"type\":\"pong\"}".into()));
+        ws.feed_shared(&Message::Ping(Default::default()), &Wire::default());
         ws.flush().await.unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         let reader = std::thread::spawn(move || {
             let mut plain = Vec::new();
             for _ in 0..3 {
@@ -104,6 +108,11 @@ mod tests {
                 assert_eq!(first, 0x81, "FIN, text, RSV1 clear: not compressed");
                 plain.push(keys.open(&payload, false).unwrap());
             }
+            assert_eq!(
+                read_frame(&mut client),
+                (0x89, Vec::new()),
+                "a Ping, in the clear"
+            );
             plain
         });
         let plain = reader.join().unwrap();

@@ -29,7 +29,8 @@ impl WsConn {
         if self.close_sent {
             return;
         }
-        if self.encrypted {
+        // Only messages are sealed: the heartbeat's shared Ping goes out as the control frame it is.
+        if self.encrypted && matches!(message, Message::Text(_) | Message::Binary(_)) {
             return self.feed_sealed(message);
         }
         match wire.frame(message, self.socket.deflate, self.socket.min_compress) {
