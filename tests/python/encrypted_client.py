@@ -19,11 +19,14 @@ Usage: encrypted_client.py WS_URL TOKEN SCENARIO
   required-header  a header client whose first frame is not encrypt is closed with 4004
   required-silent  a header client that sends nothing is closed with 4004
   required-ok      a header client that sends encrypt first is served, encrypted
+  quiet       an encrypted client that sends nothing for 6 s outlives a 3 s idle timeout: the
+              edge's Pings reach it (in the clear) and websockets answers them
 """
 
 import base64
 import json
 import sys
+import time
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -275,12 +278,20 @@ def required_ok():
     ws.close()
 
 
+def quiet():
+    ws, keys = open_encrypted()
+    time.sleep(6)
+    ws.send(keys.seal({"type": "ping", "ref": 1}))
+    assert keys.open(ws.recv(timeout=10)) == {"type": "pong", "ref": 1}
+    ws.close()
+
+
 SCENARIOS = {
     "room": room, "header": header, "late": late, "plain-enc": plain_enc,
     "bad-key": bad_key, "off-curve": off_curve, "wrong-tag": wrong_tag,
     "replayed": replayed, "skipped": skipped, "plaintext": plaintext,
     "required-auth": required_auth, "required-header": required_header,
-    "required-silent": required_silent, "required-ok": required_ok,
+    "required-silent": required_silent, "required-ok": required_ok, "quiet": quiet,
 }
 
 SCENARIOS[scenario]()

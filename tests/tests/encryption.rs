@@ -145,6 +145,12 @@ async fn the_enc_claim_requires_encryption_of_that_client_alone() {
     assert_eq!(plain.closed().await.0, 4004);
 }
 
+#[tokio::test]
+async fn an_idle_encrypted_client_gets_the_heartbeat_and_stays() {
+    let edge = Edge::start(&["--heartbeat", "1s", "--idle-timeout", "3s"]).await;
+    run_python(&edge, &python_token().dev(), "quiet").await;
+}
+
 /// Frames of a raw MessagePack connection that offered permessage-deflate.
 async fn raw_msgpack(edge: &Edge) -> RawWs {
     RawWs::open(
