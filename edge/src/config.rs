@@ -172,6 +172,13 @@ pub struct Config {
     #[arg(long, env = "FERROCAST_MAX_ROOMS", default_value_t = 100)]
     pub max_rooms: usize,
 
+    /// Every client must set payload encryption up (PROTOCOL.md part E) in its first exchange:
+    /// `encrypt` in its `auth` frame, or an `encrypt` frame first after a header
+    /// authentication; otherwise it is closed with 4004. Without it, only tokens with the claim
+    /// `"enc":true` must, and other clients may.
+    #[arg(long, env = "FERROCAST_REQUIRE_ENCRYPTION")]
+    pub require_encryption: bool,
+
     /// Largest inbound WebSocket message, in bytes; larger ones close the connection with 1009.
     #[arg(long, env = "FERROCAST_MAX_FRAME_SIZE", default_value_t = 64 * 1024)]
     pub max_frame_size: usize,

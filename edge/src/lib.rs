@@ -13,13 +13,16 @@
 //! - [`bus`]: how messages reach the edge (Redis, a Redis Cluster, or in-process) and where its
 //!   own publishes and clients' `send`s go;
 //! - [`ops`]: metrics, logs and traces;
-//! - [`websocket`]: the frame path every connection reads and writes through.
+//! - [`websocket`]: the frame path every connection reads and writes through;
+//! - [`encryption`]: payload encryption per connection (part E): the key agreement, and the
+//!   channel the frame path seals and opens `enc` frames with.
 //!
 //! [`Edge`] starts the parts and stops them; [`config`] is what they are configured with.
 
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod encryption;
 pub mod fanout;
 pub mod history;
 pub mod hooks;

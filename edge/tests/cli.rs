@@ -38,6 +38,7 @@ fn help_names_every_flag_with_its_environment_variable() {
         "--jwt-public-key-file",
         "--jwt-alg",
         "--jwt-issuer",
+        "--require-encryption",
         "--jwt-audience",
         "--public-rooms",
         "--node-id",

@@ -72,6 +72,10 @@ pub struct Common {
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Clients of the `idle` and `fanout` scenarios set payload encryption up (PROTOCOL.md
+    /// part E: an `encrypt` frame after the header authentication) and open what they receive.
+    #[arg(long, global = true)]
+    pub encrypt: bool,
 }
 
 /// How a scenario publishes.

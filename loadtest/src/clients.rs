@@ -15,6 +15,7 @@ use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::cli::Common;
+use ferrocast_edge::encryption::client::ClientKeys;
 
 /// A client connection.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -25,6 +26,7 @@ pub struct Connector {
     secret: EncodingKey,
     source_ips: u8,
     next: AtomicUsize,
+    encrypt: bool,
 }
 
 impl Connector {
@@ -35,6 +37,7 @@ impl Connector {
             secret: EncodingKey::from_secret(common.jwt_secret.as_bytes()),
             source_ips: common.source_ips.max(1),
             next: AtomicUsize::new(0),
+            encrypt: common.encrypt,
         }
     }
 
@@ -58,6 +61,25 @@ impl Connector {
     ) -> anyhow::Result<Ws> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.open_at(n, token, small_receive_buffer).await
+    }
+
+    /// Like [`Connector::open`] (with a token), then sets encryption up if the run asks for it
+    /// (`--encrypt`): the client's keys, which every frame after must go through.
+    pub async fn open_sealed(&self, token: &str) -> anyhow::Result<(Ws, Option<ClientKeys>)> {
+        let mut ws = self.open(Some(token), false).await?;
+        if !self.encrypt {
+            return Ok((ws, None));
+        }
+        let mut keys = ClientKeys::new();
+        let offer = json!({"type": "encrypt", "key": keys.offer()});
+        ws.send(Message::Text(offer.to_string().into())).await?;
+        let answer = next_json(&mut ws).await?;
+        let hello = &answer["encrypt"];
+        match (hello["key"].as_str(), hello["salt"].as_str()) {
+            (Some(key), Some(salt)) => keys.agree(key, salt)?,
+            _ => bail!("expected the encrypt answer, got {answer}"),
+        }
+        Ok((ws, Some(keys)))
     }
 
     /// How many URLs there are.
@@ -121,6 +143,36 @@ pub async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
     loop {
         match ws.next().await.context("connection ended")?? {
             Message::Text(text) => return Ok(serde_json::from_str(&text)?),
+            Message::Close(frame) => bail!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Joins `room` and waits for `joined`, sealed if `keys` says the connection is encrypted.
+pub async fn join_sealed(
+    ws: &mut Ws,
+    keys: &mut Option<ClientKeys>,
+    room: &str,
+) -> anyhow::Result<()> {
+    let Some(keys) = keys else {
+        return join(ws, room).await;
+    };
+    let frame = json!({"type": "join", "room": room}).to_string();
+    let sealed = String::from_utf8(keys.seal(frame.as_bytes(), false)?)?;
+    ws.send(Message::Text(sealed.into())).await?;
+    let answer: Value = serde_json::from_slice(&open_text(ws, keys).await?)?;
+    if answer["type"] != "joined" {
+        bail!("join {room}: {answer}");
+    }
+    Ok(())
+}
+
+/// The next text frame of an encrypted connection, opened.
+async fn open_text(ws: &mut Ws, keys: &mut ClientKeys) -> anyhow::Result<Vec<u8>> {
+    loop {
+        match ws.next().await.context("connection ended")?? {
+            Message::Text(text) => return Ok(keys.open(text.as_bytes(), false)?),
             Message::Close(frame) => bail!("closed: {frame:?}"),
             _ => continue,
         }

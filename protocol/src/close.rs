@@ -20,6 +20,9 @@ pub const AUTH_FAILED: u16 = 4001;
 pub const HEARTBEAT_TIMEOUT: u16 = 4002;
 /// The token expired without a refresh.
 pub const TOKEN_EXPIRED: u16 = 4003;
+/// Encryption (v1.2, part E) was required and the client did not set it up in its first
+/// exchange.
+pub const ENCRYPTION_REQUIRED: u16 = 4004;
 /// The client kept exceeding the inbound rate.
 pub const RATE_LIMITED: u16 = 4008;
 /// The client could not keep up with its outbound queue.

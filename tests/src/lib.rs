@@ -17,6 +17,7 @@ pub mod prometheus;
 pub mod promql;
 pub mod raw_ws;
 pub mod rpc;
+pub mod sealed;
 pub mod token;
 pub mod upstream;
 

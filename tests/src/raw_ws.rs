@@ -131,11 +131,18 @@ impl RawWs {
     /// The next frame from the edge: its opcode and payload; `None` once the stream ended (or
     /// failed). Panics if nothing arrives within the deadline.
     pub async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let (first, payload) = self.next_frame_with_flags().await?;
+        Some((first & 0x0f, payload))
+    }
+
+    /// Like [`RawWs::next_frame`], with the frame's whole first byte (FIN, RSV1 for a
+    /// compressed message, and the opcode) instead of the opcode alone.
+    pub async fn next_frame_with_flags(&mut self) -> Option<(u8, Vec<u8>)> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            if let Some((opcode, payload, len)) = parse_server_frame(&self.read) {
+            if let Some((first, payload, len)) = parse_server_frame(&self.read) {
                 self.read.drain(..len);
-                return Some((opcode, payload));
+                return Some((first, payload));
             }
             let mut chunk = [0u8; 16 * 1024];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
@@ -168,12 +175,12 @@ impl RawWs {
     }
 }
 
-/// An unmasked server frame at the start of `bytes`: opcode, payload and its whole length.
+/// An unmasked server frame at the start of `bytes`: its first byte, payload and its whole
+/// length.
 fn parse_server_frame(bytes: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let [first, second, rest @ ..] = bytes else {
         return None;
     };
-    let opcode = first & 0x0f;
     let (len, header) = match second & 0x7f {
         126 => (
             u16::from_be_bytes([*rest.first()?, *rest.get(1)?]) as usize,
@@ -187,5 +194,5 @@ fn parse_server_frame(bytes: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
         n => (n as usize, 2),
     };
     let payload = bytes.get(header..header + len)?.to_vec();
-    Some((opcode, payload, header + len))
+    Some((*first, payload, header + len))
 }

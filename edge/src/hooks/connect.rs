@@ -46,6 +46,9 @@ pub struct HookClaims {
     /// When the connection must refresh or be closed (4003), Unix seconds; none: never.
     #[serde(default)]
     pub exp: Option<u64>,
+    /// Whether the client must set encryption up (the JWT claim `enc`).
+    #[serde(default)]
+    pub enc: bool,
 }
 
 /// The hook's decision.

@@ -18,7 +18,7 @@ use crate::config::{Compression, Config};
 use crate::net::http::{self, ReadError, Request};
 use crate::session;
 use crate::session::Shared;
-use crate::session::auth::Claims;
+use crate::session::auth::Verified;
 use crate::session::connections::{Pending, Slot};
 use crate::session::identify::{Denied, Peer};
 use crate::websocket::{WsConn, deflate};
@@ -87,7 +87,7 @@ fn connection<B: Bus>(
 struct Upgraded {
     ws: WsConn,
     encoding: Encoding,
-    claims: Option<Claims>,
+    claims: Option<Verified>,
     peer: Peer,
     open: Slot,
     unauthenticated: Pending,
@@ -232,7 +232,7 @@ async fn header_claims<B: Bus>(
     shared: &Shared<B>,
     request: &Request,
     peer: &Peer,
-) -> Result<Option<Claims>, Rejection> {
+) -> Result<Option<Verified>, Rejection> {
     let Some(value) = request.header("authorization") else {
         return Ok(None);
     };

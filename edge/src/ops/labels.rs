@@ -14,9 +14,9 @@ pub struct CodeLabel {
 impl CodeLabel {
     /// Every code with a label of its own ([`CodeLabel::of`] maps the rest to `other`): their
     /// series exist from start-up, so a query over them returns zeros rather than nothing.
-    pub const KNOWN: [u16; 19] = [
+    pub const KNOWN: [u16; 20] = [
         1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 4001, 4002,
-        4003, 4008, 4009, 4010,
+        4003, 4004, 4008, 4009, 4010,
     ];
 
     /// The label for close code `code`.
@@ -38,6 +38,7 @@ impl CodeLabel {
             4001 => "4001",
             4002 => "4002",
             4003 => "4003",
+            4004 => "4004",
             4008 => "4008",
             4009 => "4009",
             4010 => "4010",

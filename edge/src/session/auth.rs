@@ -37,6 +37,19 @@ pub struct Claims {
     pub info: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
+/// A token's claims as verified: those the session keeps, and those needed only while the
+/// connection is set up (kept apart, so no connection holds them for its life).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Verified {
+    /// The claims the session keeps.
+    #[serde(flatten)]
+    pub claims: Claims,
+    /// `enc` (v1.2, part E): this client must set encryption up in its first exchange, or be
+    /// closed with 4004.
+    #[serde(default)]
+    pub enc: bool,
+}
+
 /// A token was refused. The text is safe to send to the client and to log: it never holds the
 /// token.
 #[derive(Debug, Error)]
@@ -186,7 +199,7 @@ impl Verifier {
     }
 
     /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
         let error = |message, reason| AuthError { message, reason };
         // RFC 7515 §4.1.11: a token whose `crit` names extensions the recipient does not
@@ -198,8 +211,10 @@ impl Verifier {
             Ok(_) => {}
             Err(_) => return Err(error("invalid token", "malformed")),
         }
-        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) if data.claims.sub.is_empty() => Err(error("empty sub", "invalid_claims")),
+        match jsonwebtoken::decode::<Verified>(token, &self.key, &self.validation) {
+            Ok(data) if data.claims.claims.sub.is_empty() => {
+                Err(error("empty sub", "invalid_claims"))
+            }
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => error("token expired", "token_expired"),

@@ -5,8 +5,11 @@ use std::time::Instant;
 use ferrocast_protocol::frame::client::{ClientFrame, ScopeSince};
 use tungstenite::Message;
 
+use ferrocast_protocol::frame::server::EncryptHello;
+
 use crate::bus::Bus;
-use crate::session::auth::Claims;
+use crate::encryption::{Channel, agreement};
+use crate::session::auth::{Claims, Verified};
 use crate::session::identify::{Denied, Peer};
 use crate::websocket::WsError;
 
@@ -15,16 +18,28 @@ use super::closing::AuthFailure;
 use super::rate::{TokenBucket, Verdict};
 use super::shared::Shared;
 
+/// What a good `auth` frame gives the connection.
+pub(super) struct Authenticated {
+    /// The token's claims.
+    pub claims: Claims,
+    /// Where to resume the user and `all` scopes from.
+    pub since: ScopeSince,
+    /// The encryption it asked for (v1.2, part E): the channel, and the edge's half of the
+    /// agreement for `welcome`.
+    pub agreed: Option<(Channel, EncryptHello)>,
+}
+
 /// Waits for the `auth` frame and checks its token. WebSocket pings before it count against
 /// `rate`, as every frame of the connection does: an allowed one is answered, a refused one is
 /// not, and a client that keeps at it is closed (4008). The error says how to close, and what to
-/// count.
+/// count. Encryption asked for is agreed here, and encryption required and not asked for
+/// refused (4004), before anything else is sent.
 pub(super) async fn authenticate<B: Bus>(
     shared: &Shared<B>,
     ws: &mut Ws,
     peer: &Peer,
     rate: &mut TokenBucket,
-) -> Result<(Claims, ScopeSince), AuthFailure> {
+) -> Result<Authenticated, AuthFailure> {
     let deadline = tokio::time::Instant::now() + shared.config.auth_timeout;
     loop {
         let read = std::future::poll_fn(|cx| ws.poll_read(cx));
@@ -65,15 +80,31 @@ pub(super) async fn authenticate<B: Bus>(
         };
         return match frame {
             // The connect hook's own timeout applies; the auth deadline bounds both.
-            Ok(ClientFrame::Auth { token, since }) => {
-                match tokio::time::timeout_at(deadline, shared.identify(&token, peer)).await {
-                    Ok(Ok(claims)) => Ok((claims, since)),
-                    Ok(Err(Denied::Refused { label, .. })) => {
-                        Err(AuthFailure::InvalidToken { label })
-                    }
-                    Ok(Err(Denied::Unavailable(_))) | Err(_) => Err(AuthFailure::HookUnavailable),
+            Ok(ClientFrame::Auth {
+                token,
+                since,
+                encrypt,
+            }) => match tokio::time::timeout_at(deadline, shared.identify(&token, peer)).await {
+                Ok(Ok(Verified { claims, enc })) => {
+                    let agreed = match encrypt {
+                        Some(key) => Some(
+                            agreement::respond(&key, shared.config.max_frame_size)
+                                .map_err(AuthFailure::BadKey)?,
+                        ),
+                        None if shared.config.require_encryption || enc => {
+                            return Err(AuthFailure::EncryptionRequired);
+                        }
+                        None => None,
+                    };
+                    Ok(Authenticated {
+                        claims,
+                        since,
+                        agreed,
+                    })
                 }
-            }
+                Ok(Err(Denied::Refused { label, .. })) => Err(AuthFailure::InvalidToken { label }),
+                Ok(Err(Denied::Unavailable(_))) | Err(_) => Err(AuthFailure::HookUnavailable),
+            },
             _ => Err(AuthFailure::NoAuthFrame),
         };
     }

@@ -33,17 +33,25 @@ pub(crate) enum AuthFailure {
     HookUnavailable,
     /// The first frame was not `auth`.
     NoAuthFrame,
+    /// Encryption is required (`--require-encryption` or the token's `enc`) and the `auth`
+    /// frame did not ask for it.
+    EncryptionRequired,
+    /// The `auth` frame's encryption key was refused.
+    BadKey(crate::encryption::agreement::BadKey),
 }
 
 impl AuthFailure {
     /// The close code: 1009 for a frame over the limit, 1013 when the connect hook gave no
     /// answer (the back end's outage, not the token's fault), 4008 for a client that kept
-    /// sending past the rate limit, 4001 for everything else.
+    /// sending past the rate limit, 4004 for encryption required and not asked for, 1008 for a
+    /// bad encryption key, 4001 for everything else.
     pub(super) fn code(self) -> u16 {
         match self {
             AuthFailure::TooLarge => close::TOO_BIG,
             AuthFailure::HookUnavailable => close::TRY_LATER,
             AuthFailure::RateLimited => close::RATE_LIMITED,
+            AuthFailure::EncryptionRequired => close::ENCRYPTION_REQUIRED,
+            AuthFailure::BadKey(_) => close::POLICY,
             AuthFailure::TimedOut
             | AuthFailure::Closed
             | AuthFailure::InvalidToken { .. }
@@ -61,6 +69,8 @@ impl AuthFailure {
             AuthFailure::InvalidToken { .. } => "invalid token",
             AuthFailure::HookUnavailable => "authentication unavailable; try again later",
             AuthFailure::NoAuthFrame => "the first frame must be auth",
+            AuthFailure::EncryptionRequired => ENCRYPTION_REQUIRED,
+            AuthFailure::BadKey(bad) => bad.reason(),
         }
     }
 
@@ -74,6 +84,11 @@ impl AuthFailure {
             AuthFailure::InvalidToken { label } => label,
             AuthFailure::HookUnavailable => "hook_unavailable",
             AuthFailure::NoAuthFrame => "no_auth_frame",
+            AuthFailure::EncryptionRequired => "encryption_required",
+            AuthFailure::BadKey(_) => "bad_encryption_key",
         }
     }
 }
+
+/// The close reason for a client that did not set encryption up when it had to (4004).
+pub(super) const ENCRYPTION_REQUIRED: &str = "encryption required";

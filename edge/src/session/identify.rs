@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::bus::Bus;
 use crate::hooks::connect::{self, ConnectRequest, HookClaims, Verdict};
 use crate::session::Shared;
-use crate::session::auth::{Claims, Patterns};
+use crate::session::auth::{Claims, Patterns, Verified};
 
 /// The `exp` of a connection whose connect hook gave none: never, as far as anyone alive cares
 /// (2106), and far from any overflow when leeway is added.
@@ -40,7 +40,7 @@ pub enum Denied {
 
 impl<B: Bus> Shared<B> {
     /// Checks `token` of the connection `peer`.
-    pub async fn identify(&self, token: &str, peer: &Peer) -> Result<Claims, Denied> {
+    pub async fn identify(&self, token: &str, peer: &Peer) -> Result<Verified, Denied> {
         let Some(url) = self.hooks.connect.as_deref() else {
             return self.verifier.verify(token).map_err(|e| Denied::Refused {
                 label: e.reason(),
@@ -80,8 +80,8 @@ impl<B: Bus> Shared<B> {
     }
 }
 
-fn claims_of(hook: HookClaims) -> Claims {
-    Claims {
+fn claims_of(hook: HookClaims) -> Verified {
+    let claims = Claims {
         sub: hook.user,
         exp: hook.exp.unwrap_or(NO_EXPIRY),
         rooms: Patterns::from(hook.rooms),
@@ -89,5 +89,9 @@ fn claims_of(hook: HookClaims) -> Claims {
         send: hook.send.map(Patterns::from),
         meta: hook.meta.map(Box::new),
         info: hook.info.map(Box::new),
+    };
+    Verified {
+        claims,
+        enc: hook.enc,
     }
 }

@@ -13,6 +13,7 @@ pub mod connections;
 mod auth_frame;
 mod closing;
 mod control;
+mod encryption;
 mod frames;
 pub mod identify;
 mod joined_rooms;
@@ -33,7 +34,7 @@ use std::time::Duration;
 
 use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::client::ScopeSince;
-use ferrocast_protocol::frame::server::ServerFrame;
+use ferrocast_protocol::frame::server::{EncryptHello, ServerFrame};
 use ferrocast_protocol::{Encoding, Target};
 use tracing::Instrument;
 use tungstenite::Message;
@@ -45,9 +46,10 @@ use crate::fanout::registry::{Member, Subscription};
 use crate::hooks::lifecycle::Subject;
 use crate::ops::metrics::{CodeLabel, ReasonLabel, metrics};
 use crate::refusal::Refusal;
-use crate::session::auth::Claims;
+use crate::session::auth::{Claims, Verified};
 use crate::session::connections::{Life, Pending, Slot};
 use crate::session::identify::Peer;
+use encryption::Encryption;
 use ferrocast_protocol::lifecycle::Lifecycle;
 use joined_rooms::JoinedRooms;
 use own_targets::OwnTargets;
@@ -78,7 +80,7 @@ pub fn run<B: Bus>(
     shared: Arc<Shared<B>>,
     ws: Ws,
     encoding: Encoding,
-    claims: Option<Claims>,
+    claims: Option<Verified>,
     peer: Peer,
     open: Slot,
     unauthenticated: Pending,
@@ -113,9 +115,17 @@ struct Live<B: Bus> {
     session: Session<B>,
     ws: Ws,
     queued: Queued,
-    /// Where the client asked to resume its own targets from, if it did (boxed: needed once,
-    /// and most connections start afresh).
-    since: Option<Box<ScopeSince>>,
+    /// Where the client asked to resume its own targets from and the encryption its `auth`
+    /// frame agreed, if either (boxed: needed once, and most connections have neither).
+    opening: Option<Box<Opening>>,
+}
+
+/// What the first frame asked of the greeting.
+struct Opening {
+    since: ScopeSince,
+    /// The channel to encrypt with once `welcome` is written, and the edge's half of the
+    /// agreement for `welcome`.
+    agreed: Option<(crate::encryption::Channel, EncryptHello)>,
 }
 
 /// A connection that asked to resume nothing.
@@ -132,14 +142,13 @@ impl<B: Bus> Live<B> {
             session,
             ws,
             queued,
-            since,
+            opening,
         } = &mut *self;
         let span =
             tracing::debug_span!("session", client = %session.client, user = %session.claims.sub);
-        let since = since.as_deref().unwrap_or(&FROM_NOW);
         // Boxed: held in a local and awaited in one of two ways, the loop's state would otherwise
         // be laid out three times over in this future.
-        let serving = Box::pin(session.serve(ws, queued, since));
+        let serving = Box::pin(session.serve(ws, queued, opening.take()));
         // A disabled span still costs an enter and an exit on every poll.
         let code = if span.is_disabled() {
             serving.await
@@ -164,18 +173,28 @@ async fn open_session<B: Bus>(
     shared: Arc<Shared<B>>,
     mut ws: Ws,
     encoding: Encoding,
-    claims: Option<Claims>,
+    claims: Option<Verified>,
     peer: Peer,
     unauthenticated: Pending,
 ) -> Result<Box<Live<B>>, u16> {
     let config = &shared.config;
     // One bucket for the connection's whole life: frames before `auth` count too.
     let mut rate = TokenBucket::new(config.rate, config.burst);
-    let (claims, since) = match claims {
-        Some(claims) => (claims, ScopeSince::default()),
+    // A header-authenticated client's first frame may set encryption up, and must when it is
+    // required; an `auth` frame settles it (see `auth_frame`).
+    let mut encryption = Encryption::Off;
+    let (claims, since, agreed) = match claims {
+        Some(Verified { claims, enc }) => {
+            encryption = if config.require_encryption || enc {
+                Encryption::Required
+            } else {
+                Encryption::Offered
+            };
+            (claims, ScopeSince::default(), None)
+        }
         None => {
             match Box::pin(auth_frame::authenticate(&shared, &mut ws, &peer, &mut rate)).await {
-                Ok(claims) => claims,
+                Ok(auth) => (auth.claims, auth.since, auth.agreed),
                 Err(failure) => {
                     metrics()
                         .auth_failures
@@ -229,12 +248,15 @@ async fn open_session<B: Bus>(
         own,
         seams: Seams::default(),
         welcomed: false,
+        encryption,
     };
+    let opening =
+        (since != FROM_NOW || agreed.is_some()).then(|| Box::new(Opening { since, agreed }));
     Ok(Box::new(Live {
         session,
         ws,
         queued,
-        since: (since != FROM_NOW).then(|| Box::new(since)),
+        opening,
     }))
 }
 
@@ -277,6 +299,8 @@ struct Session<B: Bus> {
     seams: Seams,
     /// Whether its `welcome` went out (and `$connect` with it): only then is `$disconnect` due.
     welcomed: bool,
+    /// Where it stands with payload encryption.
+    encryption: Encryption,
 }
 
 impl<B: Bus> Session<B> {

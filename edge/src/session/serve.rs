@@ -17,21 +17,27 @@ use crate::ops::metrics::metrics;
 use crate::websocket::{Read, WsError};
 use ferrocast_protocol::lifecycle::Lifecycle;
 
+use super::encryption::Encryption;
 use super::frames::Reply;
 use super::rate::Verdict;
 use super::replay::PAGE_WRITE_TIMEOUT;
 use super::rpc_calls::poll_expired;
 use super::writer::{close_with, finish_closing, kick_reason, send_unless_kicked};
-use super::{ABNORMAL, Session, Ws};
+use super::{ABNORMAL, Opening, Session, Ws};
 use crate::refusal::Refusal;
 
 impl<B: Bus> Session<B> {
     /// Serves the authenticated connection until it ends; returns the close code.
-    pub(super) async fn serve(&mut self, ws: &mut Ws, queued: &Queued, since: &ScopeSince) -> u16 {
+    pub(super) async fn serve(
+        &mut self,
+        ws: &mut Ws,
+        queued: &Queued,
+        opening: Option<Box<Opening>>,
+    ) -> u16 {
         // Boxed, as everything done once: an async state machine is as large as its largest
         // await, and an idle connection's task would otherwise carry a join's or a bus call's
         // worth of state all its life.
-        if let Err(code) = Box::pin(self.greet(ws, queued, since)).await {
+        if let Err(code) = Box::pin(self.greet(ws, queued, opening)).await {
             return code;
         }
         // Only now: a worker answering `$connect` with a message to the client id must find the
@@ -42,8 +48,20 @@ impl<B: Bus> Session<B> {
     }
 
     /// Joins the connection's own targets, resumes them from `since`, and sends `welcome` with
-    /// what it replays. `Err`: the code the connection was closed with.
-    async fn greet(&mut self, ws: &mut Ws, queued: &Queued, since: &ScopeSince) -> Result<(), u16> {
+    /// what it replays. Encryption the `auth` frame agreed starts right after `welcome`; one a
+    /// header-authenticated client must set up is awaited between the two. `Err`: the code the
+    /// connection was closed with.
+    async fn greet(
+        &mut self,
+        ws: &mut Ws,
+        queued: &Queued,
+        opening: Option<Box<Opening>>,
+    ) -> Result<(), u16> {
+        let (since, agreed) = match opening {
+            Some(opening) => (opening.since, opening.agreed),
+            None => (ScopeSince::default(), None),
+        };
+        let since = &since;
         if !self.join_own().await {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return Err(close::TRY_LATER);
@@ -63,6 +81,7 @@ impl<B: Bus> Session<B> {
             close_with(ws, close::TRY_LATER, "bus unavailable").await;
             return Err(close::TRY_LATER);
         };
+        let (channel, hello) = agreed.unzip();
         let welcome = self.encode(&ServerFrame::Welcome {
             client: &self.client,
             user: &self.claims.sub,
@@ -70,13 +89,32 @@ impl<B: Bus> Session<B> {
             heartbeat: self.shared.config.heartbeat.as_millis() as u64,
             recovered,
             offsets,
+            encrypt: hello,
         });
         // Every write races the kick: a client that stops reading mid-answer (a long replay, say)
         // must still be closed when the edge asks, not hold its task and memory forever.
         let kick_request = queued.kicked();
         tokio::pin!(kick_request);
+        let mut frames: Vec<Message> = welcome.into_iter().collect();
+        if let Some(channel) = channel {
+            // `welcome` carries the edge's key in the clear; everything after it is sealed.
+            for frame in frames.drain(..) {
+                ws.feed(frame);
+            }
+            ws.encrypt(channel);
+            self.encryption = Encryption::On;
+        } else if self.encryption == Encryption::Required {
+            // Nothing but `welcome` goes out before the key exchange: the replays wait, and the
+            // fan-out queues (its gate is shut until the loop starts).
+            match send_unless_kicked(ws, kick_request.as_mut(), frames.drain(..)).await {
+                Ok(()) => {}
+                Err(Some(code)) => return Err(self.kicked(ws, code).await),
+                Err(None) => return Err(ABNORMAL),
+            }
+            Box::pin(self.first_frame_encrypts(ws)).await?;
+        }
         let welcome = Reply {
-            frames: welcome.into_iter().collect(),
+            frames,
             replays,
             close: None,
             budget: None,
@@ -185,7 +223,7 @@ impl<B: Bus> Session<B> {
         read: Read,
         kick: Pin<&mut impl Future<Output = u16>>,
     ) -> ControlFlow<u16> {
-        let frame = match ws.settle(read) {
+        let message = match ws.settle(read) {
             // The frame path queued the close the violation calls for.
             Some(Err(WsError::Closed(code))) => {
                 finish_closing(ws).await;
@@ -198,10 +236,30 @@ impl<B: Bus> Session<B> {
                 finish_closing(ws).await;
                 return ControlFlow::Break(frame.map_or(1005, |f| u16::from(f.code)));
             }
-            Some(Ok(Message::Text(text))) => ClientFrame::from_json(text.as_bytes()),
-            Some(Ok(Message::Binary(bytes))) => ClientFrame::from_msgpack(&bytes),
-            Some(Ok(control)) => return self.control_frame(ws, kick, control).await,
+            Some(Ok(message)) => message,
         };
+        // An encrypted connection's frames are opened before they are decoded; one that does
+        // not open (plain, forged, replayed, out of sequence) ends the connection.
+        let message = match message {
+            Message::Text(_) | Message::Binary(_) if ws.is_encrypted() => match ws.open(&message) {
+                Ok(opened) => opened,
+                Err(error) => {
+                    close_with(ws, error.code(), &error.to_string()).await;
+                    return ControlFlow::Break(error.code());
+                }
+            },
+            message => message,
+        };
+        let frame = match message {
+            Message::Text(text) => ClientFrame::from_json(text.as_bytes()),
+            Message::Binary(bytes) => ClientFrame::from_msgpack(&bytes),
+            control => return self.control_frame(ws, kick, control).await,
+        };
+        // Only a header-authenticated connection's first frame may set encryption up.
+        let first = self.encryption == Encryption::Offered;
+        if first {
+            self.encryption = Encryption::Off;
+        }
         // A message that came in fragments costs a frame each.
         let extra = ws.take_extra_frames();
         if extra > 0 {
@@ -209,6 +267,9 @@ impl<B: Bus> Session<B> {
         }
         let reply = match self.rate.take(Instant::now()) {
             Verdict::Allow => match frame {
+                Ok(ClientFrame::Encrypt { key, reference }) if first => {
+                    return self.set_up_encryption(ws, &key, reference).await;
+                }
                 Ok(frame) => self.handle(frame).await,
                 Err(FrameError {
                     reference,

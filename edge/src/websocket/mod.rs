@@ -2,13 +2,15 @@
 //! the handshake for every client connection: [`frame`] reads and writes frame headers,
 //! [`deflate`] negotiates and applies compression, [`wire`] builds a publication's frames once
 //! for all its recipients, [`socket`] lets the fan-out write them straight to an idle
-//! connection, [`conn`] is a connection.
+//! connection, [`sealed`] builds an encrypted connection's frames, each for it alone, [`conn`]
+//! is a connection.
 
 pub mod conn;
 pub mod deflate;
 pub mod frame;
 pub mod iovec;
 mod pending;
+pub mod sealed;
 pub mod socket;
 pub mod wire;
 

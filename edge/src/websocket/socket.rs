@@ -18,7 +18,9 @@ use tungstenite::Message;
 use super::deflate::Deflate;
 use super::iovec::IOVECS;
 use super::pending::Pending;
+use super::sealed;
 use super::wire::Wire;
+use crate::encryption::{Channel, OpenError};
 
 /// A connection's socket and what it negotiated.
 pub struct Socket {
@@ -37,6 +39,10 @@ struct Gate {
     /// [`Socket::deliver`]) while the gate is open; once it is shut, what the fan-out could
     /// not write, for the connection's task to write before anything else.
     pending: Pending,
+    /// The connection's encryption (PROTOCOL.md part E), once set up: here, under the lock every
+    /// frame to the client passes, so each gets its counter in the order it is written, whoever
+    /// writes it. Boxed: a plain connection holds a pointer.
+    channel: Option<Box<Channel>>,
 }
 
 /// What became of a frame offered to [`Socket::deliver`].
@@ -88,7 +94,10 @@ impl Socket {
         let mut gate = self.gate.lock();
         if self.open.load(Ordering::Relaxed)
             && let Some((message, wire)) = frame
-            && let Some(bytes) = wire.frame(message, self.deflate, self.min_compress)
+            && let Some(bytes) = match gate.channel.as_deref_mut() {
+                None => wire.frame(message, self.deflate, self.min_compress),
+                Some(channel) => sealed::frame(channel, message),
+            }
         {
             if corked || !gate.pending.is_empty() {
                 taken();
@@ -183,6 +192,32 @@ impl Socket {
         let gate = self.gate.lock();
         if gate.pending.is_empty() && idle() {
             self.open.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Encrypts every text and binary frame to the client from now on (see [`Socket::seal`]),
+    /// and opens the client's with `channel` ([`Socket::open`]).
+    pub(super) fn encrypt(&self, channel: Channel) {
+        self.gate.lock().channel = Some(Box::new(channel));
+    }
+
+    /// `message` as the next sealed frame to the client, for the connection's task, which holds
+    /// the writing (the gate is shut), so no frame of the fan-out's can come between the counter
+    /// given here and the write. `None` for a connection without encryption.
+    pub(super) fn seal(&self, message: &Message) -> Option<Bytes> {
+        let mut gate = self.gate.lock();
+        debug_assert!(
+            !self.open.load(Ordering::Relaxed),
+            "sealed while the gate is open"
+        );
+        sealed::frame(gate.channel.as_deref_mut()?, message)
+    }
+
+    /// Opens a frame from the client (text: JSON; else MessagePack): the frame it carries.
+    pub(super) fn open(&self, text: bool, frame: &[u8]) -> Result<Vec<u8>, OpenError> {
+        match self.gate.lock().channel.as_deref_mut() {
+            Some(channel) => channel.open(text, frame),
+            None => Err(OpenError::NotEnc),
         }
     }
 

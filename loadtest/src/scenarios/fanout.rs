@@ -73,9 +73,9 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
         async move {
             let room = format!("fan:{}", i % rooms);
             let token = connector.token(&format!("fan-{i}"), &[&room])?;
-            let mut ws = connector.open(Some(&token), false).await?;
-            clients::join(&mut ws, &room).await?;
-            Ok(ws)
+            let (mut ws, mut keys) = connector.open_sealed(&token).await?;
+            clients::join_sealed(&mut ws, &mut keys, &room).await?;
+            Ok((ws, keys))
         }
     })
     .await?;
@@ -94,7 +94,7 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
     let received = Arc::new(AtomicU64::new(0));
     let mut tallies = Vec::with_capacity(sockets.len());
     let mut readers = Vec::with_capacity(sockets.len());
-    for mut ws in sockets {
+    for (mut ws, mut keys) in sockets {
         let tally = Arc::new(Mutex::new(Tally {
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)?,
             received: 0,
@@ -109,6 +109,13 @@ pub async fn run(common: &Common, connector: Arc<Connector>, load: Load) -> anyh
                 let Message::Text(text) = message else {
                     continue;
                 };
+                // An encrypted member opens every frame, as a real client must.
+                let text: std::borrow::Cow<'_, str> =
+                    match keys.as_mut().map(|keys| keys.open(text.as_bytes(), false)) {
+                        None => text.as_str().into(),
+                        Some(Ok(plain)) => String::from_utf8(plain).unwrap_or_default().into(),
+                        Some(Err(_)) => return,
+                    };
                 let (Some(seq), Some(t)) = (
                     number_after(&text, "\"seq\":"),
                     number_after(&text, "\"t\":"),

@@ -24,8 +24,8 @@ pub async fn run(
         async move {
             let room = format!("idle:{}", i % rooms.max(1));
             let token = connector.token(&format!("idle-{i}"), &[&room])?;
-            let mut ws = connector.open(Some(&token), false).await?;
-            clients::join(&mut ws, &room).await?;
+            let (mut ws, mut keys) = connector.open_sealed(&token).await?;
+            clients::join_sealed(&mut ws, &mut keys, &room).await?;
             Ok(ws)
         }
     })

@@ -196,14 +196,15 @@ pub async fn emitter(common: &crate::cli::Common) -> anyhow::Result<Emitter> {
 
 /// Opens `count` connections, at most `concurrency` at a time, each set up by `setup(i)`.
 /// Fails on the first connection that fails.
-pub async fn open_many<F, Fut>(
+pub async fn open_many<F, Fut, C>(
     count: usize,
     concurrency: usize,
     setup: F,
-) -> anyhow::Result<Vec<Ws>>
+) -> anyhow::Result<Vec<C>>
 where
     F: Fn(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<Ws>> + Send + 'static,
+    Fut: Future<Output = anyhow::Result<C>> + Send + 'static,
+    C: Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = Vec::with_capacity(count);

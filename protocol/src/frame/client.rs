@@ -37,6 +37,17 @@ pub enum ClientFrame {
         token: String,
         /// Scopes to recover.
         since: ScopeSince,
+        /// The client's ECDH P-256 public key (v1.2, part E), as sent: base64 of an
+        /// uncompressed point, when it asks for encryption.
+        encrypt: Option<String>,
+    },
+    /// Set encryption up after a header-authenticated connect (v1.2, part E): the client's ECDH
+    /// P-256 public key, as sent (base64 of an uncompressed point).
+    Encrypt {
+        /// The key, as sent.
+        key: String,
+        /// Echoed in the answer.
+        reference: Option<u64>,
     },
     /// Recover user and `all` scopes after a header-authenticated connect.
     Resume {
@@ -166,6 +177,7 @@ impl ClientFrame {
             | ClientFrame::Send { reference, .. }
             | ClientFrame::Presence { reference, .. }
             | ClientFrame::PresenceStats { reference, .. }
+            | ClientFrame::Encrypt { reference, .. }
             | ClientFrame::Ping { reference } => *reference,
             ClientFrame::Rpc { reference, .. } => Some(*reference),
             ClientFrame::Auth { .. } | ClientFrame::Refresh { .. } => None,
@@ -224,6 +236,14 @@ struct RawFrame<D> {
     before: Option<String>,
     id: Option<String>,
     timeout: Option<u64>,
+    encrypt: Option<EncryptOffer>,
+    key: Option<String>,
+}
+
+/// The auth frame's `encrypt` (v1.2, part E).
+#[derive(Deserialize)]
+struct EncryptOffer {
+    key: String,
 }
 
 /// MessagePack `data` re-encoded as JSON text.
@@ -318,7 +338,21 @@ fn decode<D: DeserializeOwned>(
         "auth" => ClientFrame::Auth {
             token: need(raw.token, "token")?,
             since: scopes(raw.since)?,
+            encrypt: raw.encrypt.map(|offer| offer.key),
         },
+        "encrypt" => ClientFrame::Encrypt {
+            key: need(raw.key, "key")?,
+            reference,
+        },
+        // Only a connection that set encryption up sends these, and its edge opens them before
+        // this decoder sees what they carry.
+        "enc" => {
+            return Err(bad(
+                reference,
+                ErrorCode::BadFrame,
+                "encryption is not set up on this connection",
+            ));
+        }
         "resume" => ClientFrame::Resume {
             since: scopes(raw.since)?,
             reference,

@@ -2,6 +2,7 @@
 //! answers (`server`), in either of the two encodings a connection negotiates.
 
 pub mod client;
+pub mod enc;
 pub mod history;
 pub mod reply;
 pub mod server;

@@ -7,6 +7,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::Encoding;
+pub use super::enc::EncryptHello;
 use crate::close::ErrorCode;
 use crate::keys::Scope;
 
@@ -48,6 +49,18 @@ pub enum ServerFrame<'a> {
         /// Where the user and `all` histories stand, so a client that drops before its first
         /// message in those scopes can still resume them.
         offsets: Offsets,
+        /// The edge's half of the key agreement, when the `auth` frame asked for encryption
+        /// (v1.2, part E).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypt: Option<EncryptHello>,
+    },
+    /// Answer to `encrypt` (v1.2, part E): the edge's half of the key agreement.
+    Encrypt {
+        /// The request's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        /// The edge's public key and salt.
+        encrypt: EncryptHello,
     },
     /// Answer to `resume`.
     Resumed {

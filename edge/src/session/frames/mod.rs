@@ -125,6 +125,16 @@ impl<B: Bus> Session<B> {
             ClientFrame::Auth { .. } => {
                 Err(Refusal::new(ErrorCode::BadFrame, "already authenticated"))
             }
+            // The first frame's is taken before this (see `set_up_encryption`).
+            ClientFrame::Encrypt { .. } => Err(Refusal::new(
+                ErrorCode::BadFrame,
+                if self.encryption == super::encryption::Encryption::On {
+                    "encryption is already set up"
+                } else {
+                    "encrypt must be the first frame after a header authentication \
+                     (an auth frame carries encrypt itself)"
+                },
+            )),
         };
         answered.unwrap_or_else(|refusal| self.refused(reference, &refusal))
     }

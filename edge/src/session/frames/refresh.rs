@@ -1,7 +1,7 @@
 //! `refresh`: a new token for the same user. Its claims replace the old ones; rooms they no
 //! longer allow are left, and presence shows a changed `info`.
 
-use ferrocast_protocol::close::ErrorCode;
+use ferrocast_protocol::close::{self, ErrorCode};
 use ferrocast_protocol::frame::server::ServerFrame;
 use tungstenite::Message;
 
@@ -9,6 +9,7 @@ use super::{BY_SERVER, Reply};
 use crate::bus::Bus;
 use crate::refusal::Refusal;
 use crate::session::Session;
+use crate::session::encryption::Encryption;
 use crate::session::identify::{Denied, Peer};
 
 impl<B: Bus> Session<B> {
@@ -21,7 +22,18 @@ impl<B: Bus> Session<B> {
             origin: None,
         };
         let claims = match self.shared.identify(token, &peer).await {
-            Ok(claims) if claims.sub == self.claims.sub => claims,
+            // A token that requires encryption cannot be held by a connection without it: the
+            // client is told, and closed as one that did not set it up (4004).
+            Ok(verified) if verified.enc && self.encryption != Encryption::On => {
+                return Err(Refusal {
+                    close_after: Some(close::ENCRYPTION_REQUIRED),
+                    ..Refusal::new(
+                        ErrorCode::Forbidden,
+                        "the new token requires encryption, which this connection did not set up",
+                    )
+                });
+            }
+            Ok(verified) if verified.claims.sub == self.claims.sub => verified.claims,
             Ok(_) => {
                 return Err(Refusal::new(
                     ErrorCode::Forbidden,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
+use tungstenite::Message;
 
 use super::deflate::Deflate;
 use super::socket::Socket;
@@ -54,6 +55,8 @@ pub struct WsConn {
     close_sent: bool,
     /// The close handshake is over (or the connection failed): nothing more is read.
     done: bool,
+    /// Its frames are encrypted (PROTOCOL.md part E): the socket holds the channel.
+    encrypted: bool,
 }
 
 impl WsConn {
@@ -76,6 +79,41 @@ impl WsConn {
             extra_frames: 0,
             close_sent: false,
             done: false,
+            encrypted: false,
+        }
+    }
+
+    /// Encrypts every text and binary frame both ways from now on: what is queued already goes
+    /// out as it is (the answer that carries the edge's key, say), everything after it sealed.
+    pub fn encrypt(&mut self, channel: crate::encryption::Channel) {
+        self.socket.encrypt(channel);
+        self.encrypted = true;
+        // The limit counts the frame inside (the channel checks it): the sealed frame around it
+        // is a third larger in base64, plus the `enc` map and the tag.
+        self.max_message = self.max_message.saturating_add(self.max_message / 3 + 128);
+    }
+
+    /// Whether encryption is set up.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Opens a text or binary message from the client of an encrypted connection: the message
+    /// it carries, of the same kind. Text that is not UTF-8 once opened is refused as
+    /// undecryptable: the client's frame was not what the contract says.
+    pub fn open(&self, message: &Message) -> Result<Message, crate::encryption::OpenError> {
+        use crate::encryption::OpenError;
+        match message {
+            Message::Text(text) => {
+                let plain = self.socket.open(true, text.as_bytes())?;
+                let text = String::from_utf8(plain).map_err(|_| OpenError::Forged)?;
+                Ok(Message::Text(text.into()))
+            }
+            Message::Binary(bytes) => {
+                let plain = self.socket.open(false, bytes)?;
+                Ok(Message::Binary(plain.into()))
+            }
+            _ => Err(OpenError::NotEnc),
         }
     }
 

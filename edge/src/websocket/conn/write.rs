@@ -29,6 +29,10 @@ impl WsConn {
         if self.close_sent {
             return;
         }
+        // Only messages are sealed: the heartbeat's shared Ping goes out as the control frame it is.
+        if self.encrypted && matches!(message, Message::Text(_) | Message::Binary(_)) {
+            return self.feed_sealed(message);
+        }
         match wire.frame(message, self.socket.deflate, self.socket.min_compress) {
             Some(frame) if frame.len() < COPY_BELOW => self.scratch.extend_from_slice(&frame),
             Some(frame) => {
@@ -46,6 +50,9 @@ impl WsConn {
         if self.close_sent {
             return;
         }
+        if self.encrypted && matches!(message, Message::Text(_) | Message::Binary(_)) {
+            return self.feed_sealed(&message);
+        }
         let (opcode, payload) = match message {
             Message::Text(text) => (Opcode::Text, Bytes::from(text.clone())),
             Message::Binary(bytes) => (Opcode::Binary, bytes.clone()),
@@ -60,6 +67,18 @@ impl WsConn {
                 self.push(opcode, true, compressed);
             }
             _ => self.push(opcode, false, payload),
+        }
+    }
+
+    /// Queues `message` sealed for this connection alone. The writing is taken over first, so
+    /// frames the fan-out sealed before are written ahead of this one, and none it seals after.
+    fn feed_sealed(&mut self, message: &Message) {
+        self.hold();
+        if let Some(frame) = self.socket.seal(message) {
+            if !self.scratch.is_empty() {
+                self.out.push_back(self.scratch.split().freeze());
+            }
+            self.out.push_back(frame);
         }
     }
 
