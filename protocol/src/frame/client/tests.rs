@@ -1,4 +1,5 @@
 use super::*;
+use crate::rpc;
 
 #[test]
 fn decodes_json_frames() {
