@@ -10,6 +10,7 @@ use p256::ecdh::EphemeralSecret;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use sha2::Sha256;
 use thiserror::Error;
+use zeroize::Zeroize;
 
 use super::Channel;
 
@@ -63,7 +64,9 @@ pub fn respond(client_key: &str, max_plain: usize) -> Result<(Channel, EncryptHe
         key: enc::to_base64(public.as_bytes()),
         salt: enc::to_base64(&salt),
     };
-    Ok((Channel::new(key, max_plain), hello))
+    let channel = Channel::new(key, max_plain);
+    key.zeroize();
+    Ok((channel, hello))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
 use ferrocast_protocol::frame::enc::{self, CLIENT_TO_EDGE, EDGE_TO_CLIENT, Sealed, TAG_LEN};
 use thiserror::Error;
+use zeroize::Zeroize;
 
 /// The key and both counters: all an encrypted connection keeps, boxed behind its socket. The
 /// cipher's key schedule (about a kilobyte) is made per frame instead of kept: an idle encrypted
@@ -22,6 +23,13 @@ pub struct Channel {
     /// The largest frame a client's `enc` may carry once opened: the edge's frame limit, which
     /// counts the frame the client would otherwise have sent.
     max_plain: usize,
+}
+
+/// The key does not outlive the connection in memory.
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
 }
 
 /// The counters only: the key never reaches a log.
