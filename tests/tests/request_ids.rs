@@ -73,6 +73,17 @@ async fn a_retried_send_is_stored_once(args: &[&str], entries: impl Fn() -> u64)
     assert_eq!(entries(), 4);
 }
 
+/// Entries in the `partitions` streams of the inbox, read with `cli`.
+fn inbox_entries(partitions: u16, cli: impl Fn(&[&str]) -> Option<String>) -> u64 {
+    (0..partitions)
+        .map(|i| {
+            cli(&["XLEN", &format!("fc:{{inbox:{i}}}")])
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 #[tokio::test]
 async fn a_retried_send_is_stored_once_in_a_partitioned_inbox() {
     let redis = RedisServer::start();
@@ -85,17 +96,7 @@ async fn a_retried_send_is_stored_once_in_a_partitioned_inbox() {
         "--inbox-partitions",
         "3",
     ];
-    a_retried_send_is_stored_once(&args, || {
-        (0..3)
-            .map(|i| {
-                redis
-                    .cli(&["XLEN", &format!("fc:{{inbox:{i}}}")])
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            })
-            .sum()
-    })
-    .await;
+    a_retried_send_is_stored_once(&args, || inbox_entries(3, |args| redis.cli(args))).await;
 }
 
 #[tokio::test]
@@ -110,17 +111,7 @@ async fn a_retried_send_is_stored_once_on_a_cluster() {
         "--inbox-partitions",
         "3",
     ];
-    a_retried_send_is_stored_once(&args, || {
-        (0..3)
-            .map(|i| {
-                cluster
-                    .cli(&["XLEN", &format!("fc:{{inbox:{i}}}")])
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            })
-            .sum()
-    })
-    .await;
+    a_retried_send_is_stored_once(&args, || inbox_entries(3, |args| cluster.cli(args))).await;
 }
 
 #[tokio::test]
